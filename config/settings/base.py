@@ -1,0 +1,151 @@
+"""Settings shared by every environment. The only place that reads the environment.
+
+One Django project serves every service; ``EVENT_TASKS_SERVICE`` says which one a process is.
+It selects the service's handlers (``consumers/<service>/``) and its own database. Defaults run
+the demo on one machine (Redis on 127.0.0.1:6379, one SQLite file per service under var/).
+"""
+from __future__ import annotations
+
+import os
+import pkgutil
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def env_int(name: str, default: int) -> int:
+    value = env(name)
+    try:
+        return default if value is None else int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} must be a whole number") from None
+
+
+def env_float(name: str, default: float) -> float:
+    value = env(name)
+    try:
+        return default if value is None else float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} must be a number") from None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} must be true or false")
+
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", "insecure-local-development-key")
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = (env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1") or "").split(",")
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ROOT_URLCONF = "config.urls"
+STATIC_URL = "static/"
+
+# --- which service this process is -------------------------------------------------------------
+EVENT_TASKS_SERVICE = env("EVENT_TASKS_SERVICE")
+EVENT_TASKS_CONSUMERS_PACKAGE = env("EVENT_TASKS_CONSUMERS_PACKAGE", "consumers")
+EVENT_TASKS_SCHEMAS_PACKAGE = env("EVENT_TASKS_SCHEMAS_PACKAGE", "schemas")
+EVENT_TASKS_CELERY_APP = "config.celery_app:app"
+EVENT_TASKS_MAX_RETRIES = env_int("EVENT_TASKS_MAX_RETRIES", 5)
+EVENT_TASKS_RETRY_BACKOFF = env_float("EVENT_TASKS_RETRY_BACKOFF", 2.0)
+EVENT_TASKS_RETRY_BACKOFF_MAX = env_float("EVENT_TASKS_RETRY_BACKOFF_MAX", 300.0)
+EVENT_TASKS_PUBLISH_RETRIES = env_int("EVENT_TASKS_PUBLISH_RETRIES", 3)
+EVENT_TASKS_PUBLISH_TIMEOUT = env_float("EVENT_TASKS_PUBLISH_TIMEOUT", 2.0)
+EVENT_TASKS_MAX_PAYLOAD_BYTES = env_int("EVENT_TASKS_MAX_PAYLOAD_BYTES", 256 * 1024)
+
+
+def consumer_apps(package: str) -> list[str]:
+    """Every ``<package>.<service>`` that is a Django app (has models: its projection)."""
+    try:
+        pkg = __import__(package, fromlist=["__path__"])
+    except ImportError:
+        raise ImproperlyConfigured(f"EVENT_TASKS_CONSUMERS_PACKAGE={package!r} cannot be imported") from None
+    return [f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
+            if m.ispkg and (Path(pkg.__path__[0]) / m.name / "apps.py").exists()]
+
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_results",
+    "event_tasks",
+    *consumer_apps(EVENT_TASKS_CONSUMERS_PACKAGE),
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
+
+# --- each service has its own database ---------------------------------------------------------
+VAR_DIR = Path(env("EVENT_TASKS_VAR_DIR", str(BASE_DIR / "var")))
+_default_db = f"sqlite:///{VAR_DIR / ((EVENT_TASKS_SERVICE or 'tooling') + '.sqlite3')}"
+DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL", _default_db), conn_max_age=60)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Several processes of one service (worker pool, relay, shell) share the file.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+# A service's database holds only its own projection tables (plus the shared fabric tables).
+DATABASE_ROUTERS = ["event_tasks.routers.ServiceRouter"]
+
+# --- Celery -------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2)
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)
+CELERY_TASK_SEND_SENT_EVENT = False
+# Redis: a message a worker took and did not ack comes back after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("EVENT_TASKS_VISIBILITY_TIMEOUT", 3600),
+}
+
+# --- Flower (basic auth outside local development) ---------------------------------------------
+FLOWER_BASIC_AUTH = env("FLOWER_BASIC_AUTH")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"event_tasks": {"handlers": ["console"], "level": env("EVENT_TASKS_LOG_LEVEL", "INFO"),
+                                "propagate": False}},
+}

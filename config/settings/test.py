@@ -1,0 +1,14 @@
+"""The test suite: same as local, quicker retries so retry/dead-letter tests finish fast."""
+from .base import *  # noqa: F401,F403
+from .base import env_float, env_int
+
+EVENT_TASKS_MAX_RETRIES = env_int("EVENT_TASKS_MAX_RETRIES", 3)
+EVENT_TASKS_RETRY_BACKOFF = env_float("EVENT_TASKS_RETRY_BACKOFF", 0.2)
+EVENT_TASKS_RETRY_BACKOFF_MAX = env_float("EVENT_TASKS_RETRY_BACKOFF_MAX", 1.0)
+EVENT_TASKS_PUBLISH_TIMEOUT = env_float("EVENT_TASKS_PUBLISH_TIMEOUT", 0.5)
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+from .base import env  # noqa: E402
+
+# Where the fabric tests' probe services record what they saw (tests/fabric/services).
+TEST_RECORD_DIR = env("TEST_RECORD_DIR", "/tmp")

@@ -1,0 +1,15 @@
+"""event-tasks: send an event once; every subscribed service gets its own durable copy.
+
+Public API (kept small; see docs/ and DESIGN):
+
+* :func:`send_event` — validate and publish one event;
+* :func:`consumer` — mark a plain function as a handler of an event type or pattern;
+* :class:`Event` — what handlers receive and ``send_event`` returns.
+
+Errors are in :mod:`event_tasks.errors`; the catalog is :mod:`event_tasks.catalog`.
+"""
+from .envelope import Event
+from .handlers import consumer
+from .publisher import send_event
+
+__all__ = ["send_event", "consumer", "Event"]

@@ -1,0 +1,150 @@
+"""Wire a Celery app for event-tasks: ``install(app)`` (called by ``config/celery_app.py``).
+
+For every process it sets JSON-only serialisation and remembers the app for ``send_event``.
+For a worker of service S (``EVENT_TASKS_SERVICE=S``) it also:
+
+* registers one task per event type S consumes (``dispatch.register_tasks``);
+* makes ``events.S`` the only queue, bound on ``events`` by S's subscriptions, so the
+  worker declares them when it starts (and after every reconnect);
+* swaps in :class:`EventConsumer`, which gives each copy its own task id on RabbitMQ and sends
+  messages Celery cannot read (not JSON, pickle, unknown type, no task headers) to S's dead
+  letters instead of dropping them;
+* caps retry countdowns below the Redis visibility timeout.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from celery.worker.consumer import Consumer
+
+from . import deadletters
+from .conf import settings
+from .errors import ConfigurationError, InvalidEvent
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = logging.getLogger(__name__)
+_installed: list[Celery] = []
+
+VISIBILITY_MARGIN = 0.5  # retry countdowns stay below half the Redis visibility timeout
+
+
+def installed_app() -> Celery:
+    """The app ``install`` wired; imported from ``EVENT_TASKS_CELERY_APP`` on first use."""
+    if not _installed:
+        path = settings().celery_app
+        if not path:
+            raise ConfigurationError("No Celery app is installed for event-tasks: set EVENT_TASKS_CELERY_APP "
+                                     "(e.g. 'config.celery_app:app') or call event_tasks.app.install(app)")
+        from celery.utils.imports import symbol_by_name
+
+        app = symbol_by_name(path)
+        if not _installed:
+            install(app)
+    return _installed[-1]
+
+
+def install(app: Celery, service: str | None = None, *, worker: bool = True) -> Celery:
+    """Configure ``app`` for the fabric. ``service`` defaults to ``EVENT_TASKS_SERVICE``."""
+    conf = settings()
+    service = service if service is not None else conf.service
+    if any(str(c).lower() == "pickle" or "python-serialize" in str(c) for c in (app.conf.accept_content or [])):
+        raise ConfigurationError("accept_content must not contain pickle: events are JSON only")
+    app.conf.update(
+        task_serializer="json", result_serializer="json",
+        accept_content=["json"], result_accept_content=["json"],
+        task_acks_late=True, task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_consumer="event_tasks.app:EventConsumer",
+    )
+    scheme = (app.conf.broker_url or "").split("://", 1)[0]
+    options = dict(app.conf.broker_transport_options or {})
+    if scheme in ("amqp", "amqps", "pyamqp"):
+        options.setdefault("confirm_publish", True)
+    app.conf.broker_transport_options = options
+    _installed.append(app)
+    if not (worker and service):
+        return app
+
+    from .dispatch import register_tasks
+    from .handlers import service_handlers
+    from .services import check_service
+    from .topology import service_queue
+
+    check_service(service)
+    handlers = service_handlers(service)
+    queue = service_queue(service, handlers.patterns)
+    cap = conf.retry_backoff_max
+    if scheme.startswith("redis"):
+        cap = min(cap, float(options.get("visibility_timeout", 3600)) * VISIBILITY_MARGIN)
+    app.conf.update(task_queues=[queue], task_default_queue=queue.name,
+                    task_default_exchange="", task_default_routing_key=queue.name,
+                    task_create_missing_queues=False)
+    app.conf.event_tasks_service = service
+    register_tasks(app, service, handlers, queue_name=queue.name, max_retries=conf.max_retries,
+                   backoff_base=conf.retry_backoff, backoff_cap=cap)
+    return app
+
+
+class EventConsumer(Consumer):
+    """Celery's worker consumer, with per-service task ids and dead letters for bad messages."""
+
+    @property
+    def service(self) -> str:
+        return self.app.conf.get("event_tasks_service") or "unknown"
+
+    def create_task_handler(self, *args: Any, **kwargs: Any):
+        handler = super().create_task_handler(*args, **kwargs)
+        suffix = ":" + self.service
+
+        def on_task_received(message):
+            headers = message.headers
+            if isinstance(headers, dict):
+                task_id = headers.get("id")
+                # RabbitMQ routes one message to every subscriber: make this copy's id ours.
+                if isinstance(task_id, str) and not task_id.endswith(suffix):
+                    headers["id"] = task_id + suffix
+            return handler(message)
+
+        return on_task_received
+
+    def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
+        headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
+        event_id = ""
+        task_id = str(headers.get("id", "") or "")
+        if task_id:
+            event_id = task_id.rsplit(":", 1)[0] if task_id.endswith(":" + self.service) else task_id
+        try:
+            deadletters.record(service=self.service, reason=reason, detail=detail, event_id=event_id,
+                               event_type=str(headers.get("task", "") or ""), task_id=task_id,
+                               raw=deadletters.message_raw(message))
+        except Exception:  # the worker goes on even if the database is down; the log keeps it
+            log.exception("could not store dead letter (%s: %s) for message %r", reason, detail, headers)
+
+    def on_decode_error(self, message: Any, exc: BaseException) -> None:
+        self._dead_letter(message, "undecodable", f"{type(exc).__name__}: {exc}")
+        super().on_decode_error(message, exc)
+
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        self._dead_letter(message, "not_a_task", "message has no Celery task headers")
+        super().on_unknown_message(body, message)
+
+    def on_unknown_task(self, body: Any, message: Any, exc: BaseException) -> None:
+        name = message.headers.get("task") if isinstance(message.headers, dict) else None
+        self._dead_letter(message, "unknown_type",
+                          f"service {self.service!r} has no handler for event type {name!r}")
+        super().on_unknown_task(body, message, exc)
+
+    def on_invalid_task(self, body: Any, message: Any, exc: BaseException) -> None:
+        from kombu.exceptions import ContentDisallowed
+
+        if isinstance(exc, ContentDisallowed):
+            reason = "content_disallowed"
+        elif isinstance(exc, InvalidEvent):
+            reason = exc.reason
+        else:
+            reason = "invalid_envelope"
+        self._dead_letter(message, reason, f"{type(exc).__name__}: {exc}")
+        super().on_invalid_task(body, message, exc)

@@ -1,0 +1,44 @@
+"""The fabric's settings, read from Django settings (``EVENT_TASKS_*``) with defaults.
+
+Projects set them in ``config/settings/`` (which takes environment overrides); nothing in
+``event_tasks`` reads ``os.environ``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import cache
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    service: str | None = None
+    celery_app: str = "config.celery_app:app"
+    consumers_package: str = "consumers"
+    schemas_package: str = "schemas"
+    exchange: str = "events"
+    queue_prefix: str = "events."
+    max_retries: int = 5
+    retry_backoff: float = 2.0          # seconds; attempt n waits about backoff * 2**n (full jitter)
+    retry_backoff_max: float = 300.0    # seconds; also capped below the Redis visibility timeout
+    publish_retries: int = 3            # broker unreachable: tries before PublishError
+    publish_timeout: float = 2.0        # seconds per connect / command
+    max_payload_bytes: int = 256 * 1024
+
+    def queue_name(self, service: str) -> str:
+        return f"{self.queue_prefix}{service}"
+
+
+_FIELDS = {f.name: f"EVENT_TASKS_{f.name.upper()}" for f in dataclasses.fields(Settings)}
+
+
+@cache
+def settings() -> Settings:
+    """The effective settings (cached; tests call ``settings.cache_clear()`` after overrides)."""
+    from django.conf import settings as django_settings
+
+    values = {}
+    if django_settings.configured:
+        for field, name in _FIELDS.items():
+            if hasattr(django_settings, name):
+                values[field] = getattr(django_settings, name)
+    return Settings(**values)

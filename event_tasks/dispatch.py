@@ -1,0 +1,115 @@
+"""The consume path: one Celery task per event type a service consumes.
+
+The task (named after the event type) checks the envelope and payload, builds the
+:class:`~event_tasks.Event` and calls the service's handlers for that type:
+
+* not a readable event (bad arguments, envelope, version, payload) → dead letter at once,
+  never retried;
+* a handler raises → retried in this service only (own queue, default exchange) with
+  exponential backoff and jitter, capped below the Redis visibility timeout;
+* still failing after ``EVENT_TASKS_MAX_RETRIES`` retries → dead letter with the exception and
+  the attempt count;
+* the message is acknowledged only after that (``acks_late``, ``reject_on_worker_lost``).
+"""
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING, Any
+
+from celery import Task
+
+from . import catalog, deadletters
+from .envelope import Event, read_envelope
+from .errors import EventValidationError, InvalidEvent
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from .handlers import ServiceHandlers
+
+log = logging.getLogger(__name__)
+
+
+def backoff(retries: int, base: float, cap: float) -> float:
+    """Seconds before retry ``retries + 1``: exponential, with jitter (half fixed, half random).
+
+    Celery's own helper takes whole seconds only; sub-second bases matter in tests.
+    """
+    ceiling = min(cap, base * (2 ** retries))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class EventTask(Task):
+    """Base class of every event task; one subclass instance per (service, event type)."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    typing = False
+    track_started = False
+    # Set per service by register_tasks():
+    service: str = ""
+    queue_name: str = ""
+    handlers: ServiceHandlers
+    retry_backoff_base: float = 2.0
+    retry_backoff_cap: float = 300.0
+
+    def run(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        event = self.read_event(args, kwargs)
+        handlers = self.handlers.for_type(event.type)
+        try:
+            for handler in handlers:
+                handler.func(event)
+        except Exception as exc:
+            retries = self.request.retries
+            if retries >= self.max_retries:
+                raise
+            countdown = backoff(retries, self.retry_backoff_base, self.retry_backoff_cap)
+            log.warning("%s: handler failed for %s %s (attempt %d of %d), retrying in %.2fs: %r",
+                        self.service, event.type, event.id, retries + 1, self.max_retries + 1,
+                        countdown, exc)
+            # queue= routes through the default exchange to this service's queue only.
+            raise self.retry(exc=exc, countdown=countdown, queue=self.queue_name) from exc
+        return {"event": event.id, "service": self.service, "handlers": [h.name for h in handlers]}
+
+    def read_event(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Event:
+        if kwargs or len(args) != 2:
+            raise InvalidEvent("invalid_arguments",
+                               f"expected the arguments (envelope, data), got {len(args)} positional "
+                               f"and {sorted(kwargs)} keyword arguments")
+        envelope = read_envelope(args[0], expected_type=self.name)
+        entry = catalog.get(self.name)
+        try:
+            data = entry.decode(args[1])
+        except EventValidationError as exc:
+            raise InvalidEvent("invalid_payload", str(exc)) from None
+        return Event(id=envelope["id"], type=envelope["type"], source=envelope["source"],
+                     time=envelope["time"], key=envelope.get("key"), data=data)
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        envelope = args[0] if args and isinstance(args[0], dict) else {}
+        if isinstance(exc, InvalidEvent):
+            reason, detail = exc.reason, exc.detail
+        else:
+            reason, detail = "max_retries", f"{type(exc).__name__}: {exc}"
+        deadletters.record(
+            service=self.service, reason=reason, detail=detail,
+            event_id=str(envelope.get("id", "")), event_type=self.name, task_id=task_id,
+            traceback=str(einfo.traceback) if einfo is not None and not isinstance(exc, InvalidEvent) else "",
+            attempts=self.request.retries + 1, raw={"args": args, "kwargs": kwargs},
+        )
+
+
+def register_tasks(app: Celery, service: str, handlers: ServiceHandlers, *, queue_name: str,
+                   max_retries: int, backoff_base: float, backoff_cap: float) -> list[str]:
+    """Register one task per event type ``handlers`` consume, on ``app``. Returns the names."""
+    names = []
+    for event_type in handlers.event_types:
+        attrs = {"name": event_type, "service": service, "queue_name": queue_name,
+                 "handlers": handlers, "max_retries": max_retries,
+                 "retry_backoff_base": backoff_base, "retry_backoff_cap": backoff_cap,
+                 "__module__": __name__}
+        task_cls = type(f"EventTask_{service}_{event_type.replace('.', '_')}", (EventTask,), attrs)
+        app.register_task(task_cls())
+        names.append(event_type)
+    return names

@@ -1,0 +1,92 @@
+"""Every error a user of event-tasks can hit: one base class, one subclass per situation.
+
+Each message says what went wrong *and* what to do about it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class EventTasksError(Exception):
+    """Base class of every error raised by event-tasks."""
+
+
+class ConfigurationError(EventTasksError):
+    """The fabric is misconfigured; raised at start-up, never silently ignored."""
+
+
+class UnknownService(ConfigurationError):
+    def __init__(self, service: str | None, known: list[str]):
+        self.service = service
+        self.known = known
+        if not service:
+            msg = ("EVENT_TASKS_SERVICE is not set: every process must say which service it is. "
+                   f"Set it to one of: {', '.join(known)}.")
+        else:
+            msg = (f"Unknown service {service!r} (EVENT_TASKS_SERVICE). Known services: "
+                   f"{', '.join(known)}. A new consuming service is a new folder under consumers/.")
+        super().__init__(msg)
+
+
+class UnknownEventType(EventTasksError):
+    """An event type (or a subscription pattern) that the catalog does not define."""
+
+    def __init__(self, event_type: str, hint: str = ""):
+        self.event_type = event_type
+        super().__init__(
+            f"Unknown event type {event_type!r}: it is not in the catalog (schemas/). "
+            + (hint or "Define it with event_tasks.catalog.event_type(...) in a schemas/<domain>.py module.")
+        )
+
+
+class EventValidationError(EventTasksError):
+    """A payload does not match its event type's schema. Nothing was published."""
+
+    def __init__(self, event_type: str, errors: Mapping[str, Any]):
+        self.event_type = event_type
+        self.errors = dict(errors)
+        fields = ", ".join(f"{name}: {_flatten(msg)}" for name, msg in sorted(self.errors.items(), key=lambda kv: str(kv[0])))
+        super().__init__(f"Invalid payload for event type {event_type!r}; nothing was published. "
+                         f"Bad fields: {fields}")
+
+    @property
+    def fields(self) -> list[str]:
+        return sorted(str(k) for k in self.errors)
+
+
+class PayloadTooLarge(EventValidationError):
+    def __init__(self, event_type: str, size: int, limit: int):
+        self.size = size
+        self.limit = limit
+        super().__init__(event_type, {"_payload": [f"{size} bytes encoded, the limit is {limit} bytes "
+                                                   "(EVENT_TASKS_MAX_PAYLOAD_BYTES); send a reference instead of the content"]})
+
+
+class PublishError(EventTasksError):
+    """The broker did not accept the event after bounded retries. The event was not sent."""
+
+    def __init__(self, event_type: str, event_id: str, cause: BaseException):
+        self.event_type = event_type
+        self.event_id = event_id
+        self.cause = cause
+        super().__init__(f"Could not publish event {event_id} of type {event_type!r}: {cause!r}. "
+                         "The broker is unreachable or refused it; retry later, or send inside "
+                         "transaction.atomic() so the outbox keeps it until the broker is back.")
+
+
+class InvalidEvent(EventTasksError):
+    """A received message is not a readable event. It goes to the dead letters, never retried."""
+
+    def __init__(self, reason: str, detail: str):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+def _flatten(msg: Any) -> str:
+    if isinstance(msg, Mapping):
+        return "{" + ", ".join(f"{k}: {_flatten(v)}" for k, v in msg.items()) + "}"
+    if isinstance(msg, (list, tuple)):
+        return " ".join(_flatten(m) for m in msg)
+    return str(msg)

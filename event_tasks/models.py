@@ -1,0 +1,42 @@
+"""Tables the fabric keeps in each service's own database."""
+from __future__ import annotations
+
+from django.db import models
+
+
+class DeadLetter(models.Model):
+    """An event (or unreadable message) this service gave up on, with the reason.
+
+    Written by the service's worker: after the last retry of a failing handler, or at once for a
+    message that is not a readable event. Nothing is dropped silently: it ends here.
+    """
+
+    class Reason(models.TextChoices):
+        MAX_RETRIES = "max_retries", "handler failed on every attempt"
+        INVALID_PAYLOAD = "invalid_payload", "payload does not match the schema"
+        INVALID_ENVELOPE = "invalid_envelope", "envelope missing or malformed"
+        UNSUPPORTED_VERSION = "unsupported_version", "envelope version this service cannot read"
+        UNKNOWN_TYPE = "unknown_type", "event type this service has no handler for"
+        UNDECODABLE = "undecodable", "body is not valid JSON"
+        CONTENT_DISALLOWED = "content_disallowed", "content type refused (e.g. pickle)"
+        NOT_A_TASK = "not_a_task", "message without task headers"
+        INVALID_ARGUMENTS = "invalid_arguments", "task arguments are not (envelope, data)"
+        TOO_LARGE = "too_large", "payload over EVENT_TASKS_MAX_PAYLOAD_BYTES"
+
+    service = models.CharField(max_length=64, db_index=True)
+    event_id = models.CharField(max_length=64, blank=True, db_index=True)
+    event_type = models.CharField(max_length=255, blank=True, db_index=True)
+    task_id = models.CharField(max_length=255, blank=True)
+    reason = models.CharField(max_length=32, choices=Reason.choices, db_index=True)
+    detail = models.TextField(blank=True, help_text="The exception or the decoding problem")
+    traceback = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=1)
+    raw = models.TextField(blank=True, help_text="The message as received (JSON, or base64 of bytes)")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["service", "reason", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.service}: {self.event_type or '?'} {self.event_id or ''} ({self.reason})"

@@ -1,0 +1,188 @@
+"""The send path: ``send_event(type, data, key=None)`` → one durable copy per subscribed queue.
+
+1. look the type up in the catalog; 2. validate the payload with its schema; 3. build the
+envelope; 4. publish one copy to each subscribed queue.
+
+* Redis: one EVALSHA of ``fanout.lua`` reads the live subscription table (kombu's binding set)
+  and LPUSHes a copy to each matching queue atomically, each with its own task id and delivery
+  tag, through the default exchange (so retries, acks and restores stay in that service).
+* RabbitMQ (and ``memory://`` in unit tests): one publish to the topic exchange ``events``
+  (the server routes), with publisher confirms; each service's worker gives its copy its own
+  task id on receipt (see ``app.EventConsumer``).
+
+Everything that can be built once (schemas, script, templates, connections) is built once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import catalog
+from .conf import Settings, settings
+from .envelope import SPECVERSION, Event, format_time
+from .errors import ConfigurationError, EventValidationError, PayloadTooLarge, PublishError
+from .message import RedisMessageTemplate, encode_body, headers
+from .topology import BINDING_KEY, events_exchange
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = logging.getLogger(__name__)
+FANOUT_LUA = resources.files(__package__).joinpath("fanout.lua").read_text()
+
+
+class Transport(Protocol):
+    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int | None:
+        """Publish; return how many queues got a copy (``None`` when the broker routes)."""
+
+
+class RedisFanout:
+    """Per-queue copies pushed atomically by a Lua script reading the live binding set."""
+
+    def __init__(self, url: str, transport_options: Mapping[str, Any], conf: Settings) -> None:
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        if url.startswith("redis+socket://"):
+            url = "unix://" + url[len("redis+socket://"):]
+        self.client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=conf.publish_timeout,
+            socket_timeout=conf.publish_timeout,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), conf.publish_retries),
+            retry_on_timeout=True,
+        )
+        self.keyprefix = transport_options.get("global_keyprefix", "") or ""
+        self.binding_key = self.keyprefix + BINDING_KEY.format(exchange=conf.exchange)
+        self.queue_prefix = conf.queue_prefix
+        self.script = self.client.register_script(FANOUT_LUA)
+        self.template = RedisMessageTemplate()
+        self.errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+
+    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
+        pieces = self.template.pieces(event_type, event_id, body, argsrepr)
+        queues = self.script(keys=[self.binding_key],
+                             args=[event_type, self.queue_prefix, self.keyprefix, *pieces])
+        return len(queues)
+
+
+class KombuFanout:
+    """One publish to the topic exchange; the broker copies it into each bound queue."""
+
+    def __init__(self, app: Celery, conf: Settings) -> None:
+        self.app = app
+        self.exchange = events_exchange()
+        self.timeout = conf.publish_timeout
+        self.retry_policy = {"max_retries": conf.publish_retries, "interval_start": 0,
+                             "interval_step": 0.2, "interval_max": 1.0}
+        from kombu.exceptions import KombuError
+
+        self.errors = (*app.connection_for_write().connection_errors, KombuError, OSError)
+
+    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
+        with self.app.producer_pool.acquire(block=True, timeout=self.timeout) as producer:
+            producer.publish(
+                body, exchange=self.exchange, routing_key=event_type,
+                headers=headers(event_type, event_id, event_id, argsrepr),
+                content_type="application/json", content_encoding="utf-8",
+                delivery_mode=2, correlation_id=event_id, declare=[self.exchange],
+                retry=True, retry_policy=self.retry_policy,
+            )
+        return None
+
+
+def transport_for(app: Celery, conf: Settings) -> Transport:
+    url = app.conf.broker_url or ""
+    scheme = url.split("://", 1)[0]
+    if scheme in ("redis", "rediss", "redis+socket"):
+        return RedisFanout(url, app.conf.broker_transport_options or {}, conf)
+    if scheme in ("amqp", "amqps", "pyamqp", "memory"):
+        return KombuFanout(app, conf)
+    raise ConfigurationError(f"Unsupported broker {scheme!r} in CELERY_BROKER_URL: event-tasks runs on "
+                             "Redis (redis://) or RabbitMQ (amqp://)")
+
+
+class Publisher:
+    """Validates and publishes events for one producing service."""
+
+    def __init__(self, app: Celery, service: str, conf: Settings | None = None) -> None:
+        self.app = app
+        self.service = service
+        self.conf = conf or settings()
+        self.transport = transport_for(app, self.conf)
+        self.stats: Counter[str] = Counter()
+
+    def send(self, event_type: str, data: Mapping[str, Any], *, key: str | None = None) -> Event:
+        entry = catalog.get(event_type)
+        if key is not None and not isinstance(key, str):
+            raise EventValidationError(event_type, {"key": [f"must be a string or None, not {type(key).__name__}"]})
+        loaded, wire = entry.encode(data)
+        event_id = str(uuid.uuid4())
+        now = dt.datetime.now(dt.timezone.utc)
+        envelope = {"id": event_id, "type": event_type, "source": self.service,
+                    "time": format_time(now), "specversion": SPECVERSION, "key": key}
+        body, argsrepr = encode_body(envelope, wire)
+        if len(body) > self.conf.max_payload_bytes:
+            raise PayloadTooLarge(event_type, len(body), self.conf.max_payload_bytes)
+        try:
+            copies = self.transport.publish(event_type, event_id, body, argsrepr)
+        except self.transport.errors as exc:
+            self.stats["failed"] += 1
+            raise PublishError(event_type, event_id, exc) from exc
+        self.stats["published"] += 1
+        if copies is not None:
+            self.stats["copies"] += copies
+            if copies == 0:
+                self.stats["unrouted"] += 1
+                log.info("event %s (%s) has no subscriber yet; nobody gets it", event_id, event_type)
+        return Event(id=event_id, type=event_type, source=self.service, time=now, key=key, data=loaded)
+
+
+_lock = threading.Lock()
+_publisher: tuple[int, Publisher] | None = None
+
+
+def default_publisher() -> Publisher:
+    """The process's publisher, built on first use from the installed Celery app (per PID)."""
+    global _publisher
+    current = _publisher
+    if current is not None and current[0] == os.getpid():
+        return current[1]
+    from .app import installed_app
+
+    with _lock:
+        if _publisher is None or _publisher[0] != os.getpid():
+            app = installed_app()
+            conf = settings()
+            if not conf.service:
+                from .services import known_services
+                from .errors import UnknownService
+                raise UnknownService(None, known_services())
+            _publisher = (os.getpid(), Publisher(app, conf.service, conf))
+        return _publisher[1]
+
+
+def reset_default_publisher() -> None:
+    """Forget the process's publisher (tests that change settings or brokers call this)."""
+    global _publisher
+    with _lock:
+        _publisher = None
+
+
+def send_event(event_type: str, data: Mapping[str, Any], *, key: str | None = None) -> Event:
+    """Validate ``data`` against ``event_type``'s schema and publish it to every subscriber.
+
+    Raises :class:`~event_tasks.errors.UnknownEventType` or
+    :class:`~event_tasks.errors.EventValidationError` (naming the type and each bad field)
+    before anything is published, and :class:`~event_tasks.errors.PublishError` when the broker
+    does not accept it after bounded retries. Returns the :class:`~event_tasks.Event` sent.
+    """
+    return default_publisher().send(event_type, data, key=key)

@@ -1,0 +1,81 @@
+"""Shared fixtures: real brokers (private Redis server, private RabbitMQ vhost) and platforms."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from event_tasks import conf
+from event_tasks.publisher import reset_default_publisher
+from tests.brokers import RedisServer, rabbitmq_vhost
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fabric_settings() -> Iterator[None]:
+    conf.settings.cache_clear()
+    reset_default_publisher()
+    yield
+    conf.settings.cache_clear()
+    reset_default_publisher()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    with rabbitmq_vhost() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="et-tests-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+_redis_dbs = iter(range(1, 16))
+
+
+@pytest.fixture(scope="session")
+def probe_template_db(workdir: Path) -> Path:
+    """A migrated SQLite database for the probe services (copied per service: fast starts)."""
+    from tests.integration.fabric import PROBE_ENV, migrate
+
+    path = workdir / "probe-template.sqlite3"
+    migrate(path, PROBE_ENV)
+    return path
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[str]:
+    """A broker namespace of this module's own: a fresh Redis DB number, or a fresh RabbitMQ vhost."""
+    if request.param == "redis":
+        db = next(_redis_dbs)
+        redis_server.client().execute_command("SELECT", db)
+        url = f"redis://127.0.0.1:{redis_server.port}/{db}"
+        yield url
+        import redis as redis_lib
+
+        redis_lib.Redis.from_url(url).flushdb()
+    else:
+        with rabbitmq_vhost() as url:
+            yield url
+
+
+@pytest.fixture(scope="module")
+def platform(broker_url: str, workdir: Path, probe_template_db: Path, request: pytest.FixtureRequest):
+    from tests.integration.fabric import Platform
+
+    name = f"{request.module.__name__.rsplit('.', 1)[-1]}-{broker_url.split(':', 1)[0]}"
+    plat = Platform(broker_url, workdir / name, template_db=probe_template_db)
+    yield plat
+    plat.stop_all()
