@@ -94,7 +94,7 @@ class EventTask(Task):
             reason, detail = "max_retries", f"{type(exc).__name__}: {exc}"
         deadletters.record(
             service=self.service, reason=reason, detail=detail,
-            event_id=str(envelope.get("id", "")), event_type=self.name, task_id=task_id,
+            event_id=str(envelope.get("id") or task_id.rsplit(":", 1)[0]), event_type=self.name, task_id=task_id,
             traceback=str(einfo.traceback) if einfo is not None and not isinstance(exc, InvalidEvent) else "",
             attempts=self.request.retries + 1, raw={"args": args, "kwargs": kwargs},
         )

@@ -9,7 +9,26 @@ from typing import Any
 
 
 class EventTasksError(Exception):
-    """Base class of every error raised by event-tasks."""
+    """Base class of every error raised by event-tasks.
+
+    Subclasses keep their constructor arguments so an error survives pickling intact (Celery
+    copies task exceptions; an error that does not round-trip is replaced by its base class).
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        self = super().__new__(cls, *args)
+        self._init_args = (args, kwargs)
+        return self
+
+    def __reduce__(self):
+        args, kwargs = getattr(self, "_init_args", (self.args, {}))
+        if kwargs:
+            return (_rebuild, (type(self), args, kwargs))
+        return (type(self), args)
+
+
+def _rebuild(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> EventTasksError:
+    return cls(*args, **kwargs)
 
 
 class ConfigurationError(EventTasksError):

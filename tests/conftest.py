@@ -55,12 +55,21 @@ def probe_template_db(workdir: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def fresh_redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """A Redis DB number of the private server that no other test uses, flushed after."""
+    url = f"redis://127.0.0.1:{redis_server.port}/{next(_redis_dbs)}"
+    yield url
+    import redis as redis_lib
+
+    redis_lib.Redis.from_url(url).flushdb()
+
+
 @pytest.fixture(scope="module", params=["redis", "rabbitmq"])
 def broker_url(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[str]:
     """A broker namespace of this module's own: a fresh Redis DB number, or a fresh RabbitMQ vhost."""
     if request.param == "redis":
         db = next(_redis_dbs)
-        redis_server.client().execute_command("SELECT", db)
         url = f"redis://127.0.0.1:{redis_server.port}/{db}"
         yield url
         import redis as redis_lib

@@ -1,0 +1,106 @@
+"""``python manage.py events <command>``: the fabric's operator commands.
+
+* ``declare``   declare every consuming service's queue and subscriptions (Procfile ``release:``)
+* ``catalog``   list event types with owner, consumers and description
+* ``topology``  show the live subscription table (Redis) or what would be declared
+* ``send``      send one event as this service (``EVENT_TASKS_SERVICE``)
+* ``deadletters``  list this service's dead letters
+"""
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from event_tasks import catalog
+from event_tasks.app import installed_app
+from event_tasks.conf import settings
+from event_tasks.errors import EventTasksError
+from event_tasks.handlers import service_handlers
+from event_tasks.services import consuming_services
+
+
+class Command(BaseCommand):
+    help = "Operate the event fabric: declare topology, inspect the catalog and subscriptions, send events."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        declare = sub.add_parser("declare", help="declare queues and bindings (run at deploy)")
+        declare.add_argument("--service", action="append", help="only these services (repeatable)")
+        cat = sub.add_parser("catalog", help="list event types")
+        cat.add_argument("--json", action="store_true")
+        sub.add_parser("topology", help="show subscriptions")
+        send = sub.add_parser("send", help="send one event as EVENT_TASKS_SERVICE")
+        send.add_argument("event_type")
+        send.add_argument("--data", required=True, help="the payload as JSON")
+        send.add_argument("--key")
+        dl = sub.add_parser("deadletters", help="list this service's dead letters")
+        dl.add_argument("--limit", type=int, default=20)
+
+    def handle(self, *args, action: str, **options) -> None:
+        try:
+            getattr(self, "do_" + action)(**options)
+        except EventTasksError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def do_declare(self, service: list[str] | None = None, **_: object) -> None:
+        from event_tasks.topology import declare, service_queue
+
+        services = service or consuming_services()
+        unknown = sorted(set(services) - set(consuming_services()))
+        if unknown:
+            raise CommandError(f"not consuming services: {', '.join(unknown)}")
+        queues = [service_queue(s, service_handlers(s).patterns) for s in services]
+        with installed_app().connection_for_write() as conn:
+            conn.ensure_connection(max_retries=3)
+            declare(conn, queues)
+        for q in queues:
+            keys = ", ".join(b.routing_key for b in q.bindings) or "(no subscriptions)"
+            self.stdout.write(f"declared {q.name}: {keys}")
+
+    def do_catalog(self, **options: object) -> None:
+        consumers: dict[str, list[str]] = {}
+        for s in consuming_services():
+            for t in service_handlers(s).event_types:
+                consumers.setdefault(t, []).append(s)
+        rows = [{**row, "consumers": consumers.get(row["type"], [])} for row in catalog.describe()]
+        if options.get("json"):
+            self.stdout.write(_json(rows))
+            return
+        for row in rows:
+            self.stdout.write(f"{row['type']}\n    owner: {row['owner']}; consumers: "
+                              f"{', '.join(row['consumers']) or '-'}\n    {row['description']}")
+
+    def do_topology(self, **_: object) -> None:
+        from event_tasks.topology import is_redis, subscription_table
+
+        with installed_app().connection_for_write() as conn:
+            if is_redis(conn):
+                for pattern, queue in subscription_table(conn):
+                    self.stdout.write(f"{queue:32} <- {pattern}")
+                return
+        for s in consuming_services():
+            for p in service_handlers(s).patterns:
+                self.stdout.write(f"{settings().queue_name(s):32} <- {p}  (declared by `events declare`)")
+
+    def do_send(self, event_type: str, data: str, key: str | None = None, **_: object) -> None:
+        from event_tasks import send_event
+
+        try:
+            payload = json.loads(data)
+        except ValueError as exc:
+            raise CommandError(f"--data is not JSON: {exc}") from exc
+        event = send_event(event_type, payload, key=key)
+        self.stdout.write(event.id)
+
+    def do_deadletters(self, limit: int = 20, **_: object) -> None:
+        from event_tasks.models import DeadLetter
+
+        for letter in DeadLetter.objects.all()[:limit]:
+            self.stdout.write(f"#{letter.pk} {letter.created_at:%Y-%m-%d %H:%M:%S} {letter.service} "
+                              f"{letter.event_type or '?'} {letter.event_id} [{letter.reason}] "
+                              f"attempts={letter.attempts}: {letter.detail[:200]}")
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=True)
