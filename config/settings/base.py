@@ -114,7 +114,9 @@ TEMPLATES = [{
 # --- each service has its own database ---------------------------------------------------------
 VAR_DIR = Path(env("EVENT_TASKS_VAR_DIR", str(BASE_DIR / "var")))
 _default_db = f"sqlite:///{VAR_DIR / ((EVENT_TASKS_SERVICE or 'tooling') + '.sqlite3')}"
-DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL", _default_db), conn_max_age=60)}
+# <SERVICE>_DATABASE_URL (e.g. LMS_DATABASE_URL) lets one environment file serve every Procfile line.
+_db_url = (env(f"{EVENT_TASKS_SERVICE.upper()}_DATABASE_URL") if EVENT_TASKS_SERVICE else None) or env("DATABASE_URL", _default_db)
+DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes of one service (worker pool, relay, shell) share the file.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30

@@ -1,0 +1,36 @@
+# The two commands a new user needs: `make demo` and `make test`. Everything else is set up by them.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-unit test-integration bench install clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,postgres]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Several services exchanging real events on Redis (starts Redis if none answers on 6379).
+demo: $(STAMP)
+	$(PY) -m demo
+
+## The whole suite: unit tests, then delivery tests on real Redis and RabbitMQ with real workers.
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+test-integration: $(STAMP)
+	$(PY) -m pytest tests/integration
+
+## Publish throughput against plain Celery send_task (see bench/README.md).
+bench: $(STAMP)
+	$(PY) bench/publish.py
+
+clean:
+	rm -rf var/ build/ *.egg-info

@@ -1,0 +1,39 @@
+"""The public surface is small and pinned (DESIGN.md, "Public API")."""
+import inspect
+
+import event_tasks
+from event_tasks import errors
+
+
+def test_all_is_pinned():
+    assert event_tasks.__all__ == ["send_event", "consumer", "Event"]
+
+
+def test_send_event_signature():
+    sig = inspect.signature(event_tasks.send_event)
+    assert list(sig.parameters) == ["event_type", "data", "key"]
+    assert sig.parameters["key"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_every_error_is_an_event_tasks_error():
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, Exception)]
+    assert len(classes) >= 8
+    assert all(issubclass(c, errors.EventTasksError) for c in classes)
+
+
+def test_event_is_frozen():
+    from event_tasks.testing import make_event
+
+    ev = make_event("org.openedx.learning.probe.created.v1", {"n": 1})
+    try:
+        ev.type = "x"  # type: ignore[misc]
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("Event must be frozen")
+    try:
+        ev.data["n"] = 2  # type: ignore[index]
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("Event.data must be read-only")
