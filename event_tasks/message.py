@@ -42,52 +42,40 @@ def headers(event_type: str, event_id: str, task_id_: str, body_args_repr: str) 
     }
 
 
+SERVICE_SLOT = "\x01"   # raw control characters never occur in JSON text: unambiguous slots
+QUEUE_SLOT = "\x02"
+
+
 class RedisMessageTemplate:
-    """The kombu-on-Redis JSON message for one event, cut where each copy differs.
+    """The kombu-on-Redis JSON message for one event, with slots where each copy differs.
 
     kombu stores ``{"body", "content-type", "content-encoding", "headers", "properties"}``
-    in the queue's list; the per-copy values are the task id (in ``headers.id``,
-    ``properties.correlation_id`` and the delivery tag) and the queue (``delivery_info``).
+    in the queue's list. Per copy, the publish script fills ``SERVICE_SLOT`` (task id =
+    ``<event id>:<service>``, correlation id, delivery tag) and ``QUEUE_SLOT`` (delivery info).
+    The JSON is assembled from pieces prepared once per event type.
     """
 
-    SERVICE = "s"
-    QUEUE = "q"
-
     def __init__(self) -> None:
-        self._marker_s = f"\u2063s{os.urandom(8).hex()}\u2063"
-        self._marker_q = f"\u2063q{os.urandom(8).hex()}\u2063"
+        self._static: dict[str, str] = {}
 
-    def pieces(self, event_type: str, event_id: str, body: str, argsrepr: str) -> list[str]:
-        tid = f"{event_id}:{self._marker_s}"
-        message = {
-            "body": base64.b64encode(body.encode()).decode(),
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": headers(event_type, event_id, tid, argsrepr),
-            "properties": {
-                "correlation_id": tid,
-                "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": self._marker_q},
-                "priority": 0,
-                "body_encoding": "base64",
-                "delivery_tag": tid,
-            },
-        }
-        text = _dumps(message)
-        out: list[str] = []
-        pos = 0
-        while True:
-            i_s = text.find(self._marker_s, pos)
-            i_q = text.find(self._marker_q, pos)
-            if i_s < 0 and i_q < 0:
-                out.append(text[pos:])
-                break
-            if i_q < 0 or (0 <= i_s < i_q):
-                out.extend((text[pos:i_s], self.SERVICE))
-                pos = i_s + len(self._marker_s)
-            else:
-                out.extend((text[pos:i_q], self.QUEUE))
-                pos = i_q + len(self._marker_q)
-        if len(out) != 9:  # 3 service slots + 1 queue slot; the markers are random per process
-            raise RuntimeError("message template markers collided with event content")
-        return out
+    def _headers_tail(self, event_type: str) -> str:
+        tail = self._static.get(event_type)
+        if tail is None:
+            fixed = headers(event_type, "", "", "")
+            for name in ("id", "root_id", "argsrepr"):
+                del fixed[name]
+            tail = _dumps(fixed)[1:-1]
+            self._static[event_type] = tail
+        return tail
+
+    def render(self, event_type: str, event_id: str, body: str, argsrepr: str) -> str:
+        tid = f"{_dumps(event_id)[:-1]}:{SERVICE_SLOT}\""
+        return (
+            f'{{"body":"{base64.b64encode(body.encode()).decode()}",'
+            f'"content-encoding":"utf-8","content-type":"application/json",'
+            f'"headers":{{"id":{tid},"root_id":{_dumps(event_id)},"argsrepr":{_dumps(argsrepr)},'
+            f'{self._headers_tail(event_type)}}},'
+            f'"properties":{{"correlation_id":{tid},"delivery_mode":2,'
+            f'"delivery_info":{{"exchange":"","routing_key":"{QUEUE_SLOT}"}},"priority":0,'
+            f'"body_encoding":"base64","delivery_tag":{tid}}}}}'
+        )

@@ -68,10 +68,9 @@ class RedisFanout:
         self.errors: tuple[type[BaseException], ...] = (redis.RedisError,)
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
-        pieces = self.template.pieces(event_type, event_id, body, argsrepr)
-        queues = self.script(keys=[self.binding_key],
-                             args=[event_type, self.queue_prefix, self.keyprefix, *pieces])
-        return len(queues)
+        message = self.template.render(event_type, event_id, body, argsrepr)
+        return self.script(keys=[self.binding_key],
+                           args=[event_type, self.queue_prefix, self.keyprefix, message])
 
 
 class KombuFanout:

@@ -2,29 +2,30 @@
 import base64
 import json
 
-from event_tasks.message import RedisMessageTemplate, encode_body
+from event_tasks.message import QUEUE_SLOT, SERVICE_SLOT, RedisMessageTemplate, encode_body
 
 
-def assemble(pieces, service, queue):
-    out = []
-    for i, piece in enumerate(pieces):
-        out.append(piece if i % 2 == 0 else (service if piece == "s" else queue))
-    return json.loads("".join(out))
+def fill(template, service, queue):
+    return json.loads(template.replace(SERVICE_SLOT, service).replace(QUEUE_SLOT, queue))
 
 
-def test_pieces_give_per_service_ids_and_routing():
+def test_template_gives_per_service_ids_and_routing():
     env = {"id": "E", "type": "org.openedx.learning.probe.created.v1", "source": "lms",
            "time": "2026-01-01T00:00:00Z", "specversion": "1.0", "key": None}
-    body, argsrepr = encode_body(env, {"n": 1, "text": "\u2063 sneaky markers \u2063"})
-    pieces = RedisMessageTemplate().pieces(env["type"], "E", body, argsrepr)
-    a = assemble(pieces, "alpha", "events.alpha")
-    b = assemble(pieces, "beta", "events.beta")
+    data = {"n": 1, "text": "control \x01 \x02 characters and \"quotes\""}
+    body, argsrepr = encode_body(env, data)
+    template = RedisMessageTemplate().render(env["type"], "E", body, argsrepr)
+    assert template.count(SERVICE_SLOT) == 3 and template.count(QUEUE_SLOT) == 1
+    a = fill(template, "alpha", "events.alpha")
+    b = fill(template, "beta", "events.beta")
     assert a["headers"]["id"] == "E:alpha" and b["headers"]["id"] == "E:beta"
+    assert a["properties"]["correlation_id"] == "E:alpha"
     assert a["properties"]["delivery_tag"] != b["properties"]["delivery_tag"]
     assert a["properties"]["delivery_info"] == {"exchange": "", "routing_key": "events.alpha"}
-    assert a["headers"]["task"] == env["type"] and a["content-type"] == "application/json"
+    assert a["headers"]["task"] == env["type"] and a["headers"]["root_id"] == "E"
+    assert a["content-type"] == "application/json" and a["headers"]["retries"] == 0
     args, kwargs, embed = json.loads(base64.b64decode(a["body"]))
-    assert args == [env, {"n": 1, "text": "\u2063 sneaky markers \u2063"}] and kwargs == {}
+    assert args == [env, data] and kwargs == {} and embed["chord"] is None
     assert json.loads(a["headers"]["argsrepr"]) == args
 
 
