@@ -1,0 +1,31 @@
+"""Print one service's projection as JSON: ``EVENT_TASKS_SERVICE=<service> python -m demo.summary``."""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+
+import django
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    django.setup()
+    from django.conf import settings
+    from django_celery_results.models import TaskResult
+
+    from event_tasks.models import DeadLetter
+
+    service = settings.EVENT_TASKS_SERVICE
+    module = importlib.import_module(f"{settings.EVENT_TASKS_CONSUMERS_PACKAGE}.{service}.summary")
+    report = module.summary()
+    report["results"] = {status: TaskResult.objects.filter(status=status).count()
+                         for status in ("SUCCESS", "FAILURE", "RETRY")}
+    report["dead_letters"] = [
+        {"event_type": d.event_type, "event_id": d.event_id, "reason": d.reason, "detail": d.detail[:300],
+         "attempts": d.attempts} for d in DeadLetter.objects.order_by("id")]
+    print(json.dumps(report, default=str))
+
+
+if __name__ == "__main__":
+    main()
