@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from celery.signals import worker_ready
 from celery.worker.consumer import Consumer
 
 from . import deadletters
@@ -85,6 +86,18 @@ def install(app: Celery, service: str | None = None, *, worker: bool = True) -> 
     app.conf.event_tasks_service = service
     register_tasks(app, service, handlers, queue_name=queue.name, max_retries=conf.max_retries,
                    backoff_base=conf.retry_backoff, backoff_cap=cap)
+
+    def prune_stale_subscriptions(sender: Any = None, **_: Any) -> None:
+        # Celery's consumer declared the queue and its bindings; also drop bindings of a
+        # handler that was removed, or its events would keep arriving as "unknown type".
+        if getattr(sender, "app", None) is not app:
+            return
+        from .topology import declare
+
+        with app.connection_for_write() as conn:
+            declare(conn, [queue])
+
+    worker_ready.connect(prune_stale_subscriptions, weak=False)
     return app
 
 

@@ -107,3 +107,23 @@ def test_broker_down_raises_publish_error_after_bounded_retries(scheme):
     assert err.value.event_type == PROBE_CREATED and err.value.event_id
     assert producer.stats["failed"] == 1 and producer.stats["published"] == 0
     assert time.monotonic() - started < 30    # bounded: never blocks forever
+
+
+def test_worker_start_drops_subscriptions_of_removed_handlers(fresh_redis_url, workdir, probe_template_db):
+    """Redis: a binding left by a handler that no longer exists is removed when the worker starts."""
+    from tests.integration.fabric import Platform
+
+    stale = "org.openedx.learning.probe.updated.v1"
+    with Connection(fresh_redis_url) as conn:
+        declare(conn, [service_queue("beta", [stale, PROBE_CREATED])])
+    platform = Platform(fresh_redis_url, workdir / "prune", template_db=probe_template_db)
+    try:
+        platform.start("beta")
+        with Connection(fresh_redis_url) as conn:
+            from event_tasks.testing import wait_until
+
+            wait_until(lambda: (stale, "events.beta") not in subscription_table(conn), 20,
+                       message="the stale binding to disappear")
+            assert (PROBE_CREATED, "events.beta") in subscription_table(conn)
+    finally:
+        platform.stop_all()
