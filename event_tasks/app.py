@@ -79,13 +79,27 @@ def install(app: Celery, service: str | None = None, *, worker: bool = True) -> 
     queue = service_queue(service, handlers.patterns)
     cap = conf.retry_backoff_max
     if scheme.startswith("redis"):
-        cap = min(cap, float(options.get("visibility_timeout", 3600)) * VISIBILITY_MARGIN)
+        visibility = float(options.setdefault("visibility_timeout", 3600))
+        cap = min(cap, visibility * VISIBILITY_MARGIN)
+        if conf.handler_time_limit >= visibility:
+            raise ConfigurationError(
+                f"EVENT_TASKS_HANDLER_TIME_LIMIT ({conf.handler_time_limit:g} s) must be below the Redis "
+                f"visibility timeout ({visibility:g} s), or a running handler's event is delivered again")
+        # Each service restores only its own unacked messages, on its own schedule.
+        options.update(unacked_key=f"unacked:{queue.name}", unacked_index_key=f"unacked_index:{queue.name}",
+                       unacked_mutex_key=f"unacked_mutex:{queue.name}",
+                       unacked_restore_interval=conf.restore_interval, unacked_restore_throttle=1)
+        app.conf.broker_transport_options = options
+        from .brokercheck import check_redis
+
+        check_redis(app.conf.broker_url, require=conf.require_durable_broker)
     app.conf.update(task_queues=[queue], task_default_queue=queue.name,
                     task_default_exchange="", task_default_routing_key=queue.name,
                     task_create_missing_queues=False)
     app.conf.event_tasks_service = service
     register_tasks(app, service, handlers, queue_name=queue.name, max_retries=conf.max_retries,
-                   backoff_base=conf.retry_backoff, backoff_cap=cap)
+                   backoff_base=conf.retry_backoff, backoff_cap=cap,
+                   max_redeliveries=conf.max_redeliveries, time_limit=conf.handler_time_limit)
 
     def prune_stale_subscriptions(sender: Any = None, **_: Any) -> None:
         # Celery's consumer declared the queue and its bindings; also drop bindings of a

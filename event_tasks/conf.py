@@ -23,6 +23,13 @@ class Settings:
     publish_retries: int = 3            # broker unreachable: tries before PublishError
     publish_timeout: float = 2.0        # seconds per connect / command
     max_payload_bytes: int = 256 * 1024
+    max_redeliveries: int = 3           # a delivery whose worker died this often is dead-lettered
+    handler_time_limit: float = 1500.0  # seconds; below RabbitMQ's consumer_timeout (30 min) and the visibility timeout
+    restore_interval: int = 10          # Redis: seconds between sweeps that restore unacked messages
+    require_durable_broker: bool = False  # production: refuse to start on a Redis that can lose data
+    outbox: bool = True                 # send_event inside transaction.atomic() goes through the outbox
+    outbox_grace: float = 2.0           # the relay leaves rows this young to the on-commit publish
+    outbox_retention: float = 7 * 24 * 3600.0  # seconds a sent outbox row is kept
 
     def queue_name(self, service: str) -> str:
         return f"{self.queue_prefix}{service}"

@@ -58,3 +58,78 @@ def _jsonable(value: Any) -> Any:
         return json.loads(json.dumps(value, default=repr))
     except (TypeError, ValueError):
         return repr(value)
+
+
+# -- acting on dead letters (manage.py events deadletters, the admin) ---------------------------
+
+def select(*, ids: list[int] | None = None, service: str | None = None, event_type: str | None = None,
+           reason: str | None = None, older_than: float | None = None, newer_than: float | None = None) -> list[DeadLetter]:
+    """Dead letters matching every given filter (ages in seconds), oldest first."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    qs = DeadLetter.objects.order_by("id")
+    if ids:
+        qs = qs.filter(pk__in=ids)
+    if service:
+        qs = qs.filter(service=service)
+    if event_type:
+        qs = qs.filter(event_type=event_type)
+    if reason:
+        qs = qs.filter(reason=reason)
+    now = timezone.now()
+    if older_than is not None:
+        qs = qs.filter(created_at__lte=now - dt.timedelta(seconds=older_than))
+    if newer_than is not None:
+        qs = qs.filter(created_at__gte=now - dt.timedelta(seconds=newer_than))
+    return list(qs)
+
+
+def as_dict(letter: DeadLetter) -> dict[str, Any]:
+    return {"id": letter.pk, "service": letter.service, "event_id": letter.event_id, "event_type": letter.event_type,
+            "task_id": letter.task_id, "reason": letter.reason, "detail": letter.detail, "attempts": letter.attempts,
+            "created_at": letter.created_at.isoformat(), "replays": letter.replays,
+            "replayed_at": letter.replayed_at.isoformat() if letter.replayed_at else None,
+            "traceback": letter.traceback, "raw": letter.raw}
+
+
+def replayable_args(letter: DeadLetter) -> tuple[dict[str, Any], Any]:
+    """The (envelope, data) to send again; :class:`NotReplayable` if the message was never readable."""
+    from .errors import NotReplayable
+
+    try:
+        raw = json.loads(letter.raw)
+        if "args" in raw:
+            args = raw["args"]
+        else:
+            args = json.loads(raw["body"])[0]
+        envelope, data = args
+        if not (isinstance(envelope, dict) and envelope.get("id") and envelope.get("type")):
+            raise ValueError("no envelope")
+    except (ValueError, TypeError, KeyError, IndexError):
+        raise NotReplayable(letter.pk, letter.reason) from None
+    return envelope, data
+
+
+def replay(letter: DeadLetter) -> str:
+    """Put the event back on this dead letter's service queue only, with its original id."""
+    from django.db.models import F
+    from django.utils import timezone
+
+    from .app import installed_app
+    from .message import encode_body
+    from .publisher import Publisher
+
+    envelope, data = replayable_args(letter)
+    body, argsrepr = encode_body(envelope, data)
+    publisher = Publisher(installed_app(), letter.service)
+    queue = publisher.publish_to(letter.service, envelope["type"], envelope["id"], body, argsrepr)
+    DeadLetter.objects.filter(pk=letter.pk).update(replays=F("replays") + 1, replayed_at=timezone.now())
+    log.info("replayed dead letter #%s (%s %s) to %s", letter.pk, envelope["type"], envelope["id"], queue)
+    return queue
+
+
+def discard(letters: list[DeadLetter]) -> int:
+    deleted, _ = DeadLetter.objects.filter(pk__in=[letter.pk for letter in letters]).delete()
+    return deleted

@@ -9,7 +9,11 @@ The task (named after the event type) checks the envelope and payload, builds th
   exponential backoff and jitter, capped below the Redis visibility timeout;
 * still failing after ``EVENT_TASKS_MAX_RETRIES`` retries → dead letter with the exception and
   the attempt count;
-* the message is acknowledged only after that (``acks_late``, ``reject_on_worker_lost``).
+* the message is acknowledged only after that (``acks_late``, ``reject_on_worker_lost``);
+* each handler runs once per event (``idempotency.apply``): a redelivered or replayed copy is
+  skipped for the handlers that already applied it;
+* a delivery whose worker died ``EVENT_TASKS_MAX_REDELIVERIES`` times (a poison message) goes
+  to the dead letters instead of killing the next worker.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
-from . import catalog, deadletters
+from . import catalog, deadletters, idempotency
 from .envelope import Event, read_envelope
 from .errors import EventValidationError, InvalidEvent
 
@@ -53,13 +57,16 @@ class EventTask(Task):
     handlers: ServiceHandlers
     retry_backoff_base: float = 2.0
     retry_backoff_cap: float = 300.0
+    max_redeliveries: int = 3
 
     def run(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         event = self.read_event(args, kwargs)
+        self.check_redelivery()
         handlers = self.handlers.for_type(event.type)
+        applied, skipped = [], []
         try:
             for handler in handlers:
-                handler.func(event)
+                (applied if idempotency.apply(self.service, handler, event) else skipped).append(handler.name)
         except Exception as exc:
             retries = self.request.retries
             if retries >= self.max_retries:
@@ -70,7 +77,18 @@ class EventTask(Task):
                         countdown, exc)
             # queue= routes through the default exchange to this service's queue only.
             raise self.retry(exc=exc, countdown=countdown, queue=self.queue_name) from exc
-        return {"event": event.id, "service": self.service, "handlers": [h.name for h in handlers]}
+        return {"event": event.id, "service": self.service, "applied": applied, "duplicates": skipped}
+
+    def check_redelivery(self) -> None:
+        """Give up on a delivery that killed its worker too often (it would loop forever)."""
+        request = self.request
+        redelivered = (request.delivery_info or {}).get("redelivered") or (request.headers or {}).get("redelivered")
+        if not redelivered:
+            return
+        count = idempotency.count_redelivery(request.id, request.retries or 0)
+        if count >= self.max_redeliveries:
+            raise InvalidEvent("worker_lost", f"worker lost {count} times while handling this event "
+                                              f"(EVENT_TASKS_MAX_REDELIVERIES={self.max_redeliveries})")
 
     def read_event(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Event:
         if kwargs or len(args) != 2:
@@ -101,13 +119,15 @@ class EventTask(Task):
 
 
 def register_tasks(app: Celery, service: str, handlers: ServiceHandlers, *, queue_name: str,
-                   max_retries: int, backoff_base: float, backoff_cap: float) -> list[str]:
+                   max_retries: int, backoff_base: float, backoff_cap: float,
+                   max_redeliveries: int = 3, time_limit: float | None = None) -> list[str]:
     """Register one task per event type ``handlers`` consume, on ``app``. Returns the names."""
     names = []
     for event_type in handlers.event_types:
         attrs = {"name": event_type, "service": service, "queue_name": queue_name,
                  "handlers": handlers, "max_retries": max_retries,
                  "retry_backoff_base": backoff_base, "retry_backoff_cap": backoff_cap,
+                 "max_redeliveries": max_redeliveries, "time_limit": time_limit,
                  "__module__": __name__}
         task_cls = type(f"EventTask_{service}_{event_type.replace('.', '_')}", (EventTask,), attrs)
         app.register_task(task_cls())

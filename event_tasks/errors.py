@@ -103,6 +103,15 @@ class InvalidEvent(EventTasksError):
         super().__init__(f"{reason}: {detail}")
 
 
+class NotReplayable(EventTasksError):
+    """A dead letter whose message was never a readable event cannot be sent again."""
+
+    def __init__(self, letter_id: int, reason: str):
+        self.letter_id = letter_id
+        super().__init__(f"Dead letter #{letter_id} ({reason}) holds no readable event to replay; inspect it "
+                         "with `events deadletters show` and discard it, or fix the producer and resend.")
+
+
 def _flatten(msg: Any) -> str:
     if isinstance(msg, Mapping):
         return "{" + ", ".join(f"{k}: {_flatten(v)}" for k, v in msg.items()) + "}"

@@ -21,10 +21,13 @@ F = TypeVar("F", bound=Callable[..., None])
 _MARK = "__event_tasks_subscriptions__"
 
 
-def consumer(event_type_or_pattern: str) -> Callable[[F], F]:
+def consumer(event_type_or_pattern: str, *, deduplicate: bool = True) -> Callable[[F], F]:
     """Mark ``handler(event)`` as consuming an event type or a topic pattern (``*``, ``#``).
 
-    Stack the decorator to consume several types with one function.
+    Stack the decorator to consume several types with one function. With ``deduplicate`` (the
+    default) the fabric records (event id, handler) in the service's database in the handler's
+    own transaction and skips an event the handler already applied; pass ``False`` for handlers
+    that are idempotent by themselves or write nowhere transactional.
     """
     if not isinstance(event_type_or_pattern, str) or not event_type_or_pattern:
         raise ConfigurationError("@consumer needs an event type or a topic pattern, e.g. "
@@ -32,7 +35,7 @@ def consumer(event_type_or_pattern: str) -> Callable[[F], F]:
 
     def mark(func: F) -> F:
         patterns = list(getattr(func, _MARK, ()))
-        patterns.append(event_type_or_pattern)
+        patterns.append((event_type_or_pattern, deduplicate))
         setattr(func, _MARK, tuple(patterns))
         return func
 
@@ -43,6 +46,7 @@ def consumer(event_type_or_pattern: str) -> Callable[[F], F]:
 class Handler:
     pattern: str
     func: Callable[..., None]
+    deduplicate: bool = True
 
     @property
     def name(self) -> str:
@@ -96,8 +100,8 @@ def service_handlers(service: str, package: str | None = None) -> ServiceHandler
     found: list[Handler] = []
     for value in vars(module).values():
         if callable(value) and getattr(value, "__module__", None) == module.__name__:
-            for pattern in getattr(value, _MARK, ()):
-                found.append(Handler(pattern, value))
+            for pattern, deduplicate in getattr(value, _MARK, ()):
+                found.append(Handler(pattern, value, deduplicate))
     for h in found:
         if not catalog.matching(h.pattern):
             raise UnknownEventType(h.pattern, f"Handler {h.name} of service {service!r} subscribes to it, "

@@ -22,6 +22,7 @@ class DeadLetter(models.Model):
         NOT_A_TASK = "not_a_task", "message without task headers"
         INVALID_ARGUMENTS = "invalid_arguments", "task arguments are not (envelope, data)"
         TOO_LARGE = "too_large", "payload over EVENT_TASKS_MAX_PAYLOAD_BYTES"
+        WORKER_LOST = "worker_lost", "the worker died handling it, again and again (poison message)"
 
     service = models.CharField(max_length=64, db_index=True)
     event_id = models.CharField(max_length=64, blank=True, db_index=True)
@@ -33,6 +34,8 @@ class DeadLetter(models.Model):
     attempts = models.PositiveIntegerField(default=1)
     raw = models.TextField(blank=True, help_text="The message as received (JSON, or base64 of bytes)")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    replays = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -40,3 +43,62 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service}: {self.event_type or '?'} {self.event_id or ''} ({self.reason})"
+
+
+class OutboxEvent(models.Model):
+    """An event sent inside a database transaction: written with it, published after commit.
+
+    ``body`` is the complete task body (envelope + payload), so the relay publishes exactly the
+    event ``send_event`` returned, with its original id.
+    """
+
+    event_id = models.CharField(max_length=64, unique=True)
+    event_type = models.CharField(max_length=255)
+    key = models.CharField(max_length=255, null=True, blank=True)
+    body = models.TextField()
+    argsrepr = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["sent_at", "id"])]
+
+    def __str__(self) -> str:
+        state = f"sent {self.sent_at:%Y-%m-%d %H:%M:%S}" if self.sent_at else "pending"
+        return f"{self.event_type} {self.event_id} ({state})"
+
+
+class ProcessedEvent(models.Model):
+    """(event, handler) pairs this service already applied: a redelivered duplicate is skipped.
+
+    Written in the same transaction as the handler's own writes, so a handler that failed is not
+    marked. ``duplicates`` counts the copies that were skipped.
+    """
+
+    event_id = models.CharField(max_length=64)
+    handler = models.CharField(max_length=255)
+    service = models.CharField(max_length=64)
+    event_type = models.CharField(max_length=255)
+    processed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    duplicates = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["event_id", "handler"], name="event_tasks_processed_once")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} by {self.handler}"
+
+
+class Redelivery(models.Model):
+    """How often one delivery (task id + retry number) came back after its worker died."""
+
+    task_id = models.CharField(max_length=255)
+    retries = models.PositiveIntegerField()
+    count = models.PositiveIntegerField(default=0)
+    last_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task_id", "retries"], name="event_tasks_redelivery_once")]

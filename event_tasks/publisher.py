@@ -9,6 +9,9 @@ envelope; 4. publish one copy to each subscribed queue.
 * RabbitMQ (and ``memory://`` in unit tests): one publish to the topic exchange ``events``
   (the server routes), with publisher confirms; each service's worker gives its copy its own
   task id on receipt (see ``app.EventConsumer``).
+* Inside ``transaction.atomic()`` the event is written to the outbox table in the same
+  transaction instead, and published right after commit (or by the relay, ``outbox.py``, if
+  the broker is down then). Rolled back: never published.
 
 Everything that can be built once (schemas, script, templates, connections) is built once.
 """
@@ -24,11 +27,13 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 
+from django.db import connection as db_connection
+
 from . import catalog
 from .conf import Settings, settings
 from .envelope import SPECVERSION, Event, format_time
 from .errors import ConfigurationError, EventValidationError, PayloadTooLarge, PublishError
-from .message import RedisMessageTemplate, encode_body, headers
+from .message import QUEUE_SLOT, SERVICE_SLOT, RedisMessageTemplate, encode_body, headers
 from .topology import BINDING_KEY, events_exchange
 
 if TYPE_CHECKING:
@@ -39,8 +44,13 @@ FANOUT_LUA = resources.files(__package__).joinpath("fanout.lua").read_text()
 
 
 class Transport(Protocol):
+    errors: tuple[type[BaseException], ...]
+
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int | None:
         """Publish; return how many queues got a copy (``None`` when the broker routes)."""
+
+    def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
+        """Publish one copy to one queue only (dead-letter replay)."""
 
 
 class RedisFanout:
@@ -72,6 +82,10 @@ class RedisFanout:
         return self.script(keys=[self.binding_key],
                            args=[event_type, self.queue_prefix, self.keyprefix, message])
 
+    def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
+        message = self.template.render(event_type, event_id, body, argsrepr)
+        self.client.lpush(self.keyprefix + queue, message.replace(SERVICE_SLOT, service).replace(QUEUE_SLOT, queue))
+
 
 class KombuFanout:
     """One publish to the topic exchange; the broker copies it into each bound queue."""
@@ -96,6 +110,15 @@ class KombuFanout:
                 retry=True, retry_policy=self.retry_policy,
             )
         return None
+
+    def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
+        with self.app.producer_pool.acquire(block=True, timeout=self.timeout) as producer:
+            producer.publish(
+                body, exchange="", routing_key=queue,
+                headers=headers(event_type, event_id, f"{event_id}:{service}", argsrepr),
+                content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+                correlation_id=f"{event_id}:{service}", retry=True, retry_policy=self.retry_policy,
+            )
 
 
 def transport_for(app: Celery, conf: Settings) -> Transport:
@@ -131,6 +154,27 @@ class Publisher:
         body, argsrepr = encode_body(envelope, wire)
         if len(body) > self.conf.max_payload_bytes:
             raise PayloadTooLarge(event_type, len(body), self.conf.max_payload_bytes)
+        event = Event(id=event_id, type=event_type, source=self.service, time=now, key=key, data=loaded)
+        if self.conf.outbox and db_connection.in_atomic_block:
+            from .outbox import enqueue
+
+            enqueue(self, event, body, argsrepr)
+            self.stats["outboxed"] += 1
+            return event
+        self.publish(event_type, event_id, body, argsrepr)
+        return event
+
+    def publish_to(self, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> str:
+        """Publish one copy to ``service``'s queue only (replay); returns the queue name."""
+        queue = self.conf.queue_name(service)
+        try:
+            self.transport.publish_to(queue, service, event_type, event_id, body, argsrepr)
+        except self.transport.errors as exc:
+            raise PublishError(event_type, event_id, exc) from exc
+        return queue
+
+    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int | None:
+        """Publish a prepared event body now; :class:`PublishError` if the broker does not take it."""
         try:
             copies = self.transport.publish(event_type, event_id, body, argsrepr)
         except self.transport.errors as exc:
@@ -142,7 +186,7 @@ class Publisher:
             if copies == 0:
                 self.stats["unrouted"] += 1
                 log.info("event %s (%s) has no subscriber yet; nobody gets it", event_id, event_type)
-        return Event(id=event_id, type=event_type, source=self.service, time=now, key=key, data=loaded)
+        return copies
 
 
 _lock = threading.Lock()

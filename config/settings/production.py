@@ -14,6 +14,8 @@ if not env("DATABASE_URL"):
     raise ImproperlyConfigured("DATABASE_URL must be set in production (each service has its own database)")
 if not env("FLOWER_BASIC_AUTH"):
     raise ImproperlyConfigured("FLOWER_BASIC_AUTH (user:password) must be set in production")
+# A Redis that can lose queued events (no AOF, eviction) is refused at worker start.
+EVENT_TASKS_REQUIRE_DURABLE_BROKER = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True

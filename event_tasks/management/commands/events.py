@@ -4,7 +4,8 @@
 * ``catalog``   list event types with owner, consumers and description
 * ``topology``  show the live subscription table (Redis) or what would be declared
 * ``send``      send one event as this service (``EVENT_TASKS_SERVICE``)
-* ``deadletters``  list this service's dead letters
+* ``relay``     publish this service's outbox (a Procfile process per producing service)
+* ``deadletters list|show|replay|discard``  act on this service's dead letters
 """
 from __future__ import annotations
 
@@ -34,8 +35,19 @@ class Command(BaseCommand):
         send.add_argument("event_type")
         send.add_argument("--data", required=True, help="the payload as JSON")
         send.add_argument("--key")
-        dl = sub.add_parser("deadletters", help="list this service's dead letters")
-        dl.add_argument("--limit", type=int, default=20)
+        relay = sub.add_parser("relay", help="publish committed outbox events (runs until stopped)")
+        relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")
+        relay.add_argument("--grace", type=float, help="seconds to leave fresh rows to the on-commit publish")
+        dl = sub.add_parser("deadletters", help="list, show, replay or discard this service's dead letters")
+        dl.add_argument("dl_action", choices=["list", "show", "replay", "discard"])
+        dl.add_argument("ids", nargs="*", type=int, help="dead letter ids (show/replay/discard)")
+        dl.add_argument("--service")
+        dl.add_argument("--type", dest="event_type")
+        dl.add_argument("--reason")
+        dl.add_argument("--older-than", type=float, metavar="SECONDS")
+        dl.add_argument("--newer-than", type=float, metavar="SECONDS")
+        dl.add_argument("--all", action="store_true", help="replay/discard every match of the filters")
+        dl.add_argument("--limit", type=int, default=50)
 
     def handle(self, *args, action: str, **options) -> None:
         try:
@@ -93,13 +105,46 @@ class Command(BaseCommand):
         event = send_event(event_type, payload, key=key)
         self.stdout.write(event.id)
 
-    def do_deadletters(self, limit: int = 20, **_: object) -> None:
-        from event_tasks.models import DeadLetter
+    def do_relay(self, once: bool = False, grace: float | None = None, **_: object) -> None:
+        import signal
 
-        for letter in DeadLetter.objects.all()[:limit]:
-            self.stdout.write(f"#{letter.pk} {letter.created_at:%Y-%m-%d %H:%M:%S} {letter.service} "
-                              f"{letter.event_type or '?'} {letter.event_id} [{letter.reason}] "
-                              f"attempts={letter.attempts}: {letter.detail[:200]}")
+        from event_tasks.outbox import Relay
+        from event_tasks.publisher import default_publisher
+
+        relay = Relay(default_publisher(), grace=grace)
+        if once:
+            self.stdout.write(f"published {relay.run_once()} outbox event(s)")
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: relay.stop.set())
+        relay.run_forever()
+        self.stdout.write(f"relay stopped; published {relay.sent} event(s)")
+
+    def do_deadletters(self, dl_action: str, ids: list[int], limit: int = 50, all: bool = False,  # noqa: A002
+                       **filters: object) -> None:
+        from event_tasks import deadletters
+
+        letters = deadletters.select(ids=ids, service=filters.get("service"), event_type=filters.get("event_type"),
+                                     reason=filters.get("reason"), older_than=filters.get("older_than"),
+                                     newer_than=filters.get("newer_than"))
+        if dl_action in ("replay", "discard") and not ids and not all:
+            raise CommandError(f"{dl_action} needs dead letter ids, or --all with filters")
+        if dl_action == "list":
+            for letter in letters[:limit]:
+                self.stdout.write(f"#{letter.pk} {letter.created_at:%Y-%m-%d %H:%M:%S} {letter.service} "
+                                  f"{letter.event_type or '?'} {letter.event_id} [{letter.reason}] "
+                                  f"attempts={letter.attempts} replays={letter.replays}: {letter.detail[:160]}")
+        elif dl_action == "show":
+            for letter in letters[:limit]:
+                self.stdout.write(_json(deadletters.as_dict(letter)))
+        elif dl_action == "replay":
+            for letter in letters:
+                queue = deadletters.replay(letter)
+                self.stdout.write(f"replayed #{letter.pk} ({letter.event_type} {letter.event_id}) to {queue}")
+        else:
+            count = len(letters)
+            deadletters.discard(letters)
+            self.stdout.write(f"discarded {count} dead letter(s)")
 
 
 def _json(value: object) -> str:

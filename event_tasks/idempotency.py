@@ -1,0 +1,49 @@
+"""At-least-once in, effectively-once out: duplicate suppression and poison-message counting.
+
+* :func:`apply` runs one handler inside a transaction that also records (event id, handler) in
+  :class:`~event_tasks.models.ProcessedEvent`; an event the handler already applied is skipped
+  (and counted), a handler that raised leaves no mark.
+* :func:`count_redelivery` counts how often one delivery came back after its worker died
+  (kombu/RabbitMQ flag it ``redelivered``); the task gives up on it after
+  ``EVENT_TASKS_MAX_REDELIVERIES``.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from .envelope import Event
+from .handlers import Handler
+from .models import ProcessedEvent, Redelivery
+
+log = logging.getLogger(__name__)
+
+
+def apply(service: str, handler: Handler, event: Event) -> bool:
+    """Run ``handler`` for ``event`` once per (event, handler); ``False`` if it was a duplicate."""
+    if not handler.deduplicate:
+        handler.func(event)
+        return True
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                ProcessedEvent.objects.create(event_id=event.id, handler=handler.name, service=service,
+                                              event_type=event.type)
+        except IntegrityError:
+            ProcessedEvent.objects.filter(event_id=event.id, handler=handler.name).update(
+                duplicates=F("duplicates") + 1)
+            log.info("%s: skipped duplicate of event %s for %s", service, event.id, handler.name)
+            return False
+        handler.func(event)
+    return True
+
+
+def count_redelivery(task_id: str, retries: int) -> int:
+    """Record one more redelivery of (task id, retry number); return the count so far."""
+    with transaction.atomic():
+        row, _ = Redelivery.objects.select_for_update().get_or_create(task_id=task_id, retries=retries)
+        row.count += 1
+        row.save(update_fields=["count", "last_at"])
+    return row.count
