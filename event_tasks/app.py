@@ -125,8 +125,15 @@ class EventConsumer(Consumer):
     def create_task_handler(self, *args: Any, **kwargs: Any):
         handler = super().create_task_handler(*args, **kwargs)
         suffix = ":" + self.service
+        limit = settings().max_payload_bytes + 4096   # the envelope and Celery's framing on top
 
         def on_task_received(message):
+            body = message.body
+            if body is not None and len(body) > limit:
+                self._dead_letter(message, "too_large", f"message body of {len(body)} bytes is over "
+                                                        f"EVENT_TASKS_MAX_PAYLOAD_BYTES ({limit - 4096})")
+                message.ack()
+                return None
             headers = message.headers
             if isinstance(headers, dict):
                 task_id = headers.get("id")
@@ -143,10 +150,12 @@ class EventConsumer(Consumer):
         task_id = str(headers.get("id", "") or "")
         if task_id:
             event_id = task_id.rsplit(":", 1)[0] if task_id.endswith(":" + self.service) else task_id
+        raw = deadletters.message_raw(message)
+        if reason == "too_large":
+            raw["body"] = raw["body"][:4096] + "…(cut)"
         try:
             deadletters.record(service=self.service, reason=reason, detail=detail, event_id=event_id,
-                               event_type=str(headers.get("task", "") or ""), task_id=task_id,
-                               raw=deadletters.message_raw(message))
+                               event_type=str(headers.get("task", "") or ""), task_id=task_id, raw=raw)
         except Exception:  # the worker goes on even if the database is down; the log keeps it
             log.exception("could not store dead letter (%s: %s) for message %r", reason, detail, headers)
 

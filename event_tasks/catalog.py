@@ -10,6 +10,7 @@ import dataclasses
 import importlib
 import pkgutil
 import re
+import sys
 import threading
 from typing import Any
 
@@ -91,7 +92,8 @@ def event_type(name: str, *, schema: type[Schema], owner: str, description: str)
         raise ConfigurationError(f"Event type {name!r}: schema must be a marshmallow Schema class")
     if not owner or not description:
         raise ConfigurationError(f"Event type {name!r} needs an owner (producing service) and a description")
-    entry = EventType(name=name, schema=schema, owner=owner, description=description.strip())
+    entry = EventType(name=name, schema=schema, owner=owner, description=description.strip(),
+                      module=sys._getframe(1).f_globals.get("__name__", ""))
     with _lock:
         existing = _registry.get(name)
         if existing is not None and existing.schema is not schema:
@@ -127,10 +129,14 @@ def get(name: str) -> EventType:
     return entry
 
 
-def all() -> list[EventType]:  # noqa: A001 - the public name DESIGN.md gives it
-    """Every event type, sorted by name."""
-    load()
-    return sorted(_registry.values(), key=lambda e: e.name)
+def all(package: str | None = None) -> list[EventType]:  # noqa: A001 - the public name DESIGN.md gives it
+    """Every event type of the catalog (the configured schemas package), sorted by name."""
+    if package is None:
+        from .conf import settings
+        package = settings().schemas_package
+    load(package)
+    prefix = package + "."
+    return sorted((e for e in _registry.values() if e.module.startswith(prefix)), key=lambda e: e.name)
 
 
 def matching(pattern: str) -> list[EventType]:

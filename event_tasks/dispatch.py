@@ -100,7 +100,7 @@ class EventTask(Task):
         try:
             data = entry.decode(args[1])
         except EventValidationError as exc:
-            raise InvalidEvent("invalid_payload", str(exc)) from None
+            raise InvalidEvent("invalid_payload", f"payload is not a valid {self.name}; bad fields: {exc.describe()}") from None
         return Event(id=envelope["id"], type=envelope["type"], source=envelope["source"],
                      time=envelope["time"], key=envelope.get("key"), data=data)
 

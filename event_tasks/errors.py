@@ -65,9 +65,12 @@ class EventValidationError(EventTasksError):
     def __init__(self, event_type: str, errors: Mapping[str, Any]):
         self.event_type = event_type
         self.errors = dict(errors)
-        fields = ", ".join(f"{name}: {_flatten(msg)}" for name, msg in sorted(self.errors.items(), key=lambda kv: str(kv[0])))
         super().__init__(f"Invalid payload for event type {event_type!r}; nothing was published. "
-                         f"Bad fields: {fields}")
+                         f"Bad fields: {self.describe()}")
+
+    def describe(self) -> str:
+        """``field: problem, …`` for every bad field."""
+        return ", ".join(f"{name}: {_flatten(msg)}" for name, msg in sorted(self.errors.items(), key=lambda kv: str(kv[0])))
 
     @property
     def fields(self) -> list[str]:

@@ -1,12 +1,17 @@
 """Probe services for the fabric tests: each handler appends what it saw to a JSON-lines file.
 
-Behaviour is steered by the event key: ``fail:<service>:<n>`` makes that service's handler fail
-its first n attempts; ``fail:<service>:always`` makes it fail every time.
+Behaviour is steered by the event key (``<mode>:<service>:<arg>``):
+
+* ``fail:<service>:<n>`` fails the first n attempts; ``fail:<service>:always`` every time;
+* ``slow:<service>:<seconds>`` sleeps that long on the first attempt (time to kill the worker);
+* ``exit:<service>:always`` kills the worker process (``os._exit``): a poison message;
+* ``blocked:<service>:x`` fails while the file ``blocked-<service>`` exists in the record dir.
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -36,8 +41,15 @@ def record(service: str, event: Event) -> None:
         os.write(fd, line.encode())
     finally:
         os.close(fd)
-    key = event.key or ""
-    if key.startswith(f"fail:{service}:"):
-        times = key.rsplit(":", 1)[1]
-        if times == "always" or attempt <= int(times):
-            raise RuntimeError(f"{service} fails attempt {attempt} on purpose")
+    mode, _, rest = (event.key or "").partition(":")
+    target, _, arg = rest.partition(":")
+    if target != service:
+        return
+    if mode == "fail" and (arg == "always" or attempt <= int(arg)):
+        raise RuntimeError(f"{service} fails attempt {attempt} on purpose")
+    if mode == "slow" and attempt == 1:
+        time.sleep(float(arg))
+    if mode == "exit":
+        os._exit(3)
+    if mode == "blocked" and (Path(settings.TEST_RECORD_DIR) / f"blocked-{service}").exists():
+        raise RuntimeError(f"{service} is blocked")
