@@ -88,3 +88,18 @@ def platform(broker_url: str, workdir: Path, probe_template_db: Path, request: p
     plat = Platform(broker_url, workdir / name, template_db=probe_template_db)
     yield plat
     plat.stop_all()
+
+
+# Short Redis redelivery for crash tests: a killed worker's event is back within ~5 s.
+CRASH_ENV = {"EVENT_TASKS_VISIBILITY_TIMEOUT": "4", "EVENT_TASKS_HANDLER_TIME_LIMIT": "3",
+             "EVENT_TASKS_RESTORE_INTERVAL": "1"}
+
+
+@pytest.fixture(scope="module")
+def crash_platform(broker_url: str, workdir: Path, probe_template_db: Path, request: pytest.FixtureRequest):
+    from tests.integration.fabric import Platform
+
+    name = f"{request.module.__name__.rsplit('.', 1)[-1]}-{broker_url.split(':', 1)[0]}"
+    plat = Platform(broker_url, workdir / name, env=CRASH_ENV, template_db=probe_template_db)
+    yield plat
+    plat.stop_all()

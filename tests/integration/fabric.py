@@ -50,7 +50,22 @@ class Platform:
     def db_path(self, service: str) -> Path:
         return self.dir / f"{service}.sqlite3"
 
-    def worker(self, service: str, **kwargs: Any) -> ServiceWorker:
+    def worker_env(self, service: str) -> dict[str, str]:
+        """The environment of ``service``'s processes (its database, the broker, the probe packages)."""
+        return {**self.env, "CELERY_BROKER_URL": self.broker_url, "DATABASE_URL": f"sqlite:///{self.db_path(service)}",
+                "DJANGO_SETTINGS_MODULE": "config.settings.test", "TEST_RECORD_DIR": str(self.dir),
+                "EVENT_TASKS_SERVICE": service}
+
+    def manage(self, service: str, *args: str) -> str:
+        """Run ``manage.py`` as ``service`` (e.g. ``events deadletters list``); returns stdout."""
+        env = {**os.environ, **self.worker_env(service)}
+        out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed: {out.stderr[-3000:]}")
+        return out.stdout
+
+    def worker(self, service: str, env: dict[str, str] | None = None, **kwargs: Any) -> ServiceWorker:
         if service not in self.workers:
             db = self.db_path(service)
             if not db.exists():
@@ -58,9 +73,8 @@ class Platform:
                     shutil.copy(self.template_db, db)
                 else:
                     migrate(db, self.env, service)
-            env = {**self.env, "CELERY_BROKER_URL": self.broker_url, "DATABASE_URL": f"sqlite:///{db}",
-                   "DJANGO_SETTINGS_MODULE": "config.settings.test", "TEST_RECORD_DIR": str(self.dir)}
-            self.workers[service] = ServiceWorker(service, env=env, log_dir=str(self.dir), **kwargs)
+            self.workers[service] = ServiceWorker(service, env={**self.worker_env(service), **(env or {})},
+                                                  log_dir=str(self.dir), **kwargs)
         return self.workers[service]
 
     def start(self, *services: str) -> None:
@@ -106,6 +120,9 @@ class Platform:
     def results(self, service: str, event_id: str) -> list[sqlite3.Row]:
         return self.query(service, "SELECT task_id, status, task_name FROM django_celery_results_taskresult "
                                    "WHERE task_id LIKE ?", (event_id + "%",))
+
+    def processed(self, service: str, event_id: str) -> list[sqlite3.Row]:
+        return self.query(service, "SELECT * FROM event_tasks_processedevent WHERE event_id = ?", (event_id,))
 
     def dead_letters(self, service: str) -> list[sqlite3.Row]:
         return self.query(service, "SELECT * FROM event_tasks_deadletter ORDER BY id")

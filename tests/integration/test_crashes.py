@@ -1,0 +1,112 @@
+"""Crash safety on real brokers: killed workers, killed countdown retries, poison messages, replay."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from event_tasks.testing import wait_until
+from tests.fabric.schemas.probe import PROBE_CREATED
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def plat(crash_platform):
+    # alpha runs a prefork pool: a child that dies is noticed by its parent (poison test).
+    crash_platform.worker("alpha", pool="prefork")
+    crash_platform.start("alpha", "beta", "gamma")
+    return crash_platform
+
+
+def restart(plat, service):
+    worker = plat.worker(service)
+    worker.kill()
+    worker.start()
+
+
+def settle(plat, *services):
+    """A marker through each queue: what was queued before it has been handled."""
+    marker = plat.send(PROBE_CREATED, {"n": 999})
+    for s in services:
+        plat.wait_calls(s, marker.id, timeout=60)
+
+
+def test_worker_killed_mid_handler_gets_the_event_again_alone(plat):
+    event = plat.send(PROBE_CREATED, {"n": 1}, key="slow:alpha:2.5")
+    plat.wait_calls("alpha", event.id)          # the handler has started (and sleeps)
+    plat.wait_calls("beta", event.id)
+    restart(plat, "alpha")                       # SIGKILL mid-handler, then a fresh worker
+    plat.wait_calls("alpha", event.id, 2, timeout=60)
+    settle(plat, "alpha", "beta", "gamma")
+    assert [plat.calls(s, event.id) for s in ("alpha", "beta", "gamma")] == [2, 1, 1]
+    assert [r["status"] for r in plat.results("alpha", event.id)] == ["SUCCESS"]
+    assert len(plat.processed("alpha", event.id)) == 1
+
+
+def test_countdown_retry_held_by_a_killed_worker_is_not_lost(plat):
+    event = plat.send(PROBE_CREATED, {"n": 2}, key="fail:alpha:1")
+    plat.wait_calls("alpha", event.id)
+    wait_until(lambda: [r["status"] for r in plat.results("alpha", event.id)] == ["RETRY"], 20,
+               message="alpha's RETRY state")
+    restart(plat, "alpha")                       # the retry (countdown) was waiting in that worker
+    plat.wait_calls("alpha", event.id, 2, timeout=60)
+    wait_until(lambda: [r["status"] for r in plat.results("alpha", event.id)] == ["SUCCESS"], 30,
+               message="alpha's SUCCESS")
+    settle(plat, "alpha", "beta")
+    assert plat.calls("alpha", event.id) == 2 and plat.calls("beta", event.id) == 1
+
+
+def test_poison_message_is_dead_lettered_after_repeated_worker_losses(plat):
+    event = plat.send(PROBE_CREATED, {"n": 3}, key="exit:alpha:always")
+    rows = wait_until(lambda: [r for r in plat.dead_letters("alpha") if r["event_id"] == event.id], 90,
+                      message=lambda: f"a worker_lost dead letter; log: {plat.worker('alpha').output()[-3000:]}")
+    assert rows[0]["reason"] == "worker_lost"
+    assert "worker lost 3 times" in rows[0]["detail"]
+    assert plat.calls("alpha", event.id) == 3    # first delivery + 2 redeliveries, then refused
+    assert plat.worker("alpha").running
+    settle(plat, "alpha", "beta", "gamma")
+    assert plat.calls("beta", event.id) == 1 and plat.calls("gamma", event.id) == 1
+
+
+def test_dead_letter_replay_reaches_only_its_service_with_the_original_id(plat):
+    block = plat.dir / "blocked-alpha"
+    block.write_text("")
+    event = plat.send(PROBE_CREATED, {"n": 4}, key="blocked:alpha:x")
+    rows = wait_until(lambda: [r for r in plat.dead_letters("alpha") if r["event_id"] == event.id], 60,
+                      message="alpha's dead letter")
+    letter_id = rows[0]["id"]
+    assert rows[0]["reason"] == "max_retries" and plat.calls("alpha", event.id) == 4
+    listing = plat.manage("alpha", "events", "deadletters", "list", "--reason", "max_retries", "--type", PROBE_CREATED)
+    assert f"#{letter_id} " in listing and event.id in listing
+    shown = json.loads(plat.manage("alpha", "events", "deadletters", "show", str(letter_id)))
+    assert shown["event_id"] == event.id and "RuntimeError: alpha is blocked" in shown["traceback"]
+
+    block.unlink()                               # the bug is fixed; replay
+    assert "to events.alpha" in plat.manage("alpha", "events", "deadletters", "replay", str(letter_id))
+    plat.wait_calls("alpha", event.id, 5)
+    wait_until(lambda: [r["status"] for r in plat.results("alpha", event.id)] == ["SUCCESS"], 30,
+               message="alpha's SUCCESS after replay")
+    assert len(plat.processed("alpha", event.id)) == 1
+
+    plat.manage("alpha", "events", "deadletters", "replay", str(letter_id))   # again: a duplicate
+    wait_until(lambda: plat.processed("alpha", event.id)[0]["duplicates"] == 1, 30, message="duplicate counted")
+    settle(plat, "alpha", "beta", "gamma")
+    assert [plat.calls(s, event.id) for s in ("alpha", "beta", "gamma")] == [5, 1, 1]
+
+    assert "discarded 1" in plat.manage("alpha", "events", "deadletters", "discard", str(letter_id))
+    assert not [r for r in plat.dead_letters("alpha") if r["id"] == letter_id]
+
+
+def test_unreadable_dead_letter_is_not_replayable(plat):
+    from kombu import Connection, Exchange, Producer
+
+    with Connection(plat.broker_url) as conn:
+        Producer(conn.channel()).publish(b"\x80 not json", exchange=Exchange(""), routing_key="events.alpha",
+                                         content_type="application/json", content_encoding="utf-8",
+                                         headers={"task": PROBE_CREATED, "id": f"{uuid.uuid4()}:alpha"})
+    rows = wait_until(lambda: [r for r in plat.dead_letters("alpha") if r["reason"] == "undecodable"], 30,
+                      message="undecodable dead letter")
+    with pytest.raises(RuntimeError, match="holds no readable event"):
+        plat.manage("alpha", "events", "deadletters", "replay", str(rows[-1]["id"]))
