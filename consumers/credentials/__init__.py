@@ -1,0 +1,1 @@
+"""Credentials: its event handlers and projection (certificates, grades, intents, catalog mirror)."""

@@ -1,0 +1,1 @@
+"""Course discovery: its event handlers and projection (Studio's course runs, LMS enrollment counts)."""

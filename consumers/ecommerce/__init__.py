@@ -1,0 +1,1 @@
+"""Ecommerce: its event handlers and projection (orders and enrollments from the LMS)."""

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class EnterpriseCatalogConfig(AppConfig):
+    """Enterprise catalog: the tables its event handlers keep in the enterprise_catalog database."""
+
+    name = "consumers.enterprise_catalog"
+    label = "enterprise_catalog"
+    verbose_name = "Enterprise catalog (event projection)"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,1 @@
+"""License manager: its event handlers and projection (license-backed enterprise enrollments)."""

@@ -1,0 +1,1 @@
+"""LMS: its event handlers and projection (exam outcomes, learner licenses, published runs)."""

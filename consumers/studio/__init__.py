@@ -1,0 +1,1 @@
+"""Studio: its event handlers and projection (course run schedules published by Publisher)."""
