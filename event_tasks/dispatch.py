@@ -21,6 +21,7 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
+from billiard.exceptions import TimeLimitExceeded
 from celery import Task
 
 from . import catalog, deadletters, idempotency
@@ -108,6 +109,9 @@ class EventTask(Task):
         envelope = args[0] if args and isinstance(args[0], dict) else {}
         if isinstance(exc, InvalidEvent):
             reason, detail = exc.reason, exc.detail
+        elif isinstance(exc, TimeLimitExceeded):
+            reason, detail = "time_limit", (f"handler ran past the time limit of {self.time_limit:g} s "
+                                            "(EVENT_TASKS_HANDLER_TIME_LIMIT) and was killed")
         else:
             reason, detail = "max_retries", f"{type(exc).__name__}: {exc}"
         deadletters.record(

@@ -22,6 +22,7 @@ class DeadLetter(models.Model):
         NOT_A_TASK = "not_a_task", "message without task headers"
         INVALID_ARGUMENTS = "invalid_arguments", "task arguments are not (envelope, data)"
         TOO_LARGE = "too_large", "payload over EVENT_TASKS_MAX_PAYLOAD_BYTES"
+        TIME_LIMIT = "time_limit", "handler ran past EVENT_TASKS_HANDLER_TIME_LIMIT"
         WORKER_LOST = "worker_lost", "the worker died handling it, again and again (poison message)"
 
     service = models.CharField(max_length=64, db_index=True)

@@ -7,15 +7,13 @@ import uuid
 import pytest
 
 from event_tasks.testing import wait_until
-from tests.fabric.schemas.probe import PROBE_CREATED
+from tests.fabric.schemas.probe import CATALOG_PROBE, PROBE_CREATED
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
 def plat(crash_platform):
-    # alpha runs a prefork pool: a child that dies is noticed by its parent (poison test).
-    crash_platform.worker("alpha", pool="prefork")
     crash_platform.start("alpha", "beta", "gamma")
     return crash_platform
 
@@ -59,15 +57,23 @@ def test_countdown_retry_held_by_a_killed_worker_is_not_lost(plat):
 
 
 def test_poison_message_is_dead_lettered_after_repeated_worker_losses(plat):
-    event = plat.send(PROBE_CREATED, {"n": 3}, key="exit:alpha:always")
-    rows = wait_until(lambda: [r for r in plat.dead_letters("alpha") if r["event_id"] == event.id], 90,
-                      message=lambda: f"a worker_lost dead letter; log: {plat.worker('alpha').output()[-3000:]}")
-    assert rows[0]["reason"] == "worker_lost"
-    assert "worker lost 3 times" in rows[0]["detail"]
-    assert plat.calls("alpha", event.id) == 3    # first delivery + 2 redeliveries, then refused
-    assert plat.worker("alpha").running
-    settle(plat, "alpha", "beta", "gamma")
-    assert plat.calls("beta", event.id) == 1 and plat.calls("gamma", event.id) == 1
+    # delta runs a prefork pool (a child that dies is noticed by its parent, which requeues) with
+    # production-like limits: the short crash-test time limit would race the worker-lost check.
+    delta = plat.worker("delta", pool="prefork", env={"EVENT_TASKS_VISIBILITY_TIMEOUT": "120",
+                                                     "EVENT_TASKS_HANDLER_TIME_LIMIT": "60"})
+    delta.start()
+    try:
+        event = plat.send(CATALOG_PROBE, {"n": 3}, key="exit:delta:always")
+        rows = wait_until(lambda: [r for r in plat.dead_letters("delta") if r["event_id"] == event.id], 90,
+                          message=lambda: f"a worker_lost dead letter; log: {delta.output()[-3000:]}")
+        assert rows[0]["reason"] == "worker_lost", (rows[0]["detail"], rows[0]["traceback"][-1500:])
+        assert "worker lost 3 times" in rows[0]["detail"]
+        assert plat.calls("delta", event.id) == 3    # first delivery + 2 redeliveries, then refused
+        assert delta.running
+        after = plat.send(CATALOG_PROBE, {"n": 4})
+        plat.wait_calls("delta", after.id)
+    finally:
+        delta.stop()
 
 
 def test_dead_letter_replay_reaches_only_its_service_with_the_original_id(plat):
@@ -110,3 +116,20 @@ def test_unreadable_dead_letter_is_not_replayable(plat):
                       message="undecodable dead letter")
     with pytest.raises(RuntimeError, match="holds no readable event"):
         plat.manage("alpha", "events", "deadletters", "replay", str(rows[-1]["id"]))
+
+
+def test_handler_past_its_time_limit_is_dead_lettered_and_never_runs_twice(plat):
+    # prefork enforces the hard time limit (3 s here) below the Redis visibility timeout (4 s):
+    # the handler is stopped before its message could be handed out again.
+    epsilon = plat.worker("epsilon", pool="prefork")
+    epsilon.start()
+    try:
+        event = plat.send(PROBE_CREATED, {"n": 5}, key="slow:epsilon:8")
+        rows = wait_until(lambda: [r for r in plat.dead_letters("epsilon") if r["event_id"] == event.id], 60,
+                          message=lambda: f"a time_limit dead letter; log: {epsilon.output()[-3000:]}")
+        assert rows[0]["reason"] == "time_limit" and "3 s" in rows[0]["detail"]
+        after = plat.send(PROBE_CREATED, {"n": 6})
+        plat.wait_calls("epsilon", after.id, timeout=30)
+        assert plat.calls("epsilon", event.id) == 1
+    finally:
+        epsilon.stop()
