@@ -96,3 +96,74 @@ def rabbitmq_queue_depths(vhost_url: str) -> dict[str, int]:
         if len(parts) == 2 and parts[1].isdigit():
             depths[parts[0]] = int(parts[1])
     return depths
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of our own (own name, ports, config and data dir) that tests may restart.
+
+    The machine's shared node is never touched. Durable queues and persistent messages live in
+    the data dir, so they survive :meth:`restart`.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"et{self.port}@localhost"
+        self.dir = tempfile.mkdtemp(prefix="et-rabbit-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "RABBITMQ_NODENAME": self.node, "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "RABBITMQ_CONFIG_FILE": os.path.join(self.dir, "rabbitmq.conf"),
+                "RABBITMQ_MNESIA_BASE": os.path.join(self.dir, "mnesia"),
+                "RABBITMQ_LOG_BASE": os.path.join(self.dir, "log"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(self.dir, "enabled_plugins"),
+                "RABBITMQ_FEATURE_FLAGS_FILE": os.path.join(self.dir, "feature_flags"),
+                "RABBITMQ_PLUGINS_EXPAND_DIR": os.path.join(self.dir, "plugins-expand")}
+
+    def start(self) -> PrivateRabbitMQ:
+        for sub in ("mnesia", "log"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as fh:
+            fh.write(f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n")
+        with open(os.path.join(self.dir, "enabled_plugins"), "w") as fh:
+            fh.write("[].\n")
+        if os.geteuid() == 0:   # rabbitmq-server drops to the rabbitmq user
+            subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", self.dir], check=True)
+        log = open(os.path.join(self.dir, "server.out"), "ab")
+        self.process = subprocess.Popen(["rabbitmq-server"], env=self._env(), stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        log.close()
+        ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+
+        def up() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited: {open(os.path.join(self.dir, 'server.out')).read()[-3000:]}")
+            return subprocess.run([ctl, "-n", self.node, "-q", "await_startup", "--timeout", "2"],
+                                  capture_output=True, timeout=30).returncode == 0
+
+        wait_until(up, 90, 0.25, f"private RabbitMQ node {self.node}")
+        return self
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+        subprocess.run([ctl, "-n", self.node, "-q", "stop"], capture_output=True, timeout=60)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,76 @@
+"""Duplicate suppression: one application per (event, handler), in the handler's transaction."""
+import pytest
+
+from event_tasks import idempotency
+from event_tasks.handlers import Handler
+from event_tasks.models import ProcessedEvent
+from event_tasks.testing import make_event
+
+TYPE = "org.openedx.learning.probe.created.v1"
+pytestmark = pytest.mark.django_db
+
+
+def test_a_duplicate_is_skipped_and_counted():
+    calls = []
+    handler = Handler(TYPE, calls.append)
+    event = make_event(TYPE, {"n": 1})
+    assert idempotency.apply("svc", handler, event) is True
+    assert idempotency.apply("svc", handler, event) is False
+    assert idempotency.apply("svc", handler, event) is False
+    assert calls == [event]
+    row = ProcessedEvent.objects.get(event_id=event.id)
+    assert row.duplicates == 2 and row.handler == handler.name and row.service == "svc"
+
+
+def test_a_failed_handler_leaves_no_mark_and_its_writes_roll_back():
+    attempts = []
+
+    def flaky(event):
+        attempts.append(event.id)
+        ProcessedEvent.objects.create(event_id="side-effect", handler="x", service="svc", event_type=TYPE)
+        if len(attempts) == 1:
+            raise RuntimeError("transient")
+
+    handler = Handler(TYPE, flaky)
+    event = make_event(TYPE, {"n": 2})
+    with pytest.raises(RuntimeError):
+        idempotency.apply("svc", handler, event)
+    assert not ProcessedEvent.objects.exists()            # neither the mark nor the handler's write
+    assert idempotency.apply("svc", handler, event) is True
+    assert ProcessedEvent.objects.filter(event_id=event.id).count() == 1
+
+
+def test_handlers_are_tracked_separately_and_can_opt_out():
+    first, second, loose = [], [], []
+    event = make_event(TYPE, {"n": 3})
+
+    def record_first(e):
+        first.append(e)
+
+    def record_second(e):
+        second.append(e)
+
+    a = Handler(TYPE, record_first)
+    b = Handler(TYPE, record_second)
+    c = Handler(TYPE, loose.append, deduplicate=False)
+    for _ in range(2):
+        for h in (a, b, c):
+            idempotency.apply("svc", h, event)
+    assert (len(first), len(second), len(loose)) == (1, 1, 2)
+
+
+def test_consumer_decorator_records_the_opt_out():
+    from event_tasks import consumer
+    from event_tasks.handlers import _MARK
+
+    @consumer(TYPE, deduplicate=False)
+    @consumer("org.openedx.learning.#")
+    def handler(event):
+        pass
+
+    assert getattr(handler, _MARK) == (("org.openedx.learning.#", True), (TYPE, False))
+
+
+def test_redeliveries_are_counted_per_delivery():
+    assert [idempotency.count_redelivery("t1:svc", 0) for _ in range(3)] == [1, 2, 3]
+    assert idempotency.count_redelivery("t1:svc", 1) == 1
