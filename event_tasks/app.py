@@ -59,6 +59,10 @@ def install(app: Celery, service: str | None = None, *, worker: bool = True) -> 
         task_acks_late=True, task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_consumer="event_tasks.app:EventConsumer",
+        # A retry that cannot be published gives up quickly (and is requeued, see dispatch), well
+        # inside the handler time limit.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        broker_connection_timeout=conf.publish_timeout,
     )
     scheme = (app.conf.broker_url or "").split("://", 1)[0]
     options = dict(app.conf.broker_transport_options or {})
@@ -88,8 +92,11 @@ def install(app: Celery, service: str | None = None, *, worker: bool = True) -> 
         # Each service restores only its own unacked messages, on its own schedule.
         options.update(unacked_key=f"unacked:{queue.name}", unacked_index_key=f"unacked_index:{queue.name}",
                        unacked_mutex_key=f"unacked_mutex:{queue.name}",
-                       unacked_restore_interval=conf.restore_interval, unacked_restore_throttle=1)
+                       unacked_restore_interval=conf.restore_interval, unacked_restore_throttle=1,
+                       priority_steps=[0])
         app.conf.broker_transport_options = options
+        # Consume with an atomic move, so no message is lost between taking and tracking it.
+        app.conf.broker_transport = "event_tasks.redis_transport:Transport"
         from .brokercheck import check_redis
 
         check_redis(app.conf.broker_url, require=conf.require_durable_broker)
@@ -143,6 +150,18 @@ class EventConsumer(Consumer):
             return handler(message)
 
         return on_task_received
+
+    def on_connection_error_after_connected(self, exc: BaseException) -> None:
+        """Survive losing the broker. Celery 5.7 collects the connection, then closes it; on Redis the
+        close tries to put the channel's unacked messages back through the already detached
+        transport and raises AttributeError, which kills the worker. Those messages stay in this
+        service's unacked hash, and the visibility sweep restores them (docs/decisions/0004)."""
+        try:
+            super().on_connection_error_after_connected(exc)
+        except AttributeError:
+            log.warning("%s: broker connection lost; unacked messages will be restored by the visibility "
+                        "sweep", self.service)
+            self.connection = None
 
     def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}

@@ -139,11 +139,11 @@ def all(package: str | None = None) -> list[EventType]:  # noqa: A001 - the publ
     return sorted((e for e in _registry.values() if e.module.startswith(prefix)), key=lambda e: e.name)
 
 
-def matching(pattern: str) -> list[EventType]:
+def matching(pattern: str, package: str | None = None) -> list[EventType]:
     """The event types a subscription pattern (exact name or topic pattern) selects."""
     from .topics import topic_matches
 
-    return [e for e in all() if topic_matches(pattern, e.name)]
+    return [e for e in all(package) if topic_matches(pattern, e.name)]
 
 
 def describe() -> list[dict[str, Any]]:

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import logging
 import random
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from billiard.exceptions import TimeLimitExceeded
 from celery import Task
+from celery.exceptions import Reject
 
 from . import catalog, deadletters, idempotency
 from .envelope import Event, read_envelope
-from .errors import EventValidationError, InvalidEvent
+from .errors import DeadLettered, EventValidationError, InvalidEvent
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -61,24 +63,58 @@ class EventTask(Task):
     max_redeliveries: int = 3
 
     def run(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        event = self.read_event(args, kwargs)
-        self.check_redelivery()
+        try:
+            event = self.read_event(args, kwargs)
+            self.check_redelivery()
+        except InvalidEvent as exc:
+            self.dead_letter(exc.reason, exc.detail, args, kwargs)
+        except Exception as exc:   # our own bookkeeping failed (database down): keep the event
+            raise self.retry_later(exc, forever=True) from exc
         handlers = self.handlers.for_type(event.type)
         applied, skipped = [], []
         try:
             for handler in handlers:
                 (applied if idempotency.apply(self.service, handler, event) else skipped).append(handler.name)
         except Exception as exc:
-            retries = self.request.retries
-            if retries >= self.max_retries:
-                raise
-            countdown = backoff(retries, self.retry_backoff_base, self.retry_backoff_cap)
-            log.warning("%s: handler failed for %s %s (attempt %d of %d), retrying in %.2fs: %r",
-                        self.service, event.type, event.id, retries + 1, self.max_retries + 1,
-                        countdown, exc)
-            # queue= routes through the default exchange to this service's queue only.
-            raise self.retry(exc=exc, countdown=countdown, queue=self.queue_name) from exc
+            if self.request.retries >= self.max_retries:
+                self.dead_letter("max_retries", f"{type(exc).__name__}: {exc}", args, kwargs,
+                                 traceback=traceback.format_exc())
+            raise self.retry_later(exc) from exc
         return {"event": event.id, "service": self.service, "applied": applied, "duplicates": skipped}
+
+    def retry_later(self, exc: BaseException, forever: bool = False) -> BaseException:
+        """Send this delivery back to this service's own queue after a backoff (Celery ``retry``)."""
+        retries = self.request.retries
+        countdown = backoff(retries, self.retry_backoff_base, self.retry_backoff_cap)
+        log.warning("%s: %s failed (attempt %d), retrying in %.2fs: %r", self.service, self.request.id,
+                    retries + 1, countdown, exc)
+        try:
+            # queue= routes through the default exchange to this service's queue only.
+            return self.retry(exc=exc, countdown=countdown, queue=self.queue_name,
+                              max_retries=None if forever else self.max_retries)
+        except Reject as rejected:
+            # Celery could not publish the retry (broker down) and would drop the message
+            # (requeue=False). Keep it: back to this service's queue, or the broker redelivers it.
+            log.warning("%s: could not schedule the retry of %s (%r); the delivery goes back to its queue",
+                        self.service, self.request.id, rejected.reason)
+            raise Reject(rejected.reason, requeue=True) from exc
+
+    def dead_letter(self, reason: str, detail: str, args: Any, kwargs: Any, traceback: str = "") -> None:
+        """Store the event in this service's dead letters, then fail the task (acked, not retried).
+
+        If the dead letter cannot be stored (database down), the delivery is retried instead:
+        the event is never acknowledged before it is recorded somewhere.
+        """
+        envelope = args[0] if args and isinstance(args[0], dict) else {}
+        task_id = self.request.id or ""
+        try:
+            deadletters.record(
+                service=self.service, reason=reason, detail=detail, traceback=traceback,
+                event_id=str(envelope.get("id") or task_id.rsplit(":", 1)[0]), event_type=self.name,
+                task_id=task_id, attempts=(self.request.retries or 0) + 1, raw={"args": args, "kwargs": kwargs})
+        except Exception as exc:
+            raise self.retry_later(exc, forever=True) from exc
+        raise DeadLettered(reason, detail)
 
     def check_redelivery(self) -> None:
         """Give up on a delivery that killed its worker too often (it would loop forever)."""
@@ -106,20 +142,22 @@ class EventTask(Task):
                      time=envelope["time"], key=envelope.get("key"), data=data)
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        envelope = args[0] if args and isinstance(args[0], dict) else {}
-        if isinstance(exc, InvalidEvent):
-            reason, detail = exc.reason, exc.detail
-        elif isinstance(exc, TimeLimitExceeded):
+        """Failures that did not pass through :meth:`dead_letter` (a time limit, a bug): record them."""
+        if isinstance(exc, DeadLettered):
+            return
+        if isinstance(exc, TimeLimitExceeded):
             reason, detail = "time_limit", (f"handler ran past the time limit of {self.time_limit:g} s "
                                             "(EVENT_TASKS_HANDLER_TIME_LIMIT) and was killed")
         else:
-            reason, detail = "max_retries", f"{type(exc).__name__}: {exc}"
-        deadletters.record(
-            service=self.service, reason=reason, detail=detail,
-            event_id=str(envelope.get("id") or task_id.rsplit(":", 1)[0]), event_type=self.name, task_id=task_id,
-            traceback=str(einfo.traceback) if einfo is not None and not isinstance(exc, InvalidEvent) else "",
-            attempts=self.request.retries + 1, raw={"args": args, "kwargs": kwargs},
-        )
+            reason, detail = "internal_error", f"{type(exc).__name__}: {exc}"
+        envelope = args[0] if args and isinstance(args[0], dict) else {}
+        try:
+            deadletters.record(
+                service=self.service, reason=reason, detail=detail, event_id=str(envelope.get("id") or task_id.rsplit(":", 1)[0]),
+                event_type=self.name, task_id=task_id, attempts=(self.request.retries or 0) + 1,
+                traceback=str(einfo.traceback) if einfo is not None else "", raw={"args": args, "kwargs": kwargs})
+        except Exception:
+            log.exception("%s: could not store the dead letter of %s (%s: %s)", self.service, task_id, reason, detail)
 
 
 def register_tasks(app: Celery, service: str, handlers: ServiceHandlers, *, queue_name: str,

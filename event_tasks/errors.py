@@ -106,6 +106,15 @@ class InvalidEvent(EventTasksError):
         super().__init__(f"{reason}: {detail}")
 
 
+class DeadLettered(EventTasksError):
+    """Raised by an event task after it stored the event in its service's dead letters."""
+
+    def __init__(self, reason: str, detail: str):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"dead-lettered ({reason}): {detail}")
+
+
 class NotReplayable(EventTasksError):
     """A dead letter whose message was never a readable event cannot be sent again."""
 

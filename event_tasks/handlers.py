@@ -60,6 +60,7 @@ class ServiceHandlers:
 
     service: str
     handlers: tuple[Handler, ...]
+    schemas_package: str | None = None
 
     @property
     def patterns(self) -> list[str]:
@@ -67,7 +68,7 @@ class ServiceHandlers:
 
     @property
     def event_types(self) -> list[str]:
-        return sorted({e.name for h in self.handlers for e in catalog.matching(h.pattern)})
+        return sorted({e.name for h in self.handlers for e in catalog.matching(h.pattern, self.schemas_package)})
 
     def for_type(self, event_type: str) -> tuple[Handler, ...]:
         return _handlers_for(self, event_type)
@@ -87,7 +88,7 @@ def handlers_module(service: str, package: str | None = None) -> str:
     return f"{package}.{service}.handlers"
 
 
-def service_handlers(service: str, package: str | None = None) -> ServiceHandlers:
+def service_handlers(service: str, package: str | None = None, schemas_package: str | None = None) -> ServiceHandlers:
     """Import ``<package>.<service>.handlers`` and collect its ``@consumer`` functions.
 
     A pattern that selects no event type of the catalog is a configuration error (a typo
@@ -95,7 +96,7 @@ def service_handlers(service: str, package: str | None = None) -> ServiceHandler
     """
     module_name = handlers_module(service, package)
     if importlib.util.find_spec(module_name.rsplit(".", 1)[0]) is None or importlib.util.find_spec(module_name) is None:
-        return ServiceHandlers(service, ())
+        return ServiceHandlers(service, (), schemas_package)
     module = importlib.import_module(module_name)
     found: list[Handler] = []
     for value in vars(module).values():
@@ -103,8 +104,8 @@ def service_handlers(service: str, package: str | None = None) -> ServiceHandler
             for pattern, deduplicate in getattr(value, _MARK, ()):
                 found.append(Handler(pattern, value, deduplicate))
     for h in found:
-        if not catalog.matching(h.pattern):
+        if not catalog.matching(h.pattern, schemas_package):
             raise UnknownEventType(h.pattern, f"Handler {h.name} of service {service!r} subscribes to it, "
                                               "but no event type in the catalog matches. Fix the name or add the type to schemas/.")
     found.sort(key=lambda h: (h.func.__code__.co_firstlineno, h.pattern))
-    return ServiceHandlers(service, tuple(found))
+    return ServiceHandlers(service, tuple(found), schemas_package)

@@ -23,6 +23,7 @@ class DeadLetter(models.Model):
         INVALID_ARGUMENTS = "invalid_arguments", "task arguments are not (envelope, data)"
         TOO_LARGE = "too_large", "payload over EVENT_TASKS_MAX_PAYLOAD_BYTES"
         TIME_LIMIT = "time_limit", "handler ran past EVENT_TASKS_HANDLER_TIME_LIMIT"
+        INTERNAL_ERROR = "internal_error", "the fabric itself failed unexpectedly (see traceback)"
         WORKER_LOST = "worker_lost", "the worker died handling it, again and again (poison message)"
 
     service = models.CharField(max_length=64, db_index=True)

@@ -124,8 +124,11 @@ _default_db = f"sqlite:///{VAR_DIR / ((EVENT_TASKS_SERVICE or 'tooling') + '.sql
 _db_url = (env(f"{EVENT_TASKS_SERVICE.upper()}_DATABASE_URL") if EVENT_TASKS_SERVICE else None) or env("DATABASE_URL", _default_db)
 DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Several processes of one service (worker pool, relay, shell) share the file.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Several processes of one service (worker pool, relay, shell) share the file: wait for the
+    # lock (timeout), take it when the transaction starts (IMMEDIATE: a deferred transaction that
+    # later writes fails at once with "database is locked"), and let readers run beside the writer (WAL).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;")
 # A service's database holds only its own projection tables (plus the shared fabric tables).
 DATABASE_ROUTERS = ["event_tasks.routers.ServiceRouter"]
 

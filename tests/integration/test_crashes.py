@@ -133,3 +133,36 @@ def test_handler_past_its_time_limit_is_dead_lettered_and_never_runs_twice(plat)
         assert plat.calls("epsilon", event.id) == 1
     finally:
         epsilon.stop()
+
+
+def test_redis_message_taken_by_a_consumer_that_died_is_put_back(fresh_redis_url, workdir, probe_template_db):
+    """Redis: a message moved to the in-flight list whose consumer died before tracking it."""
+    import redis
+
+    from event_tasks.message import QUEUE_SLOT, SERVICE_SLOT, RedisMessageTemplate, encode_body
+    from event_tasks.redis_transport import inflight_key
+    from tests.conftest import CRASH_ENV
+    from tests.integration.fabric import Platform
+
+    plat = Platform(fresh_redis_url, workdir / "inflight", env=CRASH_ENV, template_db=probe_template_db)
+    try:
+        plat.start("alpha")
+        client = redis.Redis.from_url(fresh_redis_url)
+        client.config_resetstat()
+        live = plat.send(PROBE_CREATED, {"n": 1})
+        plat.wait_calls("alpha", live.id)
+        assert int(client.info("commandstats").get("cmdstat_blmove", {}).get("calls", 0)) >= 1
+        assert client.llen(inflight_key("events.alpha")) == 0      # tracked and out of in-flight
+
+        orphan_id = str(uuid.uuid4())
+        envelope = {"id": orphan_id, "type": PROBE_CREATED, "source": "prober", "time": "2026-01-01T00:00:00Z",
+                    "specversion": "1.0", "key": None}
+        body, argsrepr = encode_body(envelope, {"n": 2})
+        message = RedisMessageTemplate().render(PROBE_CREATED, orphan_id, body, argsrepr)
+        client.lpush(inflight_key("events.alpha"),
+                     message.replace(SERVICE_SLOT, "alpha").replace(QUEUE_SLOT, "events.alpha"))
+        plat.wait_calls("alpha", orphan_id, timeout=30)          # after the grace (the visibility timeout here)
+        assert client.llen(inflight_key("events.alpha")) == 0
+        assert plat.calls("alpha", orphan_id) == 1
+    finally:
+        plat.stop_all()

@@ -25,7 +25,7 @@ PROBES = ("alpha", "beta", "gamma", "delta")
 
 
 def queues():
-    return [service_queue(s, service_handlers(s, "tests.fabric.services").patterns) for s in PROBES]
+    return [service_queue(s, service_handlers(s, "tests.fabric.services", "tests.fabric.schemas").patterns) for s in PROBES]
 
 
 def depths(url):

@@ -1,0 +1,156 @@
+"""kombu's Redis transport, with a consume step that cannot lose a message.
+
+kombu takes a message with ``BRPOP`` and only afterwards, in another round trip, records it in
+the ``unacked`` hash. A worker killed between the two, or a Redis shutdown that executes the pop
+but never sends the reply, loses the message for good (the fault suite caught both). Here:
+
+* the worker takes a message with ``BLMOVE <queue> <queue>␆␖inflight`` (atomic);
+* recording it in ``unacked`` and removing it from the in-flight list is one MULTI/EXEC;
+* a sweep (on kombu's restore schedule) puts back in-flight messages that no consumer claimed
+  within a grace period: those whose consumer died in between.
+
+Used for worker processes on Redis (``event_tasks.app.install``); needs Redis ≥ 6.2 and a
+single consumed queue without priority lists, otherwise it behaves exactly like kombu's.
+See docs/decisions/0004-redis-consume-and-connection-loss.md.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.json import loads
+from kombu.utils.objects import cached_property
+
+log = logging.getLogger(__name__)
+
+INFLIGHT = "\x06\x16inflight"
+SEEN = "\x06\x16inflight_seen"
+
+# Put back in-flight messages whose delivery tag is in no unacked hash after the grace period.
+SWEEP = """
+local now, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
+local restored = 0
+for _, item in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local ok, message = pcall(cjson.decode, item)
+  local tag = ok and message['properties'] and message['properties']['delivery_tag'] or item
+  if ok and redis.call('HEXISTS', KEYS[2], tag) == 1 then
+    redis.call('LREM', KEYS[1], 1, item)
+    redis.call('HDEL', KEYS[3], tag)
+  else
+    local seen = redis.call('HGET', KEYS[3], tag)
+    if not seen then
+      redis.call('HSET', KEYS[3], tag, now)
+    elseif now - tonumber(seen) >= grace then
+      redis.call('LREM', KEYS[1], 1, item)
+      redis.call('RPUSH', KEYS[4], item)
+      redis.call('HDEL', KEYS[3], tag)
+      restored = restored + 1
+    end
+  end
+end
+return restored
+"""
+
+
+def inflight_key(queue: str) -> str:
+    return queue + INFLIGHT
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        taken = self.channel._taken
+        if taken is None:
+            return super().append(message, delivery_tag)
+        self.channel._taken = None
+        queue, item = taken
+        delivery = message.delivery_info
+        with self.pipe_or_acquire() as pipe:   # MULTI/EXEC: tracked and out of in-flight, or neither
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}) \
+                .hset(self.unacked_key, delivery_tag,
+                      kombu_redis.dumps([message._raw, delivery["exchange"], delivery["routing_key"]])) \
+                .lrem(inflight_key(queue), 1, item) \
+                .execute()
+        kombu_redis.virtual.QoS.append(self, message, delivery_tag)
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        super().restore_visible(start, num, interval)
+        if (self._vrestore_count - 1) % (interval or 1):
+            return
+        self.channel.sweep_inflight()
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+    #: an in-flight message unclaimed this long belongs to a consumer that died
+    inflight_grace = 30.0
+    _taken: tuple[str, bytes] | None = None
+    _blmove_queue: str | None = None
+
+    def _atomic_consume(self, queues: list[str]) -> bool:
+        return (len(queues) == 1 and not self.global_keyprefix and list(self.priority_steps) == [0]
+                and self._server_supports_blmove)
+
+    @cached_property
+    def _server_supports_blmove(self) -> bool:
+        version = self.client.info("server").get("redis_version", "0")
+        supported = tuple(int(p) for p in version.split(".")[:2]) >= (6, 2)
+        if not supported:
+            log.warning("Redis %s has no BLMOVE: consuming with kombu's BRPOP (not crash-safe)", version)
+        return supported
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        queues = list(self.active_queues)
+        if not self._atomic_consume(queues):
+            self._blmove_queue = None
+            return super()._brpop_start(timeout)
+        if timeout is None:
+            timeout = self.brpop_timeout
+        queue = queues[0]
+        self._blmove_queue = queue
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()
+        self.client.connection.send_command("BLMOVE", queue, inflight_key(queue), "RIGHT", "LEFT", timeout or 0)
+
+    def _brpop_read(self, **options: Any) -> bool:
+        queue = self._blmove_queue
+        if queue is None:
+            return super()._brpop_read(**options)
+        try:
+            try:
+                item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if item is None:
+                raise kombu_redis.Empty()
+            self._taken = (queue, item)
+            try:
+                self.connection._deliver(loads(kombu_redis.bytes_to_str(item)), queue)
+            finally:
+                self._taken = None
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def sweep_inflight(self) -> int:
+        grace = min(self.inflight_grace, float(self.visibility_timeout))
+        restored = 0
+        with self.conn_or_acquire() as client:
+            for queue in self.active_queues:
+                restored += self._sweep(keys=[inflight_key(queue), self.unacked_key, queue + SEEN, queue],
+                                        args=[time.time(), grace], client=client)
+        if restored:
+            log.warning("restored %d message(s) a dead consumer had taken from %s", restored,
+                        ", ".join(self.active_queues))
+        return restored
+
+    @cached_property
+    def _sweep(self):
+        return self._create_client().register_script(SWEEP)
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class Config(AppConfig):
+    name = "tests.faults.services.f2"
+    label = "fault_f2"
+    default_auto_field = "django.db.models.BigAutoField"
