@@ -85,10 +85,6 @@ def install(app: Celery, service: str | None = None, *, worker: bool = True) -> 
     if scheme.startswith("redis"):
         visibility = float(options.setdefault("visibility_timeout", 3600))
         cap = min(cap, visibility * VISIBILITY_MARGIN)
-        if conf.handler_time_limit >= visibility:
-            raise ConfigurationError(
-                f"EVENT_TASKS_HANDLER_TIME_LIMIT ({conf.handler_time_limit:g} s) must be below the Redis "
-                f"visibility timeout ({visibility:g} s), or a running handler's event is delivered again")
         # Each service restores only its own unacked messages, on its own schedule.
         options.update(unacked_key=f"unacked:{queue.name}", unacked_index_key=f"unacked_index:{queue.name}",
                        unacked_mutex_key=f"unacked_mutex:{queue.name}",
@@ -150,18 +146,6 @@ class EventConsumer(Consumer):
             return handler(message)
 
         return on_task_received
-
-    def on_connection_error_after_connected(self, exc: BaseException) -> None:
-        """Survive losing the broker. Celery 5.7 collects the connection, then closes it; on Redis the
-        close tries to put the channel's unacked messages back through the already detached
-        transport and raises AttributeError, which kills the worker. Those messages stay in this
-        service's unacked hash, and the visibility sweep restores them (docs/decisions/0004)."""
-        try:
-            super().on_connection_error_after_connected(exc)
-        except AttributeError:
-            log.warning("%s: broker connection lost; unacked messages will be restored by the visibility "
-                        "sweep", self.service)
-            self.connection = None
 
     def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}

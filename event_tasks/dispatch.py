@@ -22,9 +22,10 @@ import random
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from billiard.exceptions import TimeLimitExceeded
 from celery import Task
 from celery.exceptions import Reject
+from celery.worker.request import Request
+from celery.worker.state import task_ready
 
 from . import catalog, deadletters, idempotency
 from .envelope import Event, read_envelope
@@ -47,8 +48,26 @@ def backoff(retries: int, base: float, cap: float) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+class EventRequest(Request):
+    """A delivery in the worker. A hard time limit is handled like a lost worker: the delivery goes
+    back to its queue (not acked, not marked failed) and counts as a redelivery, so a handler that
+    always runs too long ends as a ``worker_lost`` dead letter instead of looping. Billiard can
+    fire a hard-timeout timer late, after the job finished; requeueing is then harmless (the copy
+    is a duplicate), where failing and acking would have lost or falsely dead-lettered it."""
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if soft:
+            return super().on_timeout(soft, timeout)
+        task_ready(self)
+        log.error("hard time limit (%ss) exceeded for %s[%s]; the delivery goes back to its queue",
+                  timeout, self.name, self.id)
+        self.reject(requeue=True)
+
+
 class EventTask(Task):
     """Base class of every event task; one subclass instance per (service, event type)."""
+
+    Request = EventRequest
 
     acks_late = True
     reject_on_worker_lost = True
@@ -124,8 +143,9 @@ class EventTask(Task):
             return
         count = idempotency.count_redelivery(request.id, request.retries or 0)
         if count >= self.max_redeliveries:
-            raise InvalidEvent("worker_lost", f"worker lost {count} times while handling this event "
-                                              f"(EVENT_TASKS_MAX_REDELIVERIES={self.max_redeliveries})")
+            raise InvalidEvent("worker_lost", f"worker lost {count} times while handling this event (it died "
+                                              f"or passed the time limit; EVENT_TASKS_MAX_REDELIVERIES="
+                                              f"{self.max_redeliveries})")
 
     def read_event(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Event:
         if kwargs or len(args) != 2:
@@ -142,22 +162,18 @@ class EventTask(Task):
                      time=envelope["time"], key=envelope.get("key"), data=data)
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        """Failures that did not pass through :meth:`dead_letter` (a time limit, a bug): record them."""
+        """Failures that did not pass through :meth:`dead_letter` (a bug in the fabric): record them."""
         if isinstance(exc, DeadLettered):
             return
-        if isinstance(exc, TimeLimitExceeded):
-            reason, detail = "time_limit", (f"handler ran past the time limit of {self.time_limit:g} s "
-                                            "(EVENT_TASKS_HANDLER_TIME_LIMIT) and was killed")
-        else:
-            reason, detail = "internal_error", f"{type(exc).__name__}: {exc}"
         envelope = args[0] if args and isinstance(args[0], dict) else {}
         try:
             deadletters.record(
-                service=self.service, reason=reason, detail=detail, event_id=str(envelope.get("id") or task_id.rsplit(":", 1)[0]),
-                event_type=self.name, task_id=task_id, attempts=(self.request.retries or 0) + 1,
+                service=self.service, reason="internal_error", detail=f"{type(exc).__name__}: {exc}",
+                event_id=str(envelope.get("id") or task_id.rsplit(":", 1)[0]), event_type=self.name,
+                task_id=task_id, attempts=(self.request.retries or 0) + 1,
                 traceback=str(einfo.traceback) if einfo is not None else "", raw={"args": args, "kwargs": kwargs})
         except Exception:
-            log.exception("%s: could not store the dead letter of %s (%s: %s)", self.service, task_id, reason, detail)
+            log.exception("%s: could not store the dead letter of %s", self.service, task_id)
 
 
 def register_tasks(app: Celery, service: str, handlers: ServiceHandlers, *, queue_name: str,

@@ -7,7 +7,12 @@ but never sends the reply, loses the message for good (the fault suite caught bo
 * the worker takes a message with ``BLMOVE <queue> <queue>␆␖inflight`` (atomic);
 * recording it in ``unacked`` and removing it from the in-flight list is one MULTI/EXEC;
 * a sweep (on kombu's restore schedule) puts back in-flight messages that no consumer claimed
-  within a grace period: those whose consumer died in between.
+  within a grace period: those whose consumer died in between;
+* on the same schedule the worker renews the lease (``unacked_index`` score) of every message it
+  holds, so the visibility timeout only ever hands out messages of dead workers, never a long
+  handler's that is still running;
+* after a lost connection, acks and restores through the old channel fail as connection errors
+  (Celery logs them and reconnects) instead of killing the worker with AttributeError.
 
 Used for worker processes on Redis (``event_tasks.app.install``); needs Redis ≥ 6.2 and a
 single consumed queue without priority lists, otherwise it behaves exactly like kombu's.
@@ -75,10 +80,25 @@ class QoS(kombu_redis.QoS):
         kombu_redis.virtual.QoS.append(self, message, delivery_tag)
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        self.renew_leases()
         super().restore_visible(start, num, interval)
         if (self._vrestore_count - 1) % (interval or 1):
             return
         self.channel.sweep_inflight()
+
+    def renew_leases(self) -> None:
+        """Mark every message this worker holds (running, reserved, waiting for its ETA) as fresh.
+
+        The restore sweep hands out messages whose ``unacked_index`` score is older than the
+        visibility timeout; a live worker renews its own, so a long handler is never given to a
+        second consumer while it runs. A dead worker stops renewing and its messages come back.
+        """
+        tags = list(self._delivered)
+        if not tags:
+            return
+        now = time.time()
+        with self.channel.conn_or_acquire() as client:
+            client.zadd(self.unacked_index_key, {tag: now for tag in tags}, xx=True)
 
 
 class Channel(kombu_redis.Channel):
@@ -87,6 +107,15 @@ class Channel(kombu_redis.Channel):
     inflight_grace = 30.0
     _taken: tuple[str, bytes] | None = None
     _blmove_queue: str | None = None
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        # After a lost connection Celery collects it (detaching the transport) and then closes it;
+        # restoring or acking through this channel then found no connection info and raised
+        # AttributeError, which kills the worker. A connection error is what it is: Celery logs
+        # it and goes on, and the messages stay in ``unacked`` until the sweep restores them.
+        if self.connection.client is None:
+            raise kombu_redis.redis.exceptions.ConnectionError("broker connection closed; reconnecting")
+        return super()._connparams(asynchronous)
 
     def _atomic_consume(self, queues: list[str]) -> bool:
         return (len(queues) == 1 and not self.global_keyprefix and list(self.priority_steps) == [0]

@@ -4,6 +4,7 @@ Behaviour is steered by the event key (``<mode>:<service>:<arg>``):
 
 * ``fail:<service>:<n>`` fails the first n attempts; ``fail:<service>:always`` every time;
 * ``slow:<service>:<seconds>`` sleeps that long on the first attempt (time to kill the worker);
+  ``always_slow:<service>:<seconds>`` on every attempt;
 * ``exit:<service>:always`` kills the worker process (``os._exit``): a poison message;
 * ``blocked:<service>:x`` fails while the file ``blocked-<service>`` exists in the record dir.
 """
@@ -47,7 +48,7 @@ def record(service: str, event: Event) -> None:
         return
     if mode == "fail" and (arg == "always" or attempt <= int(arg)):
         raise RuntimeError(f"{service} fails attempt {attempt} on purpose")
-    if mode == "slow" and attempt == 1:
+    if (mode == "slow" and attempt == 1) or mode == "always_slow":
         time.sleep(float(arg))
     if mode == "exit":
         os._exit(3)
