@@ -89,6 +89,9 @@ def install(app: Celery, service: str | None = None, *, worker: bool = True) -> 
         options.update(unacked_key=f"unacked:{queue.name}", unacked_index_key=f"unacked_index:{queue.name}",
                        unacked_mutex_key=f"unacked_mutex:{queue.name}",
                        unacked_restore_interval=conf.restore_interval, unacked_restore_throttle=1,
+                       # A sweep that dies holding the restore mutex (broker restart) blocks every
+                       # later sweep until the mutex expires: kombu's default is 300 s.
+                       unacked_mutex_expire=max(10, 3 * conf.restore_interval),
                        priority_steps=[0])
         app.conf.broker_transport_options = options
         # Consume with an atomic move, so no message is lost between taking and tracking it.
