@@ -51,8 +51,9 @@ def install(app: Celery, service: str | None = None, *, worker: bool = True) -> 
     """Configure ``app`` for the fabric. ``service`` defaults to ``EVENT_TASKS_SERVICE``."""
     conf = settings()
     service = service if service is not None else conf.service
-    if any(str(c).lower() == "pickle" or "python-serialize" in str(c) for c in (app.conf.accept_content or [])):
-        raise ConfigurationError("accept_content must not contain pickle: events are JSON only")
+    accepted = [str(c).lower() for c in (app.conf.accept_content or [])]
+    if "pickle" in accepted or any("python-serialize" in c for c in accepted):
+        raise ConfigurationError("events are JSON only: remove pickle from CELERY_ACCEPT_CONTENT")
     app.conf.update(
         task_serializer="json", result_serializer="json",
         accept_content=["json"], result_accept_content=["json"],
@@ -82,6 +83,11 @@ def install(app: Celery, service: str | None = None, *, worker: bool = True) -> 
     handlers = service_handlers(service)
     queue = service_queue(service, handlers.patterns)
     cap = conf.retry_backoff_max
+    if scheme in ("amqp", "amqps", "pyamqp") and conf.handler_time_limit >= conf.rabbitmq_consumer_timeout:
+        raise ConfigurationError(
+            f"EVENT_TASKS_HANDLER_TIME_LIMIT ({conf.handler_time_limit:g} s) must be below RabbitMQ's consumer_timeout "
+            f"({conf.rabbitmq_consumer_timeout:g} s, EVENT_TASKS_RABBITMQ_CONSUMER_TIMEOUT): past it the broker closes "
+            "the channel and hands the event to another consumer while the handler still runs")
     if scheme.startswith("redis"):
         visibility = float(options.setdefault("visibility_timeout", 3600))
         cap = min(cap, visibility * VISIBILITY_MARGIN)

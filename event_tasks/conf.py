@@ -25,6 +25,7 @@ class Settings:
     max_payload_bytes: int = 256 * 1024
     max_redeliveries: int = 3           # a delivery whose worker died this often is dead-lettered
     handler_time_limit: float = 1500.0  # seconds; below RabbitMQ's consumer_timeout (30 min) and the visibility timeout
+    rabbitmq_consumer_timeout: float = 1800.0  # the broker's consumer_timeout (RabbitMQ default 30 min)
     restore_interval: int = 10          # Redis: seconds between sweeps that restore unacked messages
     require_durable_broker: bool = False  # production: refuse to start on a Redis that can lose data
     outbox: bool = True                 # send_event inside transaction.atomic() goes through the outbox

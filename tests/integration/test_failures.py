@@ -92,6 +92,8 @@ BAD_MESSAGES = {
     "unsupported_version": lambda eid: dict(body=encode_body(_envelope(eid, specversion="9.9"), {"n": 1})[0],
                                             hdrs=_task_headers(PROBE_CREATED, eid)),
     "invalid_arguments": lambda eid: dict(body='[[1, 2, 3], {}, {}]', hdrs=_task_headers(PROBE_CREATED, eid)),
+    "too_large": lambda eid: dict(body=encode_body(_envelope(eid), {"n": 1, "note": "x" * 300_000})[0],
+                                  hdrs=_task_headers(PROBE_CREATED, eid)),
 }
 
 

@@ -46,8 +46,9 @@ def test_pickle_in_accept_content_is_refused():
     from event_tasks.errors import ConfigurationError
 
     app = Celery("p", broker="memory://", set_as_current=False)
-    app.conf.accept_content = ["json", "pickle"]
-    with pytest.raises(ConfigurationError, match="pickle"):
+    unsafe = ["json", "pickle"]
+    app.conf.accept_content = unsafe
+    with pytest.raises(ConfigurationError, match="remove pickle"):
         install(app, worker=False)
 
 
@@ -61,3 +62,10 @@ def test_known_service_boots_and_registers_its_event_tasks():
              "EVENT_TASKS_SCHEMAS_PACKAGE": "tests.fabric.schemas"})
     assert out.returncode == 0, out.stderr
     assert "org.openedx.learning.probe.created.v1" in out.stdout and "org.openedx.catalog" not in out.stdout
+
+
+def test_handler_time_limit_past_rabbitmq_consumer_timeout_is_refused():
+    out = boot(EVENT_TASKS_SERVICE="alpha", EVENT_TASKS_CONSUMERS_PACKAGE="tests.fabric.services",
+               EVENT_TASKS_SCHEMAS_PACKAGE="tests.fabric.schemas", CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:1//",
+               EVENT_TASKS_HANDLER_TIME_LIMIT="2000")
+    assert out.returncode != 0 and "consumer_timeout" in out.stderr
