@@ -10,7 +10,7 @@ import pytest
 
 from event_tasks import conf
 from event_tasks.publisher import reset_default_publisher
-from tests.brokers import RedisServer, rabbitmq_vhost
+from tests.brokers import PrivateRabbitMQ, RedisServer, rabbitmq_vhost
 
 
 @pytest.fixture(autouse=True)
@@ -103,3 +103,12 @@ def crash_platform(broker_url: str, workdir: Path, probe_template_db: Path, requ
     plat = Platform(broker_url, workdir / name, env=CRASH_ENV, template_db=probe_template_db)
     yield plat
     plat.stop_all()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def restartable_broker(request: pytest.FixtureRequest):
+    """A broker of this test's own that it may restart: AOF redis-server, or a private RabbitMQ node."""
+    broker = RedisServer(appendonly=True) if request.param == "redis" else PrivateRabbitMQ()
+    broker.start()
+    yield broker
+    broker.cleanup()

@@ -25,7 +25,7 @@ from kombu import Connection, Exchange, Producer
 from event_tasks.envelope import SPECVERSION
 from event_tasks.message import encode_body, headers
 from event_tasks.testing import wait_until
-from tests.brokers import PrivateRabbitMQ, RedisServer
+from tests.brokers import RedisServer
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.fabric import ROOT, Platform, migrate
 
@@ -38,14 +38,6 @@ FAULT_ENV = {
     "EVENT_TASKS_RETRY_BACKOFF_MAX": "1", "EVENT_TASKS_PUBLISH_TIMEOUT": "0.5", "EVENT_TASKS_OUTBOX_GRACE": "1",
 }
 pytestmark = pytest.mark.timeout(400)
-
-
-@pytest.fixture(params=["redis", "rabbitmq"])
-def broker(request):
-    server = RedisServer(appendonly=True) if request.param == "redis" else PrivateRabbitMQ()
-    server.start()
-    yield server
-    server.cleanup()
 
 
 def rows(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
@@ -83,7 +75,8 @@ def inject_invalid(url: str) -> str:
     return event_id
 
 
-def test_nothing_lost_nothing_applied_twice(broker, tmp_path, capsys):
+def test_nothing_lost_nothing_applied_twice(restartable_broker, tmp_path, capsys):
+    broker = restartable_broker
     started = time.monotonic()
     kind = "redis" if isinstance(broker, RedisServer) else "rabbitmq"
     plat = Platform(broker.url, tmp_path / "platform", env=FAULT_ENV)

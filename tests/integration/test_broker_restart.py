@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.brokers import PrivateRabbitMQ, RedisServer
+from tests.brokers import RedisServer
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.fabric import Platform
 
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
-def own_broker(request):
-    broker = RedisServer(appendonly=True) if request.param == "redis" else PrivateRabbitMQ()
-    broker.start()
-    yield broker
-    broker.cleanup()
-
-
-def test_queued_events_survive_a_broker_restart(own_broker, workdir, probe_template_db, request):
+def test_queued_events_survive_a_broker_restart(restartable_broker, workdir, probe_template_db, request):
+    own_broker = restartable_broker
     name = f"restart-{request.node.callspec.id}"
     plat = Platform(own_broker.url, workdir / name, template_db=probe_template_db)
     try:

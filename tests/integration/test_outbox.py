@@ -5,7 +5,6 @@ import json
 import threading
 
 import pytest
-import redis
 from celery import Celery
 from django.db import transaction
 from kombu import Connection
