@@ -131,7 +131,9 @@ def run(broker_url: str | None = None, var_dir: Path | None = None,
     from event_tasks.services import consuming_services
     from event_tasks.testing import wait_until
 
-    broker_url = broker_url or os.environ.get("CELERY_BROKER_URL") or DEFAULT_BROKER
+    from django.conf import settings
+
+    broker_url = broker_url or settings.CELERY_BROKER_URL
     var_dir = (var_dir or ROOT / "var" / "demo").resolve()
     shutil.rmtree(var_dir, ignore_errors=True)
     var_dir.mkdir(parents=True)
@@ -245,7 +247,7 @@ def print_report(report: Report, echo: Callable[[str], None] = print) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--broker-url", help=f"default: CELERY_BROKER_URL or {DEFAULT_BROKER}")
+    parser.add_argument("--broker-url", help=f"default: the CELERY_BROKER_URL setting ({DEFAULT_BROKER})")
     parser.add_argument("--var-dir", type=Path, help="where the service databases go (default var/demo)")
     args = parser.parse_args(argv)
     report = run(args.broker_url, args.var_dir)
