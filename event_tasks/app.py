@@ -9,7 +9,10 @@ For a worker of service S (``EVENT_TASKS_SERVICE=S``) it also:
 * swaps in :class:`EventConsumer`, which gives each copy its own task id on RabbitMQ and sends
   messages Celery cannot read (not JSON, pickle, unknown type, no task headers) to S's dead
   letters instead of dropping them;
-* caps retry countdowns below the Redis visibility timeout.
+* caps retry countdowns below the Redis visibility timeout;
+* on Redis: per-service ``unacked`` keys and restore schedule, the crash-safe consume step of
+  ``redis_transport`` (docs/decisions/0004), and a start-up check of the broker's persistence;
+* on RabbitMQ: publisher confirms, and a refusal of handler time limits past ``consumer_timeout``.
 """
 from __future__ import annotations
 
