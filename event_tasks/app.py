@@ -68,9 +68,11 @@ def install(app: Celery, service: str | None = None, *, worker: bool = True) -> 
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         broker_connection_timeout=conf.publish_timeout,
     )
-    scheme = (app.conf.broker_url or "").split("://", 1)[0]
+    from .topology import broker_kind
+
+    kind = broker_kind(app.conf.broker_url)
     options = dict(app.conf.broker_transport_options or {})
-    if scheme in ("amqp", "amqps", "pyamqp"):
+    if kind == "amqp":
         options.setdefault("confirm_publish", True)
     app.conf.broker_transport_options = options
     _installed.append(app)
@@ -86,12 +88,12 @@ def install(app: Celery, service: str | None = None, *, worker: bool = True) -> 
     handlers = service_handlers(service)
     queue = service_queue(service, handlers.patterns)
     cap = conf.retry_backoff_max
-    if scheme in ("amqp", "amqps", "pyamqp") and conf.handler_time_limit >= conf.rabbitmq_consumer_timeout:
+    if kind == "amqp" and conf.handler_time_limit >= conf.rabbitmq_consumer_timeout:
         raise ConfigurationError(
             f"EVENT_TASKS_HANDLER_TIME_LIMIT ({conf.handler_time_limit:g} s) must be below RabbitMQ's consumer_timeout "
             f"({conf.rabbitmq_consumer_timeout:g} s, EVENT_TASKS_RABBITMQ_CONSUMER_TIMEOUT): past it the broker closes "
             "the channel and hands the event to another consumer while the handler still runs")
-    if scheme.startswith("redis"):
+    if kind == "redis":
         visibility = float(options.setdefault("visibility_timeout", 3600))
         cap = min(cap, visibility * VISIBILITY_MARGIN)
         # Each service restores only its own unacked messages, on its own schedule.
@@ -161,10 +163,8 @@ class EventConsumer(Consumer):
 
     def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
-        event_id = ""
         task_id = str(headers.get("id", "") or "")
-        if task_id:
-            event_id = task_id.rsplit(":", 1)[0] if task_id.endswith(":" + self.service) else task_id
+        event_id = deadletters.event_id_of({}, task_id)
         raw = deadletters.message_raw(message)
         if reason == "too_large":
             raw["body"] = raw["body"][:4096] + "…(cut)"

@@ -49,10 +49,6 @@ class EventType:
     def version(self) -> int:
         return int(self.name.rsplit(".v", 1)[1])
 
-    @property
-    def domain(self) -> str:
-        return self.name.split(".")[2] if self.name.startswith("org.openedx.") else self.name.split(".")[0]
-
     def encode(self, data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Validate an outgoing payload: ``(loaded, wire)``; :class:`EventValidationError` if invalid."""
         schema = self.schema_instance

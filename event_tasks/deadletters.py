@@ -31,6 +31,12 @@ def record(*, service: str, reason: str, detail: str, event_id: str = "", event_
     return letter
 
 
+def event_id_of(envelope: Any, task_id: str) -> str:
+    """The event id: from the envelope, else from the task id ``<event id>:<service>``."""
+    event_id = envelope.get("id") if isinstance(envelope, dict) else None
+    return str(event_id or (task_id.rsplit(":", 1)[0] if ":" in task_id else task_id))
+
+
 def raw_text(raw: Any) -> str:
     if raw is None:
         return ""

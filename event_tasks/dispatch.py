@@ -124,16 +124,19 @@ class EventTask(Task):
         If the dead letter cannot be stored (database down), the delivery is retried instead:
         the event is never acknowledged before it is recorded somewhere.
         """
-        envelope = args[0] if args and isinstance(args[0], dict) else {}
-        task_id = self.request.id or ""
         try:
-            deadletters.record(
-                service=self.service, reason=reason, detail=detail, traceback=traceback,
-                event_id=str(envelope.get("id") or task_id.rsplit(":", 1)[0]), event_type=self.name,
-                task_id=task_id, attempts=(self.request.retries or 0) + 1, raw={"args": args, "kwargs": kwargs})
+            self.record_dead_letter(reason, detail, self.request.id or "", args, kwargs, traceback)
         except Exception as exc:
             raise self.retry_later(exc, forever=True) from exc
         raise DeadLettered(reason, detail)
+
+    def record_dead_letter(self, reason: str, detail: str, task_id: str, args: Any, kwargs: Any,
+                           traceback: str = "") -> None:
+        envelope = args[0] if args and isinstance(args[0], dict) else {}
+        deadletters.record(service=self.service, reason=reason, detail=detail, traceback=traceback,
+                           event_id=deadletters.event_id_of(envelope, task_id), event_type=self.name,
+                           task_id=task_id, attempts=(self.request.retries or 0) + 1,
+                           raw={"args": args, "kwargs": kwargs})
 
     def check_redelivery(self) -> None:
         """Give up on a delivery that killed its worker too often (it would loop forever)."""
@@ -165,13 +168,9 @@ class EventTask(Task):
         """Failures that did not pass through :meth:`dead_letter` (a bug in the fabric): record them."""
         if isinstance(exc, DeadLettered):
             return
-        envelope = args[0] if args and isinstance(args[0], dict) else {}
         try:
-            deadletters.record(
-                service=self.service, reason="internal_error", detail=f"{type(exc).__name__}: {exc}",
-                event_id=str(envelope.get("id") or task_id.rsplit(":", 1)[0]), event_type=self.name,
-                task_id=task_id, attempts=(self.request.retries or 0) + 1,
-                traceback=str(einfo.traceback) if einfo is not None else "", raw={"args": args, "kwargs": kwargs})
+            self.record_dead_letter("internal_error", f"{type(exc).__name__}: {exc}", task_id, args, kwargs,
+                                    str(einfo.traceback) if einfo is not None else "")
         except Exception:
             log.exception("%s: could not store the dead letter of %s", self.service, task_id)
 

@@ -32,9 +32,9 @@ from django.db import connection as db_connection
 from . import catalog
 from .conf import Settings, settings
 from .envelope import SPECVERSION, Event, format_time
-from .errors import ConfigurationError, EventValidationError, PayloadTooLarge, PublishError
+from .errors import EventValidationError, PayloadTooLarge, PublishError
 from .message import QUEUE_SLOT, SERVICE_SLOT, RedisMessageTemplate, encode_body, headers
-from .topology import BINDING_KEY, events_exchange
+from .topology import BINDING_KEY, broker_kind, events_exchange
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -123,13 +123,9 @@ class KombuFanout:
 
 def transport_for(app: Celery, conf: Settings) -> Transport:
     url = app.conf.broker_url or ""
-    scheme = url.split("://", 1)[0]
-    if scheme in ("redis", "rediss", "redis+socket"):
+    if broker_kind(url) == "redis":
         return RedisFanout(url, app.conf.broker_transport_options or {}, conf)
-    if scheme in ("amqp", "amqps", "pyamqp", "memory"):
-        return KombuFanout(app, conf)
-    raise ConfigurationError(f"Unsupported broker {scheme!r} in CELERY_BROKER_URL: event-tasks runs on "
-                             "Redis (redis://) or RabbitMQ (amqp://)")
+    return KombuFanout(app, conf)
 
 
 class Publisher:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from kombu import Connection, Exchange, Queue, binding
 
 from .conf import settings
-from .handlers import service_handlers
+from .errors import ConfigurationError
 
 BINDING_SEP = "\x06\x16"
 BINDING_KEY = "_kombu.binding.{exchange}"
@@ -33,11 +33,6 @@ def service_queue(service: str, patterns: Iterable[str]) -> Queue:
     exchange = events_exchange()
     return Queue(name, exchange=Exchange(""), routing_key=name, durable=True,
                  bindings=[binding(exchange, routing_key=p) for p in sorted(set(patterns))])
-
-
-def queue_for(service: str) -> Queue:
-    """The queue of ``service`` with the subscriptions its registered handlers imply."""
-    return service_queue(service, service_handlers(service).patterns)
 
 
 def declare(connection: Connection, queues: Iterable[Queue]) -> list[str]:
@@ -66,6 +61,17 @@ def _prune_redis_bindings(client, queue: Queue) -> None:
         if name == queue.name and routing_key not in wanted:
             client.srem(key, member)
             client.srem(f"_kombu.binding_permanent.{settings().exchange}", member)
+
+
+def broker_kind(url: str) -> str:
+    """``"redis"``, ``"amqp"`` or ``"memory"`` (unit tests) for a broker URL; ConfigurationError otherwise."""
+    scheme = (url or "").split("://", 1)[0]
+    for kind, schemes in (("redis", ("redis", "rediss", "redis+socket")), ("amqp", ("amqp", "amqps", "pyamqp")),
+                          ("memory", ("memory",))):
+        if scheme in schemes:
+            return kind
+    raise ConfigurationError(f"Unsupported broker {scheme!r} in CELERY_BROKER_URL: event-tasks runs on "
+                             "Redis (redis://) or RabbitMQ (amqp://)")
 
 
 def is_redis(connection: Connection) -> bool:
