@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-integration bench install clean
+.PHONY: demo platform test test-unit test-integration bench install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 ## Several services exchanging real events on Redis (starts Redis if none answers on 6379).
 demo: $(STAMP)
 	$(PY) -m demo
+
+## The whole platform locally until Ctrl-C: migrate, release step, then workers, Flower and relays (honcho).
+platform: $(STAMP)
+	$(PY) -m demo.platform
 
 ## The whole suite: unit tests, then delivery tests on real Redis and RabbitMQ with real workers.
 test: $(STAMP)

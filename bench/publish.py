@@ -87,7 +87,7 @@ def plain_celery(url: str, n: int) -> float:
 
 def event_tasks(url: str, n: int) -> float:
     app = Celery("fabric", broker=url, set_as_current=False)
-    install(app, worker=False)
+    install(app)
     publisher = Publisher(app, "bench")
     publisher.send(EVENT_TYPE, {"n": 0})  # connect and load the script outside the timing
     start = time.perf_counter()

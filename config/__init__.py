@@ -1,5 +1,8 @@
-"""The Django project every service runs (one process = one service, see EVENT_TASKS_SERVICE).
+"""The Django project every demo service runs (one process = one service, see EVENT_TASKS_SERVICE).
 
-The Celery app is ``config.celery_app:app``; event-tasks imports it on first use
-(``EVENT_TASKS_CELERY_APP``), so web and shell processes can ``send_event`` too.
+Importing the Celery app here (the usual Django + Celery layout) gives web, shell and management
+command processes the app that ``send_event`` publishes through.
 """
+from .celery_app import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,18 +1,19 @@
-"""The Celery app of every service: ``celery -A config.celery_app worker -Q events.<service>``.
+"""The Celery app of every demo service: ``celery -A config.celery_app worker -Q events.<service>``.
 
-Configuration comes from Django settings (``CELERY_*``); ``event_tasks.app.install`` adds the
-fabric (JSON only, the service's queue and event tasks, dead letters).
+This is the usual Django + Celery layout (``config/__init__.py`` imports it, so web and shell
+processes have it too); ``install(app)`` is the one line event-tasks adds. It changes nothing of
+the app's own configuration: a worker whose ``-Q`` names ``events.<service>`` consumes that
+service's events beside whatever else it consumes.
 """
 import os
 
-import django
 from celery import Celery
 
+from event_tasks.app import install
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-django.setup()
 
-from event_tasks.app import install  # noqa: E402  (needs Django set up)
-
-app = Celery("event_tasks")
+app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
 install(app)

@@ -127,8 +127,7 @@ def run(broker_url: str | None = None, var_dir: Path | None = None,
     from kombu import Connection
 
     from demo.scenario import EXPECTED, STEPS
-    from event_tasks.handlers import service_handlers
-    from event_tasks.services import consuming_services
+    from event_tasks.handlers import consuming_services, service_handlers
     from event_tasks.testing import wait_until
 
     from django.conf import settings

@@ -17,7 +17,7 @@ def main() -> None:
     from event_tasks.models import DeadLetter
 
     service = settings.EVENT_TASKS_SERVICE
-    module = importlib.import_module(f"{settings.EVENT_TASKS_CONSUMERS_PACKAGE}.{service}.summary")
+    module = importlib.import_module(f"{settings.CONSUMERS_PACKAGE}.{service}.summary")
     report = module.summary()
     report["results"] = {status: TaskResult.objects.filter(status=status).count()
                          for status in ("SUCCESS", "FAILURE", "RETRY")}

@@ -1,9 +1,9 @@
 """Admin pages in every service: dead letters (with replay), the outbox, processed events."""
 from django.contrib import admin, messages
 
-from . import deadletters
 from .errors import EventTasksError
 from .models import DeadLetter, OutboxEvent, ProcessedEvent
+from .replay import replay
 
 
 @admin.register(DeadLetter)
@@ -18,7 +18,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def replay(self, request, queryset):
         for letter in queryset:
             try:
-                queue = deadletters.replay(letter)
+                queue = replay(letter)
             except EventTasksError as exc:
                 self.message_user(request, f"#{letter.pk}: {exc}", messages.ERROR)
             else:

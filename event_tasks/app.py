@@ -1,201 +1,126 @@
-"""Wire a Celery app for event-tasks: ``install(app)`` (called by ``config/celery_app.py``).
+"""The Celery integration: ``install(app)`` on the host service's own Celery app.
 
-For every process it sets JSON-only serialisation and remembers the app for ``send_event``.
-For a worker of service S (``EVENT_TASKS_SERVICE=S``) it also:
+``install`` changes nothing of the host's configuration: not its tasks, routes, default queue or
+exchange, serializers, accepted content, task ids, consumer, transport or producer pool. It
 
-* registers one task per event type S consumes (``dispatch.register_tasks``);
-* makes ``events.S`` the only queue, bound on ``events`` by S's subscriptions, so the
-  worker declares them when it starts (and after every reconnect);
-* swaps in :class:`EventConsumer`, which gives each copy its own task id on RabbitMQ and sends
-  messages Celery cannot read (not JSON, pickle, unknown type, no task headers) to S's dead
-  letters instead of dropping them;
-* caps retry countdowns below the Redis visibility timeout;
-* on Redis: per-service ``unacked`` keys and restore schedule, the crash-safe consume step of
-  ``redis_transport`` (docs/decisions/0004), and a start-up check of the broker's persistence;
-* on RabbitMQ: publisher confirms, and a refusal of handler time limits past ``consumer_timeout``.
+* remembers the app, so ``send_event`` publishes to its broker (on connections of the fabric's
+  own, ``fanout``); a process that only sends (web, shell, management command) does nothing
+  else: no handlers imported, no tasks registered, no broker checks;
+* in a worker whose ``-Q`` names the service's event queue ``events.<service>`` (alone, or beside
+  the host's own queues), at start-up:
+
+  - discovers the service's handlers in the installed apps and registers one task per event
+    type they consume (``dispatch``), routed explicitly to that queue; JSON results even when the
+    host stores its own results otherwise;
+  - adds the queue (bound on the topic exchange ``events`` by the handlers' patterns, through
+    the default exchange for everything else) and the intake step (``intake``) that consumes it
+    on a channel of its own, with dead letters for unreadable messages and per-copy task ids;
+  - Redis: the crash-safe consume step of ``redis_transport`` on that channel (every other
+    channel behaves as kombu's), a start-up check of the broker's persistence, retry countdowns
+    below the visibility timeout; RabbitMQ: retries published with confirms, and a refusal of
+    handler time limits past ``consumer_timeout``;
+  - prunes bindings of handlers that were removed, once the worker is ready.
+
+A worker that does not consume the event queue registers nothing. See
+docs/decisions/0005-leave-the-host-alone.md.
+
+This module is imported by the host's Celery module, usually before Django is set up, so it
+imports nothing that needs Django's models; the consume side (``worker``) is imported when a
+worker starts.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
-from celery.signals import worker_ready
-from celery.worker.consumer import Consumer
+from celery import signals
+from kombu import Exchange, Queue
 
-from . import deadletters
+from . import publisher
 from .conf import settings
-from .errors import ConfigurationError, InvalidEvent
+from .errors import EventTasksError
+from .topology import declare, put_queue
 
 if TYPE_CHECKING:
     from celery import Celery
 
 log = logging.getLogger(__name__)
-_installed: list[Celery] = []
-
-VISIBILITY_MARGIN = 0.5  # retry countdowns stay below half the Redis visibility timeout
+INTAKE_STEP = "event_tasks.intake:EventIntake"
 
 
-def installed_app() -> Celery:
-    """The app ``install`` wired; imported from ``EVENT_TASKS_CELERY_APP`` on first use."""
-    if not _installed:
-        path = settings().celery_app
-        if not path:
-            raise ConfigurationError("No Celery app is installed for event-tasks: set EVENT_TASKS_CELERY_APP "
-                                     "(e.g. 'config.celery_app:app') or call event_tasks.app.install(app)")
-        from celery.utils.imports import symbol_by_name
-
-        app = symbol_by_name(path)
-        if not _installed:
-            install(app)
-    return _installed[-1]
-
-
-def install(app: Celery, service: str | None = None, *, worker: bool = True) -> Celery:
-    """Configure ``app`` for the fabric. ``service`` defaults to ``EVENT_TASKS_SERVICE``."""
-    conf = settings()
-    service = service if service is not None else conf.service
-    accepted = [str(c).lower() for c in (app.conf.accept_content or [])]
-    if "pickle" in accepted or any("python-serialize" in c for c in accepted):
-        raise ConfigurationError("events are JSON only: remove pickle from CELERY_ACCEPT_CONTENT")
-    app.conf.update(
-        task_serializer="json", result_serializer="json",
-        accept_content=["json"], result_accept_content=["json"],
-        task_acks_late=True, task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,
-        worker_consumer="event_tasks.app:EventConsumer",
-        # A retry that cannot be published gives up quickly (and is requeued, see dispatch), well
-        # inside the handler time limit.
-        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
-        broker_connection_timeout=conf.publish_timeout,
-    )
-    from .topology import broker_kind
-
-    kind = broker_kind(app.conf.broker_url)
-    options = dict(app.conf.broker_transport_options or {})
-    if kind == "amqp":
-        options.setdefault("confirm_publish", True)
-    app.conf.broker_transport_options = options
-    _installed.append(app)
-    if not (worker and service):
+def install(app: Celery) -> Celery:
+    """Let ``app``'s processes send events, and its workers consume their service's event queue."""
+    if getattr(app, "_event_tasks_installed", False):
         return app
-
-    from .dispatch import register_tasks
-    from .handlers import service_handlers
-    from .services import check_service
-    from .topology import service_queue
-
-    check_service(service)
-    handlers = service_handlers(service)
-    queue = service_queue(service, handlers.patterns)
-    cap = conf.retry_backoff_max
-    if kind == "amqp" and conf.handler_time_limit >= conf.rabbitmq_consumer_timeout:
-        raise ConfigurationError(
-            f"EVENT_TASKS_HANDLER_TIME_LIMIT ({conf.handler_time_limit:g} s) must be below RabbitMQ's consumer_timeout "
-            f"({conf.rabbitmq_consumer_timeout:g} s, EVENT_TASKS_RABBITMQ_CONSUMER_TIMEOUT): past it the broker closes "
-            "the channel and hands the event to another consumer while the handler still runs")
-    if kind == "redis":
-        visibility = float(options.setdefault("visibility_timeout", 3600))
-        cap = min(cap, visibility * VISIBILITY_MARGIN)
-        # Each service restores only its own unacked messages, on its own schedule.
-        options.update(unacked_key=f"unacked:{queue.name}", unacked_index_key=f"unacked_index:{queue.name}",
-                       unacked_mutex_key=f"unacked_mutex:{queue.name}",
-                       unacked_restore_interval=conf.restore_interval, unacked_restore_throttle=1,
-                       # A sweep that dies holding the restore mutex (broker restart) blocks every
-                       # later sweep until the mutex expires: kombu's default is 300 s.
-                       unacked_mutex_expire=max(10, 3 * conf.restore_interval),
-                       priority_steps=[0])
-        app.conf.broker_transport_options = options
-        # Consume with an atomic move, so no message is lost between taking and tracking it.
-        app.conf.broker_transport = "event_tasks.redis_transport:Transport"
-        from .brokercheck import check_redis
-
-        check_redis(app.conf.broker_url, require=conf.require_durable_broker)
-    app.conf.update(task_queues=[queue], task_default_queue=queue.name,
-                    task_default_exchange="", task_default_routing_key=queue.name,
-                    task_create_missing_queues=False)
-    app.conf.event_tasks_service = service
-    register_tasks(app, service, handlers, queue_name=queue.name, max_retries=conf.max_retries,
-                   backoff_base=conf.retry_backoff, backoff_cap=cap,
-                   max_redeliveries=conf.max_redeliveries, time_limit=conf.handler_time_limit)
-
-    def prune_stale_subscriptions(sender: Any = None, **_: Any) -> None:
-        # Celery's consumer declared the queue and its bindings; also drop bindings of a
-        # handler that was removed, or its events would keep arriving as "unknown type".
-        if getattr(sender, "app", None) is not app:
-            return
-        from .topology import declare
-
-        with app.connection_for_write() as conn:
-            declare(conn, [queue])
-
-    worker_ready.connect(prune_stale_subscriptions, weak=False)
+    app._event_tasks_installed = True
+    publisher.use_app(app)
+    signals.import_modules.connect(_on_import_modules, sender=app, weak=False)
+    signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid=f"event_tasks.worker_init.{id(app)}")
+    signals.worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid=f"event_tasks.worker_ready.{id(app)}")
+    app.steps["consumer"].add(INTAKE_STEP)   # a no-op unless this worker consumes its event queue
     return app
 
 
-class EventConsumer(Consumer):
-    """Celery's worker consumer, with per-service task ids and dead letters for bad messages."""
-
-    @property
-    def service(self) -> str:
-        return self.app.conf.get("event_tasks_service") or "unknown"
-
-    def create_task_handler(self, *args: Any, **kwargs: Any):
-        handler = super().create_task_handler(*args, **kwargs)
-        suffix = ":" + self.service
-        limit = settings().max_payload_bytes + 4096   # the envelope and Celery's framing on top
-
-        def on_task_received(message):
-            body = message.body
-            if body is not None and len(body) > limit:
-                self._dead_letter(message, "too_large", f"message body of {len(body)} bytes is over "
-                                                        f"EVENT_TASKS_MAX_PAYLOAD_BYTES ({limit - 4096})")
-                message.ack()
-                return None
-            headers = message.headers
-            if isinstance(headers, dict):
-                task_id = headers.get("id")
-                # RabbitMQ routes one message to every subscriber: make this copy's id ours.
-                if isinstance(task_id, str) and not task_id.endswith(suffix):
-                    headers["id"] = task_id + suffix
-            return handler(message)
-
-        return on_task_received
-
-    def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
-        headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
-        task_id = str(headers.get("id", "") or "")
-        event_id = deadletters.event_id_of({}, task_id)
-        raw = deadletters.message_raw(message)
-        if reason == "too_large":
-            raw["body"] = raw["body"][:4096] + "…(cut)"
+def _stop_on_misconfiguration(handler: Any) -> Any:
+    """Celery logs and swallows exceptions of signal handlers; a misconfigured service must not
+    start as if nothing were wrong, so the worker exits with the error's message instead."""
+    @functools.wraps(handler)
+    def guarded(*args: Any, **kwargs: Any) -> None:
         try:
-            deadletters.record(service=self.service, reason=reason, detail=detail, event_id=event_id,
-                               event_type=str(headers.get("task", "") or ""), task_id=task_id, raw=raw)
-        except Exception:  # the worker goes on even if the database is down; the log keeps it
-            log.exception("could not store dead letter (%s: %s) for message %r", reason, detail, headers)
+            handler(*args, **kwargs)
+        except EventTasksError as exc:
+            log.critical("event-tasks: %s", exc)
+            raise SystemExit(f"event-tasks: {exc}") from exc
 
-    def on_decode_error(self, message: Any, exc: BaseException) -> None:
-        self._dead_letter(message, "undecodable", f"{type(exc).__name__}: {exc}")
-        super().on_decode_error(message, exc)
+    return guarded
 
-    def on_unknown_message(self, body: Any, message: Any) -> None:
-        self._dead_letter(message, "not_a_task", "message has no Celery task headers")
-        super().on_unknown_message(body, message)
 
-    def on_unknown_task(self, body: Any, message: Any, exc: BaseException) -> None:
-        name = message.headers.get("task") if isinstance(message.headers, dict) else None
-        self._dead_letter(message, "unknown_type",
-                          f"service {self.service!r} has no handler for event type {name!r}")
-        super().on_unknown_task(body, message, exc)
+@_stop_on_misconfiguration
+def _on_import_modules(sender: Celery, **_: Any) -> None:
+    """Worker start-up, before ``-Q`` is applied: make the event queue's name known, so ``-Q`` can
+    name it even where the host sets ``task_create_missing_queues = False``. The queue with its
+    bindings replaces this entry in :func:`prepare_worker`, only in a worker that consumes it.
+    """
+    conf = settings()
+    if not conf.service:
+        return
+    name = conf.queue_name(conf.require_service())
+    if name not in sender.amqp.queues:
+        put_queue(sender, Queue(name, exchange=Exchange(""), routing_key=name, durable=True))
 
-    def on_invalid_task(self, body: Any, message: Any, exc: BaseException) -> None:
-        from kombu.exceptions import ContentDisallowed
 
-        if isinstance(exc, ContentDisallowed):
-            reason = "content_disallowed"
-        elif isinstance(exc, InvalidEvent):
-            reason = exc.reason
-        else:
-            reason = "invalid_envelope"
-        self._dead_letter(message, reason, f"{type(exc).__name__}: {exc}")
-        super().on_invalid_task(body, message, exc)
+@_stop_on_misconfiguration
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    if app is None or not getattr(app, "_event_tasks_installed", False):
+        return
+    conf = settings()
+    if not conf.service:
+        return
+    queues = app.amqp.queues
+    name = conf.queue_name(conf.require_service())
+    if name not in queues:
+        return
+    if queues._consume_from is None:    # no -Q: Celery consumes every known queue; events are opt-in
+        queues.deselect([name])
+        return
+    if name not in queues.consume_from:
+        return
+    from .worker import prepare_worker   # the consume side needs Django's models: import it now
+
+    prepare_worker(app, conf)
+
+
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    # Celery's consumer declared the queue and its bindings; also drop bindings of a handler
+    # that was removed, or its events would keep arriving as "unknown type".
+    app = getattr(sender, "app", None)
+    plan = getattr(app, "_event_tasks_intake", None) if app is not None else None
+    if plan is None:
+        return
+    try:
+        with app.connection_for_write() as conn:
+            declare(conn, [plan["queue"]])
+    except Exception:  # noqa: BLE001 - pruning is housekeeping; the worker runs without it
+        log.exception("could not prune stale subscriptions of %s", plan["queue"].name)

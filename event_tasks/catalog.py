@@ -1,8 +1,9 @@
 """The event catalog: every event type, its marshmallow schema, owner and description.
 
-Schemas live in ``schemas/<domain>.py`` (the package named by ``EVENT_TASKS_SCHEMAS_PACKAGE``);
-each module declares its types with :func:`event_type`. Tools read the catalog through
-:func:`get` and :func:`all`.
+The catalog is one or more installed packages (``EVENT_TASKS_SCHEMAS_PACKAGE``; this repository:
+``schemas/``, one module per domain) that every service of a platform shares, the way Open edX
+services share openedx-events. Each module declares its types with :func:`event_type`. Tools
+read the catalog through :func:`get` and :func:`all`.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from collections.abc import Mapping
 
 from marshmallow import RAISE, Schema, ValidationError
 
+from .conf import settings
 from .errors import ConfigurationError, EventValidationError, UnknownEventType
+from .topics import topic_matches
 
 __all__ = ["EventType", "EventSchema", "event_type", "get", "all", "matching", "load"]
 
@@ -98,20 +101,26 @@ def event_type(name: str, *, schema: type[Schema], owner: str, description: str)
     return name
 
 
+def _packages(package: str | None) -> tuple[str, ...]:
+    return (package,) if package else settings().schemas_packages
+
+
 def load(package: str | None = None) -> None:
-    """Import every module of the schemas package (once); called by :func:`get` and :func:`all`."""
-    if package is None:
-        from .conf import settings
-        package = settings().schemas_package
-    if package in _loaded_from:
-        return
-    with _lock:
-        if package in _loaded_from:
-            return
-        pkg = importlib.import_module(package)
-        for info in pkgutil.iter_modules(pkg.__path__, prefix=package + "."):
-            importlib.import_module(info.name)
-        _loaded_from.add(package)
+    """Import every module of the catalog package(s) (once); called by :func:`get` and :func:`all`."""
+    for name in _packages(package):
+        if name in _loaded_from:
+            continue
+        with _lock:
+            if name in _loaded_from:
+                continue
+            try:
+                pkg = importlib.import_module(name)
+            except ImportError as exc:
+                raise ConfigurationError(f"The catalog package {name!r} (EVENT_TASKS_SCHEMAS_PACKAGE) cannot be "
+                                         f"imported: {exc}. Install it, or point the setting at the right package.") from exc
+            for info in pkgutil.iter_modules(getattr(pkg, "__path__", []), prefix=name + "."):
+                importlib.import_module(info.name)
+            _loaded_from.add(name)
 
 
 def get(name: str) -> EventType:
@@ -126,19 +135,16 @@ def get(name: str) -> EventType:
 
 
 def all(package: str | None = None) -> list[EventType]:  # noqa: A001 - the public name DESIGN.md gives it
-    """Every event type of the catalog (the configured schemas package), sorted by name."""
-    if package is None:
-        from .conf import settings
-        package = settings().schemas_package
+    """Every event type of the catalog (the configured package(s)), sorted by name."""
+    packages = _packages(package)
     load(package)
-    prefix = package + "."
-    return sorted((e for e in _registry.values() if e.module.startswith(prefix)), key=lambda e: e.name)
+    prefixes = tuple(p + "." for p in packages)
+    return sorted((e for e in _registry.values() if e.module.startswith(prefixes) or e.module in packages),
+                  key=lambda e: e.name)
 
 
 def matching(pattern: str, package: str | None = None) -> list[EventType]:
     """The event types a subscription pattern (exact name or topic pattern) selects."""
-    from .topics import topic_matches
-
     return [e for e in all(package) if topic_matches(pattern, e.name)]
 
 

@@ -1,20 +1,26 @@
 """The fabric's settings, read from Django settings (``EVENT_TASKS_*``) with defaults.
 
-Projects set them in ``config/settings/`` (which takes environment overrides); nothing in
-``event_tasks`` reads ``os.environ``.
+A host project sets them in its own settings module (this repository: ``config/settings/``,
+which takes environment overrides); nothing in ``event_tasks`` reads ``os.environ``.
+Only ``EVENT_TASKS_*`` names are read: the host's ``CELERY_*`` settings stay the host's.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 from functools import cache
+
+from .errors import ConfigurationError, UnknownService
+
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     service: str | None = None
-    celery_app: str = "config.celery_app:app"
-    consumers_package: str = "consumers"
-    schemas_package: str = "schemas"
+    celery_app: str | None = None        # "module:attr"; only needed when nothing called install(app)
+    schemas_package: str | tuple[str, ...] = "schemas"   # the catalog: one or several installed packages
+    handlers_module: str = "handlers"    # looked up in every installed Django app
     exchange: str = "events"
     queue_prefix: str = "events."
     max_retries: int = 5
@@ -26,6 +32,8 @@ class Settings:
     max_redeliveries: int = 3           # a delivery whose worker died this often is dead-lettered
     handler_time_limit: float = 1500.0  # seconds; below RabbitMQ's consumer_timeout (30 min) and the visibility timeout
     rabbitmq_consumer_timeout: float = 1800.0  # the broker's consumer_timeout (RabbitMQ default 30 min)
+    visibility_timeout: float | None = None   # Redis: seconds before a dead worker's event comes back (None: the
+                                              # host's broker_transport_options, else 3600)
     restore_interval: int = 10          # Redis: seconds between sweeps that restore unacked messages
     require_durable_broker: bool = False  # production: refuse to start on a Redis that can lose data
     outbox: bool = True                 # send_event inside transaction.atomic() goes through the outbox
@@ -34,6 +42,21 @@ class Settings:
 
     def queue_name(self, service: str) -> str:
         return f"{self.queue_prefix}{service}"
+
+    @property
+    def schemas_packages(self) -> tuple[str, ...]:
+        value = self.schemas_package
+        return (value,) if isinstance(value, str) else tuple(value)
+
+    def require_service(self) -> str:
+        """This process's service; :class:`UnknownService` (a start-up error) if unset or malformed."""
+        return check_service_name(self.service)
+
+
+def check_service_name(service: str | None) -> str:
+    if not service or not SERVICE_NAME.match(service):
+        raise UnknownService(service)
+    return service
 
 
 _FIELDS = {f.name: f"EVENT_TASKS_{f.name.upper()}" for f in dataclasses.fields(Settings)}
@@ -49,4 +72,9 @@ def settings() -> Settings:
         for field, name in _FIELDS.items():
             if hasattr(django_settings, name):
                 values[field] = getattr(django_settings, name)
-    return Settings(**values)
+    if isinstance(values.get("schemas_package"), list):
+        values["schemas_package"] = tuple(values["schemas_package"])
+    try:
+        return Settings(**values)
+    except TypeError as exc:  # pragma: no cover - a typo in a setting name is caught by hasattr above
+        raise ConfigurationError(str(exc)) from None

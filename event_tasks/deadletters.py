@@ -1,17 +1,21 @@
-"""Dead letters: where a service's unprocessable events end, with the reason.
+"""Dead letters: where a service's unprocessable events end, with the reason (the rows).
 
-Called from the task (after the last retry, or for an invalid event) and from the worker's
-consumer (for messages that never became a task: undecodable, pickle, unknown type).
+Written by the event task (after the last retry, or for an invalid event) and by the worker's
+event-queue consumer (``intake``: messages that never became a task: undecodable, pickle,
+unknown type). Replaying them is an operation: ``replay.py``.
 """
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 from typing import Any
 
 from django.db import close_old_connections
+from django.utils import timezone
 
+from .errors import NotReplayable
 from .models import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -71,10 +75,6 @@ def _jsonable(value: Any) -> Any:
 def select(*, ids: list[int] | None = None, service: str | None = None, event_type: str | None = None,
            reason: str | None = None, older_than: float | None = None, newer_than: float | None = None) -> list[DeadLetter]:
     """Dead letters matching every given filter (ages in seconds), oldest first."""
-    import datetime as dt
-
-    from django.utils import timezone
-
     qs = DeadLetter.objects.order_by("id")
     if ids:
         qs = qs.filter(pk__in=ids)
@@ -102,8 +102,6 @@ def as_dict(letter: DeadLetter) -> dict[str, Any]:
 
 def replayable_args(letter: DeadLetter) -> tuple[dict[str, Any], Any]:
     """The (envelope, data) to send again; :class:`NotReplayable` if the message was never readable."""
-    from .errors import NotReplayable
-
     try:
         raw = json.loads(letter.raw)
         if "args" in raw:
@@ -116,24 +114,6 @@ def replayable_args(letter: DeadLetter) -> tuple[dict[str, Any], Any]:
     except (ValueError, TypeError, KeyError, IndexError):
         raise NotReplayable(letter.pk, letter.reason) from None
     return envelope, data
-
-
-def replay(letter: DeadLetter) -> str:
-    """Put the event back on this dead letter's service queue only, with its original id."""
-    from django.db.models import F
-    from django.utils import timezone
-
-    from .app import installed_app
-    from .message import encode_body
-    from .publisher import Publisher
-
-    envelope, data = replayable_args(letter)
-    body, argsrepr = encode_body(envelope, data)
-    publisher = Publisher(installed_app(), letter.service)
-    queue = publisher.publish_to(letter.service, envelope["type"], envelope["id"], body, argsrepr)
-    DeadLetter.objects.filter(pk=letter.pk).update(replays=F("replays") + 1, replayed_at=timezone.now())
-    log.info("replayed dead letter #%s (%s %s) to %s", letter.pk, envelope["type"], envelope["id"], queue)
-    return queue
 
 
 def discard(letters: list[DeadLetter]) -> int:

@@ -1,25 +1,31 @@
 """The consume path: one Celery task per event type a service consumes.
 
 The task (named after the event type) checks the envelope and payload, builds the
-:class:`~event_tasks.Event` and calls the service's handlers for that type:
+:class:`~event_tasks.Event` and runs the service's handlers for that type (:func:`deliver`):
 
 * not a readable event (bad arguments, envelope, version, payload) → dead letter at once,
   never retried;
-* a handler raises → retried in this service only (own queue, default exchange) with
-  exponential backoff and jitter, capped below the Redis visibility timeout;
-* still failing after ``EVENT_TASKS_MAX_RETRIES`` retries → dead letter with the exception and
-  the attempt count;
+* every handler runs, each in its own transaction with its duplicate mark (``idempotency``);
+  one that raises does not stop the others;
+* a handler raised an exception it retries → the delivery is retried in this service only (own
+  queue, default exchange) with exponential backoff and jitter, capped below the Redis
+  visibility timeout; handlers that already applied the event skip it on the retry;
+* a handler raised an exception it does not retry (``dont_retry``) → dead letter ``not_retried``;
+  a failing handler is out of retries (``max_retries``) → dead letter ``max_retries``, with the
+  exceptions and the attempt count;
 * the message is acknowledged only after that (``acks_late``, ``reject_on_worker_lost``);
-* each handler runs once per event (``idempotency.apply``): a redelivered or replayed copy is
-  skipped for the handlers that already applied it;
 * a delivery whose worker died ``EVENT_TASKS_MAX_REDELIVERIES`` times (a poison message) goes
   to the dead letters instead of killing the next worker.
+
+:func:`deliver` is the same decision, without Celery: ``event_tasks.testing.run_handlers`` uses it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
-import traceback
+import traceback as tb
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
@@ -30,11 +36,10 @@ from celery.worker.state import task_ready
 from . import catalog, deadletters, idempotency
 from .envelope import Event, read_envelope
 from .errors import DeadLettered, EventValidationError, InvalidEvent
+from .handlers import Handler, ServiceHandlers
 
 if TYPE_CHECKING:
     from celery import Celery
-
-    from .handlers import ServiceHandlers
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,77 @@ def backoff(retries: int, base: float, cap: float) -> float:
     """
     ceiling = min(cap, base * (2 ** retries))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclasses.dataclass
+class Failure:
+    handler: Handler
+    exception: BaseException
+    traceback: str
+    retryable: bool
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one delivery of an event did, and what happens next.
+
+    ``decision``: ``"done"`` (acknowledge), ``"retry"`` (back to the service's queue after a
+    backoff) or ``"dead_letter"`` (``reason`` says why: ``max_retries`` or ``not_retried``).
+    """
+
+    event: Event
+    attempt: int
+    applied: list[str] = dataclasses.field(default_factory=list)
+    duplicates: list[str] = dataclasses.field(default_factory=list)
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+    decision: str = "done"
+    reason: str = ""
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(f"{f.handler.name}: {type(f.exception).__name__}: {f.exception}" for f in self.failures)
+
+    @property
+    def traceback(self) -> str:
+        return "\n".join(f.traceback for f in self.failures)
+
+
+def deliver(service: str, handlers: Sequence[Handler], event: Event, *, retries: int,
+            default_max_retries: int) -> Outcome:
+    """Run ``handlers`` for ``event`` (retry number ``retries``) and decide what happens next."""
+    outcome = Outcome(event, attempt=retries + 1)
+    for handler in handlers:
+        try:
+            applied = idempotency.apply(service, handler, event)
+        except Exception as exc:  # a handler's failure must not stop the other handlers
+            outcome.failures.append(Failure(handler, exc, tb.format_exc(), handler.retryable(exc)))
+            continue
+        (outcome.applied if applied else outcome.duplicates).append(handler.name)
+    if not outcome.failures:
+        return outcome
+    if not all(f.retryable for f in outcome.failures):
+        outcome.decision, outcome.reason = "dead_letter", "not_retried"
+    elif any(retries >= f.handler.retries_allowed(default_max_retries) for f in outcome.failures):
+        outcome.decision, outcome.reason = "dead_letter", "max_retries"
+    else:
+        outcome.decision = "retry"
+    return outcome
+
+
+def read_event(event_type: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Event:
+    """The event in a task's arguments ``(envelope, data)``; :class:`InvalidEvent` saying what is wrong."""
+    if kwargs or len(args) != 2:
+        raise InvalidEvent("invalid_arguments",
+                           f"expected the arguments (envelope, data), got {len(args)} positional "
+                           f"and {sorted(kwargs)} keyword arguments")
+    envelope = read_envelope(args[0], expected_type=event_type)
+    entry = catalog.get(event_type)
+    try:
+        data = entry.decode(args[1])
+    except EventValidationError as exc:
+        raise InvalidEvent("invalid_payload", f"payload is not a valid {event_type}; bad fields: {exc.describe()}") from None
+    return Event(id=envelope["id"], type=envelope["type"], source=envelope["source"],
+                 time=envelope["time"], key=envelope.get("key"), data=data)
 
 
 class EventRequest(Request):
@@ -65,11 +141,17 @@ class EventRequest(Request):
 
 
 class EventTask(Task):
-    """Base class of every event task; one subclass instance per (service, event type)."""
+    """Base class of every event task; one subclass instance per (service, event type).
+
+    Everything a host could configure app-wide for its own tasks is fixed here, per task:
+    JSON, late acks, requeue on a lost worker, no typing checks.
+    """
 
     Request = EventRequest
 
+    serializer = "json"
     acks_late = True
+    acks_on_failure_or_timeout = True
     reject_on_worker_lost = True
     typing = False
     track_started = False
@@ -77,40 +159,49 @@ class EventTask(Task):
     service: str = ""
     queue_name: str = ""
     handlers: ServiceHandlers
+    default_max_retries: int = 5
     retry_backoff_base: float = 2.0
     retry_backoff_cap: float = 300.0
     max_redeliveries: int = 3
+    retry_producer: Any = None   # a callable returning a context manager that yields a kombu Producer
 
     def run(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
-            event = self.read_event(args, kwargs)
+            event = read_event(self.name, args, kwargs)
             self.check_redelivery()
         except InvalidEvent as exc:
             self.dead_letter(exc.reason, exc.detail, args, kwargs)
         except Exception as exc:   # our own bookkeeping failed (database down): keep the event
             raise self.retry_later(exc, forever=True) from exc
-        handlers = self.handlers.for_type(event.type)
-        applied, skipped = [], []
-        try:
-            for handler in handlers:
-                (applied if idempotency.apply(self.service, handler, event) else skipped).append(handler.name)
-        except Exception as exc:
-            if self.request.retries >= self.max_retries:
-                self.dead_letter("max_retries", f"{type(exc).__name__}: {exc}", args, kwargs,
-                                 traceback=traceback.format_exc())
+        outcome = deliver(self.service, self.handlers.for_type(event.type), event,
+                          retries=self.request.retries or 0, default_max_retries=self.default_max_retries)
+        if outcome.decision == "dead_letter":
+            self.dead_letter(outcome.reason, outcome.detail, args, kwargs, traceback=outcome.traceback)
+        if outcome.decision == "retry":
+            exc = outcome.failures[0].exception
             raise self.retry_later(exc) from exc
-        return {"event": event.id, "service": self.service, "applied": applied, "duplicates": skipped}
+        return {"event": event.id, "service": self.service, "applied": outcome.applied,
+                "duplicates": outcome.duplicates}
 
     def retry_later(self, exc: BaseException, forever: bool = False) -> BaseException:
-        """Send this delivery back to this service's own queue after a backoff (Celery ``retry``)."""
+        """Send this delivery back to this service's own queue after a backoff (Celery ``retry``).
+
+        ``queue``, ``exchange=""`` and ``routing_key`` are all given, so neither the original
+        delivery info (the topic exchange on RabbitMQ) nor the host's routes or default exchange
+        can send the retry anywhere but this service's queue.
+        """
         retries = self.request.retries
         countdown = backoff(retries, self.retry_backoff_base, self.retry_backoff_cap)
         log.warning("%s: %s failed (attempt %d), retrying in %.2fs: %r", self.service, self.request.id,
                     retries + 1, countdown, exc)
+        options = {"queue": self.queue_name, "exchange": "", "routing_key": self.queue_name,
+                   "exchange_type": "direct", "countdown": countdown, "max_retries": None,
+                   "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}}
         try:
-            # queue= routes through the default exchange to this service's queue only.
-            return self.retry(exc=exc, countdown=countdown, queue=self.queue_name,
-                              max_retries=None if forever else self.max_retries)
+            if self.retry_producer is None:
+                return self.retry(exc=exc, **options)
+            with self.retry_producer() as producer:
+                return self.retry(exc=exc, producer=producer, **options)
         except Reject as rejected:
             # Celery could not publish the retry (broker down) and would drop the message
             # (requeue=False). Keep it: back to this service's queue, or the broker redelivers it.
@@ -150,20 +241,6 @@ class EventTask(Task):
                                               f"or passed the time limit; EVENT_TASKS_MAX_REDELIVERIES="
                                               f"{self.max_redeliveries})")
 
-    def read_event(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Event:
-        if kwargs or len(args) != 2:
-            raise InvalidEvent("invalid_arguments",
-                               f"expected the arguments (envelope, data), got {len(args)} positional "
-                               f"and {sorted(kwargs)} keyword arguments")
-        envelope = read_envelope(args[0], expected_type=self.name)
-        entry = catalog.get(self.name)
-        try:
-            data = entry.decode(args[1])
-        except EventValidationError as exc:
-            raise InvalidEvent("invalid_payload", f"payload is not a valid {self.name}; bad fields: {exc.describe()}") from None
-        return Event(id=envelope["id"], type=envelope["type"], source=envelope["source"],
-                     time=envelope["time"], key=envelope.get("key"), data=data)
-
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Failures that did not pass through :meth:`dead_letter` (a bug in the fabric): record them."""
         if isinstance(exc, DeadLettered):
@@ -175,18 +252,31 @@ class EventTask(Task):
             log.exception("%s: could not store the dead letter of %s", self.service, task_id)
 
 
+def delivery_time_limit(handlers: Sequence[Handler], default: float | None) -> float | None:
+    """A delivery's hard time limit: the largest limit of the handlers it runs."""
+    limits = [h.time_limit if h.time_limit is not None else default for h in handlers]
+    limits = [x for x in limits if x is not None]
+    return max(limits) if limits else None
+
+
 def register_tasks(app: Celery, service: str, handlers: ServiceHandlers, *, queue_name: str,
                    max_retries: int, backoff_base: float, backoff_cap: float,
-                   max_redeliveries: int = 3, time_limit: float | None = None) -> list[str]:
+                   max_redeliveries: int = 3, time_limit: float | None = None,
+                   retry_producer: Any = None, backend: Any = None) -> list[str]:
     """Register one task per event type ``handlers`` consume, on ``app``. Returns the names."""
     names = []
     for event_type in handlers.event_types:
         attrs = {"name": event_type, "service": service, "queue_name": queue_name,
-                 "handlers": handlers, "max_retries": max_retries,
+                 "handlers": handlers, "default_max_retries": max_retries, "max_retries": None,
                  "retry_backoff_base": backoff_base, "retry_backoff_cap": backoff_cap,
-                 "max_redeliveries": max_redeliveries, "time_limit": time_limit,
+                 "max_redeliveries": max_redeliveries,
+                 "time_limit": delivery_time_limit(handlers.for_type(event_type), time_limit),
+                 "retry_producer": staticmethod(retry_producer) if retry_producer else None,
                  "__module__": __name__}
         task_cls = type(f"EventTask_{service}_{event_type.replace('.', '_')}", (EventTask,), attrs)
-        app.register_task(task_cls())
+        task = task_cls()
+        if backend is not None:
+            task.backend = backend
+        app.register_task(task)
         names.append(event_type)
     return names

@@ -36,15 +36,16 @@ class ConfigurationError(EventTasksError):
 
 
 class UnknownService(ConfigurationError):
-    def __init__(self, service: str | None, known: list[str]):
+    """``EVENT_TASKS_SERVICE`` is missing or not a service name."""
+
+    def __init__(self, service: str | None):
         self.service = service
-        self.known = known
         if not service:
-            msg = ("EVENT_TASKS_SERVICE is not set: every process must say which service it is. "
-                   f"Set it to one of: {', '.join(known)}.")
+            msg = ("EVENT_TASKS_SERVICE is not set: every process that sends or consumes events must say which "
+                   "service it is. Set EVENT_TASKS_SERVICE in the service's Django settings (e.g. 'lms').")
         else:
-            msg = (f"Unknown service {service!r} (EVENT_TASKS_SERVICE). Known services: "
-                   f"{', '.join(known)}. A new consuming service is a new folder under consumers/.")
+            msg = (f"EVENT_TASKS_SERVICE={service!r} is not a service name: use lower-case letters, digits and "
+                   "underscores, starting with a letter (it names the service's queue, events.<service>).")
         super().__init__(msg)
 
 
@@ -54,8 +55,9 @@ class UnknownEventType(EventTasksError):
     def __init__(self, event_type: str, hint: str = ""):
         self.event_type = event_type
         super().__init__(
-            f"Unknown event type {event_type!r}: it is not in the catalog (schemas/). "
-            + (hint or "Define it with event_tasks.catalog.event_type(...) in a schemas/<domain>.py module.")
+            f"Unknown event type {event_type!r}: it is not in the catalog. "
+            + (hint or "Define it with event_tasks.catalog.event_type(...) in a module of the catalog package "
+                       "(EVENT_TASKS_SCHEMAS_PACKAGE).")
         )
 
 

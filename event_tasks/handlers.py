@@ -1,57 +1,126 @@
 """``@consumer``: how a service says which events its handlers take, and how they are found.
 
-A handler is a plain function ``handler(event: Event) -> None`` in
-``consumers/<service>/handlers.py``. The decorator only marks it (so it stays directly
-callable in tests); :func:`service_handlers` imports a service's handlers module and collects
-the marked functions. The service's subscriptions (queue bindings) are derived from them.
+A handler is a plain function ``handler(event: Event) -> None`` in the ``handlers`` module
+(``EVENT_TASKS_HANDLERS_MODULE``) of any installed Django app, found the way Celery's
+``autodiscover_tasks`` finds tasks: every installed app's module is imported, and every marked
+function in its namespace counts, including functions imported into it from elsewhere. The
+decorator only marks the function, so it stays directly callable in tests.
+
+Which service a handler belongs to: the service of this process (``EVENT_TASKS_SERVICE``), unless
+its app's ``AppConfig`` says otherwise with ``event_tasks_service = "<service>"`` (a monorepo
+that installs several services' apps in one tooling process, like this repository's demo).
+
+A service's subscriptions (queue bindings) are derived from its handlers, never listed twice.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import importlib.util
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from functools import cache
-from typing import TypeVar
+from types import ModuleType
+from typing import Any, TypeVar
 
 from . import catalog
+from .conf import check_service_name, settings
 from .errors import ConfigurationError, UnknownEventType
+from .topics import topic_matches
 
 F = TypeVar("F", bound=Callable[..., None])
 _MARK = "__event_tasks_subscriptions__"
+ExceptionTypes = tuple[type[BaseException], ...]
 
 
-def consumer(event_type_or_pattern: str, *, deduplicate: bool = True) -> Callable[[F], F]:
+@dataclasses.dataclass(frozen=True)
+class Subscription:
+    """One ``@consumer(...)`` on a function: the pattern and the options given with it."""
+
+    pattern: str
+    name: str | None = None
+    deduplicate: bool = True
+    max_retries: int | None = None
+    retry_for: ExceptionTypes = (Exception,)
+    dont_retry: ExceptionTypes = ()
+    time_limit: float | None = None
+
+
+def consumer(event_type_or_pattern: str, *, name: str | None = None, deduplicate: bool = True,
+             max_retries: int | None = None, retry_for: Iterable[type[BaseException]] | None = None,
+             dont_retry: Iterable[type[BaseException]] = (), time_limit: float | None = None) -> Callable[[F], F]:
     """Mark ``handler(event)`` as consuming an event type or a topic pattern (``*``, ``#``).
 
-    Stack the decorator to consume several types with one function. With ``deduplicate`` (the
-    default) the fabric records (event id, handler) in the service's database in the handler's
-    own transaction and skips an event the handler already applied; pass ``False`` for handlers
-    that are idempotent by themselves or write nowhere transactional.
+    Stack the decorator to consume several types with one function.
+
+    * ``name``: the handler's stable identity (default ``module.qualname``). Duplicate suppression
+      keys on it, so give one before you rename or move a function that has run in production.
+    * ``deduplicate`` (default on): record (event id, name) in the service's database in the
+      handler's own transaction and skip an event the handler already applied.
+    * ``max_retries``: retries of a failing delivery while this handler fails (default
+      ``EVENT_TASKS_MAX_RETRIES``), then the event becomes a ``max_retries`` dead letter.
+    * ``retry_for`` (default ``(Exception,)``) / ``dont_retry``: exceptions that are retried, and
+      exceptions that send the event straight to the dead letters (``not_retried``).
+    * ``time_limit``: seconds this handler may run (default ``EVENT_TASKS_HANDLER_TIME_LIMIT``); a
+      delivery's hard limit is the largest limit of the handlers it runs.
     """
     if not isinstance(event_type_or_pattern, str) or not event_type_or_pattern:
         raise ConfigurationError("@consumer needs an event type or a topic pattern, e.g. "
                                  "@consumer('org.openedx.learning.certificate.created.v1')")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ConfigurationError("@consumer(name=...) must be a non-empty string")
+    if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
+        raise ConfigurationError("@consumer(max_retries=...) must be a whole number ≥ 0")
+    if time_limit is not None and (not isinstance(time_limit, (int, float)) or time_limit <= 0):
+        raise ConfigurationError("@consumer(time_limit=...) must be a number of seconds > 0")
+    retry = _exception_types("retry_for", (Exception,) if retry_for is None else retry_for)
+    dont = _exception_types("dont_retry", dont_retry)
+    sub = Subscription(event_type_or_pattern, name, deduplicate, max_retries, retry, dont, time_limit)
 
     def mark(func: F) -> F:
-        patterns = list(getattr(func, _MARK, ()))
-        patterns.append((event_type_or_pattern, deduplicate))
-        setattr(func, _MARK, tuple(patterns))
+        if not callable(func):
+            raise ConfigurationError(f"@consumer({event_type_or_pattern!r}) must decorate a function")
+        setattr(func, _MARK, (*getattr(func, _MARK, ()), sub))
         return func
 
     return mark
 
 
+def _exception_types(option: str, values: Iterable[Any]) -> ExceptionTypes:
+    types = tuple(values) if not isinstance(values, type) else (values,)
+    for value in types:
+        if not (isinstance(value, type) and issubclass(value, BaseException)):
+            raise ConfigurationError(f"@consumer({option}=...) takes exception classes, got {value!r}")
+    return types
+
+
 @dataclasses.dataclass(frozen=True)
 class Handler:
+    """A handler as the worker runs it: the function and its effective options."""
+
     pattern: str
     func: Callable[..., None]
     deduplicate: bool = True
+    name: str = ""
+    max_retries: int | None = None
+    retry_for: ExceptionTypes = (Exception,)
+    dont_retry: ExceptionTypes = ()
+    time_limit: float | None = None
 
-    @property
-    def name(self) -> str:
-        """Stable identity ``module.qualname`` (duplicate suppression keys on it)."""
-        return f"{self.func.__module__}.{self.func.__qualname__}"
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", f"{self.func.__module__}.{self.func.__qualname__}")
+
+    @classmethod
+    def from_subscription(cls, func: Callable[..., None], sub: Subscription) -> Handler:
+        return cls(sub.pattern, func, sub.deduplicate, sub.name or "", sub.max_retries, sub.retry_for,
+                   sub.dont_retry, sub.time_limit)
+
+    def retries_allowed(self, default: int) -> int:
+        return default if self.max_retries is None else self.max_retries
+
+    def retryable(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.retry_for) and not isinstance(exc, self.dont_retry)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,36 +145,92 @@ class ServiceHandlers:
 
 @cache
 def _handlers_for(service_handlers: ServiceHandlers, event_type: str) -> tuple[Handler, ...]:
-    from .topics import topic_matches
-
-    return tuple(h for h in service_handlers.handlers if topic_matches(h.pattern, event_type))
-
-
-def handlers_module(service: str, package: str | None = None) -> str:
-    if package is None:
-        from .conf import settings
-        package = settings().consumers_package
-    return f"{package}.{service}.handlers"
+    # A function subscribed by two patterns that both match runs once (one name, one mark).
+    chosen: dict[str, Handler] = {}
+    for h in service_handlers.handlers:
+        if topic_matches(h.pattern, event_type):
+            chosen.setdefault(h.name, h)
+    return tuple(chosen.values())
 
 
-def service_handlers(service: str, package: str | None = None, schemas_package: str | None = None) -> ServiceHandlers:
-    """Import ``<package>.<service>.handlers`` and collect its ``@consumer`` functions.
-
-    A pattern that selects no event type of the catalog is a configuration error (a typo
-    would otherwise subscribe to nothing, silently).
-    """
-    module_name = handlers_module(service, package)
-    if importlib.util.find_spec(module_name.rsplit(".", 1)[0]) is None or importlib.util.find_spec(module_name) is None:
-        return ServiceHandlers(service, (), schemas_package)
-    module = importlib.import_module(module_name)
+def collect(module: ModuleType) -> list[Handler]:
+    """Every ``@consumer`` handler in ``module``'s namespace (defined there or imported into it)."""
     found: list[Handler] = []
     for value in vars(module).values():
-        if callable(value) and getattr(value, "__module__", None) == module.__name__:
-            for pattern, deduplicate in getattr(value, _MARK, ()):
-                found.append(Handler(pattern, value, deduplicate))
+        for sub in getattr(value, _MARK, ()) if callable(value) else ():
+            found.append(Handler.from_subscription(value, sub))
+    return found
+
+
+def build(service: str, handlers: Iterable[Handler], schemas_package: str | None = None) -> ServiceHandlers:
+    """Check and order one service's handlers (the start-up checks of a worker).
+
+    A pattern that selects no event type of the catalog is a configuration error (a typo would
+    otherwise subscribe to nothing, silently); so are two different functions under one name.
+    """
+    unique: dict[tuple[Callable[..., None], str], Handler] = {}
+    for h in handlers:
+        unique.setdefault((h.func, h.pattern), h)
+    found = list(unique.values())
+    names: dict[str, Callable[..., None]] = {}
     for h in found:
         if not catalog.matching(h.pattern, schemas_package):
-            raise UnknownEventType(h.pattern, f"Handler {h.name} of service {service!r} subscribes to it, "
-                                              "but no event type in the catalog matches. Fix the name or add the type to schemas/.")
-    found.sort(key=lambda h: (h.func.__code__.co_firstlineno, h.pattern))
+            raise UnknownEventType(h.pattern, f"Handler {h.name} of service {service!r} subscribes to it, but no "
+                                              "event type in the catalog matches. Fix the name or add the type to "
+                                              "the catalog.")
+        other = names.setdefault(h.name, h.func)
+        if other is not h.func:
+            raise ConfigurationError(f"Two handlers of service {service!r} are named {h.name!r}; duplicate "
+                                     "suppression keys on the name: give one of them another @consumer(name=...)")
+    found.sort(key=lambda h: (h.func.__module__, h.func.__code__.co_firstlineno if hasattr(h.func, "__code__") else 0,
+                              h.pattern))
     return ServiceHandlers(service, tuple(found), schemas_package)
+
+
+_lock = threading.Lock()
+
+
+@cache
+def discovered() -> dict[str | None, tuple[Handler, ...]]:
+    """Handlers of every installed Django app, grouped by service (see the module docstring).
+
+    The key ``None`` holds handlers of apps that name no service when this process has none
+    (a tooling process of a one-service project).
+    """
+    from django.apps import apps
+
+    module_name = settings().handlers_module
+    groups: dict[str | None, list[Handler]] = {}
+    seen: set[tuple[int, str]] = set()
+    with _lock:
+        for config in apps.get_app_configs():
+            full = f"{config.name}.{module_name}"
+            if importlib.util.find_spec(full) is None:
+                continue
+            module = importlib.import_module(full)   # errors in a handlers module surface, as Celery's do
+            service = getattr(config, "event_tasks_service", None) or settings().service
+            if service is not None:
+                check_service_name(service)
+            for handler in collect(module):
+                key = id(handler.func), handler.pattern
+                if key in seen:
+                    continue
+                seen.add(key)
+                groups.setdefault(service, []).append(handler)
+    return {k: tuple(v) for k, v in groups.items()}
+
+
+def consuming_services() -> list[str]:
+    """Services whose handlers this process can see (its own, or every one in a monorepo tool)."""
+    return sorted(s for s in discovered() if s)
+
+
+def service_handlers(service: str, schemas_package: str | None = None) -> ServiceHandlers:
+    """``service``'s handlers, checked (see :func:`build`)."""
+    return build(service, discovered().get(service, ()), schemas_package)
+
+
+def reset() -> None:
+    """Forget discovered handlers (tests that change installed apps or settings call this)."""
+    discovered.cache_clear()
+    _handlers_for.cache_clear()

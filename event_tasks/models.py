@@ -13,6 +13,7 @@ class DeadLetter(models.Model):
 
     class Reason(models.TextChoices):
         MAX_RETRIES = "max_retries", "handler failed on every attempt"
+        NOT_RETRIED = "not_retried", "handler raised an exception it does not retry (dont_retry / retry_for)"
         INVALID_PAYLOAD = "invalid_payload", "payload does not match the schema"
         INVALID_ENVELOPE = "invalid_envelope", "envelope missing or malformed"
         UNSUPPORTED_VERSION = "unsupported_version", "envelope version this service cannot read"

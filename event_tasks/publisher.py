@@ -1,19 +1,17 @@
 """The send path: ``send_event(type, data, key=None)`` → one durable copy per subscribed queue.
 
 1. look the type up in the catalog; 2. validate the payload with its schema; 3. build the
-envelope; 4. publish one copy to each subscribed queue.
+envelope; 4. publish one copy to each subscribed queue (``fanout``: a Lua script on Redis, the
+topic exchange with confirms on RabbitMQ).
 
-* Redis: one EVALSHA of ``fanout.lua`` reads the live subscription table (kombu's binding set)
-  and LPUSHes a copy to each matching queue atomically, each with its own task id and delivery
-  tag, through the default exchange (so retries, acks and restores stay in that service).
-* RabbitMQ (and ``memory://`` in unit tests): one publish to the topic exchange ``events``
-  (the server routes), with publisher confirms; each service's worker gives its copy its own
-  task id on receipt (see ``app.EventConsumer``).
-* Inside ``transaction.atomic()`` the event is written to the outbox table in the same
-  transaction instead, and published right after commit (or by the relay, ``outbox.py``, if
-  the broker is down then). Rolled back: never published.
+Inside ``transaction.atomic()`` the event is written to the outbox table in the same transaction
+instead, and published right after commit (or by the relay, ``relay.py``, if the broker is down
+then). Rolled back: never published.
 
-Everything that can be built once (schemas, script, templates, connections) is built once.
+The process's publisher is built on first use from the Celery app the host handed to
+``event_tasks.app.install(app)`` (its broker URL and transport options; nothing of the app is
+changed), one per PID. Everything that can be built once (schemas, script, templates,
+connections) is built once.
 """
 from __future__ import annotations
 
@@ -24,118 +22,38 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from celery.utils.imports import symbol_by_name
 from django.db import connection as db_connection
 
 from . import catalog
 from .conf import Settings, settings
 from .envelope import SPECVERSION, Event, format_time
-from .errors import EventValidationError, PayloadTooLarge, PublishError
-from .message import QUEUE_SLOT, SERVICE_SLOT, RedisMessageTemplate, encode_body, headers
-from .topology import BINDING_KEY, broker_kind, events_exchange
+from .errors import ConfigurationError, EventValidationError, PayloadTooLarge, PublishError
+from .fanout import Fanout, fanout_for
+from .message import encode_body
 
 if TYPE_CHECKING:
     from celery import Celery
 
 log = logging.getLogger(__name__)
-FANOUT_LUA = resources.files(__package__).joinpath("fanout.lua").read_text()
-
-
-class Transport(Protocol):
-    errors: tuple[type[BaseException], ...]
-
-    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int | None:
-        """Publish; return how many queues got a copy (``None`` when the broker routes)."""
-
-    def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
-        """Publish one copy to one queue only (dead-letter replay)."""
-
-
-class RedisFanout:
-    """Per-queue copies pushed atomically by a Lua script reading the live binding set."""
-
-    def __init__(self, url: str, transport_options: Mapping[str, Any], conf: Settings) -> None:
-        import redis
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-
-        if url.startswith("redis+socket://"):
-            url = "unix://" + url[len("redis+socket://"):]
-        self.client = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=conf.publish_timeout,
-            socket_timeout=conf.publish_timeout,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), conf.publish_retries),
-            retry_on_timeout=True,
-        )
-        self.keyprefix = transport_options.get("global_keyprefix", "") or ""
-        self.binding_key = self.keyprefix + BINDING_KEY.format(exchange=conf.exchange)
-        self.queue_prefix = conf.queue_prefix
-        self.script = self.client.register_script(FANOUT_LUA)
-        self.template = RedisMessageTemplate()
-        self.errors: tuple[type[BaseException], ...] = (redis.RedisError,)
-
-    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
-        message = self.template.render(event_type, event_id, body, argsrepr)
-        return self.script(keys=[self.binding_key],
-                           args=[event_type, self.queue_prefix, self.keyprefix, message])
-
-    def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
-        message = self.template.render(event_type, event_id, body, argsrepr)
-        self.client.lpush(self.keyprefix + queue, message.replace(SERVICE_SLOT, service).replace(QUEUE_SLOT, queue))
-
-
-class KombuFanout:
-    """One publish to the topic exchange; the broker copies it into each bound queue."""
-
-    def __init__(self, app: Celery, conf: Settings) -> None:
-        self.app = app
-        self.exchange = events_exchange()
-        self.timeout = conf.publish_timeout
-        self.retry_policy = {"max_retries": conf.publish_retries, "interval_start": 0,
-                             "interval_step": 0.2, "interval_max": 1.0}
-        from kombu.exceptions import KombuError
-
-        self.errors = (*app.connection_for_write().connection_errors, KombuError, OSError)
-
-    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
-        with self.app.producer_pool.acquire(block=True, timeout=self.timeout) as producer:
-            producer.publish(
-                body, exchange=self.exchange, routing_key=event_type,
-                headers=headers(event_type, event_id, event_id, argsrepr),
-                content_type="application/json", content_encoding="utf-8",
-                delivery_mode=2, correlation_id=event_id, declare=[self.exchange],
-                retry=True, retry_policy=self.retry_policy,
-            )
-        return None
-
-    def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
-        with self.app.producer_pool.acquire(block=True, timeout=self.timeout) as producer:
-            producer.publish(
-                body, exchange="", routing_key=queue,
-                headers=headers(event_type, event_id, f"{event_id}:{service}", argsrepr),
-                content_type="application/json", content_encoding="utf-8", delivery_mode=2,
-                correlation_id=f"{event_id}:{service}", retry=True, retry_policy=self.retry_policy,
-            )
-
-
-def transport_for(app: Celery, conf: Settings) -> Transport:
-    url = app.conf.broker_url or ""
-    if broker_kind(url) == "redis":
-        return RedisFanout(url, app.conf.broker_transport_options or {}, conf)
-    return KombuFanout(app, conf)
 
 
 class Publisher:
     """Validates and publishes events for one producing service."""
 
-    def __init__(self, app: Celery, service: str, conf: Settings | None = None) -> None:
+    def __init__(self, app: Celery | None, service: str, conf: Settings | None = None, *,
+                 transport: Fanout | None = None) -> None:
         self.app = app
         self.service = service
         self.conf = conf or settings()
-        self.transport = transport_for(app, self.conf)
+        if transport is None:
+            if app is None:
+                raise ConfigurationError("a Publisher needs the Celery app (its broker) or a transport")
+            transport = fanout_for(app.conf.broker_url or "", app.conf.broker_transport_options or {}, self.conf)
+        self.transport: Fanout = transport
+        self.use_outbox = self.conf.outbox
         self.stats: Counter[str] = Counter()
 
     def send(self, event_type: str, data: Mapping[str, Any], *, key: str | None = None) -> Event:
@@ -151,8 +69,8 @@ class Publisher:
         if len(body) > self.conf.max_payload_bytes:
             raise PayloadTooLarge(event_type, len(body), self.conf.max_payload_bytes)
         event = Event(id=event_id, type=event_type, source=self.service, time=now, key=key, data=loaded)
-        if self.conf.outbox and db_connection.in_atomic_block:
-            from .outbox import enqueue
+        if self.use_outbox and db_connection.in_atomic_block:
+            from .outbox import enqueue   # needs Django's models; this module must import before setup
 
             enqueue(self, event, body, argsrepr)
             self.stats["outboxed"] += 1
@@ -186,33 +104,57 @@ class Publisher:
 
 
 _lock = threading.Lock()
+_apps: list[Celery] = []
 _publisher: tuple[int, Publisher] | None = None
 
 
+def use_app(app: Celery) -> None:
+    """Send through ``app``'s broker (called by ``event_tasks.app.install``)."""
+    with _lock:
+        if app not in _apps:
+            _apps.append(app)
+
+
+def the_app() -> Celery:
+    """The host's Celery app: the one handed to ``install``, else ``EVENT_TASKS_CELERY_APP`` imported."""
+    if not _apps:
+        path = settings().celery_app
+        if not path:
+            raise ConfigurationError("event-tasks does not know the service's Celery app: call "
+                                     "event_tasks.app.install(app) where the app is created (e.g. proj/celery.py), "
+                                     "or set EVENT_TASKS_CELERY_APP = 'proj.celery:app'")
+        app = symbol_by_name(path)
+        use_app(app)
+    return _apps[-1]
+
+
 def default_publisher() -> Publisher:
-    """The process's publisher, built on first use from the installed Celery app (per PID)."""
+    """The process's publisher, built on first use (one per PID: connections do not survive a fork)."""
     global _publisher
     current = _publisher
     if current is not None and current[0] == os.getpid():
         return current[1]
-    from .app import installed_app
-
     with _lock:
-        if _publisher is None or _publisher[0] != os.getpid():
-            app = installed_app()
-            conf = settings()
-            if not conf.service:
-                from .services import known_services
-                from .errors import UnknownService
-                raise UnknownService(None, known_services())
-            _publisher = (os.getpid(), Publisher(app, conf.service, conf))
-        return _publisher[1]
+        current = _publisher
+        if current is not None and current[0] == os.getpid():
+            return current[1]
+    app = the_app()
+    conf = settings()
+    publisher = Publisher(app, conf.require_service(), conf)
+    with _lock:
+        _publisher = (os.getpid(), publisher)
+    return publisher
 
 
 def reset_default_publisher() -> None:
     """Forget the process's publisher (tests that change settings or brokers call this)."""
     global _publisher
     with _lock:
+        if _publisher is not None and _publisher[0] == os.getpid():
+            try:
+                _publisher[1].transport.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection must not fail the caller
+                log.debug("closing the publisher's connection failed", exc_info=True)
         _publisher = None
 
 

@@ -14,9 +14,12 @@ but never sends the reply, loses the message for good (the fault suite caught bo
 * after a lost connection, acks and restores through the old channel fail as connection errors
   (Celery logs them and reconnects) instead of killing the worker with AttributeError.
 
-Used for worker processes on Redis (``event_tasks.app.install``); needs Redis ≥ 6.2 and a
-single consumed queue without priority lists, otherwise it behaves exactly like kombu's.
-See docs/decisions/0004-redis-consume-and-connection-loss.md.
+All of this applies only to the channel the worker's event intake (``intake.py``) opens for its
+service's queue, configured by :meth:`Channel.serve_events` with an ``unacked`` hash, visibility
+timeout and restore schedule of the service's own. Every other channel (the host's task
+consumer, producers, Celery's control and events) behaves exactly like kombu's. The transport is
+used by a worker that consumes an event queue on Redis (``event_tasks.app``); needs Redis ≥ 6.2.
+See docs/decisions/0004-redis-consume-and-connection-loss.md and 0005-leave-the-host-alone.md.
 """
 from __future__ import annotations
 
@@ -66,7 +69,7 @@ def inflight_key(queue: str) -> str:
 class QoS(kombu_redis.QoS):
     def append(self, message: Any, delivery_tag: str) -> None:
         taken = self.channel._taken
-        if taken is None:
+        if taken is None or not self.channel.events_queue:
             return super().append(message, delivery_tag)
         self.channel._taken = None
         queue, item = taken
@@ -80,6 +83,8 @@ class QoS(kombu_redis.QoS):
         kombu_redis.virtual.QoS.append(self, message, delivery_tag)
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        if not self.channel.events_queue:
+            return super().restore_visible(start, num, interval)
         self.renew_leases()
         super().restore_visible(start, num, interval)
         if (self._vrestore_count - 1) % (interval or 1):
@@ -105,20 +110,43 @@ class Channel(kombu_redis.Channel):
     QoS = QoS
     #: an in-flight message unclaimed this long belongs to a consumer that died
     inflight_grace = 30.0
+    #: the event queue this channel serves (set by :meth:`serve_events`); ``None``: a plain kombu channel
+    events_queue: str | None = None
     _taken: tuple[str, bytes] | None = None
     _blmove_queue: str | None = None
+
+    def serve_events(self, queue: str, *, visibility_timeout: float, mutex_expire: float) -> None:
+        """Make this channel the crash-safe consumer of one event queue (before it consumes)."""
+        self.events_queue = queue
+        self.visibility_timeout = visibility_timeout
+        # Each service restores only its own unacked messages, on its own schedule.
+        self.unacked_key = f"unacked:{queue}"
+        self.unacked_index_key = f"unacked_index:{queue}"
+        self.unacked_mutex_key = f"unacked_mutex:{queue}"
+        # A sweep that dies holding the restore mutex (broker restart) blocks every later sweep
+        # until the mutex expires: kombu's default is 300 s.
+        self.unacked_mutex_expire = mutex_expire
+        self.unacked_restore_throttle = 1
+        self.priority_steps = [0]
+        self.connection.cycle.events_channels.add(self)
+
+    def close(self) -> None:
+        cycle = getattr(self.connection, "cycle", None)   # None once the transport is detached
+        if cycle is not None:
+            cycle.events_channels.discard(self)
+        super().close()
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         # After a lost connection Celery collects it (detaching the transport) and then closes it;
         # restoring or acking through this channel then found no connection info and raised
         # AttributeError, which kills the worker. A connection error is what it is: Celery logs
         # it and goes on, and the messages stay in ``unacked`` until the sweep restores them.
-        if self.connection.client is None:
+        if self.connection.client is None and self.events_queue:
             raise kombu_redis.redis.exceptions.ConnectionError("broker connection closed; reconnecting")
         return super()._connparams(asynchronous)
 
     def _atomic_consume(self, queues: list[str]) -> bool:
-        return (len(queues) == 1 and not self.global_keyprefix and list(self.priority_steps) == [0]
+        return (self.events_queue is not None and queues == [self.events_queue] and not self.global_keyprefix
                 and self._server_supports_blmove)
 
     @cached_property
@@ -181,5 +209,65 @@ class Channel(kombu_redis.Channel):
         return self._create_client().register_script(SWEEP)
 
 
+class Poller(kombu_redis.MultiChannelPoller):
+    """kombu's poller; restores of event channels run on their own schedule (:meth:`restore_events`).
+
+    kombu restores the ``unacked`` hash of the first consuming channel only ("they are not local
+    to the channel"); an event channel has a hash of its own, so the host's channels are left to
+    kombu and each event channel is restored separately.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events_channels: set[Channel] = set()
+
+    @property
+    def _host_channels(self) -> set[Any]:
+        return {c for c in self._channels if c not in self.events_channels}
+
+    def maybe_restore_messages(self) -> Any:
+        channels = self._channels
+        try:
+            self._channels = self._host_channels
+            return super().maybe_restore_messages()
+        finally:
+            self._channels = channels
+
+    def on_poll_init(self, poller: Any) -> Any:
+        channels = self._channels
+        try:
+            self._channels = self._host_channels
+            result = super().on_poll_init(poller)
+        finally:
+            self._channels = channels
+        self.poller = poller
+        self.restore_events()
+        return result
+
+    def restore_events(self) -> None:
+        for channel in list(self.events_channels):
+            if not channel.active_queues:
+                continue
+            try:
+                channel.qos.restore_visible(num=channel.unacked_restore_limit, interval=1)
+            except channel.connection_errors:
+                log.debug("event restore: connection error, will retry on the next sweep", exc_info=True)
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
+    #: seconds between restores of event channels (set by the worker's start-up, ``app``)
+    events_restore_interval: float = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cycle = Poller()
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        super().register_with_event_loop(connection, loop)
+        cycle = self.cycle
+        old = getattr(cycle, "_events_restore_tref", None)
+        if old is not None:
+            old.cancel()
+        cycle._events_restore_tref = loop.call_repeatedly(max(0.5, float(self.events_restore_interval)),
+                                                          cycle.restore_events)

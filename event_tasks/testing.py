@@ -1,12 +1,19 @@
-"""Helpers for testing services built on event-tasks (shipped to users).
+"""Helpers for testing services built on event-tasks (shipped to users; pytest fixtures in
+``event_tasks.pytest_plugin``).
 
 * :func:`make_event` builds an :class:`~event_tasks.Event` exactly as a worker would hand it to
   a handler (validated, JSON round-tripped), so handlers can be called directly;
+* :func:`capture_events` records what ``send_event`` would publish, validated, without a broker
+  (also inside Django's ``TestCase``, whose transaction never commits);
+* :func:`run_handlers` runs a service's handlers for one event in process, through duplicate
+  suppression and the retry decision of the worker;
 * :func:`wait_until` polls a condition with a timeout instead of sleeping;
 * :class:`ServiceWorker` runs one service's real Celery worker in a subprocess.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -15,11 +22,14 @@ import subprocess
 import sys
 import time as _time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from . import catalog
+from . import catalog, publisher
+from .conf import settings
+from .dispatch import Outcome, deliver
 from .envelope import Event
+from .handlers import service_handlers
 
 T = TypeVar("T")
 
@@ -32,6 +42,99 @@ def make_event(event_type: str, data: Mapping[str, Any], *, key: str | None = No
     loaded = entry.decode(json.loads(json.dumps(wire)))
     return Event(id=id or str(uuid.uuid4()), type=event_type, source=source,
                  time=time or dt.datetime.now(dt.timezone.utc), key=key, data=loaded)
+
+
+@dataclasses.dataclass
+class CapturedEvents:
+    """What ``send_event`` sent while :func:`capture_events` was active, in order."""
+
+    events: list[Event] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __getitem__(self, index: int) -> Event:
+        return self.events[index]
+
+    def of_type(self, event_type: str) -> list[Event]:
+        return [e for e in self.events if e.type == event_type]
+
+    @property
+    def types(self) -> list[str]:
+        return [e.type for e in self.events]
+
+
+class _Recorder:
+    """A fan-out that keeps the published bodies instead of talking to a broker."""
+
+    errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self) -> None:
+        self.bodies: list[tuple[str, str]] = []
+
+    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
+        self.bodies.append((event_id, body))
+
+    def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
+        self.bodies.append((event_id, body))
+
+    def close(self) -> None:
+        pass
+
+
+class _CapturingPublisher(publisher.Publisher):
+    def __init__(self, service: str, captured: CapturedEvents) -> None:
+        super().__init__(None, service, settings(), transport=_Recorder())
+        self.use_outbox = False   # record at once: a test's transaction may never commit
+        self.captured = captured
+
+    def send(self, event_type: str, data: Mapping[str, Any], *, key: str | None = None) -> Event:
+        event = super().send(event_type, data, key=key)
+        self.captured.events.append(event)
+        return event
+
+
+@contextlib.contextmanager
+def capture_events(service: str | None = None) -> Iterator[CapturedEvents]:
+    """Record every ``send_event`` in the block instead of publishing it.
+
+    Each event is validated exactly as ``send_event`` validates it (an invalid payload still
+    raises ``EventValidationError``), then kept in the returned :class:`CapturedEvents`; no broker
+    and no Celery app are needed. ``service`` is the ``source`` of the events (default: this
+    process's ``EVENT_TASKS_SERVICE``, else ``"test"``).
+    """
+    captured = CapturedEvents()
+    fake = _CapturingPublisher(service or settings().service or "test", captured)
+    with publisher._lock:
+        previous = publisher._publisher
+        publisher._publisher = (os.getpid(), fake)
+    try:
+        yield captured
+    finally:
+        with publisher._lock:
+            publisher._publisher = previous
+
+
+def run_handlers(event_type: str, data: Mapping[str, Any], *, service: str | None = None,
+                 key: str | None = None, id: str | None = None, source: str = "test",
+                 time: dt.datetime | None = None, retries: int = 0) -> Outcome:
+    """Run ``service``'s handlers for one event in this process, as its worker would.
+
+    The event is validated and JSON round-tripped (:func:`make_event`); each handler runs through
+    duplicate suppression (pass the same ``id`` twice to see the second delivery skipped); the
+    result says what the worker would do next: ``outcome.decision`` is ``"done"``, ``"retry"`` or
+    ``"dead_letter"`` (``outcome.reason``), with ``applied``, ``duplicates`` and ``failures``.
+    ``retries`` is the retry number of this delivery (0: the first attempt).
+    """
+    service = service or settings().require_service()
+    event = make_event(event_type, data, key=key, source=source, id=id, time=time)
+    handlers = service_handlers(service).for_type(event_type)
+    if not handlers:
+        raise LookupError(f"service {service!r} has no handler for {event_type!r}")
+    return deliver(service, handlers, event, retries=retries, default_max_retries=settings().max_retries)
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
@@ -52,25 +155,29 @@ class ServiceWorker:
     """One service's real Celery worker in a subprocess (what the Procfile runs), for tests.
 
     ``env`` is added to the current environment (``CELERY_BROKER_URL``, ``DATABASE_URL``,
-    ``DJANGO_SETTINGS_MODULE`` …). The worker consumes only ``events.<service>``.
+    ``DJANGO_SETTINGS_MODULE`` …); ``app`` is the ``celery -A`` argument. The worker consumes
+    ``events.<service>`` and the ``extra_queues`` (the host's own), from ``cwd``.
     """
 
     def __init__(self, service: str, *, env: Mapping[str, str], log_dir: str,
                  app: str = "config.celery_app", pool: str = "solo", concurrency: int = 1,
-                 queue_prefix: str = "events.", extra_args: tuple[str, ...] = ()) -> None:
+                 queue_prefix: str = "events.", extra_args: tuple[str, ...] = (),
+                 extra_queues: tuple[str, ...] = (), cwd: str | None = None) -> None:
         self.service = service
         self.env = dict(env)
         self.app = app
         self.pool = pool
         self.concurrency = concurrency
         self.queue = f"{queue_prefix}{service}"
+        self.queues = ",".join((self.queue, *extra_queues))
         self.extra_args = extra_args
+        self.cwd = cwd
         self.log_path = os.path.join(log_dir, f"worker-{service}-{uuid.uuid4().hex[:8]}.log")
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queue,
+        return [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues,
                 "-P", self.pool, "-c", str(self.concurrency), "-n", f"{self.service}-{uuid.uuid4().hex[:6]}@%h",
                 "--without-gossip", "--without-mingle", "-l", "INFO", "-f", self.log_path,
                 *self.extra_args]
@@ -82,7 +189,7 @@ class ServiceWorker:
         self._ready_marks = self.log().count(" ready.")
         out = open(self.log_path + ".out", "ab")
         self.process = subprocess.Popen(self.command(), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, cwd=self.cwd)
         out.close()
         self.starts += 1
         if wait:

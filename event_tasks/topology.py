@@ -12,6 +12,7 @@ straight back to the same queue and never through ``events`` (see docs/decisions
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from kombu import Connection, Exchange, Queue, binding
 
@@ -31,8 +32,25 @@ def service_queue(service: str, patterns: Iterable[str]) -> Queue:
     conf = settings()
     name = conf.queue_name(service)
     exchange = events_exchange()
-    return Queue(name, exchange=Exchange(""), routing_key=name, durable=True,
-                 bindings=[binding(exchange, routing_key=p) for p in sorted(set(patterns))])
+    queue = Queue(name, exchange=Exchange(""), routing_key=name, durable=True,
+                  bindings=[binding(exchange, routing_key=p) for p in sorted(set(patterns))])
+    # kombu drops the queue's own exchange when it has bindings; the default exchange ("", a
+    # name that is never declared or bound) is what routes retries straight back here.
+    queue.exchange = Exchange("")
+    return queue
+
+
+def put_queue(app: Any, queue: Queue) -> None:
+    """Make ``queue`` known to ``app``'s router (and consumed, where ``-Q`` selected its name).
+
+    Not ``Queues.add``: that would give a queue on the default exchange the host's default
+    exchange instead, and bind the event queue there.
+    """
+    queues = app.amqp.queues
+    dict.__setitem__(queues, queue.name, queue)
+    selected = queues._consume_from
+    if selected is not None and queue.name in selected:
+        selected[queue.name] = queue
 
 
 def declare(connection: Connection, queues: Iterable[Queue]) -> list[str]:

@@ -1,8 +1,11 @@
 """Settings shared by every environment. The only place that reads the environment.
 
-One Django project serves every service; ``EVENT_TASKS_SERVICE`` says which one a process is.
-It selects the service's handlers (``consumers/<service>/``) and its own database. Defaults run
-the demo on one machine (Redis on 127.0.0.1:6379, one SQLite file per service under var/).
+This demo project plays every service; ``EVENT_TASKS_SERVICE`` says which one a process is. A
+service's process installs only its own consumer app (``consumers/<service>/``: its handlers,
+its projection models, its admin pages) and uses its own database. A process without a service
+(tooling: ``events declare`` at release, ``events catalog``, the unit tests) installs every
+consumer app. Defaults run the demo on one machine (Redis on 127.0.0.1:6379, one SQLite file
+per service under var/, created on first use).
 """
 from __future__ import annotations
 
@@ -59,7 +62,8 @@ STATIC_URL = "static/"
 
 # --- which service this process is -------------------------------------------------------------
 EVENT_TASKS_SERVICE = env("EVENT_TASKS_SERVICE")
-EVENT_TASKS_CONSUMERS_PACKAGE = env("EVENT_TASKS_CONSUMERS_PACKAGE", "consumers")
+# The demo's service apps live in one package (tests swap in probe services).
+CONSUMERS_PACKAGE = env("EVENT_TASKS_CONSUMERS_PACKAGE", "consumers")
 EVENT_TASKS_SCHEMAS_PACKAGE = env("EVENT_TASKS_SCHEMAS_PACKAGE", "schemas")
 EVENT_TASKS_CELERY_APP = "config.celery_app:app"
 EVENT_TASKS_MAX_RETRIES = env_int("EVENT_TASKS_MAX_RETRIES", 5)
@@ -77,14 +81,16 @@ EVENT_TASKS_OUTBOX_GRACE = env_float("EVENT_TASKS_OUTBOX_GRACE", 2.0)
 EVENT_TASKS_OUTBOX_RETENTION = env_float("EVENT_TASKS_OUTBOX_RETENTION", 7 * 24 * 3600.0)
 
 
-def consumer_apps(package: str) -> list[str]:
-    """Every ``<package>.<service>`` that is a Django app (has models: its projection)."""
+def consumer_apps(package: str, service: str | None) -> list[str]:
+    """The service's own app ``<package>.<service>`` (if it has one); every one without a service."""
     try:
         pkg = __import__(package, fromlist=["__path__"])
     except ImportError:
         raise ImproperlyConfigured(f"EVENT_TASKS_CONSUMERS_PACKAGE={package!r} cannot be imported") from None
-    return [f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
-            if m.ispkg and (Path(pkg.__path__[0]) / m.name / "apps.py").exists()]
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg)
+    if service is not None:
+        names = [n for n in names if n == service]
+    return [f"{package}.{n}" for n in names]
 
 
 INSTALLED_APPS = [
@@ -96,7 +102,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_results",
     "event_tasks",
-    *consumer_apps(EVENT_TASKS_CONSUMERS_PACKAGE),
+    *consumer_apps(CONSUMERS_PACKAGE, EVENT_TASKS_SERVICE),
 ]
 
 MIDDLEWARE = [
@@ -124,14 +130,14 @@ _default_db = f"sqlite:///{VAR_DIR / ((EVENT_TASKS_SERVICE or 'tooling') + '.sql
 # <SERVICE>_DATABASE_URL (e.g. LMS_DATABASE_URL) lets one environment file serve every Procfile line.
 _db_url = (env(f"{EVENT_TASKS_SERVICE.upper()}_DATABASE_URL") if EVENT_TASKS_SERVICE else None) or env("DATABASE_URL", _default_db)
 DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60)}
+if _db_url == _default_db:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)   # a fresh checkout can migrate at once
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes of one service (worker pool, relay, shell) share the file: wait for the
     # lock (timeout), take it when the transaction starts (IMMEDIATE: a deferred transaction that
     # later writes fails at once with "database is locked"), and let readers run beside the writer (WAL).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         timeout=30, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;")
-# A service's database holds only its own projection tables (plus the shared fabric tables).
-DATABASE_ROUTERS = ["event_tasks.routers.ServiceRouter"]
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")

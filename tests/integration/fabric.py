@@ -1,6 +1,7 @@
 """A small platform for delivery tests: real broker, real worker processes, per-service SQLite DBs."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -16,12 +17,19 @@ from kombu import Connection
 from event_tasks import catalog
 from event_tasks.app import install
 from event_tasks.conf import settings as fabric_settings
+from event_tasks.handlers import ServiceHandlers, build, collect
 from event_tasks.publisher import Publisher
 from event_tasks.testing import ServiceWorker, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE_ENV = {"EVENT_TASKS_CONSUMERS_PACKAGE": "tests.fabric.services",
              "EVENT_TASKS_SCHEMAS_PACKAGE": "tests.fabric.schemas"}
+
+
+def probe_handlers(service: str) -> ServiceHandlers:
+    """A probe service's handlers, read from its module (the test process installs no probe apps)."""
+    module = importlib.import_module(f"{PROBE_ENV['EVENT_TASKS_CONSUMERS_PACKAGE']}.{service}.handlers")
+    return build(service, collect(module), PROBE_ENV["EVENT_TASKS_SCHEMAS_PACKAGE"])
 
 
 def migrate(database: Path, env: dict[str, str], service: str | None = None) -> None:
@@ -92,7 +100,7 @@ class Platform:
         if self._producer is None:
             catalog.load(self.env["EVENT_TASKS_SCHEMAS_PACKAGE"])
             app = Celery(f"producer-{service}", broker=self.broker_url, set_as_current=False)
-            install(app, worker=False)
+            install(app)
             self._producer = Publisher(app, service, fabric_settings())
         return self._producer
 

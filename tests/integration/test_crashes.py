@@ -151,7 +151,10 @@ def test_redis_message_taken_by_a_consumer_that_died_is_put_back(fresh_redis_url
         client.config_resetstat()
         live = plat.send(PROBE_CREATED, {"n": 1})
         plat.wait_calls("alpha", live.id)
-        assert int(client.info("commandstats").get("cmdstat_blmove", {}).get("calls", 0)) >= 1
+        # A BLMOVE is counted when it returns (a message, or its 1 s timeout), not when it blocks.
+        wait_until(lambda: int(client.info("commandstats").get("cmdstat_blmove", {}).get("calls", 0)) >= 1, 10,
+                   message="a BLMOVE on the event queue")
+        assert int(client.info("commandstats").get("cmdstat_brpop", {}).get("calls", 0)) == 0
         assert client.llen(inflight_key("events.alpha")) == 0      # tracked and out of in-flight
 
         orphan_id = str(uuid.uuid4())

@@ -81,7 +81,7 @@ def test_producer_in_a_fresh_process_delivers(running):
         from event_tasks.publisher import Publisher
         catalog.load("tests.fabric.schemas")
         app = Celery("fresh", broker=sys.argv[1], set_as_current=False)
-        install(app, worker=False)
+        install(app)
         print(Publisher(app, "prober").send(sys.argv[2], {"n": 7}).id)
     """)
     env = {"DJANGO_SETTINGS_MODULE": "config.settings.test", "PATH": "/usr/bin:/bin"}

@@ -12,7 +12,7 @@ from kombu import Connection
 from event_tasks import catalog
 from event_tasks.app import install
 from event_tasks.models import OutboxEvent
-from event_tasks.outbox import Relay
+from event_tasks.relay import Relay
 from event_tasks.publisher import Publisher
 from event_tasks.testing import wait_until
 from event_tasks.topology import declare, service_queue
@@ -35,7 +35,7 @@ def broker():
 @pytest.fixture
 def producer(broker):
     app = Celery("outbox-tests", broker=broker.url, set_as_current=False)
-    install(app, worker=False)
+    install(app)
     client = broker.client()
     client.delete("events.alpha", "events.beta")
     return Publisher(app, "prober"), client

@@ -13,19 +13,18 @@ from kombu import Connection
 from event_tasks import catalog
 from event_tasks.app import install
 from event_tasks.errors import EventValidationError, PublishError, UnknownEventType
-from event_tasks.handlers import service_handlers
 from event_tasks.publisher import Publisher
 from event_tasks.topology import declare, service_queue, subscription_table
 from tests.brokers import free_port
 from tests.fabric.schemas.probe import PROBE_CREATED
-from tests.integration.fabric import PROBE_ENV, ROOT
+from tests.integration.fabric import PROBE_ENV, ROOT, probe_handlers
 
 pytestmark = pytest.mark.timeout(120)
 PROBES = ("alpha", "beta", "gamma", "delta")
 
 
 def queues():
-    return [service_queue(s, service_handlers(s, "tests.fabric.services", "tests.fabric.schemas").patterns) for s in PROBES]
+    return [service_queue(s, probe_handlers(s).patterns) for s in PROBES]
 
 
 def depths(url):
@@ -47,7 +46,7 @@ def declared(broker_url):
     with Connection(broker_url) as conn:
         declare(conn, queues())
     app = Celery("send-tests", broker=broker_url, set_as_current=False)
-    install(app, worker=False)
+    install(app)
     return broker_url, Publisher(app, "prober")
 
 
@@ -99,7 +98,7 @@ def test_broker_down_raises_publish_error_after_bounded_retries(scheme):
     url = f"redis://127.0.0.1:{port}/0" if scheme == "redis" else f"amqp://guest:guest@127.0.0.1:{port}//"
     app = Celery("down", broker=url, set_as_current=False)
     app.conf.broker_connection_timeout = 0.5
-    install(app, worker=False)
+    install(app)
     producer = Publisher(app, "prober")
     started = time.monotonic()
     with pytest.raises(PublishError) as err:

@@ -11,7 +11,7 @@ from demo.runner import DEAD_LETTER_SERVICE, run
 from demo.scenario import EXPECTED, STEPS
 from event_tasks import catalog
 from event_tasks.handlers import service_handlers
-from event_tasks.services import consuming_services
+from event_tasks.handlers import consuming_services
 
 pytestmark = pytest.mark.timeout(300)
 

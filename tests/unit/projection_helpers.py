@@ -5,8 +5,7 @@ import datetime as dt
 from typing import Any
 
 from event_tasks import Event
-from event_tasks.handlers import service_handlers
-from event_tasks.testing import make_event
+from event_tasks.testing import run_handlers
 
 T0 = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -18,10 +17,11 @@ def at(seconds: float) -> dt.datetime:
 
 def deliver(service: str, event_type: str, data: dict[str, Any], *, time: dt.datetime,
             key: str | None = None, source: str = "test") -> Event:
-    """Build the event and call every handler ``service`` has for its type, as its worker would."""
-    event = make_event(event_type, data, key=key, time=time, source=source)
-    handlers = service_handlers(service).for_type(event_type)
-    assert handlers, f"{service} has no handler for {event_type}"
-    for handler in handlers:
-        handler.func(event)
-    return event
+    """Build the event and run every handler ``service`` has for its type, as its worker would
+    (``event_tasks.testing.run_handlers``: duplicate marks, the retry decision); a handler's
+    exception is raised again here."""
+    outcome = run_handlers(event_type, data, service=service, key=key, time=time, source=source)
+    if outcome.failures:
+        raise outcome.failures[0].exception
+    assert outcome.decision == "done" and outcome.applied, outcome
+    return outcome.event

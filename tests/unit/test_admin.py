@@ -23,7 +23,7 @@ def admin_client(client):
 @pytest.fixture
 def memory_app():
     app = Celery("admin-tests", broker="memory://", set_as_current=False)
-    install(app, worker=False)
+    install(app)
     return app
 
 

@@ -60,15 +60,18 @@ def test_handlers_are_tracked_separately_and_can_opt_out():
 
 
 def test_consumer_decorator_records_the_opt_out():
+    import types
+
     from event_tasks import consumer
-    from event_tasks.handlers import _MARK
+    from event_tasks.handlers import collect
 
     @consumer(TYPE, deduplicate=False)
     @consumer("org.openedx.learning.#")
     def handler(event):
         pass
 
-    assert getattr(handler, _MARK) == (("org.openedx.learning.#", True), (TYPE, False))
+    found = collect(types.SimpleNamespace(handler=handler))
+    assert [(h.pattern, h.deduplicate) for h in found] == [("org.openedx.learning.#", True), (TYPE, False)]
 
 
 def test_redeliveries_are_counted_per_delivery():

@@ -15,7 +15,7 @@ import pytest
 from demo.scenario import EXPECTED, STEPS
 from event_tasks import Event, catalog
 from event_tasks.handlers import service_handlers
-from event_tasks.services import consuming_services
+from event_tasks.handlers import consuming_services
 from event_tasks.testing import make_event
 
 from .projection_helpers import at

@@ -1,6 +1,7 @@
 """``python manage.py events <command>``: the fabric's operator commands.
 
-* ``declare``   declare every consuming service's queue and subscriptions (Procfile ``release:``)
+* ``declare``   declare this service's queue and subscriptions (Procfile ``release:``); in a tooling
+                process that sees several services' handlers (a monorepo), every one of them
 * ``catalog``   list event types with owner, consumers and description
 * ``topology``  show the live subscription table (Redis) or what would be declared
 * ``send``      send one event as this service (``EVENT_TASKS_SERVICE``)
@@ -10,15 +11,18 @@
 from __future__ import annotations
 
 import json
+import signal
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from event_tasks import catalog
-from event_tasks.app import installed_app
+from event_tasks import catalog, deadletters
 from event_tasks.conf import settings
 from event_tasks.errors import EventTasksError
-from event_tasks.handlers import service_handlers
-from event_tasks.services import consuming_services
+from event_tasks.handlers import consuming_services, service_handlers
+from event_tasks.publisher import default_publisher, send_event, the_app
+from event_tasks.relay import Relay
+from event_tasks.replay import replay
+from event_tasks.topology import declare, is_redis, service_queue, subscription_table
 
 
 class Command(BaseCommand):
@@ -56,14 +60,17 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def do_declare(self, service: list[str] | None = None, **_: object) -> None:
-        from event_tasks.topology import declare, service_queue
-
-        services = service or consuming_services()
-        unknown = sorted(set(services) - set(consuming_services()))
+        known = consuming_services()
+        services = service or known
+        unknown = sorted(set(services) - set(known))
         if unknown:
-            raise CommandError(f"not consuming services: {', '.join(unknown)}")
+            raise CommandError(f"no handlers of {', '.join(unknown)} are installed here (services with handlers: "
+                               f"{', '.join(known) or 'none'})")
+        if not services:
+            raise CommandError("this process sees no handlers: set EVENT_TASKS_SERVICE, and put @consumer handlers in "
+                               f"a '{settings().handlers_module}' module of an installed app")
         queues = [service_queue(s, service_handlers(s).patterns) for s in services]
-        with installed_app().connection_for_write() as conn:
+        with the_app().connection_for_write() as conn:
             conn.ensure_connection(max_retries=3)
             declare(conn, queues)
         for q in queues:
@@ -84,9 +91,7 @@ class Command(BaseCommand):
                               f"{', '.join(row['consumers']) or '-'}\n    {row['description']}")
 
     def do_topology(self, **_: object) -> None:
-        from event_tasks.topology import is_redis, subscription_table
-
-        with installed_app().connection_for_write() as conn:
+        with the_app().connection_for_write() as conn:
             if is_redis(conn):
                 for pattern, queue in subscription_table(conn):
                     self.stdout.write(f"{queue:32} <- {pattern}")
@@ -96,8 +101,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"{settings().queue_name(s):32} <- {p}  (declared by `events declare`)")
 
     def do_send(self, event_type: str, data: str, key: str | None = None, **_: object) -> None:
-        from event_tasks import send_event
-
         try:
             payload = json.loads(data)
         except ValueError as exc:
@@ -106,11 +109,6 @@ class Command(BaseCommand):
         self.stdout.write(event.id)
 
     def do_relay(self, once: bool = False, grace: float | None = None, **_: object) -> None:
-        import signal
-
-        from event_tasks.outbox import Relay
-        from event_tasks.publisher import default_publisher
-
         relay = Relay(default_publisher(), grace=grace)
         if once:
             self.stdout.write(f"published {relay.run_once()} outbox event(s)")
@@ -122,8 +120,6 @@ class Command(BaseCommand):
 
     def do_deadletters(self, dl_action: str, ids: list[int], limit: int = 50, all: bool = False,  # noqa: A002
                        **filters: object) -> None:
-        from event_tasks import deadletters
-
         letters = deadletters.select(ids=ids, service=filters.get("service"), event_type=filters.get("event_type"),
                                      reason=filters.get("reason"), older_than=filters.get("older_than"),
                                      newer_than=filters.get("newer_than"))
@@ -139,7 +135,7 @@ class Command(BaseCommand):
                 self.stdout.write(_json(deadletters.as_dict(letter)))
         elif dl_action == "replay":
             for letter in letters:
-                queue = deadletters.replay(letter)
+                queue = replay(letter)
                 self.stdout.write(f"replayed #{letter.pk} ({letter.event_type} {letter.event_id}) to {queue}")
         else:
             count = len(letters)

@@ -1,0 +1,167 @@
+"""The worker's intake of its service's event queue: a consumer bootstep of its own.
+
+When a worker consumes ``events.<service>`` (named in ``-Q``, alone or beside the host's own
+queues), this step takes that queue away from Celery's task consumer and consumes it on a
+channel of its own, so that:
+
+* on Redis the channel consumes that one queue with the crash-safe atomic step of
+  ``redis_transport`` (an ``unacked`` hash, restore schedule and visibility timeout of the
+  service's own), whatever else the worker consumes;
+* every message is checked before Celery sees it, and what is not a readable event goes to the
+  service's dead letters with the reason instead of being dropped: an oversize body, a content
+  type other than JSON (pickle never reaches an event task, whatever the host accepts), a body
+  that does not decode, a message without task headers, a task name the service has no handler
+  for;
+* each copy gets its own task id ``<event id>:<service>`` (on RabbitMQ the topic exchange hands
+  every subscriber the same message);
+* the rest is Celery's: the message goes to Celery's own task handler (strategies, pool,
+  acks late, ETA, prefetch), exactly as if Celery's task consumer had received it.
+
+The host's task consumer, its queues, ids and decode path are left as they are.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import bootsteps
+from kombu import Consumer, Queue
+from kombu.common import ignore_errors
+from kombu.exceptions import ContentDisallowed
+
+from . import deadletters
+from .topology import is_redis
+
+log = logging.getLogger(__name__)
+
+FRAMING_BYTES = 4096   # the envelope and Celery's framing on top of the payload limit
+
+
+class EventIntake(bootsteps.StartStopStep):
+    """Consume the service's event queue on a channel of its own (see the module docstring)."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+    label = "event-tasks intake"
+
+    def __init__(self, c: Any, **kwargs: Any) -> None:
+        c.event_intake = None
+        self.consumer: Consumer | None = None
+        self.channel: Any = None
+        super().__init__(c, **kwargs)
+
+    def include_if(self, c: Any) -> bool:
+        return _plan(c.app) is not None
+
+    def start(self, c: Any) -> None:
+        plan = _plan(c.app)
+        queue: Queue = plan["queue"]
+        # Celery's task consumer got the queue from -Q; it is ours to consume.
+        task_consumer = c.task_consumer
+        if task_consumer is not None and any(q.name == queue.name for q in task_consumer.queues):
+            task_consumer.queues = [q for q in task_consumer.queues if q.name != queue.name]
+        self.channel = c.connection.channel()
+        if is_redis(c.connection) and plan.get("redis") is not None:
+            self.channel.serve_events(queue.name, **plan["redis"])
+        handler = c.create_task_handler()
+        self.consumer = Consumer(self.channel, queues=[queue], accept=["json"], auto_declare=True,
+                                 on_message=_checked(c.app, plan, handler),
+                                 on_decode_error=lambda message, exc: _refuse(
+                                     plan, message, "undecodable", f"{type(exc).__name__}: {exc}"))
+        prefetch = c.qos.value if c.qos is not None else c.initial_prefetch_count
+        self.consumer.qos(prefetch_count=prefetch, apply_global=False)
+        if c.qos is not None:
+            # Celery raises the prefetch while it holds ETA (countdown retry) messages: do the
+            # same for the event channel, or held retries would stall it.
+            host_callback = c.qos.callback
+
+            def both(prefetch_count: int) -> None:
+                host_callback(prefetch_count)
+                if self.consumer is not None:
+                    self.consumer.qos(prefetch_count=prefetch_count, apply_global=False)
+
+            c.qos.callback = both
+        # Start consuming when Celery's loop starts its own task consumer, not now: the pool may
+        # not run yet (RabbitMQ delivers as soon as a consumer exists).
+        intake_consumer = self.consumer
+        host_consume = task_consumer.consume
+
+        def consume(*args: Any, **kwargs: Any) -> Any:
+            result = host_consume(*args, **kwargs)
+            intake_consumer.consume()
+            return result
+
+        task_consumer.consume = consume
+        c.event_intake = self
+        log.info("%s consumes %s on its own channel", plan["service"], queue.name)
+
+    def stop(self, c: Any) -> None:
+        if self.consumer is not None:
+            ignore_errors(c, self.consumer.cancel)
+
+    def shutdown(self, c: Any) -> None:
+        self.stop(c)
+        if self.consumer is not None:
+            ignore_errors(c, self.consumer.close)
+        if self.channel is not None:
+            ignore_errors(c, self.channel.close)
+        self.consumer = self.channel = None
+        c.event_intake = None
+
+
+def _plan(app: Any) -> dict[str, Any] | None:
+    return getattr(app, "_event_tasks_intake", None)
+
+
+def _checked(app: Any, plan: dict[str, Any], handler: Any) -> Any:
+    service: str = plan["service"]
+    suffix = ":" + service
+    limit: int = plan["max_payload_bytes"] + FRAMING_BYTES
+
+    def on_message(message: Any) -> Any:
+        body = message.body
+        if body is not None and len(body) > limit:
+            return _refuse(plan, message, "too_large", f"message body of {len(body)} bytes is over "
+                                                        f"EVENT_TASKS_MAX_PAYLOAD_BYTES ({limit - FRAMING_BYTES})")
+        headers = message.headers
+        if not isinstance(headers, dict) or "task" not in headers:
+            return _refuse(plan, message, "not_a_task", "message has no Celery task headers")
+        name = headers.get("task")
+        task = app.tasks.get(name) if isinstance(name, str) else None
+        if task is None or getattr(task, "service", None) != service:
+            return _refuse(plan, message, "unknown_type",
+                           f"service {service!r} has no handler for event type {name!r}")
+        try:
+            message.decode()   # kombu refuses what is not JSON here (accept=["json"]); cached for Celery
+        except Exception as exc:  # noqa: BLE001 - every decode problem is a dead letter, never a crash
+            reason = "content_disallowed" if isinstance(exc, ContentDisallowed) else "undecodable"
+            return _refuse(plan, message, reason, f"{type(exc).__name__}: {exc}")
+        task_id = headers.get("id")
+        if isinstance(task_id, str) and not task_id.endswith(suffix):
+            headers["id"] = task_id + suffix
+        return handler(message)
+
+    return on_message
+
+
+def _refuse(plan: dict[str, Any], message: Any, reason: str, detail: str) -> None:
+    """Store a message that is not a readable event in the dead letters, then acknowledge it.
+
+    If the dead letter cannot be stored (database down), the message goes back to the queue
+    instead: nothing is acknowledged before it is recorded somewhere.
+    """
+    headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
+    task_id = str(headers.get("id", "") or "")
+    raw = deadletters.message_raw(message)
+    if reason == "too_large":
+        raw["body"] = raw["body"][:FRAMING_BYTES] + "…(cut)"
+    try:
+        deadletters.record(service=plan["service"], reason=reason, detail=detail,
+                           event_id=deadletters.event_id_of({}, task_id),
+                           event_type=str(headers.get("task", "") or ""), task_id=task_id, raw=raw)
+    except Exception:  # noqa: BLE001 - the worker goes on; the message is not lost
+        log.exception("could not store dead letter (%s: %s) for message %r; it goes back to the queue",
+                      reason, detail, headers)
+        ignore_errors(message, message.requeue)
+        return None
+    ignore_errors(message, message.ack)
+    return None

@@ -1,0 +1,92 @@
+"""Wiring a worker that consumes its service's event queue (called by ``app`` at worker start).
+
+Everything here acts on the event side only: the event tasks, the event queue, the intake step's
+plan, the Redis transport of the event channel; see ``app`` for what is left to the host.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import publisher, redis_transport
+from .brokercheck import check_redis
+from .conf import Settings, settings
+from .dispatch import register_tasks
+from .errors import ConfigurationError
+from .handlers import service_handlers
+from .topology import broker_kind, put_queue, service_queue
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = logging.getLogger(__name__)
+
+VISIBILITY_MARGIN = 0.5  # retry countdowns stay below half the Redis visibility timeout
+DEFAULT_VISIBILITY_TIMEOUT = 3600.0
+REDIS_TRANSPORT = "event_tasks.redis_transport:Transport"
+
+
+def prepare_worker(app: Celery, conf: Settings | None = None) -> dict[str, Any]:
+    """Wire a worker that consumes its service's event queue (see the module docstring)."""
+    conf = conf or settings()
+    service = conf.require_service()
+    handlers = service_handlers(service)
+    queue = service_queue(service, handlers.patterns)
+    put_queue(app, queue)
+    kind = broker_kind(app.conf.broker_url or "")
+    options = dict(app.conf.broker_transport_options or {})
+    cap = conf.retry_backoff_max
+    plan: dict[str, Any] = {"service": service, "queue": queue, "max_payload_bytes": conf.max_payload_bytes,
+                            "redis": None}
+    retry_producer = None
+    if kind == "amqp":
+        if conf.handler_time_limit >= conf.rabbitmq_consumer_timeout:
+            raise ConfigurationError(
+                f"EVENT_TASKS_HANDLER_TIME_LIMIT ({conf.handler_time_limit:g} s) must be below RabbitMQ's "
+                f"consumer_timeout ({conf.rabbitmq_consumer_timeout:g} s, EVENT_TASKS_RABBITMQ_CONSUMER_TIMEOUT): "
+                "past it the broker closes the channel and hands the event to another consumer while the handler "
+                "still runs")
+        longest = max((h.time_limit or 0 for h in handlers.handlers), default=0)
+        if longest >= conf.rabbitmq_consumer_timeout:
+            raise ConfigurationError(f"A handler of {service!r} has time_limit={longest:g} s, past RabbitMQ's "
+                                     f"consumer_timeout ({conf.rabbitmq_consumer_timeout:g} s): lower it")
+        retry_producer = _confirming_producer
+    if kind == "redis":
+        visibility = float(conf.visibility_timeout or options.get("visibility_timeout") or DEFAULT_VISIBILITY_TIMEOUT)
+        cap = min(cap, visibility * VISIBILITY_MARGIN)
+        if app.conf.broker_transport in (None, "", "redis", "rediss"):
+            # Consume the event queue with an atomic move (docs/decisions/0004); the host's own
+            # channels keep kombu's behaviour in this transport.
+            app.conf.broker_transport = REDIS_TRANSPORT
+        if app.conf.broker_transport == REDIS_TRANSPORT:
+            redis_transport.Transport.events_restore_interval = float(conf.restore_interval)
+            plan["redis"] = {"visibility_timeout": visibility, "mutex_expire": max(10, 3 * conf.restore_interval)}
+        else:
+            log.warning("broker_transport is %r (set by the host): %s is consumed with that transport's own "
+                        "consume step, which can lose a message when a worker is killed mid-consume",
+                        app.conf.broker_transport, queue.name)
+        check_redis(app.conf.broker_url, require=conf.require_durable_broker)
+    register_tasks(app, service, handlers, queue_name=queue.name, max_retries=conf.max_retries,
+                   backoff_base=conf.retry_backoff, backoff_cap=cap, max_redeliveries=conf.max_redeliveries,
+                   time_limit=conf.handler_time_limit, retry_producer=retry_producer,
+                   backend=_json_backend(app))
+    app._event_tasks_intake = plan
+    return plan
+
+
+def _confirming_producer():
+    """The fabric's producer on RabbitMQ (publisher confirms), for retries of event tasks."""
+    fanout = publisher.default_publisher().transport
+    return fanout.producer()   # type: ignore[attr-defined]
+
+
+def _json_backend(app: Celery) -> Any:
+    """The result backend for event tasks: the host's, with JSON results.
+
+    Results of event tasks are JSON whatever the host chose for its own (``result_serializer``);
+    when the host already stores JSON, its backend is used as it is.
+    """
+    if (app.conf.result_serializer or "json") == "json" or app.conf.result_backend in (None, "", "disabled"):
+        return None
+    host = app.backend
+    return type(host)(app=app, serializer="json", accept=["json"], url=getattr(host, "url", None))
