@@ -31,6 +31,11 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> dict[str, Any]:
     conf = conf or settings()
     service = conf.require_service()
     handlers = service_handlers(service)
+    if not handlers.handlers:
+        raise ConfigurationError(
+            f"This worker consumes {conf.queue_name(service)}, but service {service!r} has no handlers: put "
+            f"@consumer functions in a '{conf.handlers_module}' module of an installed app (or import them there), "
+            f"or drop {conf.queue_name(service)} from -Q")
     queue = service_queue(service, handlers.patterns)
     put_queue(app, queue)
     kind = broker_kind(app.conf.broker_url or "")

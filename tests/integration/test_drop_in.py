@@ -52,3 +52,18 @@ def test_event_queue_beside_the_hosts_queue_keeps_its_own_consume_path(platform)
     assert [r["task_id"] for r in platform.results("alpha", slow.id)] == [f"{slow.id}:alpha"]
     if platform.broker_url.startswith("redis"):
         wait_until(lambda: client.hlen("unacked:events.alpha") == 0, 10, message="the ack")
+
+
+def test_the_event_worker_fixture_runs_a_real_worker_for_one_service(event_worker, platform, probe_template_db,
+                                                                    tmp_path):
+    """The pytest plugin's fixture (what a service's own tests use), against this module's broker."""
+    import shutil
+
+    db = tmp_path / "epsilon.sqlite3"
+    shutil.copy(probe_template_db, db)
+    env = {**platform.worker_env("epsilon"), "DATABASE_URL": f"sqlite:///{db}", "TEST_RECORD_DIR": str(tmp_path)}
+    worker = event_worker("epsilon", broker_url=platform.broker_url, env=env)
+    assert worker.running
+    event = platform.send(PROBE_CREATED, {"n": 5})
+    wait_until(lambda: (tmp_path / "epsilon.jsonl").exists() and event.id in (tmp_path / "epsilon.jsonl").read_text(),
+               30, message="epsilon's handler, run by the fixture's worker")

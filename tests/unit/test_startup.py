@@ -66,3 +66,9 @@ def test_handler_time_limit_past_rabbitmq_consumer_timeout_is_refused_at_worker_
     out = start_worker("events.alpha", EVENT_TASKS_SERVICE="alpha", CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:1//",
                        EVENT_TASKS_HANDLER_TIME_LIMIT="2000", **PROBES)
     assert out.returncode != 0 and "consumer_timeout" in out.stderr
+
+
+def test_a_worker_of_a_service_without_handlers_is_refused_at_start():
+    out = start_worker("events.nobody", EVENT_TASKS_SERVICE="nobody", **PROBES)
+    assert out.returncode != 0
+    assert "consumes events.nobody, but service 'nobody' has no handlers" in out.stderr
