@@ -67,6 +67,9 @@ class Command(BaseCommand):
             raise CommandError(f"no handlers of {', '.join(unknown)} are installed here (services with handlers: "
                                f"{', '.join(known) or 'none'})")
         if not services:
+            if settings().service:   # a service that only produces: nothing to subscribe
+                self.stdout.write(f"service {settings().service!r} has no handlers: no queue to declare")
+                return
             raise CommandError("this process sees no handlers: set EVENT_TASKS_SERVICE, and put @consumer handlers in "
                                f"a '{settings().handlers_module}' module of an installed app")
         queues = [service_queue(s, service_handlers(s).patterns) for s in services]
