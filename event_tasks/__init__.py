@@ -2,7 +2,7 @@
 
 Public API (kept small; see docs/ and DESIGN):
 
-* :func:`send_event` — validate and publish one event;
+* :func:`send_event` — validate and publish one event; :func:`send_events` — several, as one batch;
 * :func:`consumer` — mark a plain function as a handler of an event type or pattern;
 * :class:`Event` — what handlers receive and ``send_event`` returns.
 
@@ -10,6 +10,6 @@ Errors are in :mod:`event_tasks.errors`; the catalog is :mod:`event_tasks.catalo
 """
 from .envelope import Event
 from .handlers import consumer
-from .publisher import send_event
+from .publisher import send_event, send_events
 
-__all__ = ["send_event", "consumer", "Event"]
+__all__ = ["send_event", "send_events", "consumer", "Event"]

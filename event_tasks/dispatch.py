@@ -25,13 +25,14 @@ import dataclasses
 import logging
 import random
 import traceback as tb
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from celery import Task
+from celery import Task, states
 from celery.exceptions import Reject
 from celery.worker.request import Request
 from celery.worker.state import task_ready
+from django.db import close_old_connections
 
 from . import catalog, deadletters, idempotency
 from .envelope import Event, read_envelope
@@ -87,17 +88,32 @@ class Outcome:
 
 
 def deliver(service: str, handlers: Sequence[Handler], event: Event, *, retries: int,
-            default_max_retries: int) -> Outcome:
-    """Run ``handlers`` for ``event`` (retry number ``retries``) and decide what happens next."""
+            default_max_retries: int, on_success: Callable[[list[str], list[str]], None] | None = None) -> Outcome:
+    """Run ``handlers`` for ``event`` (retry number ``retries``) and decide what happens next.
+
+    ``on_success(applied, duplicates)`` records a successful delivery (the task's result row):
+    inside the last handler's transaction when that handler applies the event (no commit of its
+    own), else after the handlers.
+    """
     outcome = Outcome(event, attempt=retries + 1)
-    for handler in handlers:
+    recorded = False
+    last = len(handlers) - 1
+    for index, handler in enumerate(handlers):
+        then = None
+        if on_success is not None and index == last and not outcome.failures:
+            def then(name: str = handler.name) -> None:
+                nonlocal recorded
+                on_success([*outcome.applied, name], list(outcome.duplicates))
+                recorded = True
         try:
-            applied = idempotency.apply(service, handler, event)
+            applied = idempotency.apply(service, handler, event, then)
         except Exception as exc:  # a handler's failure must not stop the other handlers
             outcome.failures.append(Failure(handler, exc, tb.format_exc(), handler.retryable(exc)))
             continue
         (outcome.applied if applied else outcome.duplicates).append(handler.name)
     if not outcome.failures:
+        if on_success is not None and not recorded:
+            on_success(list(outcome.applied), list(outcome.duplicates))
         return outcome
     if not all(f.retryable for f in outcome.failures):
         outcome.decision, outcome.reason = "dead_letter", "not_retried"
@@ -144,7 +160,9 @@ class EventTask(Task):
     """Base class of every event task; one subclass instance per (service, event type).
 
     Everything a host could configure app-wide for its own tasks is fixed here, per task:
-    JSON, late acks, requeue on a lost worker, no typing checks.
+    JSON, late acks, requeue on a lost worker, no typing checks. Results: Celery stores failures
+    and retries; a success is stored by the task itself in the last handler's transaction (one
+    commit per event instead of two; the duplicate marks already record what was applied).
     """
 
     Request = EventRequest
@@ -155,6 +173,8 @@ class EventTask(Task):
     reject_on_worker_lost = True
     typing = False
     track_started = False
+    ignore_result = True
+    store_errors_even_if_ignored = True
     # Set per service by register_tasks():
     service: str = ""
     queue_name: str = ""
@@ -166,6 +186,9 @@ class EventTask(Task):
     retry_producer: Any = None   # a callable returning a context manager that yields a kombu Producer
 
     def run(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        # Celery's Django fixup closes connections around tasks unless told to reuse them
+        # (CELERY_DB_REUSE_MAX); a reused connection that broke is dropped here, before any query.
+        close_old_connections()
         try:
             event = read_event(self.name, args, kwargs)
             self.check_redelivery()
@@ -174,7 +197,8 @@ class EventTask(Task):
         except Exception as exc:   # our own bookkeeping failed (database down): keep the event
             raise self.retry_later(exc, forever=True) from exc
         outcome = deliver(self.service, self.handlers.for_type(event.type), event,
-                          retries=self.request.retries or 0, default_max_retries=self.default_max_retries)
+                          retries=self.request.retries or 0, default_max_retries=self.default_max_retries,
+                          on_success=self.store_success)
         if outcome.decision == "dead_letter":
             self.dead_letter(outcome.reason, outcome.detail, args, kwargs, traceback=outcome.traceback)
         if outcome.decision == "retry":
@@ -182,6 +206,14 @@ class EventTask(Task):
             raise self.retry_later(exc) from exc
         return {"event": event.id, "service": self.service, "applied": outcome.applied,
                 "duplicates": outcome.duplicates}
+
+    def store_success(self, applied: list[str], duplicates: list[str]) -> None:
+        """The delivery's SUCCESS row (what Flower's and the admin's result pages show)."""
+        request = self.request
+        self.backend.store_result(request.id, {"event": deadletters.event_id_of(request.args[0] if request.args else {},
+                                                                               request.id or ""),
+                                               "service": self.service, "applied": applied, "duplicates": duplicates},
+                                  states.SUCCESS, request=request)
 
     def retry_later(self, exc: BaseException, forever: bool = False) -> BaseException:
         """Send this delivery back to this service's own queue after a backoff (Celery ``retry``).

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from amqp import spec as amqp_spec
+from amqp.exceptions import MessageNacked
 from kombu import Connection, Producer
 
 from .conf import Settings
@@ -26,6 +28,15 @@ from .message import QUEUE_SLOT, SERVICE_SLOT, RedisMessageTemplate, headers
 from .topology import BINDING_KEY, broker_kind, events_exchange
 
 FANOUT_LUA = resources.files(__package__).joinpath("fanout.lua").read_text()
+
+
+class Prepared(NamedTuple):
+    """An event ready to go on the wire: its type, id, task body and what Flower shows."""
+
+    event_type: str
+    event_id: str
+    body: str
+    argsrepr: str
 
 
 class Fanout(Protocol):
@@ -36,6 +47,9 @@ class Fanout(Protocol):
 
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         """Publish one copy to one queue only (dead-letter replay)."""
+
+    def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]:
+        """Publish a batch in one round trip (Redis) or with one wait for every confirm (RabbitMQ)."""
 
     def close(self) -> None:
         """Release the connection."""
@@ -74,6 +88,14 @@ class RedisFanout:
         message = self.template.render(event_type, event_id, body, argsrepr)
         self.client.lpush(self.keyprefix + queue, message.replace(SERVICE_SLOT, service).replace(QUEUE_SLOT, queue))
 
+    def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]:
+        """One pipeline of script calls: one round trip; each event's copies are still atomic."""
+        pipe = self.client.pipeline(transaction=False)
+        for item in batch:
+            self.script(keys=[self.binding_key], args=[item.event_type, self.queue_prefix, self.keyprefix,
+                                                       self.template.render(*item)], client=pipe)
+        return list(pipe.execute())
+
     def close(self) -> None:
         self.client.close()
 
@@ -93,6 +115,7 @@ class KombuFanout:
                              "interval_step": 0.2, "interval_max": 1.0}
         self._lock = threading.Lock()
         self._producer: Producer | None = None
+        self.confirm_timeout = max(1.0, conf.publish_timeout * (conf.publish_retries + 1))
         from kombu.exceptions import KombuError
 
         self.errors = (*self.connection.connection_errors, *self.connection.channel_errors, KombuError, OSError)
@@ -114,7 +137,50 @@ class KombuFanout:
                 delivery_mode=2, correlation_id=event_id, declare=[self.exchange],
                 retry=True, retry_policy=self.retry_policy,
             )
+            _count_publish(producer.channel)
         return None
+
+    def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]:
+        """Publish every message, then wait once for the broker's confirms of all of them.
+
+        kombu (py-amqp) waits for each confirm before the next publish; here the messages go out
+        back to back on the producer's channel and the confirms (``multiple`` acks included) are
+        collected afterwards. A nack, or a connection lost before every confirm, is an error for
+        the whole batch: the caller sends it again and the consumers suppress the duplicates.
+        """
+        if not batch:
+            return []
+        with self.producer() as producer:
+            producer.maybe_declare(self.exchange)
+            channel = producer.channel
+            confirming = hasattr(channel, "_basic_publish")   # py-amqp (RabbitMQ); memory:// has no confirms
+            if not confirming:
+                for item in batch:
+                    self.publish(*item)
+                return [None] * len(batch)
+            if not channel._confirm_selected:
+                channel._confirm_selected = True
+                channel.confirm_select()
+            first = getattr(channel, "_event_tasks_sequence", 0) + 1
+            for item in batch:
+                message = channel.prepare_message(
+                    item.body, 0, "application/json", "utf-8",
+                    headers(item.event_type, item.event_id, item.event_id, item.argsrepr),
+                    {"delivery_mode": 2, "correlation_id": item.event_id})
+                channel._basic_publish(message, exchange=self.exchange.name, routing_key=item.event_type)
+            last = first + len(batch) - 1
+            channel._event_tasks_sequence = last
+            acked = {"upto": first - 1}
+
+            def on_confirm(method: Any, delivery_tag: int = 0, multiple: bool = False, *_: Any) -> None:
+                if method == amqp_spec.Basic.Nack:
+                    raise MessageNacked()
+                acked["upto"] = max(acked["upto"], delivery_tag)
+
+            while acked["upto"] < last:
+                channel.wait([amqp_spec.Basic.Ack, amqp_spec.Basic.Nack], callback=on_confirm,
+                             timeout=self.confirm_timeout)
+        return [None] * len(batch)
 
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         with self.producer() as producer:
@@ -124,11 +190,17 @@ class KombuFanout:
                 content_type="application/json", content_encoding="utf-8", delivery_mode=2,
                 correlation_id=f"{event_id}:{service}", retry=True, retry_policy=self.retry_policy,
             )
+            _count_publish(producer.channel)
 
     def close(self) -> None:
         with self._lock:
             self._producer = None
             self.connection.release()
+
+
+def _count_publish(channel: Any) -> None:
+    """Keep the channel's publish sequence (the delivery tags its confirms carry) for batches."""
+    channel._event_tasks_sequence = getattr(channel, "_event_tasks_sequence", 0) + 1
 
 
 def fanout_for(url: str, transport_options: Mapping[str, Any], conf: Settings) -> Fanout:

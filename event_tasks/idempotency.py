@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -21,22 +22,34 @@ from .models import ProcessedEvent, Redelivery
 log = logging.getLogger(__name__)
 
 
-def apply(service: str, handler: Handler, event: Event) -> bool:
-    """Run ``handler`` for ``event`` once per (event, handler); ``False`` if it was a duplicate."""
+def apply(service: str, handler: Handler, event: Event, then: Callable[[], None] | None = None) -> bool:
+    """Run ``handler`` for ``event`` once per (event, handler); ``False`` if it was a duplicate.
+
+    One transaction: the duplicate mark is inserted first (no savepoint: a conflict aborts the
+    transaction before the handler ran, and means "already applied"), then the handler's own
+    writes, then ``then`` (the task stores its result row here), then one commit.
+    """
     if not handler.deduplicate:
-        handler.func(event)
+        with transaction.atomic():
+            handler.func(event)
+            if then is not None:
+                then()
         return True
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                ProcessedEvent.objects.create(event_id=event.id, handler=handler.name, service=service,
-                                              event_type=event.type)
-        except IntegrityError:
-            ProcessedEvent.objects.filter(event_id=event.id, handler=handler.name).update(
-                duplicates=F("duplicates") + 1)
-            log.info("%s: skipped duplicate of event %s for %s", service, event.id, handler.name)
-            return False
-        handler.func(event)
+    marked = False
+    try:
+        with transaction.atomic():
+            ProcessedEvent.objects.create(event_id=event.id, handler=handler.name, service=service,
+                                          event_type=event.type)
+            marked = True
+            handler.func(event)
+            if then is not None:
+                then()
+    except IntegrityError:
+        if marked:
+            raise   # the handler's own integrity error: a failure like any other
+        ProcessedEvent.objects.filter(event_id=event.id, handler=handler.name).update(duplicates=F("duplicates") + 1)
+        log.info("%s: skipped duplicate of event %s for %s", service, event.id, handler.name)
+        return False
     return True
 
 

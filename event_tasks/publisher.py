@@ -21,7 +21,7 @@ import os
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celery.utils.imports import symbol_by_name
@@ -31,7 +31,7 @@ from . import catalog
 from .conf import Settings, settings
 from .envelope import SPECVERSION, Event, format_time
 from .errors import ConfigurationError, EventValidationError, PayloadTooLarge, PublishError
-from .fanout import Fanout, fanout_for
+from .fanout import Fanout, Prepared, fanout_for
 from .message import encode_body
 
 if TYPE_CHECKING:
@@ -56,7 +56,8 @@ class Publisher:
         self.use_outbox = self.conf.outbox
         self.stats: Counter[str] = Counter()
 
-    def send(self, event_type: str, data: Mapping[str, Any], *, key: str | None = None) -> Event:
+    def prepare(self, event_type: str, data: Mapping[str, Any], key: str | None = None) -> tuple[Event, Prepared]:
+        """Validate and build one event and its task body; raises before anything is published."""
         entry = catalog.get(event_type)
         if key is not None and not isinstance(key, str):
             raise EventValidationError(event_type, {"key": [f"must be a string or None, not {type(key).__name__}"]})
@@ -69,14 +70,53 @@ class Publisher:
         if len(body) > self.conf.max_payload_bytes:
             raise PayloadTooLarge(event_type, len(body), self.conf.max_payload_bytes)
         event = Event(id=event_id, type=event_type, source=self.service, time=now, key=key, data=loaded)
+        return event, Prepared(event_type, event_id, body, argsrepr)
+
+    def send(self, event_type: str, data: Mapping[str, Any], *, key: str | None = None) -> Event:
+        event, prepared = self.prepare(event_type, data, key)
         if self.use_outbox and db_connection.in_atomic_block:
             from .outbox import enqueue   # needs Django's models; this module must import before setup
 
-            enqueue(self, event, body, argsrepr)
+            enqueue(self, event, prepared.body, prepared.argsrepr)
             self.stats["outboxed"] += 1
             return event
-        self.publish(event_type, event_id, body, argsrepr)
+        self.publish(*prepared)
         return event
+
+    def send_many(self, items: Iterable[Sequence[Any]]) -> list[Event]:
+        """Validate every event first (one invalid: nothing is published), then publish them as one batch."""
+        pairs = []
+        for item in items:
+            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+                raise TypeError(f"send_events takes (event_type, data) or (event_type, data, key) items, got {item!r}")
+            pairs.append(self.prepare(item[0], item[1], item[2] if len(item) == 3 else None))
+        events = [event for event, _ in pairs]
+        if not pairs:
+            return events
+        if self.use_outbox and db_connection.in_atomic_block:
+            from .outbox import enqueue_many
+
+            enqueue_many(self, pairs)
+            self.stats["outboxed"] += len(pairs)
+            return events
+        self.publish_many([prepared for _, prepared in pairs])
+        return events
+
+    def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]:
+        """Publish prepared events as one batch; :class:`PublishError` (naming the first) if the broker fails."""
+        try:
+            copies = self.transport.publish_many(batch)
+        except self.transport.errors as exc:
+            self.stats["failed"] += len(batch)
+            raise PublishError(batch[0].event_type, batch[0].event_id, exc) from exc
+        self.stats["published"] += len(batch)
+        for item, count in zip(batch, copies):
+            if count is not None:
+                self.stats["copies"] += count
+                if count == 0:
+                    self.stats["unrouted"] += 1
+                    log.info("event %s (%s) has no subscriber yet; nobody gets it", item.event_id, item.event_type)
+        return copies
 
     def publish_to(self, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> str:
         """Publish one copy to ``service``'s queue only (replay); returns the queue name."""
@@ -156,6 +196,18 @@ def reset_default_publisher() -> None:
             except Exception:  # noqa: BLE001 - closing a broken connection must not fail the caller
                 log.debug("closing the publisher's connection failed", exc_info=True)
         _publisher = None
+
+
+def send_events(items: Iterable[Sequence[Any]]) -> list[Event]:
+    """Validate and publish several events at once: items are ``(event_type, data)`` or
+    ``(event_type, data, key)``.
+
+    Every event is validated before anything is published (one invalid payload raises
+    :class:`~event_tasks.errors.EventValidationError` and nothing is sent). On Redis the batch is
+    one round trip; on RabbitMQ it is published and all confirms are awaited once. Inside
+    ``transaction.atomic()`` the batch goes to the outbox as one insert. Returns the events, in order.
+    """
+    return default_publisher().send_many(items)
 
 
 def send_event(event_type: str, data: Mapping[str, Any], *, key: str | None = None) -> Event:

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from .errors import PublishError
 from .models import OutboxEvent
-from .outbox import publish_row
+from .outbox import publish_rows
 from .publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,11 @@ class Relay:
     def run_once(self) -> int:
         """Publish one batch; return how many were sent. Raises PublishError when the broker is down."""
         close_old_connections()
-        sent = 0
-        for row in self.pending():
-            if not publish_row(self.publisher, row):
-                self.failures += 1
-                raise PublishError(row.event_type, row.event_id, RuntimeError(row.last_error or "broker down"))
-            sent += 1
+        rows = self.pending()
+        if rows and not publish_rows(self.publisher, [row.event_id for row in rows]):   # one batch, in id order
+            self.failures += 1
+            raise PublishError(rows[0].event_type, rows[0].event_id, RuntimeError("broker down"))
+        sent = len(rows)
         self.sent += sent
         if time.monotonic() - self._last_prune > 60:
             self.prune()

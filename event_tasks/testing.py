@@ -81,6 +81,10 @@ class _Recorder:
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         self.bodies.append((event_id, body))
 
+    def publish_many(self, batch: Any) -> list[None]:
+        self.bodies.extend((item.event_id, item.body) for item in batch)
+        return [None] * len(batch)
+
     def close(self) -> None:
         pass
 
@@ -95,6 +99,11 @@ class _CapturingPublisher(publisher.Publisher):
         event = super().send(event_type, data, key=key)
         self.captured.events.append(event)
         return event
+
+    def send_many(self, items: Any) -> list[Event]:
+        events = super().send_many(items)
+        self.captured.events.extend(events)
+        return events
 
 
 @contextlib.contextmanager

@@ -76,7 +76,22 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> dict[str, Any]:
                    time_limit=conf.handler_time_limit, retry_producer=retry_producer,
                    backend=_json_backend(app))
     app._event_tasks_intake = plan
+    _warn_about_slow_settings(app)
     return plan
+
+
+def _warn_about_slow_settings(app: Celery) -> None:
+    """Say so when the host's settings make every event cost more than it should (never changed here)."""
+    from django.conf import settings as django_settings
+
+    if django_settings.DEBUG:
+        log.warning("DEBUG is on in this worker: Django keeps every query of every event in memory for the life of "
+                    "the process and runs them through its debug cursor; turn DEBUG off for workers")
+    pooled = any((db.get("OPTIONS") or {}).get("pool") for db in django_settings.DATABASES.values())
+    if not app.conf.get("db_reuse_max") and not pooled:
+        log.warning("Celery's Django fixup closes the database connection before and after every task, so each event "
+                    "opens a new connection: set CELERY_DB_REUSE_MAX (e.g. 1000), or on PostgreSQL "
+                    "DATABASES[...]['OPTIONS']['pool'] = True")
 
 
 def _confirming_producer():

@@ -130,6 +130,10 @@ _default_db = f"sqlite:///{VAR_DIR / ((EVENT_TASKS_SERVICE or 'tooling') + '.sql
 # <SERVICE>_DATABASE_URL (e.g. LMS_DATABASE_URL) lets one environment file serve every Procfile line.
 _db_url = (env(f"{EVENT_TASKS_SERVICE.upper()}_DATABASE_URL") if EVENT_TASKS_SERVICE else None) or env("DATABASE_URL", _default_db)
 DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool("DATABASE_POOL", True):
+    # Django's connection pool (psycopg_pool): a worker's task gets a connection without connecting.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = True
 if _db_url == _default_db:
     VAR_DIR.mkdir(parents=True, exist_ok=True)   # a fresh checkout can migrate at once
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -148,6 +152,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2)
+# Celery's Django fixup closes every database connection around every task unless told to reuse
+# them; event tasks drop a broken connection themselves before their first query.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # How long a pool waits for the result of a child that died before calling it lost (and requeueing).

@@ -6,13 +6,24 @@ from event_tasks import errors
 
 
 def test_all_is_pinned():
-    assert event_tasks.__all__ == ["send_event", "consumer", "Event"]
+    assert event_tasks.__all__ == ["send_event", "send_events", "consumer", "Event"]
 
 
 def test_send_event_signature():
     sig = inspect.signature(event_tasks.send_event)
     assert list(sig.parameters) == ["event_type", "data", "key"]
     assert sig.parameters["key"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_send_events_signature():
+    assert list(inspect.signature(event_tasks.send_events).parameters) == ["items"]
+
+
+def test_consumer_options_are_keyword_only():
+    params = inspect.signature(event_tasks.consumer).parameters
+    assert list(params) == ["event_type_or_pattern", "name", "deduplicate", "max_retries", "retry_for",
+                            "dont_retry", "time_limit"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in params.items() if n != "event_type_or_pattern")
 
 
 def test_every_error_is_an_event_tasks_error():
