@@ -177,6 +177,7 @@ class EventTask(Task):
     store_errors_even_if_ignored = True
     # Set per service by register_tasks():
     service: str = ""
+    event_type: str = ""
     queue_name: str = ""
     handlers: ServiceHandlers
     default_max_retries: int = 5
@@ -294,21 +295,27 @@ def delivery_time_limit(handlers: Sequence[Handler], default: float | None) -> f
 def register_tasks(app: Celery, service: str, handlers: ServiceHandlers, *, queue_name: str,
                    max_retries: int, backoff_base: float, backoff_cap: float,
                    max_redeliveries: int = 3, time_limit: float | None = None,
-                   retry_producer: Any = None, backend: Any = None) -> list[str]:
-    """Register one task per event type ``handlers`` consume, on ``app``. Returns the names."""
+                   retry_producer: Any = None, backend: Any = None, base: type[EventTask] | None = None,
+                   event_types: Sequence[str] | None = None,
+                   task_name: Callable[[str], str] = lambda event_type: event_type) -> list[str]:
+    """Register one task per event type ``handlers`` consume (or of ``event_types``), on ``app``.
+
+    ``base`` and ``task_name`` make the batch tasks (``batching``). Returns the names."""
     names = []
-    for event_type in handlers.event_types:
-        attrs = {"name": event_type, "service": service, "queue_name": queue_name,
+    for event_type in (handlers.event_types if event_types is None else event_types):
+        name = task_name(event_type)
+        attrs = {"name": name, "event_type": event_type, "service": service, "queue_name": queue_name,
                  "handlers": handlers, "default_max_retries": max_retries, "max_retries": None,
                  "retry_backoff_base": backoff_base, "retry_backoff_cap": backoff_cap,
                  "max_redeliveries": max_redeliveries,
                  "time_limit": delivery_time_limit(handlers.for_type(event_type), time_limit),
                  "retry_producer": staticmethod(retry_producer) if retry_producer else None,
                  "__module__": __name__}
-        task_cls = type(f"EventTask_{service}_{event_type.replace('.', '_')}", (EventTask,), attrs)
+        cls = base or EventTask
+        task_cls = type(f"{cls.__name__}_{service}_{name.replace('.', '_').replace(':', '_')}", (cls,), attrs)
         task = task_cls()
         if backend is not None:
             task.backend = backend
         app.register_task(task)
-        names.append(event_type)
+        names.append(name)
     return names

@@ -44,11 +44,14 @@ class Subscription:
     retry_for: ExceptionTypes = (Exception,)
     dont_retry: ExceptionTypes = ()
     time_limit: float | None = None
+    batch: int | None = None
+    batch_wait: float = 0.05
 
 
 def consumer(event_type_or_pattern: str, *, name: str | None = None, deduplicate: bool = True,
              max_retries: int | None = None, retry_for: Iterable[type[BaseException]] | None = None,
-             dont_retry: Iterable[type[BaseException]] = (), time_limit: float | None = None) -> Callable[[F], F]:
+             dont_retry: Iterable[type[BaseException]] = (), time_limit: float | None = None,
+             batch: int | None = None, batch_wait: float = 0.05) -> Callable[[F], F]:
     """Mark ``handler(event)`` as consuming an event type or a topic pattern (``*``, ``#``).
 
     Stack the decorator to consume several types with one function.
@@ -63,6 +66,10 @@ def consumer(event_type_or_pattern: str, *, name: str | None = None, deduplicate
       exceptions that send the event straight to the dead letters (``not_retried``).
     * ``time_limit``: seconds this handler may run (default ``EVENT_TASKS_HANDLER_TIME_LIMIT``); a
       delivery's hard limit is the largest limit of the handlers it runs.
+    * ``batch``: the handler takes a list of up to ``batch`` events (``handler(events)``), applied
+      in one transaction with one bulk duplicate mark; the worker waits up to ``batch_wait``
+      seconds to fill a batch. A batch that fails is split into single deliveries (``batching``).
+      A batched type has no other handler in its service.
     """
     if not isinstance(event_type_or_pattern, str) or not event_type_or_pattern:
         raise ConfigurationError("@consumer needs an event type or a topic pattern, e.g. "
@@ -73,9 +80,14 @@ def consumer(event_type_or_pattern: str, *, name: str | None = None, deduplicate
         raise ConfigurationError("@consumer(max_retries=...) must be a whole number ≥ 0")
     if time_limit is not None and (not isinstance(time_limit, (int, float)) or time_limit <= 0):
         raise ConfigurationError("@consumer(time_limit=...) must be a number of seconds > 0")
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        raise ConfigurationError("@consumer(batch=...) must be a whole number ≥ 1")
+    if not isinstance(batch_wait, (int, float)) or batch_wait <= 0:
+        raise ConfigurationError("@consumer(batch_wait=...) must be a number of seconds > 0")
     retry = _exception_types("retry_for", (Exception,) if retry_for is None else retry_for)
     dont = _exception_types("dont_retry", dont_retry)
-    sub = Subscription(event_type_or_pattern, name, deduplicate, max_retries, retry, dont, time_limit)
+    sub = Subscription(event_type_or_pattern, name, deduplicate, max_retries, retry, dont, time_limit, batch,
+                       float(batch_wait))
 
     def mark(func: F) -> F:
         if not callable(func):
@@ -106,6 +118,8 @@ class Handler:
     retry_for: ExceptionTypes = (Exception,)
     dont_retry: ExceptionTypes = ()
     time_limit: float | None = None
+    batch: int | None = None
+    batch_wait: float = 0.05
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -114,7 +128,7 @@ class Handler:
     @classmethod
     def from_subscription(cls, func: Callable[..., None], sub: Subscription) -> Handler:
         return cls(sub.pattern, func, sub.deduplicate, sub.name or "", sub.max_retries, sub.retry_for,
-                   sub.dont_retry, sub.time_limit)
+                   sub.dont_retry, sub.time_limit, sub.batch, sub.batch_wait)
 
     def retries_allowed(self, default: int) -> int:
         return default if self.max_retries is None else self.max_retries
@@ -141,6 +155,11 @@ class ServiceHandlers:
 
     def for_type(self, event_type: str) -> tuple[Handler, ...]:
         return _handlers_for(self, event_type)
+
+    @property
+    def batched(self) -> dict[str, Handler]:
+        """Event types consumed by a batch handler, with that handler."""
+        return {t: hs[0] for t in self.event_types if (hs := self.for_type(t)) and hs[0].batch}
 
 
 @cache
@@ -184,7 +203,13 @@ def build(service: str, handlers: Iterable[Handler], schemas_package: str | None
                                      "suppression keys on the name: give one of them another @consumer(name=...)")
     found.sort(key=lambda h: (h.func.__module__, h.func.__code__.co_firstlineno if hasattr(h.func, "__code__") else 0,
                               h.pattern))
-    return ServiceHandlers(service, tuple(found), schemas_package)
+    built = ServiceHandlers(service, tuple(found), schemas_package)
+    for event_type in built.event_types:
+        chosen = built.for_type(event_type)
+        if any(h.batch for h in chosen) and len(chosen) > 1:
+            raise ConfigurationError(f"{event_type} has a batch handler in service {service!r} and other handlers too "
+                                     f"({', '.join(h.name for h in chosen)}): a batched type has one handler")
+    return built
 
 
 _lock = threading.Lock()

@@ -31,7 +31,7 @@ def apply(service: str, handler: Handler, event: Event, then: Callable[[], None]
     """
     if not handler.deduplicate:
         with transaction.atomic():
-            handler.func(event)
+            handler.func([event] if handler.batch else event)
             if then is not None:
                 then()
         return True
@@ -41,7 +41,7 @@ def apply(service: str, handler: Handler, event: Event, then: Callable[[], None]
             ProcessedEvent.objects.create(event_id=event.id, handler=handler.name, service=service,
                                           event_type=event.type)
             marked = True
-            handler.func(event)
+            handler.func([event] if handler.batch else event)
             if then is not None:
                 then()
     except IntegrityError:

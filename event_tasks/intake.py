@@ -30,6 +30,7 @@ from kombu.common import ignore_errors
 from kombu.exceptions import ContentDisallowed
 
 from . import deadletters
+from .batching import batch_message
 from .topology import is_redis
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,18 @@ class EventIntake(bootsteps.StartStopStep):
         if is_redis(c.connection) and plan.get("redis") is not None:
             self.channel.serve_events(queue.name, **plan["redis"])
         handler = c.create_task_handler()
+        self.batcher = Batcher(c.timer, plan["service"], handler, plan.get("batching") or {})
         self.consumer = Consumer(self.channel, queues=[queue], accept=["json"], auto_declare=True,
-                                 on_message=_checked(c.app, plan, handler),
+                                 on_message=_checked(c.app, plan, handler, self.batcher),
                                  on_decode_error=lambda message, exc: _refuse(
                                      plan, message, "undecodable", f"{type(exc).__name__}: {exc}"))
+        extra = int(plan.get("prefetch_extra") or 0)   # room for a batch being filled
+
+        def ours(value: int) -> int:
+            return value + extra if value else 0          # 0: no limit
+
         prefetch = c.qos.value if c.qos is not None else c.initial_prefetch_count
-        self.consumer.qos(prefetch_count=prefetch, apply_global=False)
+        self.consumer.qos(prefetch_count=ours(prefetch), apply_global=False)
         if c.qos is not None:
             # Celery raises the prefetch while it holds ETA (countdown retry) messages: do the
             # same for the event channel, or held retries would stall it.
@@ -77,7 +84,7 @@ class EventIntake(bootsteps.StartStopStep):
             def both(prefetch_count: int) -> None:
                 host_callback(prefetch_count)
                 if self.consumer is not None:
-                    self.consumer.qos(prefetch_count=prefetch_count, apply_global=False)
+                    self.consumer.qos(prefetch_count=ours(prefetch_count), apply_global=False)
 
             c.qos.callback = both
         # Start consuming when Celery's loop starts its own task consumer, not now: the pool may
@@ -97,6 +104,8 @@ class EventIntake(bootsteps.StartStopStep):
     def stop(self, c: Any) -> None:
         if self.consumer is not None:
             ignore_errors(c, self.consumer.cancel)
+        if getattr(self, "batcher", None) is not None:
+            self.batcher.clear()   # held messages are not acked: the broker hands them out again
 
     def shutdown(self, c: Any) -> None:
         self.stop(c)
@@ -112,7 +121,49 @@ def _plan(app: Any) -> dict[str, Any] | None:
     return getattr(app, "_event_tasks_intake", None)
 
 
-def _checked(app: Any, plan: dict[str, Any], handler: Any) -> Any:
+class Batcher:
+    """Holds fresh deliveries of batched types until a batch is full or ``batch_wait`` passed."""
+
+    def __init__(self, timer: Any, service: str, handler: Any, specs: dict[str, tuple[int, float]]) -> None:
+        self.timer = timer
+        self.service = service
+        self.handler = handler
+        self.specs = specs
+        self.buffers: dict[str, list[Any]] = {}
+        self.timers: dict[str, Any] = {}
+
+    def wants(self, name: str, message: Any) -> bool:
+        headers = message.headers
+        return (name in self.specs and not headers.get("retries") and not headers.get("eta")
+                and not (message.delivery_info or {}).get("redelivered") and not headers.get("redelivered"))
+
+    def add(self, name: str, message: Any) -> None:
+        buffer = self.buffers.setdefault(name, [])
+        buffer.append(message)
+        size, wait = self.specs[name]
+        if len(buffer) >= size:
+            self.flush(name)
+        elif name not in self.timers:
+            self.timers[name] = self.timer.call_after(wait, self.flush, (name, True))
+
+    def flush(self, name: str, from_timer: bool = False) -> None:
+        entry = self.timers.pop(name, None)
+        if entry is not None and not from_timer:
+            entry.cancel()
+        buffer = self.buffers.pop(name, [])
+        if len(buffer) == 1:
+            self.handler(buffer[0])
+        elif buffer:
+            self.handler(batch_message(name, self.service, buffer))
+
+    def clear(self) -> None:
+        for entry in self.timers.values():
+            entry.cancel()
+        self.timers.clear()
+        self.buffers.clear()
+
+
+def _checked(app: Any, plan: dict[str, Any], handler: Any, batcher: Batcher | None = None) -> Any:
     service: str = plan["service"]
     suffix = ":" + service
     limit: int = plan["max_payload_bytes"] + FRAMING_BYTES
@@ -138,6 +189,8 @@ def _checked(app: Any, plan: dict[str, Any], handler: Any) -> Any:
         task_id = headers.get("id")
         if isinstance(task_id, str) and not task_id.endswith(suffix):
             headers["id"] = task_id + suffix
+        if batcher is not None and batcher.wants(name, message):
+            return batcher.add(name, message)
         return handler(message)
 
     return on_message

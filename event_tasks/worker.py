@@ -9,6 +9,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import publisher, redis_transport
+from .batching import BatchEventTask, batch_task_name
 from .brokercheck import check_redis
 from .conf import Settings, settings
 from .dispatch import register_tasks
@@ -71,10 +72,16 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> dict[str, Any]:
                         "consume step, which can lose a message when a worker is killed mid-consume",
                         app.conf.broker_transport, queue.name)
         check_redis(app.conf.broker_url, require=conf.require_durable_broker)
-    register_tasks(app, service, handlers, queue_name=queue.name, max_retries=conf.max_retries,
-                   backoff_base=conf.retry_backoff, backoff_cap=cap, max_redeliveries=conf.max_redeliveries,
-                   time_limit=conf.handler_time_limit, retry_producer=retry_producer,
-                   backend=_json_backend(app))
+    task_options = dict(queue_name=queue.name, max_retries=conf.max_retries, backoff_base=conf.retry_backoff,
+                        backoff_cap=cap, max_redeliveries=conf.max_redeliveries, time_limit=conf.handler_time_limit,
+                        retry_producer=retry_producer, backend=_json_backend(app))
+    register_tasks(app, service, handlers, **task_options)
+    batched = handlers.batched
+    if batched:
+        register_tasks(app, service, handlers, base=BatchEventTask, event_types=sorted(batched),
+                       task_name=batch_task_name, **task_options)
+    plan["batching"] = {t: (h.batch, h.batch_wait) for t, h in batched.items()}
+    plan["prefetch_extra"] = max((h.batch or 0 for h in batched.values()), default=0)
     app._event_tasks_intake = plan
     _warn_about_slow_settings(app)
     return plan

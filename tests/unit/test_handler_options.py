@@ -144,3 +144,66 @@ def test_a_handler_is_a_plain_function_still():
 
     assert plain(make_event(TYPE, {"n": 21})) == 42
     assert isinstance(handlers_of(plain=plain)[0], Handler)
+
+
+def test_a_batch_handler_gets_fresh_events_in_one_transaction_with_one_bulk_mark():
+    from event_tasks.batching import deliver_batch
+
+    seen = []
+
+    @consumer(TYPE, batch=10)
+    def many(events):
+        seen.append([e.data["n"] for e in events])
+
+    (h,) = handlers_of(many=many)
+    events = [make_event(TYPE, {"n": i}) for i in range(3)]
+    assert deliver_batch("svc", h, events)[0] == [e.id for e in events]
+    more = events[1:] + [make_event(TYPE, {"n": 9})]
+    applied, duplicates = deliver_batch("svc", h, more)
+    assert seen == [[0, 1, 2], [9]] and duplicates == [events[1].id, events[2].id]
+    assert ProcessedEvent.objects.get(event_id=events[1].id).duplicates == 1
+
+
+def test_a_failing_batch_leaves_no_mark():
+    from event_tasks.batching import deliver_batch
+
+    @consumer(TYPE, batch=10)
+    def broken(events):
+        raise RuntimeError("one bad event spoils the batch")
+
+    (h,) = handlers_of(broken=broken)
+    events = [make_event(TYPE, {"n": i}) for i in range(3)]
+    with pytest.raises(RuntimeError):
+        deliver_batch("svc", h, events)
+    assert not ProcessedEvent.objects.filter(event_id__in=[e.id for e in events]).exists()
+
+
+def test_a_batch_handler_on_the_single_path_gets_a_list():
+    got = []
+
+    @consumer(TYPE, batch=5)
+    def many(events):
+        got.append(len(events))
+
+    (h,) = handlers_of(many=many)
+    assert deliver("svc", [h], make_event(TYPE, {"n": 1}), retries=1, default_max_retries=3).decision == "done"
+    assert got == [1]
+
+
+def test_a_batched_type_has_one_handler():
+    @consumer(TYPE, batch=5)
+    def many(events):
+        pass
+
+    @consumer(TYPE)
+    def one(event):
+        pass
+
+    with pytest.raises(ConfigurationError, match="a batched type has one handler"):
+        handlers_of(many=many, one=one)
+
+
+@pytest.mark.parametrize("bad", [{"batch": 0}, {"batch": True}, {"batch": 5, "batch_wait": 0}])
+def test_bad_batch_options_are_refused(bad):
+    with pytest.raises(ConfigurationError):
+        consumer(TYPE, **bad)

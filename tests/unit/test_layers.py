@@ -18,7 +18,7 @@ LAYERS = [
     ("core", {"errors", "conf", "topics", "envelope", "catalog", "handlers"}),
     ("wire", {"message", "topology", "fanout", "redis_transport", "brokercheck"}),
     ("store", {"models", "apps", "migrations", "idempotency", "deadletters", "outbox"}),
-    ("produce/consume", {"publisher", "relay", "dispatch", "intake"}),
+    ("produce/consume", {"publisher", "relay", "dispatch", "batching", "intake"}),
     ("celery integration", {"app", "worker"}),
     ("operations", {"replay", "admin", "management", "testing", "pytest_plugin"}),
 ]

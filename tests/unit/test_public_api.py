@@ -22,7 +22,7 @@ def test_send_events_signature():
 def test_consumer_options_are_keyword_only():
     params = inspect.signature(event_tasks.consumer).parameters
     assert list(params) == ["event_type_or_pattern", "name", "deduplicate", "max_retries", "retry_for",
-                            "dont_retry", "time_limit"]
+                            "dont_retry", "time_limit", "batch", "batch_wait"]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in params.items() if n != "event_type_or_pattern")
 
 
