@@ -32,9 +32,10 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(PY) -m pytest tests/integration
 
-## Publish throughput against plain Celery send_task (see bench/README.md).
+## Benchmarks against plain Celery, plain kombu and the Open edX Redis event bus (bench/README.md); not part of `make test`.
 bench: $(STAMP)
-	$(PY) bench/publish.py
+	$(PY) -c 'import openedx_events, edx_event_bus_redis' 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,postgres,bench]'
+	$(PY) -m bench
 
 clean:
 	rm -rf var/ build/ *.egg-info

@@ -67,8 +67,9 @@ class Publisher:
         envelope = {"id": event_id, "type": event_type, "source": self.service,
                     "time": format_time(now), "specversion": SPECVERSION, "key": key}
         body, argsrepr = encode_body(envelope, wire)
-        if len(body) > self.conf.max_payload_bytes:
-            raise PayloadTooLarge(event_type, len(body), self.conf.max_payload_bytes)
+        size = len(body) if body.isascii() else len(body.encode("utf-8"))   # bytes, as the consumer counts them
+        if size > self.conf.max_payload_bytes:
+            raise PayloadTooLarge(event_type, size, self.conf.max_payload_bytes)
         event = Event(id=event_id, type=event_type, source=self.service, time=now, key=key, data=loaded)
         return event, Prepared(event_type, event_id, body, argsrepr)
 

@@ -86,3 +86,22 @@ def test_oversize_payload_is_refused_on_send():
     else:
         raise AssertionError("an oversize payload must be refused")
     assert publisher.stats["published"] == 0
+
+
+def test_the_size_limit_counts_bytes_as_the_consumer_does():
+    """200,000 characters of "é" are 400,000 bytes: over the limit on send, as on receipt."""
+    from celery import Celery
+
+    from event_tasks.app import install
+
+    app = Celery("t", broker="memory://", set_as_current=False)
+    install(app)
+    publisher = Publisher(app, "prober")
+    try:
+        publisher.send(TYPE, {"n": 1, "note": "é" * 200_000})
+    except PayloadTooLarge as exc:
+        assert exc.size > 400_000
+    else:
+        raise AssertionError("a payload over the limit in bytes must be refused")
+    publisher.send(TYPE, {"n": 2, "note": "é" * 1000})
+    assert publisher.stats["published"] == 1
