@@ -95,8 +95,9 @@ class _CapturingPublisher(publisher.Publisher):
         self.use_outbox = False   # record at once: a test's transaction may never commit
         self.captured = captured
 
-    def send(self, event_type: str, data: Mapping[str, Any], *, key: str | None = None) -> Event:
-        event = super().send(event_type, data, key=key)
+    def send(self, event_type: str, data: Mapping[str, Any], *, key: str | None = None,
+             id: str | None = None) -> Event:  # noqa: A002
+        event = super().send(event_type, data, key=key, id=id)
         self.captured.events.append(event)
         return event
 

@@ -67,3 +67,16 @@ def test_the_event_worker_fixture_runs_a_real_worker_for_one_service(event_worke
     event = platform.send(PROBE_CREATED, {"n": 5})
     wait_until(lambda: (tmp_path / "epsilon.jsonl").exists() and event.id in (tmp_path / "epsilon.jsonl").read_text(),
                30, message="epsilon's handler, run by the fixture's worker")
+
+
+def test_a_resent_event_with_the_producers_id_is_applied_once(platform):
+    """A send retried under the same id (e.g. after a PublishError that did reach the broker)."""
+    platform.start("beta")
+    first = platform.producer().send(PROBE_CREATED, {"n": 6}, id="order-42-created")
+    again = platform.producer().send(PROBE_CREATED, {"n": 6}, id="order-42-created")
+    assert first.id == again.id == "order-42-created"
+    marker = platform.send(PROBE_CREATED, {"n": 7})
+    platform.wait_calls("beta", marker.id)
+    wait_until(lambda: [r["duplicates"] for r in platform.processed("beta", first.id)] == [1], 20,
+               message="the second copy suppressed as a duplicate")
+    assert platform.calls("beta", first.id) == 1

@@ -11,8 +11,9 @@ def test_all_is_pinned():
 
 def test_send_event_signature():
     sig = inspect.signature(event_tasks.send_event)
-    assert list(sig.parameters) == ["event_type", "data", "key"]
+    assert list(sig.parameters) == ["event_type", "data", "key", "id"]
     assert sig.parameters["key"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert sig.parameters["id"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 def test_send_events_signature():

@@ -58,3 +58,14 @@ def test_run_handlers_runs_a_services_handlers_with_duplicate_suppression():
 def test_run_handlers_refuses_a_type_the_service_does_not_consume():
     with pytest.raises(LookupError, match="no handler"):
         run_handlers(PROBE, {"n": 1}, service="discovery")
+
+
+def test_a_producer_may_give_the_event_its_own_id():
+    from event_tasks.errors import EventValidationError
+
+    with capture_events() as sent:
+        event = send_event(PROBE, {"n": 4}, id="order-1234")
+        for bad in ("", "a:b", "x" * 65):
+            with pytest.raises(EventValidationError, match="id"):
+                send_event(PROBE, {"n": 4}, id=bad)
+    assert event.id == "order-1234" and sent.events == [event]
