@@ -91,20 +91,18 @@ def deliver(service: str, handlers: Sequence[Handler], event: Event, *, retries:
             default_max_retries: int, on_success: Callable[[list[str], list[str]], None] | None = None) -> Outcome:
     """Run ``handlers`` for ``event`` (retry number ``retries``) and decide what happens next.
 
-    ``on_success(applied, duplicates)`` records a successful delivery (the task's result row):
-    inside the last handler's transaction when that handler applies the event (no commit of its
-    own), else after the handlers.
+    ``on_success(applied, duplicates)`` records a successful delivery (the task's result row)
+    inside the last handler's transaction, next to its duplicate mark: no commit of its own. A
+    delivery whose last handler writes no mark (``deduplicate=False``, or a duplicate) stores no
+    success row: the marks already say what was applied, and Flower shows the delivery.
     """
     outcome = Outcome(event, attempt=retries + 1)
-    recorded = False
     last = len(handlers) - 1
     for index, handler in enumerate(handlers):
         then = None
         if on_success is not None and index == last and not outcome.failures:
             def then(name: str = handler.name) -> None:
-                nonlocal recorded
                 on_success([*outcome.applied, name], list(outcome.duplicates))
-                recorded = True
         try:
             applied = idempotency.apply(service, handler, event, then)
         except Exception as exc:  # a handler's failure must not stop the other handlers
@@ -112,8 +110,6 @@ def deliver(service: str, handlers: Sequence[Handler], event: Event, *, retries:
             continue
         (outcome.applied if applied else outcome.duplicates).append(handler.name)
     if not outcome.failures:
-        if on_success is not None and not recorded:
-            on_success(list(outcome.applied), list(outcome.duplicates))
         return outcome
     if not all(f.retryable for f in outcome.failures):
         outcome.decision, outcome.reason = "dead_letter", "not_retried"
@@ -161,8 +157,9 @@ class EventTask(Task):
 
     Everything a host could configure app-wide for its own tasks is fixed here, per task:
     JSON, late acks, requeue on a lost worker, no typing checks. Results: Celery stores failures
-    and retries; a success is stored by the task itself in the last handler's transaction (one
-    commit per event instead of two; the duplicate marks already record what was applied).
+    and retries; a success is stored by the task itself in the last handler's transaction, next
+    to its duplicate mark (one commit per event instead of two), and not at all where no mark is
+    written (see :func:`deliver`).
     """
 
     Request = EventRequest

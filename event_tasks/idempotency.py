@@ -27,13 +27,11 @@ def apply(service: str, handler: Handler, event: Event, then: Callable[[], None]
 
     One transaction: the duplicate mark is inserted first (no savepoint: a conflict aborts the
     transaction before the handler ran, and means "already applied"), then the handler's own
-    writes, then ``then`` (the task stores its result row here), then one commit.
+    writes, then ``then`` (the task stores its result row here), then one commit. A handler
+    without duplicate suppression runs as it is (``then`` is not called: nothing is written).
     """
-    if not handler.deduplicate:
-        with transaction.atomic():
-            handler.func([event] if handler.batch else event)
-            if then is not None:
-                then()
+    if not handler.deduplicate:   # no mark: the handler runs as it is, in its own transactions if any
+        handler.func([event] if handler.batch else event)
         return True
     marked = False
     try:
