@@ -17,7 +17,7 @@ from typing import Any
 
 from collections.abc import Mapping
 
-from marshmallow import RAISE, Schema, ValidationError
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields
 
 from .conf import settings
 from .errors import ConfigurationError, EventValidationError, UnknownEventType
@@ -32,7 +32,12 @@ _lock = threading.RLock()
 
 
 class EventSchema(Schema):
-    """Base class for event payload schemas: unknown fields are rejected."""
+    """Base class for event payload schemas: unknown fields are rejected when sending.
+
+    Consumers read with the same schema but ignore fields they do not know (at every nesting
+    level): a producer that adds an optional field within a version does not break a consumer
+    that has not deployed the new schema yet.
+    """
 
     class Meta:
         unknown = RAISE
@@ -64,11 +69,11 @@ class EventType:
         return loaded, schema.dump(loaded)
 
     def decode(self, wire: Any) -> dict[str, Any]:
-        """Validate a received payload; :class:`EventValidationError` if invalid."""
+        """Validate a received payload (unknown fields ignored); :class:`EventValidationError` if invalid."""
         if not isinstance(wire, Mapping):
             raise EventValidationError(self.name, {"_schema": [f"data must be an object, not {type(wire).__name__}"]})
         try:
-            return self.schema_instance.load(wire)
+            return self.receive_schema_instance.load(wire)
         except ValidationError as exc:
             raise EventValidationError(self.name, _as_dict(exc.messages)) from None
 
@@ -80,6 +85,38 @@ class EventType:
             inst = self.schema()
             object.__setattr__(self, "_instance", inst)
         return inst
+
+
+    @property
+    def receive_schema_instance(self) -> Schema:
+        """The schema as consumers use it: unknown fields ignored at every level (built once)."""
+        inst = self.__dict__.get("_receive_instance")
+        if inst is None:
+            inst = _ignoring_unknown(self.schema())
+            object.__setattr__(self, "_receive_instance", inst)
+        return inst
+
+
+def _ignoring_unknown(schema: Schema) -> Schema:
+    schema.unknown = EXCLUDE
+    for field in schema.fields.values():
+        _field_ignoring_unknown(field)
+    return schema
+
+
+def _field_ignoring_unknown(field: fields.Field) -> None:
+    if isinstance(field, fields.Nested):
+        field.unknown = EXCLUDE
+        nested = field.schema
+        if isinstance(nested, Schema):
+            _ignoring_unknown(nested)
+    elif isinstance(field, fields.List):
+        _field_ignoring_unknown(field.inner)
+    elif isinstance(field, fields.Tuple):
+        for inner in field.tuple_fields:
+            _field_ignoring_unknown(inner)
+    elif isinstance(field, fields.Dict) and field.value_field is not None:
+        _field_ignoring_unknown(field.value_field)
 
 
 def event_type(name: str, *, schema: type[Schema], owner: str, description: str) -> str:

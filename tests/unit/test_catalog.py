@@ -220,3 +220,23 @@ def test_domain_module_docstring_names_producers_and_consumers(module):
 def test_handlers_module_docstring_names_the_service_queue(service):
     doc = importlib.import_module(f"consumers.{service}.handlers").__doc__ or ""
     assert f"events.{service}" in doc
+
+
+def test_consumers_ignore_fields_they_do_not_know_at_every_level_while_producers_stay_strict():
+    """Adding an optional field within a version is compatible: old consumers read new events."""
+    from event_tasks.errors import EventValidationError
+    from schemas.learning import CERTIFICATE_CREATED
+
+    entry = catalog.get(CERTIFICATE_CREATED)
+    from demo.scenario import STEPS
+
+    data = next(s.data for s in STEPS if s.event_type == CERTIFICATE_CREATED)
+    _, wire = entry.encode(data)
+    newer = {**wire, "issued_by": "registrar"}
+    newer["certificate"] = {**wire["certificate"], "grade_source": "final", "user": {
+        **wire["certificate"]["user"], "pii": {**wire["certificate"]["user"]["pii"], "pronouns": "they"}}}
+    assert entry.decode(newer) == entry.decode(wire)
+    with pytest.raises(EventValidationError, match="issued_by"):
+        entry.encode(newer)
+    with pytest.raises(EventValidationError, match="certificate"):
+        entry.decode({**wire, "certificate": {**wire["certificate"], "mode": None}})   # still validated
