@@ -7,6 +7,7 @@
 * ``send``      send one event as this service (``EVENT_TASKS_SERVICE``)
 * ``relay``     publish this service's outbox (a Procfile process per producing service)
 * ``deadletters list|show|replay|discard``  act on this service's dead letters
+* ``schema snapshot|check``  record the catalog's shape; refuse changes that break a version
 """
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ class Command(BaseCommand):
         relay = sub.add_parser("relay", help="publish committed outbox events (runs until stopped)")
         relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")
         relay.add_argument("--grace", type=float, help="seconds to leave fresh rows to the on-commit publish")
+        schema = sub.add_parser("schema", help="record the catalog's shape, or check the code against it")
+        schema.add_argument("schema_action", choices=["snapshot", "check"])
+        schema.add_argument("--file", default=None,
+                            help="the snapshot (default: catalog.json in the catalog package's folder)")
         dl = sub.add_parser("deadletters", help="list, show, replay or discard this service's dead letters")
         dl.add_argument("dl_action", choices=["list", "show", "replay", "discard"])
         dl.add_argument("ids", nargs="*", type=int, help="dead letter ids (show/replay/discard)")
@@ -120,6 +125,25 @@ class Command(BaseCommand):
             signal.signal(sig, lambda *_: relay.stop.set())
         relay.run_forever()
         self.stdout.write(f"relay stopped; published {relay.sent} event(s)")
+
+    def do_schema(self, schema_action: str, file: str | None = None, **_: object) -> None:
+        import importlib
+        from pathlib import Path
+
+        from event_tasks import schemacheck
+
+        package = settings().schemas_packages[0]
+        path = Path(file) if file else Path(importlib.import_module(package).__file__).parent / "catalog.json"
+        if schema_action == "snapshot":
+            count = schemacheck.write(path)
+            self.stdout.write(f"recorded {count} event types in {path}")
+            return
+        if not path.exists():
+            raise CommandError(f"no snapshot at {path}: run `events schema snapshot` and commit the file")
+        problems = schemacheck.breaking_changes(json.loads(path.read_text()), schemacheck.snapshot())
+        if problems:
+            raise CommandError("breaking schema changes against " + str(path) + ":\n  " + "\n  ".join(problems))
+        self.stdout.write(f"the catalog is compatible with {path}")
 
     def do_deadletters(self, dl_action: str, ids: list[int], limit: int = 50, all: bool = False,  # noqa: A002
                        **filters: object) -> None:
