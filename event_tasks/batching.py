@@ -52,8 +52,14 @@ class BatchMessage(Message):
         self.parts = list(parts)
 
     def ack(self, multiple: bool = False) -> None:
-        for part in self.parts:
-            if not part.acknowledged:
+        pending = [part for part in self.parts if not part.acknowledged]
+        ack_many = getattr(getattr(self.channel, "qos", None), "ack_many", None)
+        if ack_many is not None and pending:   # the Redis event channel: one round trip for the batch
+            ack_many([part.delivery_tag for part in pending])
+            for part in pending:
+                part._state = "ACK"
+        else:
+            for part in pending:
                 part.ack()
         self._state = "ACK"
 

@@ -38,7 +38,7 @@ def headers(event_type: str, event_id: str, task_id_: str, body_args_repr: str) 
         "expires": None, "group": None, "group_index": None, "retries": 0,
         "timelimit": [None, None], "root_id": event_id, "parent_id": None,
         "argsrepr": body_args_repr, "kwargsrepr": "{}", "origin": ORIGIN,
-        "ignore_result": False, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+        "ignore_result": None, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
     }
 
 
