@@ -22,12 +22,14 @@ The host's task consumer, its queues, ids and decode path are left as they are.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import bootsteps
 from kombu import Consumer, Queue
 from kombu.common import ignore_errors
 from kombu.exceptions import ContentDisallowed
+from vine import ppartial
 
 from . import deadletters
 from .batching import batch_message
@@ -63,7 +65,7 @@ class EventIntake(bootsteps.StartStopStep):
         self.channel = c.connection.channel()
         if is_redis(c.connection) and plan.get("redis") is not None:
             self.channel.serve_events(queue.name, **plan["redis"])
-        handler = c.create_task_handler()
+        handler = _task_handler(c)
         self.batcher = Batcher(c.timer, plan["service"], handler, plan.get("batching") or {})
         self.consumer = Consumer(self.channel, queues=[queue], accept=["json"], auto_declare=True,
                                  on_message=_checked(c.app, plan, handler, self.batcher),
@@ -115,6 +117,37 @@ class EventIntake(bootsteps.StartStopStep):
             ignore_errors(c, self.channel.close)
         self.consumer = self.channel = None
         c.event_intake = None
+
+
+def _task_handler(c: Any) -> Any:
+    """Celery's own task handler, with acks sent at once when they come from the loop's thread.
+
+    Celery defers every ack to the event loop's next turn (``hub.call_soon``). With the intake's
+    channel beside task events on RabbitMQ, the turn could wait for a timer (about a second):
+    the channel sat at its prefetch limit with the acks queued (measured: 80–210 events/s instead
+    of 1,400). Sending an ack from the loop's own thread right away is what Celery does without a
+    hub; from any other thread (a thread pool) it still goes through the loop.
+    """
+    hub = c.hub
+    if hub is None:
+        return c.create_task_handler()
+    defer = c.call_soon_ack
+
+    def call_soon_ack(p: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() != getattr(hub, "_loop_thread", None):
+            return defer(p, *args, **kwargs)
+        p = ppartial(p, *args, **kwargs)
+        try:
+            p()
+        except Exception:  # noqa: BLE001 - as Celery's immediate path: log, the worker goes on
+            log.exception("acknowledging a delivery failed")
+        return p
+
+    c.call_soon_ack = call_soon_ack
+    try:
+        return c.create_task_handler()
+    finally:
+        del c.call_soon_ack   # the host's task handler keeps Celery's own
 
 
 def _plan(app: Any) -> dict[str, Any] | None:
