@@ -594,11 +594,13 @@ class Bench:
         noop_row = "no-op handler, duplicate suppression off"
         rows = {"noop": noop_row, "dedupe": "no-op handler, duplicate suppression on, SQLite",
                 "dedupe-pg": "no-op handler, duplicate suppression on, PostgreSQL",
-                "batched": f"batched handler (`@consumer(..., batch={BATCH_SIZE})`), no-op"}
+                "batched": f"batched handler (`@consumer(..., batch={BATCH_SIZE})`), no-op",
+                "batchdedupe-pg": f"batched handler (batch={BATCH_SIZE}), duplicate suppression on, PostgreSQL"}
         # pre-filled queues, restored (DUMP/RESTORE) before every run: every run drains the same messages
         blobs = {"noop": self.fill_ours("noop", n), "dedupe": self.fill_ours("dedupe", n)}
         if batch_supported:
             blobs["batched"] = self.fill_ours("batched", n)
+            blobs["batchdedupe"] = self.fill_ours("batchdedupe", n)
         self.flush()
         self.plain_queue(self.url)
         plain_send = self.plain_sender(self.url)
@@ -614,7 +616,7 @@ class Bench:
         blobs["openedx"] = self.client.dump(TOPIC)
         self.postgres()
         systems = ["noop", "plain", "plain-django", "openedx", "dedupe", "dedupe-pg"] + \
-            (["batched"] if batch_supported else [])
+            (["batched", "batchdedupe-pg"] if batch_supported else [])
         for rnd in range(self.rounds):
             for system in systems:
                 done = self.tmp / f"done-{uuid.uuid4().hex[:6]}"
@@ -638,28 +640,28 @@ class Bench:
                     service = system.replace("-pg", "")
                     queue = f"events.{service}"
                     self.restore(queue, blobs[service])
-                    db = self.reset_postgres() if system == "dedupe-pg" else self.fresh_sqlite(service)
+                    db = self.reset_postgres() if system.endswith("-pg") else self.fresh_sqlite(service)
                     w = self.fabric_worker(service, self.url, db, **env)
                     secs = drain_redis_lists(self.client, n, w, queue=queue,
                                              extra_lists=(queue + "\x06\x16inflight",), unacked=(f"unacked:{queue}",))
                 self.stop(w)
                 if not done.exists():
                     raise RuntimeError(f"{system}: the handler did not run {n} times; log:\n{w.output()[-3000:]}")
-                if system in ("noop", "dedupe", "dedupe-pg", "batched"):
+                if system in ("noop", "dedupe", "dedupe-pg", "batched", "batchdedupe-pg"):
                     dead = self.db_count(db, "SELECT count(*) FROM event_tasks_deadletter")
                     assert dead == 0, f"{system}: {dead} dead letters"
-                    if system.startswith("dedupe"):
+                    if system.startswith(("dedupe", "batchdedupe")):
                         marks = self.db_count(db, "SELECT count(*) FROM event_tasks_processedevent")
                         assert marks == n, f"{system}: {marks} duplicate marks, expected {n}"
                 rate = n / secs
                 if system == "plain":
                     for row in rows.values():
-                        if row == rows["batched"] and not batch_supported:
+                        if row in (rows["batched"], rows["batchdedupe-pg"]) and not batch_supported:
                             continue
                         self.results.add(sec, row, "celery", rate, "events/s", events=n)
                 elif system == "openedx":
                     for row in rows.values():
-                        if row == rows["batched"] and not batch_supported:
+                        if row in (rows["batched"], rows["batchdedupe-pg"]) and not batch_supported:
                             continue
                         self.results.add(sec, row, "openedx", rate, "events/s", events=n)
                 elif system == "plain-django":
@@ -670,7 +672,7 @@ class Bench:
                 else:
                     self.results.add(sec, rows[system], "ours", rate, "events/s", events=n)
         for row in rows.values():
-            if row == noop_row or (row == rows["batched"] and not batch_supported):
+            if row == noop_row or (row in (rows["batched"], rows["batchdedupe-pg"]) and not batch_supported):
                 continue
             r = self.results.row(sec, row, "events/s")
             for system, what in (("celery", "a no-op task: plain Celery has no duplicate suppression (its no-op "

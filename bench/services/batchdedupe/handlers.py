@@ -1,0 +1,15 @@
+"""Service ``batchdedupe``: a no-op handler taking batches of 100, duplicate suppression on (one
+bulk mark per batch), for the PostgreSQL row of the issue's targets."""
+import os
+
+from event_tasks import consumer
+
+from bench.services import count
+
+CERTIFICATE_CREATED = "org.openedx.learning.certificate.created.v1"
+BATCH = int(os.environ.get("BENCH_BATCH_SIZE") or 100)
+
+
+@consumer(CERTIFICATE_CREATED, batch=BATCH)
+def noop_batch_deduplicated(events) -> None:
+    count(len(events))
