@@ -79,7 +79,7 @@ def _stop_on_misconfiguration(handler: Any) -> Any:
 @_stop_on_misconfiguration
 def _on_import_modules(sender: Celery, **_: Any) -> None:
     """Worker start-up, before ``-Q`` is applied: make the event queue's name known, so ``-Q`` can
-    name it even where the host sets ``task_create_missing_queues = False``. The queue with its
+    name it even where the host turned off Celery's creation of missing queues. The queue with its
     bindings replaces this entry in :func:`prepare_worker`, only in a worker that consumes it.
     """
     conf = settings()
