@@ -12,7 +12,6 @@ import platform
 import shlex
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -702,7 +701,7 @@ class Bench:
     # Latency and idle memory (Redis)
     # =============================================================================================
     def bench_latency(self) -> None:
-        from .openedx_bus import TOPIC, make_producer, sender
+        from .openedx_bus import make_producer, sender
         from .payload import CERTIFICATE_CREATED
         from .workers import wait_until
 
@@ -791,7 +790,7 @@ class Bench:
     # Outbox (Redis; SQLite and PostgreSQL producers)
     # =============================================================================================
     def bench_outbox(self) -> None:
-        from .workers import PY, fabric_env, manage, wait_until
+        from .workers import PY, fabric_env, wait_until
 
         sec = "Outbox relay vs direct sends"
         n = self.n(OUTBOX_EVENTS)

@@ -63,7 +63,7 @@ class RedisServer:
         return redis.Redis(port=self.port)
 
     def cleanup(self) -> None:
-        self.stop()
+        RedisServer.stop(self)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
