@@ -196,22 +196,21 @@ class EventTask(Task):
             raise self.retry_later(exc, forever=True) from exc
         outcome = deliver(self.service, self.handlers.for_type(event.type), event,
                           retries=self.request.retries or 0, default_max_retries=self.default_max_retries,
-                          on_success=self.store_success)
+                          on_success=lambda applied, duplicates: self.store_success(event.id, applied, duplicates))
         if outcome.decision == "dead_letter":
             self.dead_letter(outcome.reason, outcome.detail, args, kwargs, traceback=outcome.traceback)
         if outcome.decision == "retry":
             exc = outcome.failures[0].exception
             raise self.retry_later(exc) from exc
-        return {"event": event.id, "service": self.service, "applied": outcome.applied,
-                "duplicates": outcome.duplicates}
+        return self.result(event.id, outcome.applied, outcome.duplicates)
 
-    def store_success(self, applied: list[str], duplicates: list[str]) -> None:
+    def result(self, event_id: str, applied: list[str], duplicates: list[str]) -> dict[str, Any]:
+        return {"event": event_id, "service": self.service, "applied": applied, "duplicates": duplicates}
+
+    def store_success(self, event_id: str, applied: list[str], duplicates: list[str]) -> None:
         """The delivery's SUCCESS row (what Flower's and the admin's result pages show)."""
-        request = self.request
-        self.backend.store_result(request.id, {"event": deadletters.event_id_of(request.args[0] if request.args else {},
-                                                                               request.id or ""),
-                                               "service": self.service, "applied": applied, "duplicates": duplicates},
-                                  states.SUCCESS, request=request)
+        self.backend.store_result(self.request.id, self.result(event_id, applied, duplicates), states.SUCCESS,
+                                  request=self.request)
 
     def retry_later(self, exc: BaseException, forever: bool = False) -> BaseException:
         """Send this delivery back to this service's own queue after a backoff (Celery ``retry``).

@@ -33,21 +33,6 @@ _MARK = "__event_tasks_subscriptions__"
 ExceptionTypes = tuple[type[BaseException], ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class Subscription:
-    """One ``@consumer(...)`` on a function: the pattern and the options given with it."""
-
-    pattern: str
-    name: str | None = None
-    deduplicate: bool = True
-    max_retries: int | None = None
-    retry_for: ExceptionTypes = (Exception,)
-    dont_retry: ExceptionTypes = ()
-    time_limit: float | None = None
-    batch: int | None = None
-    batch_wait: float = 0.05
-
-
 def consumer(event_type_or_pattern: str, *, name: str | None = None, deduplicate: bool = True,
              max_retries: int | None = None, retry_for: Iterable[type[BaseException]] | None = None,
              dont_retry: Iterable[type[BaseException]] = (), time_limit: float | None = None,
@@ -86,13 +71,13 @@ def consumer(event_type_or_pattern: str, *, name: str | None = None, deduplicate
         raise ConfigurationError("@consumer(batch_wait=...) must be a number of seconds > 0")
     retry = _exception_types("retry_for", (Exception,) if retry_for is None else retry_for)
     dont = _exception_types("dont_retry", dont_retry)
-    sub = Subscription(event_type_or_pattern, name, deduplicate, max_retries, retry, dont, time_limit, batch,
-                       float(batch_wait))
+    unbound = Handler(event_type_or_pattern, None, deduplicate, name or "", max_retries, retry, dont, time_limit,
+                      batch, float(batch_wait))
 
     def mark(func: F) -> F:
         if not callable(func):
             raise ConfigurationError(f"@consumer({event_type_or_pattern!r}) must decorate a function")
-        setattr(func, _MARK, (*getattr(func, _MARK, ()), sub))
+        setattr(func, _MARK, (*getattr(func, _MARK, ()), unbound))
         return func
 
     return mark
@@ -108,10 +93,14 @@ def _exception_types(option: str, values: Iterable[Any]) -> ExceptionTypes:
 
 @dataclasses.dataclass(frozen=True)
 class Handler:
-    """A handler as the worker runs it: the function and its effective options."""
+    """A handler as the worker runs it: the function and its effective options.
+
+    ``@consumer`` records one without its function (``func=None``) per decoration; discovery
+    (:func:`collect`) binds the function it finds.
+    """
 
     pattern: str
-    func: Callable[..., None]
+    func: Callable[..., None] | None
     deduplicate: bool = True
     name: str = ""
     max_retries: int | None = None
@@ -122,13 +111,8 @@ class Handler:
     batch_wait: float = 0.05
 
     def __post_init__(self) -> None:
-        if not self.name:
+        if not self.name and self.func is not None:
             object.__setattr__(self, "name", f"{self.func.__module__}.{self.func.__qualname__}")
-
-    @classmethod
-    def from_subscription(cls, func: Callable[..., None], sub: Subscription) -> Handler:
-        return cls(sub.pattern, func, sub.deduplicate, sub.name or "", sub.max_retries, sub.retry_for,
-                   sub.dont_retry, sub.time_limit, sub.batch, sub.batch_wait)
 
     def retries_allowed(self, default: int) -> int:
         return default if self.max_retries is None else self.max_retries
@@ -176,8 +160,8 @@ def collect(module: ModuleType) -> list[Handler]:
     """Every ``@consumer`` handler in ``module``'s namespace (defined there or imported into it)."""
     found: list[Handler] = []
     for value in vars(module).values():
-        for sub in getattr(value, _MARK, ()) if callable(value) else ():
-            found.append(Handler.from_subscription(value, sub))
+        for unbound in getattr(value, _MARK, ()) if callable(value) else ():
+            found.append(dataclasses.replace(unbound, func=value))
     return found
 
 
