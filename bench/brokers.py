@@ -10,7 +10,9 @@ from __future__ import annotations
 import subprocess
 import uuid
 
-from tests.brokers import RedisServer, rabbitmqctl
+from tests.brokers import PrivatePostgres, RedisServer, rabbitmqctl
+
+__all__ = ["PrivatePostgres", "PrivateRedis", "RabbitVhost"]
 
 
 class PrivateRedis(RedisServer):
@@ -50,41 +52,4 @@ class RabbitVhost:
     def stop(self) -> None:
         if self.created:
             rabbitmqctl("delete_vhost", self.name)
-            self.created = False
-
-
-class PrivatePostgres:
-    """A database of our own on 127.0.0.1:5432 (trust auth, user postgres)."""
-
-    def __init__(self) -> None:
-        self.name = f"et_bench_{uuid.uuid4().hex[:10]}"
-        self.created = False
-
-    @property
-    def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:5432/{self.name}"
-
-    def start(self) -> "PrivatePostgres":
-        subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", self.name], check=True,
-                       capture_output=True, timeout=60)
-        self.created = True
-        return self
-
-    def psql(self, sql: str) -> str:
-        out = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", self.name, "-qAtc", sql],
-                             capture_output=True, text=True, timeout=60)
-        if out.returncode != 0:
-            raise RuntimeError(f"psql failed: {out.stderr}")
-        return out.stdout
-
-    def version(self) -> str:
-        try:
-            return self.psql("SHOW server_version").strip()
-        except Exception:  # noqa: BLE001
-            return "?"
-
-    def stop(self) -> None:
-        if self.created:
-            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", self.name],
-                           capture_output=True, timeout=60)
             self.created = False

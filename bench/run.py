@@ -295,7 +295,7 @@ class Bench:
             from .brokers import PrivatePostgres
             from .workers import fabric_env, manage
 
-            self.pg = PrivatePostgres().start()
+            self.pg = PrivatePostgres("et_bench").start()
             manage(fabric_env(None, self.url, self.pg.url), "migrate", "-v", "0")
         return self.pg.url
 

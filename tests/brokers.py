@@ -2,6 +2,7 @@
 
 * Redis: a private ``redis-server`` on a free port with its own data dir, stopped by PID.
 * RabbitMQ: a vhost of our own on the machine's RabbitMQ (``rabbitmqctl add_vhost``), deleted after.
+* PostgreSQL: a database of our own on the machine's server (``createdb``), dropped after.
 """
 from __future__ import annotations
 
@@ -167,3 +168,40 @@ class PrivateRabbitMQ:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivatePostgres:
+    """A database of our own on 127.0.0.1:5432 (trust auth, user postgres)."""
+
+    def __init__(self, prefix: str = "et_test") -> None:
+        self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        self.created = False
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:5432/{self.name}"
+
+    def start(self) -> PrivatePostgres:
+        subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", self.name], check=True,
+                       capture_output=True, timeout=60)
+        self.created = True
+        return self
+
+    def psql(self, sql: str) -> str:
+        out = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", self.name, "-qAtc", sql],
+                             capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"psql failed: {out.stderr}")
+        return out.stdout
+
+    def version(self) -> str:
+        try:
+            return self.psql("SHOW server_version").strip()
+        except Exception:  # noqa: BLE001
+            return "?"
+
+    def stop(self) -> None:
+        if self.created:
+            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", self.name],
+                           capture_output=True, timeout=60)
+            self.created = False

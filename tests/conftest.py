@@ -10,7 +10,7 @@ import pytest
 
 from event_tasks import conf
 from event_tasks.publisher import reset_default_publisher
-from tests.brokers import PrivateRabbitMQ, RedisServer, rabbitmq_vhost
+from tests.brokers import PrivatePostgres, PrivateRabbitMQ, RedisServer, rabbitmq_vhost
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +33,14 @@ def redis_server() -> Iterator[RedisServer]:
 def rabbitmq_url() -> Iterator[str]:
     with rabbitmq_vhost() as url:
         yield url
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[PrivatePostgres]:
+    """An empty PostgreSQL database of this test's own (``.url``, ``.psql(sql)``), dropped after."""
+    database = PrivatePostgres().start()
+    yield database
+    database.stop()
 
 
 @pytest.fixture(scope="session")
