@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo platform test test-unit test-integration bench install clean
+.PHONY: demo platform test test-unit test-integration faults-long bench install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(PY) -m pytest tests/integration
+
+## The fault suite's nightly-size run (not part of `make test`): 10,000 events, all four variants (tests/faults).
+faults-long: $(STAMP)
+	EVENT_TASKS_FAULT_EVENTS=10000 EVENT_TASKS_FAULT_VARIANTS=all $(PY) -m pytest tests/faults -p no:cacheprovider
 
 ## Benchmarks against plain Celery, plain kombu and the Open edX Redis event bus (bench/README.md); not part of `make test`.
 bench: $(STAMP)

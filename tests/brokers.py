@@ -1,8 +1,9 @@
 """Real brokers for the tests, isolated from the machine's shared ones.
 
-* Redis: a private ``redis-server`` on a free port with its own data dir, stopped by PID.
+* Redis: a private ``redis-server`` on a free port with its own data dir, stopped (or SIGKILLed) by PID.
 * RabbitMQ: a vhost of our own on the machine's RabbitMQ (``rabbitmqctl add_vhost``), deleted after.
-* PostgreSQL: a database of our own on the machine's server (``createdb``), dropped after.
+* PostgreSQL: a database of our own on the machine's server (``createdb``, optionally a copy of a
+  migrated template database), dropped after.
 """
 from __future__ import annotations
 
@@ -27,12 +28,18 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A private redis-server; ``appendonly`` for the tests that restart it and expect data back."""
+    """A private redis-server; ``appendonly`` for the tests that restart it and expect data back.
 
-    def __init__(self, appendonly: bool = False) -> None:
+    ``appendfsync`` is Redis's own setting (``everysec``, its default, or ``always``: every write
+    is fsynced before the reply, so a SIGKILL (:meth:`kill`) loses nothing that was acknowledged).
+    :meth:`start` after :meth:`stop` or :meth:`kill` brings it back on the same port and data dir.
+    """
+
+    def __init__(self, appendonly: bool = False, appendfsync: str = "everysec") -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="et-redis-")
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,7 +48,7 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
                 "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
@@ -58,6 +65,12 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final AOF rewrite or fsync; what survives is what was on disk."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
             self.process.wait(10)
 
     def client(self) -> redis.Redis:
@@ -171,10 +184,15 @@ class PrivateRabbitMQ:
 
 
 class PrivatePostgres:
-    """A database of our own on 127.0.0.1:5432 (trust auth, user postgres)."""
+    """A database of our own on 127.0.0.1:5432 (trust auth, user postgres).
 
-    def __init__(self, prefix: str = "et_test") -> None:
+    ``template``: the name of a database to copy (``createdb -T``; it must have no open connections),
+    e.g. one migrated once for several services' databases.
+    """
+
+    def __init__(self, prefix: str = "et_test", template: str | None = None) -> None:
         self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        self.template = template
         self.created = False
 
     @property
@@ -182,7 +200,8 @@ class PrivatePostgres:
         return f"postgres://postgres@127.0.0.1:5432/{self.name}"
 
     def start(self) -> PrivatePostgres:
-        subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", self.name], check=True,
+        template = ["-T", self.template] if self.template else []
+        subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", *template, self.name], check=True,
                        capture_output=True, timeout=60)
         self.created = True
         return self

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,22 @@ def postgres_database() -> Iterator[PrivatePostgres]:
     database = PrivatePostgres().start()
     yield database
     database.stop()
+
+
+@pytest.fixture
+def postgres_databases() -> Iterator[Callable[..., list[PrivatePostgres]]]:
+    """Several PostgreSQL databases of this test's own: ``make(count, template=None)`` creates them
+    (``template``: a database name to copy, e.g. one migrated once); every one is dropped after."""
+    made: list[PrivatePostgres] = []
+
+    def make(count: int, template: str | None = None) -> list[PrivatePostgres]:
+        databases = [PrivatePostgres(template=template).start() for _ in range(count)]
+        made.extend(databases)
+        return databases
+
+    yield make
+    for database in reversed(made):
+        database.stop()
 
 
 @pytest.fixture(scope="session")

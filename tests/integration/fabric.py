@@ -1,4 +1,5 @@
-"""A small platform for delivery tests: real broker, real worker processes, per-service SQLite DBs."""
+"""A small platform for delivery tests: real broker, real worker processes, a database per service
+(SQLite files by default; PostgreSQL URLs with ``database_urls``)."""
 from __future__ import annotations
 
 import importlib
@@ -32,8 +33,13 @@ def probe_handlers(service: str) -> ServiceHandlers:
     return build(service, collect(module), PROBE_ENV["EVENT_TASKS_SCHEMAS_PACKAGE"])
 
 
-def migrate(database: Path, env: dict[str, str], service: str | None = None) -> None:
-    full = {**os.environ, **env, "DATABASE_URL": f"sqlite:///{database}",
+def database_url(database: Path | str) -> str:
+    """A SQLite file's URL, or ``database`` itself when it already is a URL (``postgres://…``)."""
+    return database if isinstance(database, str) and "://" in database else f"sqlite:///{database}"
+
+
+def migrate(database: Path | str, env: dict[str, str], service: str | None = None) -> None:
+    full = {**os.environ, **env, "DATABASE_URL": database_url(database),
             "DJANGO_SETTINGS_MODULE": "config.settings.test"}
     full.pop("EVENT_TASKS_SERVICE", None)
     if service:
@@ -42,15 +48,17 @@ def migrate(database: Path, env: dict[str, str], service: str | None = None) -> 
 
 
 class Platform:
-    """Services as worker subprocesses on one broker, each with its own database file."""
+    """Services as worker subprocesses on one broker, each with its own database (a SQLite file, or
+    the migrated database ``database_urls[service]`` names)."""
 
     def __init__(self, broker_url: str, workdir: Path, env: dict[str, str] | None = None,
-                 template_db: Path | None = None) -> None:
+                 template_db: Path | None = None, database_urls: dict[str, str] | None = None) -> None:
         self.broker_url = broker_url
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.env = {**PROBE_ENV, **(env or {})}
         self.template_db = template_db
+        self.database_urls = dict(database_urls or {})
         self.workers: dict[str, ServiceWorker] = {}
         self._producer: Publisher | None = None
 
@@ -60,7 +68,8 @@ class Platform:
 
     def worker_env(self, service: str) -> dict[str, str]:
         """The environment of ``service``'s processes (its database, the broker, the probe packages)."""
-        return {**self.env, "CELERY_BROKER_URL": self.broker_url, "DATABASE_URL": f"sqlite:///{self.db_path(service)}",
+        return {**self.env, "CELERY_BROKER_URL": self.broker_url,
+                "DATABASE_URL": self.database_urls.get(service) or database_url(self.db_path(service)),
                 "DJANGO_SETTINGS_MODULE": "config.settings.test", "TEST_RECORD_DIR": str(self.dir),
                 "EVENT_TASKS_SERVICE": service}
 
@@ -76,7 +85,7 @@ class Platform:
     def worker(self, service: str, env: dict[str, str] | None = None, **kwargs: Any) -> ServiceWorker:
         if service not in self.workers:
             db = self.db_path(service)
-            if not db.exists():
+            if service not in self.database_urls and not db.exists():
                 if self.template_db is not None:
                     shutil.copy(self.template_db, db)
                 else:
