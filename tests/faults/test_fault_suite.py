@@ -9,30 +9,36 @@ message kills its worker on every delivery, one invalid message arrives. At the 
 service, the applied events equal the expected set exactly (none lost, none applied twice), the
 poison and invalid messages are dead letters with their reasons, and the outbox is empty.
 
-The variants (``make test`` runs all three; ``make faults-long`` runs them with 10,000 events):
+The variants (``make test`` runs these three; ``make faults-long`` all four with 10,000 events):
 
 * ``redis-postgres-hard`` — PostgreSQL for every service database and the producer's (one
   private database each; ``select_for_update`` and the duplicate marks really lock there), and
   hard crashes: Redis runs with ``appendfsync always`` and is SIGKILLed mid-run, then started on
-  the same port and data dir; the relay is SIGKILLed twice (once while committed rows wait for it
-  with the broker down); the producer is SIGKILLed twice, once inside an open outbox transaction
-  (that event must never arrive) and once at an arbitrary moment; both are started again.
+  the same port and data dir; the relay is SIGKILLed twice, each time with a committed outbox row
+  waiting for it; the producer is SIGKILLed three times: inside an open outbox transaction (that
+  event must never arrive), just after a commit and before its publish on commit (the relay must
+  send it), and at whatever it is doing at 80%; both are started again. Direct sends carry the
+  producer's own id (``send_event(..., id=…)``), so a resent one is suppressed as a duplicate.
 * ``rabbitmq-postgres-hard`` — the same on RabbitMQ (persistent messages, publisher confirms),
-  whose node is restarted gracefully (``rabbitmqctl stop``).
+  whose node is stopped cleanly (``rabbitmqctl stop``) and started again.
 * ``redis-sqlite`` — the SQLite service databases the demo and a fresh checkout use, with the
-  graceful faults only (Redis stopped with SIGTERM, ``appendfsync everysec``).
+  graceful faults only (Redis stopped with SIGTERM, ``appendfsync everysec``) and a new id for
+  every resent send (the ``send_event`` default).
 
-Why not four: the suite costs ~90-120 s per variant on the 2-core CI machine and the budget for
-PostgreSQL and hard crashes was ~4 minutes on top of the two SQLite variants it had. RabbitMQ's
-delivery path does not depend on the service database, and ``rabbitmq-postgres-hard`` covers it
-with strictly more faults (and real row locks), so ``rabbitmq-sqlite`` was the one to drop;
-``EVENT_TASKS_FAULT_VARIANTS=all`` puts it back (``make faults-long`` does).
+Why three and not four: before, the suite was two SQLite variants of ~87 s each on a quiet
+machine; the budget for PostgreSQL and hard crashes was ~4 minutes of CI on top. Measured side by
+side on one (loaded) machine, a PostgreSQL hard variant costs 1.3-1.4× the SQLite one: ~2 minutes
+each on a quiet machine, so the three take ~5.5 minutes, ~2.6 more than before. A fourth
+(``rabbitmq-sqlite``, ~1.5 minutes) would take it past the budget and adds little: RabbitMQ's delivery
+path does not depend on the service database, ``rabbitmq-postgres-hard`` covers it with strictly
+more faults and real row locks, and ``redis-sqlite`` covers the SQLite duplicate marks. It stays
+in ``make faults-long`` (10,000 events, all four) and under ``EVENT_TASKS_FAULT_VARIANTS=all``.
 
 The producer's journal (``tests/faults/produce.py``) says what it knew when it was killed; the
-ledger below turns it into what must arrive (confirmed sends, committed outbox rows), what must
-never arrive (outbox transactions that did not commit), and what may arrive once (a direct send
-refused or cut off by the kill: the producer cannot know whether it left, and sends it again as a
-new event; duplicate suppression is per event id, so such a send may show up as one extra event).
+ledger (``tests/faults/journal.py``) turns it and the producer's outbox table into what must
+arrive (confirmed sends, committed outbox rows), what must never arrive (outbox transactions that
+did not commit), and what may arrive once (a send without its own id that was refused or cut off
+by the kill: the producer cannot know whether it left and sends it again as a new event).
 """
 from __future__ import annotations
 
