@@ -11,14 +11,15 @@ poison and invalid messages are dead letters with their reasons, and the outbox 
 
 The variants (``make test`` runs these three; ``make faults-long`` all four with 10,000 events):
 
-* ``redis-postgres-hard`` — PostgreSQL for every service database and the producer's (one
-  private database each; ``select_for_update`` and the duplicate marks really lock there), and
-  hard crashes: Redis runs with ``appendfsync always`` and is SIGKILLed mid-run, then started on
-  the same port and data dir; the relay is SIGKILLed twice, each time with a committed outbox row
-  waiting for it; the producer is SIGKILLed three times: inside an open outbox transaction (that
-  event must never arrive), just after a commit and before its publish on commit (the relay must
-  send it), and at whatever it is doing at 80%; both are started again. Direct sends carry the
-  producer's own id (``send_event(..., id=…)``), so a resent one is suppressed as a duplicate.
+* ``redis-postgres-hard`` — PostgreSQL for every service database and the producer's (one private
+  database each; ``select_for_update`` and the duplicate marks really lock there), and hard
+  crashes: Redis runs with ``appendfsync always`` and is SIGKILLed mid-run, then started on the
+  same port and data dir; the relay is SIGKILLed twice (during the outage, with a committed outbox
+  row waiting for it, and right after the producer's held commit); the producer is SIGKILLed three
+  times: inside an open outbox transaction (that event must never arrive), just after a commit and
+  before its publish on commit (the relay must send it), and at whatever it is doing at 80%; both
+  are started again. Direct sends carry the producer's own id (``send_event(..., id=…)``), so a
+  resent one is suppressed as a duplicate.
 * ``rabbitmq-postgres-hard`` — the same on RabbitMQ (persistent messages, publisher confirms),
   whose node is stopped cleanly (``rabbitmqctl stop``) and started again.
 * ``redis-sqlite`` — the SQLite service databases the demo and a fresh checkout use, with the
@@ -277,14 +278,15 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
             broker.start()
             relay = start_relay()
             mark("broker back; relay started")
-            # 3. The producer just after a commit, before its publish on commit; then the relay, which
-            #    has that committed row to send.
+            # 3. The producer just after a commit, before its publish on commit (the relay must send
+            #    that row); then the relay.
             wait_until(lambda: f"committed {hold_committed} " in journal_text(), STEP_WAIT, 0.05,
                        f"the producer to commit event {hold_committed} and hold")
             sigkill(producer)
             kills["producer"] += 1
+            # Usually that row still waits (the relay leaves rows younger than EVENT_TASKS_OUTBOX_GRACE
+            # to the publish on commit); on a slow machine the relay may have sent it already.
             figures["outbox rows waiting at the second relay kill"] = outbox_waiting()
-            assert figures["outbox rows waiting at the second relay kill"] >= 1
             sigkill(relay)
             kills["relay"] += 1
             mark(f"SIGKILL producer after the commit of event {hold_committed}; SIGKILL relay")
