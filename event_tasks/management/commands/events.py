@@ -50,6 +50,10 @@ class Command(BaseCommand):
         status.add_argument("--no-workers", action="store_true", help="do not ask the workers (no remote control wait)")
         status.add_argument("--timeout", type=float, help="seconds to wait for workers' replies")
         status.add_argument("--json", action="store_true")
+        trace = sub.add_parser("trace", help="where one event went: outbox, bindings, each service's deliveries")
+        trace.add_argument("event_id")
+        trace.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
+        trace.add_argument("--json", action="store_true")
         send = sub.add_parser("send", help="send one event as EVENT_TASKS_SERVICE")
         send.add_argument("event_type")
         send.add_argument("--data", required=True, help="the payload as JSON")
@@ -146,6 +150,15 @@ class Command(BaseCommand):
             except KeyboardInterrupt:
                 return
             self.stdout.write("")
+
+    def do_trace(self, event_id: str, services: list[str] | None = None, json: bool = False,  # noqa: A002
+                 **_: object) -> None:
+        from event_tasks.trace import render, trace
+
+        data = trace(event_id, services=services)
+        self.stdout.write(_json(data) if json else render(data))
+        if data["type"] is None:
+            raise CommandError(f"event {event_id} was found nowhere this process can see", returncode=1)
 
     def do_send(self, event_type: str, data: str, key: str | None = None, **_: object) -> None:
         try:
