@@ -54,6 +54,12 @@ class Command(BaseCommand):
         trace.add_argument("event_id")
         trace.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
         trace.add_argument("--json", action="store_true")
+        tail = sub.add_parser("tail", help="print events live from a temporary queue (removed on exit)")
+        tail.add_argument("--type", dest="pattern", default="#", help="event type or topic pattern (default: #, all)")
+        tail.add_argument("--count", type=int, help="exit after this many events")
+        tail.add_argument("--lease", type=float, default=30.0,
+                          help="Redis: seconds a killed tail's binding outlives it (default 30)")
+        tail.add_argument("--json", action="store_true", help="one JSON object per line")
         send = sub.add_parser("send", help="send one event as EVENT_TASKS_SERVICE")
         send.add_argument("event_type")
         send.add_argument("--data", required=True, help="the payload as JSON")
@@ -159,6 +165,22 @@ class Command(BaseCommand):
         self.stdout.write(_json(data) if json else render(data))
         if data["type"] is None:
             raise CommandError(f"event {event_id} was found nowhere this process can see", returncode=1)
+
+    def do_tail(self, pattern: str = "#", count: int | None = None, lease: float = 30.0, json: bool = False,  # noqa: A002
+                **_: object) -> None:
+        import threading
+
+        from event_tasks.tail import run
+
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+
+        def out(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        run(the_app(), out, self.stderr.write, pattern=pattern, as_json=json, count=count, lease=lease, stop=stop)
 
     def do_send(self, event_type: str, data: str, key: str | None = None, **_: object) -> None:
         try:
