@@ -68,9 +68,11 @@ class Command(BaseCommand):
         relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")
         relay.add_argument("--grace", type=float, help="seconds to leave fresh rows to the on-commit publish")
         schema = sub.add_parser("schema", help="record the catalog's shape, or check the code against it")
-        schema.add_argument("schema_action", choices=["snapshot", "check"])
+        schema.add_argument("schema_action", choices=["snapshot", "check", "export"])
         schema.add_argument("--file", default=None,
                             help="the snapshot (default: catalog.json in the catalog package's folder)")
+        schema.add_argument("--out", default="schema-export",
+                            help="export: folder for schemas/<type>.json and asyncapi.json (default: schema-export)")
         dl = sub.add_parser("deadletters", help="list, show, replay or discard this service's dead letters")
         dl.add_argument("dl_action", choices=["list", "show", "replay", "discard"])
         dl.add_argument("ids", nargs="*", type=int, help="dead letter ids (show/replay/discard)")
@@ -200,11 +202,18 @@ class Command(BaseCommand):
         relay.run_forever()
         self.stdout.write(f"relay stopped; published {relay.sent} event(s)")
 
-    def do_schema(self, schema_action: str, file: str | None = None, **_: object) -> None:
+    def do_schema(self, schema_action: str, file: str | None = None, out: str = "schema-export", **_: object) -> None:
         import importlib
         from pathlib import Path
 
         from event_tasks import schemacheck
+
+        if schema_action == "export":
+            from event_tasks.exports import write
+
+            written = write(Path(out), progress=self.stderr.write)
+            self.stdout.write(f"wrote {len(written) - 1} JSON Schemas and asyncapi.json under {out}")
+            return
 
         package = settings().schemas_packages[0]
         path = Path(file) if file else Path(importlib.import_module(package).__file__).parent / "catalog.json"
