@@ -179,7 +179,8 @@ def render(data: dict[str, Any]) -> str:
         queue = row["queue"] if row.get("exists") or row.get("consumes") else "(no queue)"
         lines.append(
             f"{row['service']:20} {queue:28} {num(row.get('depth') if row.get('exists') else None):>6} "
-            f"{num(row.get('oldest_age')):>8} {num(row.get('unacked')):>7} {num(row.get('active')):>6} "
+            f"{num(row.get('oldest_age')):>8} {num(row.get('unacked') if row.get('exists') else None):>7} "
+            f"{num(row.get('active')):>6} "
             f"{num(row.get('held')):>5} {len(row['workers']) if data.get('workers') is not None else '-':>7} "
             f"{num(dead['total'] if dead else None):>5} {num(outbox['pending'] if outbox else None):>6} "
             f"{num(outbox['oldest_age'] if outbox else None):>10}  "

@@ -18,6 +18,7 @@ service's side. :func:`trace` returns plain data; :func:`render` prints it.
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from typing import Any
@@ -27,7 +28,8 @@ from django.db import DatabaseError
 from . import catalog
 from .conf import settings
 from .envelope import parse_time
-from .errors import EventTasksError, ManagementAPIUnavailable
+from .deadletters import replayable_args
+from .errors import EventTasksError, ManagementAPIUnavailable, NotReplayable
 from .handlers import consuming_services, service_handlers
 from .message import task_id
 from .models import DeadLetter, OutboxEvent, ProcessedEvent, Redelivery
@@ -42,26 +44,33 @@ SCAN_LIMIT = 10_000   # Redis: queue entries searched for a waiting copy
 
 def trace(event_id: str, *, services: list[str] | None = None, app: Any = None) -> dict[str, Any]:
     """Everything this process can find about ``event_id`` (see the module docstring)."""
+    conf = settings()
     databases = service_databases()
     found: dict[str, dict[str, Any]] = {s: _database_records(alias, s, event_id) for s, alias in databases.items()}
     outbox = [dict(r["outbox"], service=s) for s, r in found.items() if r.get("outbox")]
-    envelope = _envelope(outbox, found)
+    broker = _broker(event_id, app or the_app())
+    envelope = _envelope(outbox, found) or broker["envelope"]
     for row in outbox:
         row.pop("body")
     event_type = envelope.get("type") or next((t for r in found.values() for t in r.get("types", [])), None)
     consumers = {s for s in consuming_services() if event_type and service_handlers(s).for_type(event_type)}
-    names = sorted(set(services) if services else consumers | {s for s, r in found.items() if r.get("records")})
-    broker = _broker(event_id, event_type, names, app or the_app())
+    with_copies = {q[len(conf.queue_prefix):] for q in broker["copies"] if q.startswith(conf.queue_prefix)}
+    names = sorted(set(services) if services else
+                   consumers | with_copies | {s for s, r in found.items() if r.get("records")})
     rows = []
     for service in names:
         records = found.get(service)
         wanted = sorted(h.pattern for h in service_handlers(service).for_type(event_type)) if event_type and \
             service in consuming_services() else []
-        copy = broker["copies"].get(service)
-        bound = broker["bound"].get(service)
+        queue = conf.queue_name(service)
+        copy = broker["copies"].get(queue)
+        table = broker["table"]
+        bound = None if table is None or not event_type else \
+            sorted(k for k, q in table if q == queue and topic_matches(k, event_type))
         row = {"service": service, "subscribed_in_code": wanted, "bound_now": bound, "queued": copy,
                "database": databases.get(service), **(records or {})}
-        row.pop("outbox", None), row.pop("types", None), row.pop("records", None)
+        for private in ("outbox", "types", "records", "envelope"):
+            row.pop(private, None)
         row["verdict"] = _verdict(row, records, wanted, bound, copy)
         rows.append(row)
     return {"event_id": event_id, "type": event_type, "owner": _owner(event_type), "source": envelope.get("source"),
@@ -108,6 +117,11 @@ def _read(alias: str, service: str, event_id: str) -> dict[str, Any]:
                             "detail": d.detail[:300], "replays": d.replays, "replayed_at": _iso(d.replayed_at)}
                            for d in letters if d.service == service]
     out["types"].extend(d.event_type for d in letters if d.event_type)
+    for letter in letters:
+        try:
+            out.setdefault("envelope", replayable_args(letter)[0])
+        except NotReplayable:
+            continue
     out["records"] = bool(out.get("outbox") or out["applied"] or out["result"] or out["redeliveries"]
                           or out["dead_letters"])
     return out
@@ -126,7 +140,10 @@ def _result(alias: str, tid: str) -> dict[str, Any] | None:
 
 
 def _envelope(outbox: list[dict[str, Any]], found: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The envelope, from the outbox body or a result row's arguments."""
+    """The envelope, from the outbox body, a result row's arguments or a dead letter's message."""
+    for records in found.values():
+        if isinstance(records.get("envelope"), dict):
+            return records["envelope"]
     texts = [o["body"] for o in outbox] + [r["result"]["args"] for r in found.values() if r.get("result")]
     for text in texts:
         try:
@@ -141,40 +158,65 @@ def _envelope(outbox: list[dict[str, Any]], found: dict[str, dict[str, Any]]) ->
     return {}
 
 
-def _broker(event_id: str, event_type: str | None, services: list[str], app: Any) -> dict[str, Any]:
+def _broker(event_id: str, app: Any) -> dict[str, Any]:
+    """The binding table, and (Redis) the copies of the event still in a queue or held by a worker."""
     conf = settings()
-    out: dict[str, Any] = {"kind": None, "bound": {}, "copies": {}, "notes": []}
+    out: dict[str, Any] = {"kind": None, "table": None, "copies": {}, "envelope": {}, "notes": []}
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=2)
         out["kind"] = "redis" if is_redis(conn) else "rabbitmq"
         try:
-            table = bindings(conn)
+            out["table"] = bindings(conn)
         except ManagementAPIUnavailable as exc:
-            table = None
             out["notes"].append(f"bindings not listed: {exc.cause} (RabbitMQ needs its management API)")
-        for service in services:
-            queue = conf.queue_name(service)
-            if table is not None and event_type:
-                out["bound"][service] = sorted(k for k, q in table if q == queue and topic_matches(k, event_type))
-            if is_redis(conn):
-                out["copies"][service] = _redis_copy(conn, queue, task_id(event_id, service))
         if not is_redis(conn):
             out["notes"].append("RabbitMQ cannot show a queued copy without redelivering it: see `events status` "
                                 "for the queue's depth")
+            return out
+        queues = {q for _, q in out["table"] or []} | {conf.queue_name(s) for s in consuming_services()}
+        with conn.channel() as channel:
+            for queue in sorted(queues):
+                state, raw = _redis_copy(channel.client, queue, event_id)
+                if state:
+                    out["copies"][queue] = state
+                    out["envelope"] = out["envelope"] or _envelope_of(raw)
     return out
 
 
-def _redis_copy(conn: Any, queue: str, tid: str) -> str | None:
-    """``"waiting"`` (in the queue), ``"held"`` (taken by a worker, not acknowledged) or None."""
-    needle = f'"id":"{tid}"'.encode()
-    with conn.channel() as channel:
-        client = channel.client
-        if any(needle in item for item in client.lrange(queue, 0, SCAN_LIMIT - 1)):
-            return "waiting"
-        if any(needle in item for item in client.hvals(f"unacked:{queue}")) or \
-                any(needle in item for item in client.lrange(inflight_key(queue), 0, -1)):
-            return "held"
-    return None
+def _redis_copy(client: Any, queue: str, event_id: str) -> tuple[str | None, bytes | None]:
+    """``("waiting", message)`` (in the queue), ``("held", message)`` (taken by a worker, not acknowledged)."""
+    needle = event_id.encode()
+    for state, items in (("waiting", client.lrange(queue, 0, SCAN_LIMIT - 1)),
+                         ("held", [*client.hvals(f"unacked:{queue}"), *client.lrange(inflight_key(queue), 0, -1)])):
+        for item in items:
+            if needle in item and _copy_of(item, event_id):
+                return state, item
+    return None, None
+
+
+def _copy_of(raw: bytes, event_id: str) -> bool:
+    try:
+        message = json.loads(raw)
+        if isinstance(message, list):   # an unacked entry: [message, exchange, routing key]
+            message = message[0]
+        headers = message.get("headers") or {}
+    except (ValueError, AttributeError):
+        return False
+    return headers.get("root_id") == event_id or str(headers.get("id", "")).startswith(event_id + ":")
+
+
+def _envelope_of(raw: bytes | None) -> dict[str, Any]:
+    try:
+        message = json.loads(raw)
+        if isinstance(message, list):   # an unacked entry: [message, exchange, routing key]
+            message = message[0]
+        body = message["body"]
+        if (message.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body).decode("utf-8")
+        envelope = json.loads(body)[0][0]
+        return envelope if isinstance(envelope, dict) else {}
+    except (ValueError, KeyError, IndexError, TypeError):
+        return {}
 
 
 def _verdict(row: dict[str, Any], records: dict[str, Any] | None, wanted: list[str], bound: list[str] | None,
@@ -199,6 +241,8 @@ def _verdict(row: dict[str, Any], records: dict[str, Any] | None, wanted: list[s
     if letters:
         return f"replayed from dead letter #{letters[-1]['id']}, not processed yet"
     if not wanted:
+        if records is not None and records.get("outbox"):
+            return "the producer (its outbox row is above); no handler of its own takes this type"
         return "not subscribed: no handler of this service takes this type"
     if bound == []:
         return ("no binding: its queue is not bound to this type on the broker, so it never got a copy "

@@ -64,7 +64,8 @@ def test_processed_with_a_duplicate_suppressed(running):
     event = producer.send(PROBE_CREATED, {"n": 8}, id="trace-duplicate-1")
     running.wait_calls("alpha", event.id)
     producer.send(PROBE_CREATED, {"n": 8}, id="trace-duplicate-1")   # the same event again: suppressed
-    wait_until(lambda: running.processed("alpha", event.id)[0]["duplicates"] == 1, 30, message="the duplicate mark")
+    wait_until(lambda: [r["duplicates"] for r in running.processed("alpha", event.id)] == [1], 30,
+               message="the duplicate mark")   # the handler records before its transaction commits
     data = trace(running, event.id)
     alpha = {r["service"]: r for r in data["services"]}["alpha"]
     assert alpha["verdict"] == "processed, 1 duplicate(s) suppressed"
