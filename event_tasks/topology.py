@@ -74,7 +74,7 @@ def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = Tr
             queue(channel).declare()
             declared.append(queue.name)
             if prune and is_redis(connection):
-                _prune_redis_bindings(channel.client, queue)
+                _pruneredis_bindings(channel.client, queue)
         if prune and is_redis(connection):
             sweep_tail_bindings(channel.client)
     if prune and not is_redis(connection) and connection.transport.driver_type == "amqp":
@@ -92,15 +92,15 @@ def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = Tr
     return declared
 
 
-def _prune_redis_bindings(client, queue: Queue) -> None:
+def _pruneredis_bindings(client, queue: Queue) -> None:
     """Remove bindings of ``queue`` that no handler asks for any more (a removed handler)."""
     wanted = {b.routing_key for b in queue.bindings}
-    for routing_key, name in _redis_bindings(client):
+    for routing_key, name in redis_bindings(client):
         if name == queue.name and routing_key not in wanted:
             _redis_unbind(client, name, routing_key)
 
 
-def _redis_bindings(client) -> list[tuple[str, str]]:
+def redis_bindings(client) -> list[tuple[str, str]]:
     rows = []
     for member in client.smembers(BINDING_KEY.format(exchange=settings().exchange)):
         text = member.decode() if isinstance(member, bytes) else member
@@ -126,7 +126,7 @@ def bindings(connection: Connection) -> list[tuple[str, str]]:
     management API (:class:`~event_tasks.errors.ManagementAPIUnavailable` when it does not answer)."""
     if is_redis(connection):
         with connection.channel() as channel:
-            return _redis_bindings(channel.client)
+            return redis_bindings(channel.client)
     api = ManagementAPI.for_broker(connection.as_uri(include_password=True), settings().rabbitmq_management_url)
     return sorted(api.bindings(settings().exchange), key=lambda r: (r[1], r[0]))
 
@@ -171,7 +171,7 @@ def is_tail_queue(queue: str) -> bool:
 def sweep_tail_bindings(client) -> list[str]:
     """Remove bindings and lists of tail queues whose tail is gone (Redis). Returns their names."""
     removed = []
-    for routing_key, name in _redis_bindings(client):
+    for routing_key, name in redis_bindings(client):
         if is_tail_queue(name) and not client.exists(tail_heartbeat_key(name)):
             _redis_unbind(client, name, routing_key)
             client.delete(name)

@@ -30,7 +30,7 @@ from kombu import Connection
 
 from .conf import settings
 from .handlers import consuming_services, service_handlers
-from .topology import _redis_bindings, bindings, is_redis, is_tail_queue, passive_declare, tail_heartbeat_key, unbind
+from .topology import redis_bindings, bindings, is_redis, is_tail_queue, passive_declare, tail_heartbeat_key, unbind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +138,7 @@ def _queues(connection: Connection, names: set[str]) -> tuple[dict[str, int | No
     if is_redis(connection):
         with connection.channel() as channel:
             client = channel.client
-            bound = {q for _, q in _redis_bindings(client)}
+            bound = {q for _, q in redis_bindings(client)}
             existing = {n for n in names if n in bound or client.exists(n)}
         return {n: None for n in names}, existing
     # The management API's counters lag (statistics every few seconds): ask the broker itself.

@@ -27,7 +27,6 @@ from django.db import DatabaseError
 
 from . import catalog
 from .conf import settings
-from .envelope import parse_time
 from .deadletters import replayable_args
 from .errors import EventTasksError, ManagementAPIUnavailable, NotReplayable
 from .handlers import consuming_services, service_handlers

@@ -3,11 +3,16 @@
 * ``declare``   declare this service's queue and subscriptions (Procfile ``release:``); in a tooling
                 process that sees several services' handlers (a monorepo), every one of them
 * ``catalog``   list event types with owner, consumers and description
-* ``topology``  show the live subscription table (Redis) or what would be declared
+* ``topology``  show the live subscription table; ``topology verify [--prune]`` compares it with the
+                handlers and exits 1 on drift (``topologycheck``)
+* ``status``    per service: queue depth, in flight, workers, dead letters, outbox (``status``)
+* ``trace``     where one event went (``trace``)
+* ``tail``      print events live from a temporary queue (``tail``)
 * ``send``      send one event as this service (``EVENT_TASKS_SERVICE``)
 * ``relay``     publish this service's outbox (a Procfile process per producing service)
 * ``deadletters list|show|replay|discard``  act on this service's dead letters
 * ``schema snapshot|check``  record the catalog's shape; refuse changes that break a version
+* ``schema export``  JSON Schema per type and an AsyncAPI 3 document (``exports``)
 """
 from __future__ import annotations
 
@@ -148,16 +153,16 @@ class Command(BaseCommand):
                   timeout: float | None = None, json: bool = False, **_: object) -> None:  # noqa: A002
         from event_tasks.status import collect, render
 
-        while True:
-            data = collect(services=services, workers=not no_workers, timeout=timeout)
-            self.stdout.write(_json(data) if json else render(data))
-            if watch is None:
-                return
-            try:
+        try:
+            while True:
+                data = collect(services=services, workers=not no_workers, timeout=timeout)
+                self.stdout.write(_json(data) if json else render(data))
+                if watch is None:
+                    return
                 time.sleep(watch)
-            except KeyboardInterrupt:
-                return
-            self.stdout.write("")
+                self.stdout.write("")
+        except KeyboardInterrupt:   # --watch ends with Ctrl-C
+            return
 
     def do_trace(self, event_id: str, services: list[str] | None = None, json: bool = False,  # noqa: A002
                  **_: object) -> None:
