@@ -10,7 +10,7 @@ One event leaves traces in several places, each service's in its own database:
   redelivering it);
 * each consuming service's database: duplicate marks per handler (when it was applied, how many
   duplicate copies were suppressed), the task result row (django-celery-results, one per
-  (event, service)), worker-death redelivery counts, dead letters with the reason and replays.
+  (event, service)), redelivered attempts that never finished, dead letters with the reason and replays.
 
 Databases are the ones this process can read (``servicedbs``): run it in a tooling process
 configured with the services' databases, or as one service (``EVENT_TASKS_SERVICE``) to see that
@@ -269,7 +269,8 @@ def render(data: dict[str, Any]) -> str:
             r = row["result"]
             lines.append(f"      result {r['status']} ({r['task_id']}) created {r['created_at']} done {r['done_at']}")
         for retries, count in (row.get("redeliveries") or {}).items():
-            lines.append(f"      redelivered {count}x after its worker died (retry #{retries})")
+            lines.append(f"      a redelivered attempt (retry #{retries}) is running or never finished; {count} earlier "
+                         "one(s) never finished (worker died or time limit)")
         for d in row.get("dead_letters") or []:
             lines.append(f"      dead letter #{d['id']} [{d['reason']}] at {d['at']} after {d['attempts']} attempt(s), "
                          f"replays {d['replays']}: {d['detail'][:120]}")
