@@ -88,6 +88,8 @@ def test_in_line_with_the_code(drift_platform):
     assert code == 0 and report["ok"] and report["drift"] == [], report
     assert report["expected"] == {"events.alpha": [PROBE_CREATED]}
     assert ("events.alpha", PROBE_CREATED) in broker_bindings(drift_platform)
+    shown = json.loads(drift_platform.tooling("events", "topology", "--json").stdout)
+    assert {"queue": "events.alpha", "routing_key": PROBE_CREATED} in shown
 
 
 def test_stale_binding_and_orphan_queue_are_drift_and_prune_removes_them(drift_platform):

@@ -42,23 +42,24 @@ class Command(BaseCommand):
         cat = sub.add_parser("catalog", help="list event types")
         cat.add_argument("--json", action="store_true")
         topo = sub.add_parser("topology", help="show subscriptions, or verify them against the code (exit 1 on drift)")
-        topo.add_argument("topology_action", nargs="?", choices=["show", "verify"], default="show")
+        topo.add_argument("topology_action", nargs="?", choices=["show", "verify"], default="show",
+                          help="show: the bindings on the broker (default); verify: compare them with the handlers")
         topo.add_argument("--service", action="append", dest="services", help="verify only these services")
         topo.add_argument("--prune", action="store_true", help="verify: remove stale bindings, then verify again")
         topo.add_argument("--ignore-consumers", action="store_true",
                           help="verify: a queue without consumers is not drift (a release step before workers start)")
-        topo.add_argument("--json", action="store_true")
+        topo.add_argument("--json", action="store_true", help="print JSON")
         status = sub.add_parser("status", help="per service: queue depth, in flight, workers, dead letters, outbox")
         status.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
         status.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
                             help="print again every SECONDS (default 2) until Ctrl-C")
         status.add_argument("--no-workers", action="store_true", help="do not ask the workers (no remote control wait)")
         status.add_argument("--timeout", type=float, help="seconds to wait for workers' replies")
-        status.add_argument("--json", action="store_true")
+        status.add_argument("--json", action="store_true", help="print JSON (the data of event_tasks.status.collect)")
         trace = sub.add_parser("trace", help="where one event went: outbox, bindings, each service's deliveries")
-        trace.add_argument("event_id")
+        trace.add_argument("event_id", help="the event's id (the envelope id; a task id is <event id>:<service>)")
         trace.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
-        trace.add_argument("--json", action="store_true")
+        trace.add_argument("--json", action="store_true", help="print JSON")
         tail = sub.add_parser("tail", help="print events live from a temporary queue (removed on exit)")
         tail.add_argument("--type", dest="pattern", default="#", help="event type or topic pattern (default: #, all)")
         tail.add_argument("--count", type=int, help="exit after this many events")
@@ -140,7 +141,11 @@ class Command(BaseCommand):
             return
         with the_app().connection_for_write() as conn:
             try:
-                for pattern, queue in subscription_table(conn):
+                table = subscription_table(conn)
+                if options.get("json"):
+                    self.stdout.write(_json([{"queue": q, "routing_key": k} for k, q in table]))
+                    return
+                for pattern, queue in table:
                     self.stdout.write(f"{queue:32} <- {pattern}")
                 return
             except ManagementAPIUnavailable as exc:
