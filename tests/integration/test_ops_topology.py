@@ -145,3 +145,23 @@ def test_rabbitmq_without_the_management_api_cannot_verify(rabbitmq_url, workdir
     out = plat.tooling("events", "topology", "verify", "--service", "alpha", check=False)
     assert out.returncode == 2
     assert "rabbitmq_management" in out.stderr and "EVENT_TASKS_RABBITMQ_MANAGEMENT_URL" in out.stderr
+
+
+def test_status_counts_what_a_worker_runs_and_has_not_acked(drift_platform):
+    """While beta's handler runs, status sees it active in the worker and unacked on the broker
+    (RabbitMQ's unacked count comes from the management API, sampled every few seconds). A prefork
+    worker, as in production: a solo pool's main thread runs the handler and cannot answer."""
+    drift_platform.worker("beta", pool="prefork", concurrency=2).start()
+    event = drift_platform.send(PROBE_CREATED, {"n": 9}, key="slow:beta:20")
+    drift_platform.wait_calls("beta", event.id)
+    seen: list[dict] = []
+
+    def beta() -> dict:
+        out = drift_platform.tooling("events", "status", "--json", "--service", "beta")
+        seen.append(json.loads(out.stdout))
+        (row,) = seen[-1]["services"]
+        return row if row["active"] == 1 and row["unacked"] == 1 else None
+
+    row = wait_until(beta, 18, 0.5, lambda: f"beta's running delivery in events status: {seen[-1:]}")
+    assert row["depth"] == 0 and len(row["workers"]) == 1
+    drift_platform.workers["beta"].stop()
