@@ -41,6 +41,7 @@ class Prepared(NamedTuple):
 
 class Fanout(Protocol):
     errors: tuple[type[BaseException], ...]
+    connection_errors: tuple[type[BaseException], ...]   # the broker is unreachable (not: it refused a message)
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int | None:
         """Publish; return how many queues got a copy (``None`` when the broker routes)."""
@@ -78,6 +79,7 @@ class RedisFanout:
         self.script = self.client.register_script(FANOUT_LUA)
         self.template = RedisMessageTemplate()
         self.errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        self.connection_errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
         message = self.template.render(event_type, event_id, body, argsrepr)
@@ -116,9 +118,10 @@ class KombuFanout:
         self._lock = threading.Lock()
         self._producer: Producer | None = None
         self.confirm_timeout = max(1.0, conf.publish_timeout * (conf.publish_retries + 1))
-        from kombu.exceptions import KombuError
+        from kombu.exceptions import KombuError, OperationalError
 
         self.errors = (*self.connection.connection_errors, *self.connection.channel_errors, KombuError, OSError)
+        self.connection_errors = (*self.connection.connection_errors, OperationalError, OSError)
 
     @contextlib.contextmanager
     def producer(self) -> Iterator[Producer]:

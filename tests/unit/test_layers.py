@@ -17,7 +17,7 @@ PACKAGE = Path(event_tasks.__file__).parent
 LAYERS = [
     ("core", {"errors", "conf", "topics", "envelope", "catalog", "handlers"}),
     ("wire", {"message", "topology", "fanout", "redis_transport", "brokercheck"}),
-    ("store", {"models", "apps", "migrations", "idempotency", "deadletters", "outbox"}),
+    ("store", {"models", "apps", "migrations", "idempotency", "deadletters", "outbox", "retention"}),
     ("produce/consume", {"publisher", "relay", "dispatch", "batching", "intake"}),
     ("celery integration", {"app", "worker"}),
     ("operations", {"replay", "admin", "management", "testing", "pytest_plugin", "schemacheck"}),
