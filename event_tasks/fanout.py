@@ -39,6 +39,17 @@ class Prepared(NamedTuple):
     argsrepr: str
 
 
+class BatchRefused(Exception):
+    """Some messages of a batch were refused one by one (the broker is reachable): ``accepted`` are
+    on the broker (confirmed), ``failed`` maps an index to its error, the rest were not attempted."""
+
+    def __init__(self, accepted: list[int], failed: dict[int, BaseException]) -> None:
+        self.accepted = accepted
+        self.failed = failed
+        first = min(failed)
+        super().__init__(f"{len(failed)} message(s) of a batch refused, the first (#{first}): {failed[first]!r}")
+
+
 class Fanout(Protocol):
     errors: tuple[type[BaseException], ...]
     connection_errors: tuple[type[BaseException], ...]   # the broker is unreachable (not: it refused a message)
@@ -96,7 +107,13 @@ class RedisFanout:
         for item in batch:
             self.script(keys=[self.binding_key], args=[item.event_type, self.queue_prefix, self.keyprefix,
                                                        self.template.render(*item)], client=pipe)
-        return list(pipe.execute())
+        results = list(pipe.execute(raise_on_error=False))
+        failed = {i: r for i, r in enumerate(results) if isinstance(r, Exception)}
+        if failed:
+            if len(failed) == len(results):
+                raise failed[0]
+            raise BatchRefused([i for i in range(len(results)) if i not in failed], failed)
+        return results
 
     def close(self) -> None:
         self.client.close()
@@ -165,14 +182,23 @@ class KombuFanout:
                 channel._confirm_selected = True
                 channel.confirm_select()
             first = getattr(channel, "_event_tasks_sequence", 0) + 1
-            for item in batch:
-                message = channel.prepare_message(
-                    item.body, 0, "application/json", "utf-8",
-                    headers(item.event_type, item.event_id, item.event_id, item.argsrepr),
-                    {"delivery_mode": 2, "correlation_id": item.event_id})
-                channel._basic_publish(message, exchange=self.exchange.name, routing_key=item.event_type)
-            last = first + len(batch) - 1
-            channel._event_tasks_sequence = last
+            refused: BaseException | None = None
+            for index, item in enumerate(batch):
+                try:
+                    message = channel.prepare_message(
+                        item.body, 0, "application/json", "utf-8",
+                        headers(item.event_type, item.event_id, item.event_id, item.argsrepr),
+                        {"delivery_mode": 2, "correlation_id": item.event_id})
+                    channel._basic_publish(message, exchange=self.exchange.name, routing_key=item.event_type)
+                except self.connection_errors:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - this message is refused (e.g. a routing key over 255 bytes)
+                    if index == 0:
+                        raise
+                    refused = exc
+                    break
+                _count_publish(channel)   # per message: a batch cut short by a refused message keeps the count
+            last = channel._event_tasks_sequence
             acked = {"upto": first - 1}
 
             def on_confirm(method: Any, delivery_tag: int = 0, multiple: bool = False, *_: Any) -> None:
@@ -183,6 +209,8 @@ class KombuFanout:
             while acked["upto"] < last:
                 channel.wait([amqp_spec.Basic.Ack, amqp_spec.Basic.Nack], callback=on_confirm,
                              timeout=self.confirm_timeout)
+        if refused is not None:
+            raise BatchRefused(list(range(last - first + 1)), {last - first + 1: refused})
         return [None] * len(batch)
 
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:

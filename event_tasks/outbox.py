@@ -35,7 +35,7 @@ from django.utils import timezone
 from .conf import Settings, settings
 from .envelope import Event
 from .errors import PublishError
-from .fanout import Prepared
+from .fanout import BatchRefused, Prepared
 from .models import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,9 @@ def publish_committed(publisher: Publishes, batch: list[Prepared], token: str, u
     try:
         publisher.publish_many(batch)
     except Exception as exc:   # noqa: BLE001 - whatever failed, the relay publishes the rows later
+        refused = getattr(exc, "cause", None)
+        if isinstance(refused, BatchRefused):   # some went out: those are sent
+            mark_sent(using, Q(event_id__in=[batch[i].event_id for i in refused.accepted]))
         release(using, Q(claimed_by=token, event_id__in=[p.event_id for p in batch]), exc)
         log.warning("outbox: %d event(s) not published after commit (%s); the relay will retry",
                     len(batch), getattr(exc, "cause", exc))

@@ -33,7 +33,7 @@ from . import catalog
 from .conf import Settings, settings
 from .envelope import SPECVERSION, Event, format_time
 from .errors import ConfigurationError, EventValidationError, PayloadTooLarge, PublishError
-from .fanout import Fanout, Prepared, fanout_for
+from .fanout import BatchRefused, Fanout, Prepared, fanout_for
 from .message import encode_body
 
 if TYPE_CHECKING:
@@ -144,6 +144,11 @@ class Publisher:
         """Publish prepared events as one batch; :class:`PublishError` (naming the first) if the broker fails."""
         try:
             copies = self.transport.publish_many(batch)
+        except BatchRefused as exc:   # some went out: the error names the first refused one (``cause``: which)
+            self.stats["published"] += len(exc.accepted)
+            self.stats["failed"] += len(batch) - len(exc.accepted)
+            first = batch[min(exc.failed)]
+            raise PublishError(first.event_type, first.event_id, exc) from exc
         except self.transport.errors as exc:
             self.stats["failed"] += len(batch)
             raise PublishError(batch[0].event_type, batch[0].event_id, exc) from exc

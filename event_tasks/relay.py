@@ -23,7 +23,7 @@ from django.db.models import Q
 
 from . import outbox, retention
 from .errors import PublishError
-from .fanout import Prepared
+from .fanout import BatchRefused, Prepared
 from .models import OutboxEvent
 from .publisher import Publisher
 
@@ -93,6 +93,14 @@ class Relay:
         except Exception as exc:   # noqa: BLE001 - sorted below: the broker, or one of the rows
             if self.publisher.unreachable(exc):
                 return self._broker_down(readable, exc)
+            refused = getattr(exc, "cause", None)
+            if isinstance(refused, BatchRefused):    # the broker says which ones: no need to try each
+                sent = outbox.mark_sent(self.using, Q(pk__in=[readable[i].pk for i in refused.accepted]))
+                for i, error in refused.failed.items():
+                    self._defer(readable[i], error)
+                done = {*refused.accepted, *refused.failed}
+                rest = [row for i, row in enumerate(readable) if i not in done]
+                return sent + (self.publish(rest) if rest else 0)
         else:
             return outbox.mark_sent(self.using, Q(pk__in=[r.pk for r in readable]))
         sent = 0                                   # refused, not unreachable: find the row(s) at fault
