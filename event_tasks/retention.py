@@ -1,8 +1,8 @@
 """Retention: the fabric's rows that would otherwise grow for ever, pruned in small batches.
 
 Who owns what: this module decides what is old enough to go and deletes it (``python manage.py
-events prune [--dry-run]``, or the task :func:`add_prune_task` registers on the host's app when
-the host asks, for its own beat schedule). Nothing here runs by itself.
+events prune [--dry-run]``, or the task ``maintenance.add_prune_task`` registers on the host's app
+when the host asks, for its own beat schedule). Nothing here runs by itself.
 
 | rows | kept | setting |
 |---|---|---|
@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.apps import apps
 from django.db import router
@@ -31,12 +31,8 @@ from .conf import Settings, settings
 from .errors import RetentionTooShort
 from .models import DeadLetter, OutboxEvent, ProcessedEvent, Redelivery
 
-if TYPE_CHECKING:
-    from celery import Celery
-
 log = logging.getLogger(__name__)
 DAY = 86400.0
-PRUNE_TASK = "event_tasks.prune"
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0   # kombu's Redis default
 
 
@@ -137,23 +133,3 @@ def prune_outbox(using: str, retention: float, batch: int) -> int:
     """Sent outbox rows older than ``retention`` seconds (the relay calls this every minute)."""
     cutoff = timezone.now() - dt.timedelta(seconds=retention)
     return delete_in_batches(OutboxEvent, Q(sent_at__lt=cutoff), using, batch)
-
-
-def add_prune_task(app: Celery, name: str = PRUNE_TASK) -> Any:
-    """Register the prune task on the host's Celery app (only when the host calls this) for its beat
-    schedule: ``app.conf.beat_schedule["events-prune"] = beat_entry()``. Returns the task."""
-    if name in app.tasks:
-        return app.tasks[name]
-
-    def prune_events() -> dict[str, Any]:
-        return prune(visibility_timeout=(app.conf.broker_transport_options or {}).get("visibility_timeout")).as_dict()
-
-    return app.task(name=name, ignore_result=True, shared=False)(prune_events)
-
-
-def beat_entry(every: float = 3600.0, queue: str | None = None, name: str = PRUNE_TASK) -> dict[str, Any]:
-    """A beat schedule entry for the prune task; ``queue``: a queue a worker of this service consumes."""
-    entry: dict[str, Any] = {"task": name, "schedule": every}
-    if queue:
-        entry["options"] = {"queue": queue}
-    return entry

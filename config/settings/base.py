@@ -166,6 +166,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("EVENT_TASKS_VISIBILITY_TIMEOUT", 3600),
 }
 
+# Retention (event_tasks/retention.py): one `celery beat` (Procfile `beat`) sends the prune task
+# (config/celery_app.py adds it) to each service's own maintenance queue, which that service's
+# worker consumes beside its event queue: each service prunes its own database.
+EVENT_TASKS_KEEP_PROCESSED_DAYS = env_float("EVENT_TASKS_KEEP_PROCESSED_DAYS", 30.0)
+EVENT_TASKS_KEEP_RESULTS_DAYS = env_float("EVENT_TASKS_KEEP_RESULTS_DAYS", 14.0)
+EVENT_TASKS_KEEP_DEADLETTERS_DAYS = env_float("EVENT_TASKS_KEEP_DEADLETTERS_DAYS", 30.0)
+CELERY_BEAT_SCHEDULE = {
+    f"events-prune-{app.rsplit('.', 1)[1]}": {"task": "event_tasks.prune",   # = maintenance.beat_entry(...)
+                                              "schedule": env_float("EVENT_TASKS_PRUNE_EVERY", 3600.0),
+                                              "options": {"queue": f"maintenance.{app.rsplit('.', 1)[1]}"}}
+    for app in consumer_apps(CONSUMERS_PACKAGE, None)
+}
+
 # --- Flower (basic auth outside local development) ---------------------------------------------
 FLOWER_BASIC_AUTH = env("FLOWER_BASIC_AUTH")
 

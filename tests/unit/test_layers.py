@@ -19,7 +19,7 @@ LAYERS = [
     ("wire", {"message", "topology", "fanout", "redis_transport", "brokercheck"}),
     ("store", {"models", "apps", "migrations", "idempotency", "deadletters", "outbox", "retention"}),
     ("produce/consume", {"publisher", "relay", "dispatch", "batching", "intake"}),
-    ("celery integration", {"app", "worker"}),
+    ("celery integration", {"app", "worker", "maintenance"}),
     ("operations", {"replay", "admin", "management", "testing", "pytest_plugin", "schemacheck"}),
 ]
 RANK = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}

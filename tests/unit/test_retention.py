@@ -130,9 +130,14 @@ def test_the_window_grows_with_the_settings_it_depends_on(service):
 def test_the_prune_task_is_only_added_when_the_host_asks(service):
     from celery import Celery
 
+    from event_tasks import maintenance
+
     app = Celery("host", set_as_current=False)
-    assert retention.PRUNE_TASK not in app.tasks
-    task = retention.add_prune_task(app)
-    assert app.tasks[retention.PRUNE_TASK] is task
-    assert retention.beat_entry(600, queue="maintenance.prober") == {
-        "task": retention.PRUNE_TASK, "schedule": 600, "options": {"queue": "maintenance.prober"}}
+    app.conf.task_always_eager = True     # unit test: the task's body runs here, on this test's database
+    assert maintenance.PRUNE_TASK not in app.tasks
+    task = maintenance.add_prune_task(app)
+    assert app.tasks[maintenance.PRUNE_TASK] is task
+    assert maintenance.beat_entry(600, queue="maintenance.prober") == {
+        "task": maintenance.PRUNE_TASK, "schedule": 600, "options": {"queue": "maintenance.prober"}}
+    rows(service)
+    assert task.delay().get()["duplicate_marks"] == 3
