@@ -163,3 +163,34 @@ def test_two_relays_publish_every_row_exactly_once(database: Database, broker: s
         assert set(arrived) == expected, f"{service}: {len(expected - set(arrived))} missing"
         twice = {k: v for k, v in arrived.items() if v > 1}
         assert not twice, f"{service}: {len(twice)} events published more than once"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_is_exclusive_until_its_lease_runs_out_and_the_senders_own_claim_is_respected(own_redis):
+    """The claim step alone, in this process's database: what a second relay may take, and when."""
+    import datetime as dt
+
+    from celery import Celery
+    from django.utils import timezone
+
+    from event_tasks.app import install
+    from event_tasks.models import OutboxEvent
+    from event_tasks.publisher import Publisher
+    from event_tasks.relay import Relay
+
+    catalog.load("tests.fabric.schemas")
+    app = Celery("claims", broker=own_redis.url, set_as_current=False)
+    install(app)
+    publisher = Publisher(app, "prober")
+    OutboxEvent.objects.bulk_create([OutboxEvent(event_id=e, event_type=t, body=b, argsrepr=a) for e, t, b, a in events(5)])
+    sender = OutboxEvent.objects.create(event_id="held-by-its-sender", event_type=PROBE_CREATED, body="[]",
+                                        claimed_by="commit:elsewhere", claimed_until=timezone.now() + dt.timedelta(seconds=30))
+    first, second = Relay(publisher, grace=0, batch=3, lease=0.5), Relay(publisher, grace=0, batch=10, lease=30)
+    taken_first = {r.pk for r in first.claim()}
+    taken_second = {r.pk for r in second.claim()}
+    assert len(taken_first) == 3 and len(taken_second) == 2 and not taken_first & taken_second
+    assert sender.pk not in taken_first | taken_second            # the on-commit publish still holds it
+    wait_until(lambda: {r.pk for r in second.claim()} == taken_first, 5, 0.1,
+               message="the first relay's rows to be free again after its lease")
+    OutboxEvent.objects.filter(pk=sender.pk).update(claimed_until=timezone.now() - dt.timedelta(seconds=1))
+    assert [r.pk for r in second.claim()] == [sender.pk]            # its sender died: a relay takes it over
