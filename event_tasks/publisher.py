@@ -118,12 +118,15 @@ class Publisher:
             return
         try:
             self.publish_many([prepared for _, prepared in pairs])
-        except PublishError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the relay gets what did not go out
             from . import outbox
 
+            refused = getattr(exc, "cause", None)
+            if isinstance(refused, BatchRefused):
+                pairs = [pair for i, pair in enumerate(pairs) if i not in set(refused.accepted)]
             outbox.write_unclaimed(pairs, using, exc)
-            log.warning("%d event(s) not published after commit (%s); written to the outbox, the relay sends them",
-                        len(pairs), exc.cause)
+            log.warning("%d event(s) not published after commit (%r); written to the outbox, the relay sends them",
+                        len(pairs), getattr(exc, "cause", exc))
 
     def send_many(self, items: Iterable[Sequence[Any]]) -> list[Event]:
         """Validate every event first (one invalid: nothing is published), then publish them as one batch."""
