@@ -65,7 +65,8 @@ def outbox_row(event_id: str, event_type: str, body: str, argsrepr: str) -> Outb
 @pytest.mark.django_db(transaction=True)
 def test_a_row_that_always_fails_is_deferred_reported_and_retried_while_the_others_go_out(broker):
     kind, url = broker
-    publisher = publisher_for(url, outbox_backoff=0.5, outbox_backoff_max=1.0)
+    # a generous confirm timeout: on a loaded machine a confirm can take seconds (a timeout is "broker down")
+    publisher = publisher_for(url, outbox_backoff=0.5, outbox_backoff_max=1.0, publish_timeout=3.0)
     good = events(4)
     corrupt_id = "corrupt-row"
     rows = [outbox_row(*good[0]), outbox_row(*good[1]),
