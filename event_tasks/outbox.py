@@ -147,9 +147,10 @@ def claim(using: str, token: str, *, batch: int, lease: float, grace: float) -> 
             if ids:
                 rows(using).filter(pk__in=ids).update(claimed_by=token, claimed_until=until)
     else:
-        ids = list(rows(using).filter(condition).order_by("id").values_list("pk", flat=True)[:batch])
-        if ids:
-            rows(using).filter(condition, pk__in=ids).update(claimed_by=token, claimed_until=until)
+        for _ in range(5):   # another relay took these very rows between our SELECT and UPDATE: look again
+            ids = list(rows(using).filter(condition).order_by("id").values_list("pk", flat=True)[:batch])
+            if not ids or rows(using).filter(condition, pk__in=ids).update(claimed_by=token, claimed_until=until):
+                break
     if not ids:
         return []
     return list(rows(using).filter(pk__in=ids, claimed_by=token).order_by("id"))

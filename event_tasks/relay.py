@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.db.models import Q
 
 from . import outbox, retention
@@ -147,6 +147,11 @@ class Relay:
             except PublishError as exc:
                 backoff = min(self.max_backoff, max(0.2, backoff * 2))
                 log.warning("outbox relay: broker unavailable (%s); retrying in %.1fs", exc.cause, backoff)
+                self.stop.wait(backoff)
+                continue
+            except DatabaseError as exc:   # the database is down or restarting: the rows wait there
+                backoff = min(self.max_backoff, max(0.2, backoff * 2))
+                log.warning("outbox relay: database unavailable (%s); retrying in %.1fs", exc, backoff)
                 self.stop.wait(backoff)
                 continue
             backoff = 0.0
