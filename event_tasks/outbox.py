@@ -34,7 +34,6 @@ from django.utils import timezone
 
 from .conf import Settings, settings
 from .envelope import Event
-from .errors import PublishError
 from .fanout import BatchRefused, Prepared
 from .models import OutboxEvent
 

@@ -143,7 +143,7 @@ class Relay:
         log.info("outbox relay %s for %s started (database %r)", self.name, self.publisher.service, self.using)
         while not self.stop.is_set():
             try:
-                sent = self.run_once()
+                self.run_once()
             except PublishError as exc:
                 backoff = min(self.max_backoff, max(0.2, backoff * 2))
                 log.warning("outbox relay: broker unavailable (%s); retrying in %.1fs", exc.cause, backoff)
