@@ -188,9 +188,11 @@ def relay_summary(relay: Relay, sent: int) -> str:
 
     failing = outbox.failing(relay.using)
     lines = [f"published {sent} outbox event(s); {len(failing)} failing, waiting for a retry"]
-    for row in failing:
+    for row in failing[:50]:
         lines.append(f"  #{row.pk} {row.event_type} {row.event_id} attempts={row.attempts} "
                      f"next={row.next_attempt_at:%Y-%m-%d %H:%M:%S}: {row.last_error[:200]}")
+    if len(failing) > 50:
+        lines.append(f"  … and {len(failing) - 50} more (the outbox admin, filter 'failing on its own')")
     return "\n".join(lines)
 
 
