@@ -30,6 +30,7 @@ class Settings:
     publish_timeout: float = 2.0        # seconds per connect / command
     max_payload_bytes: int = 256 * 1024
     max_redeliveries: int = 3           # a delivery whose worker died this often is dead-lettered
+    unknown_type_wait: float = 900.0    # seconds an event of a type no worker knows waits in the queue (deploys)
     handler_time_limit: float = 1500.0  # seconds; below RabbitMQ's consumer_timeout (30 min) and the visibility timeout
     rabbitmq_consumer_timeout: float = 1800.0  # the broker's consumer_timeout (RabbitMQ default 30 min)
     visibility_timeout: float | None = None   # Redis: seconds before a dead worker's event comes back (None: the

@@ -29,7 +29,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, states
+from billiard.einfo import ExceptionWithTraceback
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery.exceptions import Reject
+from kombu.utils.encoding import safe_repr
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 from django.db import close_old_connections
@@ -38,6 +41,7 @@ from . import catalog, deadletters, idempotency
 from .envelope import Event, read_envelope
 from .errors import DeadLettered, EventValidationError, InvalidEvent
 from .handlers import Handler, ServiceHandlers
+from .message import LOST_HEADER, TIMEOUTS_HEADER
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -137,19 +141,74 @@ def read_event(event_type: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
 
 class EventRequest(Request):
-    """A delivery in the worker. A hard time limit is handled like a lost worker: the delivery goes
-    back to its queue (not acked, not marked failed) and counts as a redelivery, so a handler that
-    always runs too long ends as a ``worker_lost`` dead letter instead of looping. Billiard can
-    fire a hard-timeout timer late, after the job finished; requeueing is then harmless (the copy
-    is a duplicate), where failing and acking would have lost or falsely dead-lettered it."""
+    """A delivery in the worker's main process.
+
+    When the pool process running the handlers is lost (it died, or the delivery passed its hard
+    time limit and billiard kills it), Celery would record a failure and acknowledge the message
+    (time limit), or requeue it with nothing but the broker's ``redelivered`` flag (lost process).
+    Here the delivery is sent back to its service's queue as a copy that counts the loss in its
+    headers (:data:`~event_tasks.message.TIMEOUTS_HEADER`, :data:`~event_tasks.message.LOST_HEADER`),
+    then the original is acknowledged; the task dead-letters it (``time_limit``, ``worker_lost``)
+    once the count reaches ``EVENT_TASKS_MAX_REDELIVERIES``. Nothing here touches the database:
+    a hung handler may hold its locks (SQLite's write lock, a row lock) until it is killed, and
+    the main process must keep serving the other pool processes. If the copy cannot be
+    published, the message goes back to the queue as it is.
+    """
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)) and not (self._already_cancelled or self._already_revoked):
+            exc = WorkerLostError(f"the pool process exited ({exc!r})")   # as Celery reads it
+        if isinstance(exc, (TimeLimitExceeded, WorkerLostError)):
+            task_ready(self)
+            self.send_back(TIMEOUTS_HEADER if isinstance(exc, TimeLimitExceeded) else LOST_HEADER, exc)
+            return None
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         if soft:
             return super().on_timeout(soft, timeout)
         task_ready(self)
-        log.error("hard time limit (%ss) exceeded for %s[%s]; the delivery goes back to its queue",
-                  timeout, self.name, self.id)
-        self.reject(requeue=True)
+        self.send_back(TIMEOUTS_HEADER, TimeLimitExceeded(timeout))   # usually done already in on_failure
+
+    def send_back(self, header: str, exc: BaseException) -> None:
+        if self.acknowledged or getattr(self, "_event_tasks_sent_back", False):
+            return
+        self._event_tasks_sent_back = True
+        message = self._message
+        task = self.task
+        if not hasattr(message, "headers") or getattr(message, "messages", None) is not None:
+            # a batch of deliveries: all of them go back and come again one by one
+            log.error("%s: batch %s lost its pool process (%r); its events go back to the queue",
+                      task.service, self.id, exc)
+            self.reject(requeue=True)
+            return
+        headers = dict(message.headers)
+        headers[header] = int(headers.get(header) or 0) + 1
+        try:
+            with send_back_producer(task) as producer:
+                producer.publish(message.body, exchange="", routing_key=task.queue_name, headers=headers,
+                                 content_type=message.content_type, content_encoding=message.content_encoding,
+                                 delivery_mode=2, retry=True, retry_policy=SEND_BACK_RETRY)
+        except Exception as send_exc:  # noqa: BLE001 - the broker keeps the original instead
+            log.error("%s: could not send %s back after %r (%r); it goes back to the queue as it is",
+                      task.service, self.id, exc, send_exc)
+            self.reject(requeue=True)
+            return
+        self.acknowledge()
+        log.error("%s: %s lost its pool process (%r); sent back to %s (%s=%d)", task.service, self.id, exc,
+                  task.queue_name, header, headers[header])
+        self.send_event("task-retried", exception=safe_repr(exc), traceback="")
+
+
+SEND_BACK_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+def send_back_producer(task: EventTask) -> Any:
+    """The producer a delivery goes back to its queue with (the confirming one on RabbitMQ)."""
+    return task.retry_producer() if task.retry_producer is not None else task.app.producer_or_acquire()
 
 
 class EventTask(Task):
@@ -189,14 +248,18 @@ class EventTask(Task):
         close_old_connections()
         try:
             event = read_event(self.name, args, kwargs)
-            self.check_redelivery()
+            tracked = self.check_redelivery()
         except InvalidEvent as exc:
             self.dead_letter(exc.reason, exc.detail, args, kwargs)
         except Exception as exc:   # our own bookkeeping failed (database down): keep the event
             raise self.retry_later(exc, forever=True) from exc
-        outcome = deliver(self.service, self.handlers.for_type(event.type), event,
-                          retries=self.request.retries or 0, default_max_retries=self.default_max_retries,
-                          on_success=lambda applied, duplicates: self.store_success(event.id, applied, duplicates))
+        try:
+            outcome = deliver(self.service, self.handlers.for_type(event.type), event,
+                              retries=self.request.retries or 0, default_max_retries=self.default_max_retries,
+                              on_success=lambda applied, duplicates: self.store_success(event.id, applied, duplicates))
+        finally:
+            if tracked:
+                self.finish_redelivery()
         if outcome.decision == "dead_letter":
             self.dead_letter(outcome.reason, outcome.detail, args, kwargs, traceback=outcome.traceback)
         if outcome.decision == "retry":
@@ -258,17 +321,36 @@ class EventTask(Task):
                            task_id=task_id, attempts=(self.request.retries or 0) + 1,
                            raw={"args": args, "kwargs": kwargs})
 
-    def check_redelivery(self) -> None:
-        """Give up on a delivery that killed its worker too often (it would loop forever)."""
+    def check_redelivery(self) -> bool:
+        """Give up on a delivery that lost its pool process too often (it would loop forever).
+
+        Counted: the copies the main process sent back after a time limit or a lost pool process
+        (headers), and, for deliveries the broker redelivered (the whole worker went away), the
+        earlier redelivered attempts that started here and never finished (:func:`idempotency.begin_redelivery`).
+        A delivery requeued before its handlers started (prefetched at a warm shutdown or a
+        dropped connection) is not counted. Returns whether the attempt is tracked (see
+        :meth:`finish_redelivery`).
+        """
         request = self.request
-        redelivered = (request.delivery_info or {}).get("redelivered") or (request.headers or {}).get("redelivered")
-        if not redelivered:
-            return
-        count = idempotency.count_redelivery(request.id, request.retries or 0)
-        if count >= self.max_redeliveries:
-            raise InvalidEvent("worker_lost", f"worker lost {count} times while handling this event (it died "
-                                              f"or passed the time limit; EVENT_TASKS_MAX_REDELIVERIES="
-                                              f"{self.max_redeliveries})")
+        limit = self.max_redeliveries
+        timeouts = int(request.get(TIMEOUTS_HEADER) or 0)
+        if timeouts >= limit:
+            raise InvalidEvent("time_limit", f"handlers ran past the hard time limit ({self.time_limit}s) "
+                                             f"{timeouts} times (EVENT_TASKS_MAX_REDELIVERIES={limit})")
+        lost = int(request.get(LOST_HEADER) or 0)
+        redelivered = bool((request.delivery_info or {}).get("redelivered") or request.get("redelivered"))
+        if redelivered:
+            lost += idempotency.begin_redelivery(request.id, request.retries or 0)
+        if lost >= limit:
+            raise InvalidEvent("worker_lost", f"worker lost {lost} times while handling this event (it died "
+                                              f"while the handlers ran; EVENT_TASKS_MAX_REDELIVERIES={limit})")
+        return redelivered
+
+    def finish_redelivery(self) -> None:
+        try:
+            idempotency.end_redelivery(self.request.id, self.request.retries or 0)
+        except Exception:  # noqa: BLE001 - a leftover row only counts against a later crash
+            log.exception("%s: could not clear the redelivery record of %s", self.service, self.request.id)
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         """Failures that did not pass through :meth:`dead_letter` (a bug in the fabric): record them."""

@@ -3,9 +3,9 @@
 * :func:`apply` runs one handler inside a transaction that also records (event id, handler) in
   :class:`~event_tasks.models.ProcessedEvent`; an event the handler already applied is skipped
   (and counted), a handler that raised leaves no mark.
-* :func:`count_redelivery` counts how often one delivery came back after its worker died
-  (kombu/RabbitMQ flag it ``redelivered``); the task gives up on it after
-  ``EVENT_TASKS_MAX_REDELIVERIES``.
+* :func:`begin_redelivery` / :func:`end_redelivery` count how often a delivery the broker
+  redelivered (kombu/RabbitMQ flag it ``redelivered``) started and never finished; the task
+  gives up on it after ``EVENT_TASKS_MAX_REDELIVERIES``.
 """
 from __future__ import annotations
 
@@ -51,10 +51,20 @@ def apply(service: str, handler: Handler, event: Event, then: Callable[[], None]
     return True
 
 
-def count_redelivery(task_id: str, retries: int) -> int:
-    """Record one more redelivery of (task id, retry number); return the count so far."""
+def begin_redelivery(task_id: str, retries: int) -> int:
+    """A redelivered attempt of (task id, retry number) starts: how many earlier redelivered
+    attempts started and never finished (their worker went away while the handlers ran).
+
+    The record stays until :func:`end_redelivery` (the attempt finished, whatever the outcome);
+    an attempt whose worker dies leaves it, and the next one counts it.
+    """
     with transaction.atomic():
-        row, _ = Redelivery.objects.select_for_update().get_or_create(task_id=task_id, retries=retries)
-        row.count += 1
-        row.save(update_fields=["count", "last_at"])
+        row, created = Redelivery.objects.select_for_update().get_or_create(task_id=task_id, retries=retries)
+        if not created:
+            row.count += 1
+            row.save(update_fields=["count", "last_at"])
     return row.count
+
+
+def end_redelivery(task_id: str, retries: int) -> None:
+    Redelivery.objects.filter(task_id=task_id, retries=retries).delete()

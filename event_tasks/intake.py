@@ -10,8 +10,11 @@ channel of its own, so that:
 * every message is checked before Celery sees it, and what is not a readable event goes to the
   service's dead letters with the reason instead of being dropped: an oversize body, a content
   type other than JSON (pickle never reaches an event task, whatever the host accepts), a body
-  that does not decode, a message without task headers, a task name the service has no handler
-  for;
+  that does not decode, a message without task headers;
+* an event of a type this worker has no handler for is held back and put back in the queue
+  (:class:`UnknownTypes`): during a deploy the release step binds new patterns before the old
+  workers are replaced, and the copy waits for a worker that knows the type. Only an event still
+  unknown ``EVENT_TASKS_UNKNOWN_TYPE_WAIT`` seconds after it was sent is a dead letter;
 * each copy gets its own task id ``<event id>:<service>`` (on RabbitMQ the topic exchange hands
   every subscriber the same message);
 * the rest is Celery's: the message goes to Celery's own task handler (strategies, pool,
@@ -21,6 +24,7 @@ The host's task consumer, its queues, ids and decode path are left as they are.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from typing import Any
@@ -33,6 +37,8 @@ from vine import ppartial
 
 from . import deadletters
 from .batching import batch_message
+from .envelope import parse_time
+from .message import LOST_HEADER, TIMEOUTS_HEADER
 from .topology import is_redis
 
 log = logging.getLogger(__name__)
@@ -67,15 +73,22 @@ class EventIntake(bootsteps.StartStopStep):
             self.channel.serve_events(queue.name, **plan["redis"])
         handler = _task_handler(c)
         self.batcher = Batcher(c.timer, plan["service"], handler, plan.get("batching") or {})
-        self.consumer = Consumer(self.channel, queues=[queue], accept=["json"], auto_declare=True,
-                                 on_message=_checked(c.app, plan, handler, self.batcher),
-                                 on_decode_error=lambda message, exc: _refuse(
-                                     plan, message, "undecodable", f"{type(exc).__name__}: {exc}"))
         extra = int(plan.get("prefetch_extra") or 0)   # room for a batch being filled
 
         def ours(value: int) -> int:
-            return value + extra if value else 0          # 0: no limit
+            # held unknown types do not count against the prefetch: known events keep flowing
+            return value + extra + len(self.unknown.held) if value else 0   # 0: no limit
 
+        def refresh_prefetch() -> None:
+            if self.consumer is not None:
+                base = c.qos.value if c.qos is not None else c.initial_prefetch_count
+                self.consumer.qos(prefetch_count=ours(base), apply_global=False)
+
+        self.unknown = UnknownTypes(c.timer, plan, refresh_prefetch)
+        self.consumer = Consumer(self.channel, queues=[queue], accept=["json"], auto_declare=True,
+                                 on_message=_checked(c.app, plan, handler, self.batcher, self.unknown),
+                                 on_decode_error=lambda message, exc: _refuse(
+                                     plan, message, "undecodable", f"{type(exc).__name__}: {exc}"))
         prefetch = c.qos.value if c.qos is not None else c.initial_prefetch_count
         self.consumer.qos(prefetch_count=ours(prefetch), apply_global=False)
         if c.qos is not None:
@@ -108,6 +121,8 @@ class EventIntake(bootsteps.StartStopStep):
             ignore_errors(c, self.consumer.cancel)
         if getattr(self, "batcher", None) is not None:
             self.batcher.clear()   # held messages are not acked: the broker hands them out again
+        if getattr(self, "unknown", None) is not None:
+            self.unknown.clear()
 
     def shutdown(self, c: Any) -> None:
         self.stop(c)
@@ -168,7 +183,8 @@ class Batcher:
     def wants(self, name: str, message: Any) -> bool:
         headers = message.headers
         return (name in self.specs and not headers.get("retries") and not headers.get("eta")
-                and not (message.delivery_info or {}).get("redelivered") and not headers.get("redelivered"))
+                and not (message.delivery_info or {}).get("redelivered") and not headers.get("redelivered")
+                and not headers.get(LOST_HEADER) and not headers.get(TIMEOUTS_HEADER))
 
     def add(self, name: str, message: Any) -> None:
         buffer = self.buffers.setdefault(name, [])
@@ -196,7 +212,73 @@ class Batcher:
         self.buffers.clear()
 
 
-def _checked(app: Any, plan: dict[str, Any], handler: Any, batcher: Batcher | None = None) -> Any:
+class UnknownTypes:
+    """Events of types this worker has no handler for: held, then put back in the queue.
+
+    Each is held (unacked, outside the prefetch limit) for a while that doubles from 1 s up to
+    30 s per sighting in this worker, then requeued, so that a worker that knows the type (the
+    new release) gets it. An event sent more than ``EVENT_TASKS_UNKNOWN_TYPE_WAIT`` seconds ago
+    (its envelope's ``time``) is a dead letter ``unknown_type``. Held messages are never acked:
+    if this worker stops, the broker hands them out again.
+    """
+
+    FIRST, LONGEST = 1.0, 30.0
+
+    def __init__(self, timer: Any, plan: dict[str, Any], changed: Any) -> None:
+        self.timer = timer
+        self.plan = plan
+        self.changed = changed
+        self.wait: float = float(plan.get("unknown_type_wait", 900.0))
+        self.held: dict[int, tuple[Any, Any]] = {}
+        self.sightings: dict[str, int] = {}
+
+    def take(self, name: Any, message: Any) -> None:
+        service = self.plan["service"]
+        age = _age(message)
+        if age is None or age >= self.wait:
+            why = ("its envelope has no readable time" if age is None else
+                   f"no worker of {service!r} had a handler for it within {self.wait:g} s "
+                   f"(EVENT_TASKS_UNKNOWN_TYPE_WAIT)")
+            return _refuse(self.plan, message, "unknown_type",
+                           f"service {service!r} has no handler for event type {name!r}: {why}")
+        task_id = str(message.headers.get("id", ""))
+        if len(self.sightings) > 10_000:
+            self.sightings.clear()
+        seen = self.sightings.get(task_id, 0)
+        self.sightings[task_id] = seen + 1
+        delay = min(self.LONGEST, self.FIRST * 2 ** seen, max(self.wait - age, 0.0) + 0.1)
+        log.warning("%s has no handler for %r (event %s, sent %.0f s ago): held %.1f s, then back to the queue "
+                    "for a worker that knows it", service, name, task_id, age, delay)
+        entry = self.timer.call_after(delay, self.release, (id(message),))
+        self.held[id(message)] = (message, entry)
+        self.changed()
+        return None
+
+    def release(self, key: int) -> None:
+        message, _ = self.held.pop(key, (None, None))
+        if message is not None:
+            ignore_errors(message, message.requeue)
+            self.changed()
+
+    def clear(self) -> None:
+        for _, entry in self.held.values():
+            entry.cancel()
+        self.held.clear()
+        self.sightings.clear()
+
+
+def _age(message: Any) -> float | None:
+    """Seconds since the event in ``message`` was sent (its envelope's ``time``); None if unreadable."""
+    try:
+        envelope = message.decode()[0][0]
+        sent = parse_time(envelope["time"])
+    except Exception:  # noqa: BLE001 - unreadable: not worth waiting for
+        return None
+    return max(0.0, (dt.datetime.now(dt.timezone.utc) - sent).total_seconds())
+
+
+def _checked(app: Any, plan: dict[str, Any], handler: Any, batcher: Batcher | None = None,
+             unknown: UnknownTypes | None = None) -> Any:
     service: str = plan["service"]
     suffix = ":" + service
     limit: int = plan["max_payload_bytes"] + FRAMING_BYTES
@@ -212,6 +294,8 @@ def _checked(app: Any, plan: dict[str, Any], handler: Any, batcher: Batcher | No
         name = headers.get("task")
         task = app.tasks.get(name) if isinstance(name, str) else None
         if task is None or getattr(task, "service", None) != service:
+            if unknown is not None:
+                return unknown.take(name, message)
             return _refuse(plan, message, "unknown_type",
                            f"service {service!r} has no handler for event type {name!r}")
         try:

@@ -18,6 +18,12 @@ ARGSREPR_LIMIT = 1024
 ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 
 
+# Counted by the worker's main process when it sends a delivery back to its queue, in the copy's
+# headers (no database write there: a hung handler may hold the database's locks).
+LOST_HEADER = "event_tasks_lost"            # the pool process died while running the handlers
+TIMEOUTS_HEADER = "event_tasks_timeouts"    # the handlers ran past the delivery's hard time limit
+
+
 def task_id(event_id: str, service: str) -> str:
     return f"{event_id}:{service}"
 

@@ -82,6 +82,7 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> dict[str, Any]:
                        task_name=batch_task_name, **task_options)
     plan["batching"] = {t: (h.batch, h.batch_wait) for t, h in batched.items()}
     plan["prefetch_extra"] = max((h.batch or 0 for h in batched.values()), default=0)
+    plan["unknown_type_wait"] = conf.unknown_type_wait
     app._event_tasks_intake = plan
     _warn_about_slow_settings(app)
     return plan
@@ -91,9 +92,18 @@ def _warn_about_slow_settings(app: Celery) -> None:
     """Say so when the host's settings make every event cost more than it should (never changed here)."""
     from django.conf import settings as django_settings
 
+    conf = settings()
+
     if django_settings.DEBUG:
         log.warning("DEBUG is on in this worker: Django keeps every query of every event in memory for the life of "
                     "the process and runs them through its debug cursor; turn DEBUG off for workers")
+    limit = conf.handler_time_limit
+    for alias, db in django_settings.DATABASES.items():
+        wait = (db.get("OPTIONS") or {}).get("timeout", 5)
+        if db.get("ENGINE", "").endswith("sqlite3") and limit and float(wait) >= limit:
+            log.warning("SQLite database %r waits %ss for a lock, not less than EVENT_TASKS_HANDLER_TIME_LIMIT (%ss): "
+                        "a hung handler holds the write lock, and the deliveries waiting behind it would pass "
+                        "their time limit too; set OPTIONS['timeout'] below the limit", alias, wait, limit)
     pooled = any((db.get("OPTIONS") or {}).get("pool") for db in django_settings.DATABASES.values())
     if not app.conf.get("db_reuse_max") and not pooled:
         log.warning("Celery's Django fixup closes the database connection before and after every task, so each event "

@@ -73,6 +73,7 @@ EVENT_TASKS_PUBLISH_RETRIES = env_int("EVENT_TASKS_PUBLISH_RETRIES", 3)
 EVENT_TASKS_PUBLISH_TIMEOUT = env_float("EVENT_TASKS_PUBLISH_TIMEOUT", 2.0)
 EVENT_TASKS_MAX_PAYLOAD_BYTES = env_int("EVENT_TASKS_MAX_PAYLOAD_BYTES", 256 * 1024)
 EVENT_TASKS_MAX_REDELIVERIES = env_int("EVENT_TASKS_MAX_REDELIVERIES", 3)
+EVENT_TASKS_UNKNOWN_TYPE_WAIT = env_float("EVENT_TASKS_UNKNOWN_TYPE_WAIT", 900.0)
 EVENT_TASKS_HANDLER_TIME_LIMIT = env_float("EVENT_TASKS_HANDLER_TIME_LIMIT", 1500.0)
 EVENT_TASKS_RESTORE_INTERVAL = env_int("EVENT_TASKS_RESTORE_INTERVAL", 10)
 EVENT_TASKS_RABBITMQ_CONSUMER_TIMEOUT = env_float("EVENT_TASKS_RABBITMQ_CONSUMER_TIMEOUT", 1800.0)
@@ -143,8 +144,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several processes of one service (worker pool, relay, shell) share the file: wait for the
     # lock (timeout), take it when the transaction starts (IMMEDIATE: a deferred transaction that
     # later writes fails at once with "database is locked"), and let readers run beside the writer (WAL).
+    # A handler's transaction holds the write lock: the wait stays well below the handler time limit,
+    # so a delivery stuck behind a hung handler fails and is retried instead of being killed with it.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        timeout=30, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;")
+        timeout=min(30.0, EVENT_TASKS_HANDLER_TIME_LIMIT / 2), transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL;")
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")

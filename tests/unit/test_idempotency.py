@@ -74,6 +74,11 @@ def test_consumer_decorator_records_the_opt_out():
     assert [(h.pattern, h.deduplicate) for h in found] == [("org.openedx.learning.#", True), (TYPE, False)]
 
 
-def test_redeliveries_are_counted_per_delivery():
-    assert [idempotency.count_redelivery("t1:svc", 0) for _ in range(3)] == [1, 2, 3]
-    assert idempotency.count_redelivery("t1:svc", 1) == 1
+def test_only_redelivered_attempts_that_never_finished_are_counted():
+    # three attempts start and die (no end): the first is free, each later one counts the one before
+    assert [idempotency.begin_redelivery("t1:svc", 0) for _ in range(3)] == [0, 1, 2]
+    assert idempotency.begin_redelivery("t1:svc", 1) == 0          # another retry number: its own count
+    idempotency.end_redelivery("t1:svc", 0)                        # an attempt finished: nothing pending
+    assert idempotency.begin_redelivery("t1:svc", 0) == 0
+    idempotency.end_redelivery("t1:svc", 0)
+    assert idempotency.begin_redelivery("t1:svc", 0) == 0          # finished attempts never add up
