@@ -17,9 +17,9 @@ PACKAGE = Path(event_tasks.__file__).parent
 LAYERS = [
     ("core", {"errors", "conf", "topics", "envelope", "catalog", "handlers"}),
     ("wire", {"message", "topology", "fanout", "redis_transport", "brokercheck"}),
-    ("store", {"models", "apps", "migrations", "idempotency", "deadletters", "outbox"}),
+    ("store", {"models", "apps", "migrations", "idempotency", "deadletters", "outbox", "retention"}),
     ("produce/consume", {"publisher", "relay", "dispatch", "batching", "intake"}),
-    ("celery integration", {"app", "worker"}),
+    ("celery integration", {"app", "worker", "maintenance"}),
     ("operations", {"replay", "admin", "management", "testing", "pytest_plugin", "schemacheck"}),
 ]
 RANK = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
