@@ -39,6 +39,7 @@ class Settings:
     outbox: bool = True                 # send_event inside transaction.atomic() goes through the outbox
     outbox_grace: float = 2.0           # the relay leaves rows this young to the on-commit publish
     outbox_retention: float = 7 * 24 * 3600.0  # seconds a sent outbox row is kept
+    openedx_signals: tuple[str, ...] = ()  # event_tasks.openedx: the openedx-events types (or patterns) this service consumes
 
     def queue_name(self, service: str) -> str:
         return f"{self.queue_prefix}{service}"
@@ -74,6 +75,9 @@ def settings() -> Settings:
                 values[field] = getattr(django_settings, name)
     if isinstance(values.get("schemas_package"), list):
         values["schemas_package"] = tuple(values["schemas_package"])
+    if isinstance(values.get("openedx_signals"), (list, str)):
+        signals = values["openedx_signals"]
+        values["openedx_signals"] = (signals,) if isinstance(signals, str) else tuple(signals)
     try:
         return Settings(**values)
     except TypeError as exc:  # pragma: no cover - a typo in a setting name is caught by hasattr above
