@@ -262,3 +262,26 @@ def _certificate():
     from bench.payload import openedx_certificate
 
     return openedx_certificate(1)
+
+
+def test_events_catalog_and_the_schema_snapshot_cover_every_signal(tmp_path):
+    import os
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.fabric.openedx.settings",
+           "EVENT_TASKS_CONSUMERS_PACKAGE": "tests.fabric.openedx", "EVENT_TASKS_SCHEMAS_PACKAGE": OPENEDX_CATALOG,
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'tooling.sqlite3'}"}
+    env.pop("EVENT_TASKS_SERVICE", None)
+    snapshot = tmp_path / "catalog.json"
+    for args in (["catalog"], ["schema", "snapshot", "--file", str(snapshot)]):
+        out = subprocess.run([sys.executable, "manage.py", "events", *args], capture_output=True, text=True,
+                             timeout=120, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        if args == ["catalog"]:
+            listed = out.stdout
+    types = {s.event_type for s in SIGNALS}
+    assert all(t in listed for t in types)
+    shapes = json.loads(snapshot.read_text())
+    assert set(shapes) == types
+    course = shapes["org.openedx.learning.certificate.created.v1"]["fields"]["certificate"]["fields"]["course"]
+    assert course["fields"]["course_key"] == {"type": "String", "required": True}
+    assert shapes["org.openedx.learning.certificate.created.v1"]["fields"]["metadata"]["required"] is True
