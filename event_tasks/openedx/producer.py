@@ -18,7 +18,6 @@ from openedx_events.data import EventsMetadata
 from openedx_events.event_bus import EventBusProducer
 from openedx_events.tooling import OpenEdxPublicSignal
 
-from ..errors import EventTasksError
 from ..publisher import send_event
 from .codec import event_key, to_payload
 
@@ -33,7 +32,7 @@ class EventTasksProducer(EventBusProducer):
         try:
             send_event(signal.event_type, to_payload(signal, event_data, event_metadata),
                        key=event_key(event_data, event_key_field), id=str(event_metadata.id))
-        except EventTasksError:
+        except Exception:   # openedx-events' serializer raises plain exceptions; send_event EventTasksError
             # openedx-events calls producers from a signal receiver, which send_robust turns into a
             # log line at INFO; say it loudly here, then raise (DEBUG, send_robust=False: the caller sees it).
             log.exception("event-tasks could not send %s (id %s, topic %s)", signal.event_type, event_metadata.id,

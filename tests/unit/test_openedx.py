@@ -216,6 +216,19 @@ def test_an_invalid_payload_is_refused_before_anything_is_sent(openedx_catalog):
     assert "CourseKey" in caught.value.describe() and "event_type" in caught.value.describe()
 
 
+def test_the_producer_logs_and_raises_what_send_event_refuses(openedx_catalog, caplog):
+    import attr as attrs_lib
+    from openedx_events.learning.signals import CERTIFICATE_CREATED
+
+    broken = attrs_lib.evolve(_certificate(), grade=92)       # not a str: attrs does not check, the schema does
+    metadata = CERTIFICATE_CREATED.generate_signal_metadata()
+    with capture_events(service="lms") as captured, pytest.raises(EventValidationError, match="grade"):
+        create_producer().send(signal=CERTIFICATE_CREATED, topic="t", event_key_field="",
+                               event_data={"certificate": broken}, event_metadata=metadata)
+    assert len(captured) == 0
+    assert f"could not send {CERTIFICATE_CREATED.event_type} (id {metadata.id}" in caplog.text
+
+
 def test_a_raising_receiver_makes_the_handler_raise(openedx_catalog):
     from openedx_events.learning.signals import CERTIFICATE_CREATED
 
