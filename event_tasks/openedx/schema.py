@@ -15,7 +15,7 @@ import datetime as dt
 import re
 import sys
 import uuid
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, get_args, get_origin
 
 import attr
@@ -36,11 +36,20 @@ class Unsupported(TypeError):
 
 
 def _parses_with(read: Any, name: str):
-    def check(value: str) -> None:
+    """A validator: ``read(value)`` must not raise. Results are cached per string (parsing an opaque
+    key costs about as much as the rest of the payload's validation, and keys repeat)."""
+    @lru_cache(maxsize=4096)
+    def problem(value: str) -> str | None:
         try:
             read(value)
         except Exception as exc:  # noqa: BLE001 - any parse failure is a validation error
-            raise ValidationError(f"not a valid {name}: {exc}") from None
+            return f"not a valid {name}: {exc}"
+        return None
+
+    def check(value: str) -> None:
+        message = problem(value)
+        if message is not None:
+            raise ValidationError(message)
     return check
 
 
