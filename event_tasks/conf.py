@@ -48,6 +48,7 @@ class Settings:
     keep_results_days: float = 14.0     # django-celery-results rows of event tasks (they hold payloads)
     keep_deadletters_days: float = 30.0  # a replayed dead letter is kept this long after its replay
     prune_batch: int = 1000             # rows per DELETE when pruning
+    openedx_signals: tuple[str, ...] = ()  # event_tasks.openedx: the openedx-events types (or patterns) this service consumes
 
     def queue_name(self, service: str) -> str:
         return f"{self.queue_prefix}{service}"
@@ -83,6 +84,9 @@ def settings() -> Settings:
                 values[field] = getattr(django_settings, name)
     if isinstance(values.get("schemas_package"), list):
         values["schemas_package"] = tuple(values["schemas_package"])
+    if isinstance(values.get("openedx_signals"), (list, str)):
+        signals = values["openedx_signals"]
+        values["openedx_signals"] = (signals,) if isinstance(signals, str) else tuple(signals)
     try:
         return Settings(**values)
     except TypeError as exc:  # pragma: no cover - a typo in a setting name is caught by hasattr above

@@ -63,6 +63,14 @@ class RetentionTooShort(ConfigurationError):
             "(a few days more is wise), or lower those limits. Nothing was pruned.")
 
 
+class OpenedxEventsMissing(ConfigurationError):
+    """``event_tasks.openedx`` was imported without the ``openedx`` extra installed."""
+
+    def __init__(self, cause: str = ""):
+        super().__init__("event_tasks.openedx needs openedx-events: pip install 'event-tasks[openedx]' "
+                         "(openedx-events 10.5 on Python 3.11)" + (f" ({cause})" if cause else ""))
+
+
 class UnknownEventType(EventTasksError):
     """An event type (or a subscription pattern) that the catalog does not define."""
 
