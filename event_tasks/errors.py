@@ -49,6 +49,28 @@ class UnknownService(ConfigurationError):
         super().__init__(msg)
 
 
+class RetentionTooShort(ConfigurationError):
+    """Duplicate marks would be pruned while a copy of their event can still come back."""
+
+    def __init__(self, setting: str, days: float, window: float, why: str):
+        self.setting = setting
+        self.days = days
+        self.window = window
+        super().__init__(
+            f"{setting}={days:g} keeps duplicate marks for {days * 86400:.0f} s, but a message can still be "
+            f"redelivered up to {window:.0f} s after it was first applied ({why}); pruning earlier would let a "
+            f"redelivered copy run its handlers twice. Set {setting} to at least {window / 86400:.2f} days "
+            "(a few days more is wise), or lower those limits. Nothing was pruned.")
+
+
+class OpenedxEventsMissing(ConfigurationError):
+    """``event_tasks.openedx`` was imported without the ``openedx`` extra installed."""
+
+    def __init__(self, cause: str = ""):
+        super().__init__("event_tasks.openedx needs openedx-events: pip install 'event-tasks[openedx]' "
+                         "(openedx-events 10.5 on Python 3.11)" + (f" ({cause})" if cause else ""))
+
+
 class UnknownEventType(EventTasksError):
     """An event type (or a subscription pattern) that the catalog does not define."""
 

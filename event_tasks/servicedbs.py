@@ -38,5 +38,5 @@ def service_databases() -> dict[str, str]:
         if alias in aliases:
             found[service] = alias
     if conf.service:
-        found.setdefault(conf.service, "default")
+        found.setdefault(conf.service, conf.database or "default")
     return dict(sorted(found.items()))

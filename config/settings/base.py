@@ -81,6 +81,9 @@ EVENT_TASKS_RABBITMQ_CONSUMER_TIMEOUT = env_float("EVENT_TASKS_RABBITMQ_CONSUMER
 EVENT_TASKS_REQUIRE_DURABLE_BROKER = env_bool("EVENT_TASKS_REQUIRE_DURABLE_BROKER", False)
 EVENT_TASKS_OUTBOX_GRACE = env_float("EVENT_TASKS_OUTBOX_GRACE", 2.0)
 EVENT_TASKS_OUTBOX_RETENTION = env_float("EVENT_TASKS_OUTBOX_RETENTION", 7 * 24 * 3600.0)
+EVENT_TASKS_OUTBOX_LEASE = env_float("EVENT_TASKS_OUTBOX_LEASE", 60.0)
+EVENT_TASKS_OUTBOX_BACKOFF = env_float("EVENT_TASKS_OUTBOX_BACKOFF", 5.0)
+EVENT_TASKS_OUTBOX_BACKOFF_MAX = env_float("EVENT_TASKS_OUTBOX_BACKOFF_MAX", 900.0)
 # RabbitMQ's management API (`events topology verify`, `events status`); default: broker host, port 15672.
 EVENT_TASKS_RABBITMQ_MANAGEMENT_URL = env("EVENT_TASKS_RABBITMQ_MANAGEMENT_URL")
 
@@ -186,6 +189,20 @@ CELERY_TASK_SEND_SENT_EVENT = False
 # Redis: a message a worker took and did not ack comes back after this many seconds.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("EVENT_TASKS_VISIBILITY_TIMEOUT", 3600),
+}
+
+# Retention (event_tasks/retention.py): one `celery beat` (Procfile `beat`) sends the prune task
+# (config/celery_app.py adds it) to each service's own maintenance queue, which that service's
+# worker consumes beside its event queue: each service prunes its own database.
+EVENT_TASKS_KEEP_PROCESSED_DAYS = env_float("EVENT_TASKS_KEEP_PROCESSED_DAYS", 30.0)
+EVENT_TASKS_KEEP_RESULTS_DAYS = env_float("EVENT_TASKS_KEEP_RESULTS_DAYS", 14.0)
+EVENT_TASKS_KEEP_DEADLETTERS_DAYS = env_float("EVENT_TASKS_KEEP_DEADLETTERS_DAYS", 30.0)
+EVENT_TASKS_PRUNE_BATCH = env_int("EVENT_TASKS_PRUNE_BATCH", 1000)
+CELERY_BEAT_SCHEDULE = {
+    f"events-prune-{app.rsplit('.', 1)[1]}": {"task": "event_tasks.prune",   # = maintenance.beat_entry(...)
+                                              "schedule": env_float("EVENT_TASKS_PRUNE_EVERY", 3600.0),
+                                              "options": {"queue": f"maintenance.{app.rsplit('.', 1)[1]}"}}
+    for app in consumer_apps(CONSUMERS_PACKAGE, None)
 }
 
 # --- Flower (basic auth outside local development) ---------------------------------------------

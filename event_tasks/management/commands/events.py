@@ -9,7 +9,8 @@
 * ``trace``     where one event went (``trace``)
 * ``tail``      print events live from a temporary queue (``tail``)
 * ``send``      send one event as this service (``EVENT_TASKS_SERVICE``)
-* ``relay``     publish this service's outbox (a Procfile process per producing service)
+* ``relay``     publish this service's outbox (a Procfile process per producing service; several may run)
+* ``prune``     delete old duplicate marks, task results, handled dead letters, sent outbox rows
 * ``deadletters list|show|replay|discard``  act on this service's dead letters
 * ``schema snapshot|check``  record the catalog's shape; refuse changes that break a version
 * ``schema export``  JSON Schema per type and an AsyncAPI 3 document (``exports``)
@@ -73,6 +74,9 @@ class Command(BaseCommand):
         relay = sub.add_parser("relay", help="publish committed outbox events (runs until stopped)")
         relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")
         relay.add_argument("--grace", type=float, help="seconds to leave fresh rows to the on-commit publish")
+        relay.add_argument("--batch", type=int, default=200, help="rows claimed per round")
+        prune = sub.add_parser("prune", help="delete rows past their retention (EVENT_TASKS_KEEP_*; run on a schedule)")
+        prune.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
         schema = sub.add_parser("schema", help="record the catalog's shape, or check the code against it")
         schema.add_argument("schema_action", choices=["snapshot", "check", "export"])
         schema.add_argument("--file", default=None,
@@ -202,15 +206,23 @@ class Command(BaseCommand):
         event = send_event(event_type, payload, key=key)
         self.stdout.write(event.id)
 
-    def do_relay(self, once: bool = False, grace: float | None = None, **_: object) -> None:
-        relay = Relay(default_publisher(), grace=grace)
+    def do_relay(self, once: bool = False, grace: float | None = None, batch: int = 200, **_: object) -> None:
+        relay = Relay(default_publisher(), grace=grace, batch=batch)
         if once:
-            self.stdout.write(f"published {relay.run_once()} outbox event(s)")
+            self.stdout.write(relay_summary(relay, relay.drain()))
             return
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: relay.stop.set())
         relay.run_forever()
         self.stdout.write(f"relay stopped; published {relay.sent} event(s)")
+
+    def do_prune(self, dry_run: bool = False, **_: object) -> None:
+        from event_tasks import retention
+
+        transport = the_app().conf.broker_transport_options or {}
+        pruned = retention.prune(dry_run=dry_run, visibility_timeout=transport.get("visibility_timeout"))
+        verb = "would delete" if dry_run else "deleted"
+        self.stdout.write(f"{verb} " + ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in pruned.counts.items()))
 
     def do_schema(self, schema_action: str, file: str | None = None, out: str = "schema-export", **_: object) -> None:
         import importlib
@@ -261,6 +273,20 @@ class Command(BaseCommand):
             count = len(letters)
             deadletters.discard(letters)
             self.stdout.write(f"discarded {count} dead letter(s)")
+
+
+def relay_summary(relay: Relay, sent: int) -> str:
+    """``events relay --once``: what went out, and every row that keeps failing on its own."""
+    from event_tasks import outbox
+
+    failing = outbox.failing(relay.using)
+    lines = [f"published {sent} outbox event(s); {len(failing)} failing, waiting for a retry"]
+    for row in failing[:50]:
+        lines.append(f"  #{row.pk} {row.event_type} {row.event_id} attempts={row.attempts} "
+                     f"next={row.next_attempt_at:%Y-%m-%d %H:%M:%S}: {row.last_error[:200]}")
+    if len(failing) > 50:
+        lines.append(f"  … and {len(failing) - 50} more (the outbox admin, filter 'failing on its own')")
+    return "\n".join(lines)
 
 
 def _json(value: object) -> str:
