@@ -12,7 +12,9 @@ One event leaves traces in several places, each service's in its own database:
   duplicate copies were suppressed), the task result row (django-celery-results, one per
   (event, service)), redelivered attempts that never finished, dead letters with the reason and replays.
 
-Databases are the ones this process can read (``servicedbs``): run it in a tooling process
+The envelope (source, time) comes from whatever holds it: the outbox row, a result row (a
+delivery that was retried or redelivered; one that succeeds at once stores none), a dead letter or
+a queued copy. Databases are the ones this process can read (``servicedbs``): run it in a tooling process
 configured with the services' databases, or as one service (``EVENT_TASKS_SERVICE``) to see that
 service's side. :func:`trace` returns plain data; :func:`render` prints it.
 """

@@ -25,10 +25,10 @@ def test_status_shows_depth_workers_dead_letters_and_outbox(running):
         running.wait_calls("alpha", event.id)
     wait_until(lambda: running.dead_letters("alpha"), 60, message="alpha's dead letter")
     running.worker("beta")
-    with running.query_connection("beta") as con:   # a pending outbox row of beta's, 5 s old
-        con.execute("INSERT INTO event_tasks_outboxevent (event_id, event_type, body, argsrepr, created_at, attempts,"
-                    " last_error) VALUES ('pending-1', ?, '[]', '', datetime('now', '-5 seconds'), 0, '')",
-                    (PROBE_CREATED,))
+    running.manage("beta", "shell", "-c",   # a pending outbox row of beta's, 5 s old
+                   "import datetime as dt\nfrom django.utils import timezone\nfrom event_tasks.models import OutboxEvent\n"
+                   f"row = OutboxEvent.objects.create(event_id='pending-1', event_type={PROBE_CREATED!r}, body='[]')\n"
+                   "OutboxEvent.objects.filter(pk=row.pk).update(created_at=timezone.now() - dt.timedelta(seconds=5))")
     out = running.tooling("events", "status", "--json", "--service", "alpha", "--service", "beta",
                   databases=("alpha", "beta"))
     data = json.loads(out.stdout)
