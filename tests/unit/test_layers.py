@@ -20,7 +20,7 @@ LAYERS = [
     ("store", {"models", "apps", "migrations", "idempotency", "deadletters", "outbox"}),
     ("produce/consume", {"publisher", "relay", "dispatch", "batching", "intake"}),
     ("celery integration", {"app", "worker"}),
-    ("operations", {"replay", "admin", "management", "testing", "pytest_plugin", "schemacheck"}),
+    ("operations", {"replay", "admin", "management", "testing", "pytest_plugin", "schemacheck", "metrics"}),
 ]
 RANK = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 
