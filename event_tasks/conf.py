@@ -39,6 +39,12 @@ class Settings:
     outbox: bool = True                 # send_event inside transaction.atomic() goes through the outbox
     outbox_grace: float = 2.0           # the relay leaves rows this young to the on-commit publish
     outbox_retention: float = 7 * 24 * 3600.0  # seconds a sent outbox row is kept
+    # Operations (``events status|trace|topology verify``):
+    rabbitmq_management_url: str | None = None  # RabbitMQ management API (Flower's --broker_api); None: the
+                                                # broker's host on port 15672 with the broker's credentials
+    service_databases: dict[str, str] | None = None  # service -> Django database alias holding its tables (default:
+                                                     # an alias named like the service; this process's own: "default")
+    inspect_timeout: float = 1.0        # seconds to wait for workers' replies (status)
 
     def queue_name(self, service: str) -> str:
         return f"{self.queue_prefix}{service}"

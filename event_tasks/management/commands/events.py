@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from event_tasks import catalog, deadletters
 from event_tasks.conf import settings
-from event_tasks.errors import EventTasksError
+from event_tasks.errors import EventTasksError, ManagementAPIUnavailable
 from event_tasks.handlers import consuming_services, service_handlers
 from event_tasks.publisher import default_publisher, send_event, the_app
 from event_tasks.relay import Relay
 from event_tasks.replay import replay
-from event_tasks.topology import declare, is_redis, service_queue, subscription_table
+from event_tasks.topology import declare, service_queue, subscription_table
 
 
 class Command(BaseCommand):
@@ -36,7 +37,20 @@ class Command(BaseCommand):
         declare.add_argument("--service", action="append", help="only these services (repeatable)")
         cat = sub.add_parser("catalog", help="list event types")
         cat.add_argument("--json", action="store_true")
-        sub.add_parser("topology", help="show subscriptions")
+        topo = sub.add_parser("topology", help="show subscriptions, or verify them against the code (exit 1 on drift)")
+        topo.add_argument("topology_action", nargs="?", choices=["show", "verify"], default="show")
+        topo.add_argument("--service", action="append", dest="services", help="verify only these services")
+        topo.add_argument("--prune", action="store_true", help="verify: remove stale bindings, then verify again")
+        topo.add_argument("--ignore-consumers", action="store_true",
+                          help="verify: a queue without consumers is not drift (a release step before workers start)")
+        topo.add_argument("--json", action="store_true")
+        status = sub.add_parser("status", help="per service: queue depth, in flight, workers, dead letters, outbox")
+        status.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
+        status.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
+                            help="print again every SECONDS (default 2) until Ctrl-C")
+        status.add_argument("--no-workers", action="store_true", help="do not ask the workers (no remote control wait)")
+        status.add_argument("--timeout", type=float, help="seconds to wait for workers' replies")
+        status.add_argument("--json", action="store_true")
         send = sub.add_parser("send", help="send one event as EVENT_TASKS_SERVICE")
         send.add_argument("event_type")
         send.add_argument("--data", required=True, help="the payload as JSON")
@@ -106,15 +120,40 @@ class Command(BaseCommand):
             self.stdout.write(f"{row['type']}\n    owner: {row['owner']}; consumers: "
                               f"{', '.join(row['consumers']) or '-'}\n    {row['description']}")
 
-    def do_topology(self, **_: object) -> None:
+    def do_topology(self, topology_action: str = "show", **options: object) -> None:
+        if topology_action == "verify":
+            from event_tasks.topologycheck import run_verify
+
+            code = run_verify(the_app(), self.stdout.write, self.stderr.write, **options)
+            if code:
+                raise CommandError("topology drift (see above)" if code == 1 else "topology not verified",
+                                   returncode=code)
+            return
         with the_app().connection_for_write() as conn:
-            if is_redis(conn):
+            try:
                 for pattern, queue in subscription_table(conn):
                     self.stdout.write(f"{queue:32} <- {pattern}")
                 return
+            except ManagementAPIUnavailable as exc:
+                self.stderr.write(str(exc))
         for s in consuming_services():
             for p in service_handlers(s).patterns:
                 self.stdout.write(f"{settings().queue_name(s):32} <- {p}  (declared by `events declare`)")
+
+    def do_status(self, services: list[str] | None = None, watch: float | None = None, no_workers: bool = False,
+                  timeout: float | None = None, json: bool = False, **_: object) -> None:  # noqa: A002
+        from event_tasks.status import collect, render
+
+        while True:
+            data = collect(services=services, workers=not no_workers, timeout=timeout)
+            self.stdout.write(_json(data) if json else render(data))
+            if watch is None:
+                return
+            try:
+                time.sleep(watch)
+            except KeyboardInterrupt:
+                return
+            self.stdout.write("")
 
     def do_send(self, event_type: str, data: str, key: str | None = None, **_: object) -> None:
         try:
