@@ -183,19 +183,27 @@ def serve(collector: StatusCollector, port: int, address: str = "127.0.0.1",
 
 def run(port: int, address: str = "127.0.0.1", *, services: list[str] | None = None, workers: bool = False,
         write: Callable[[str], None] = print) -> None:
-    """``events metrics``: serve ``/metrics`` until SIGTERM or Ctrl-C."""
+    """``events metrics``: serve ``/metrics`` until SIGTERM or Ctrl-C.
+
+    The server runs in one thread of its own (every scrape, and so every database connection,
+    stays in it); the main thread only waits for the signal, then shuts the server down.
+    """
     import signal
+    import threading
 
-    def stop(*_: object) -> None:
-        raise KeyboardInterrupt
-
+    stop = threading.Event()
     server = serve(StatusCollector(services=services, workers=workers), port, address)
-    signal.signal(signal.SIGTERM, stop)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    thread = threading.Thread(target=server.serve_forever, name="event-tasks-metrics", daemon=True)
+    thread.start()
     write(f"serving event-tasks metrics on http://{address}:{server.server_port}/metrics")
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(1.0):
+            if not thread.is_alive():
+                raise RuntimeError("the metrics server stopped by itself (see the log above)")
     finally:
+        server.shutdown()
         server.server_close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     write("metrics server stopped")

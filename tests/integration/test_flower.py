@@ -87,10 +87,10 @@ def metric(text: str, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples whose labels match (a value ending in ``*`` matches a prefix)."""
     total = 0.0
     for line in text.splitlines():
-        match = re.match(rf"{re.escape(name)}\{{(.*)\}} (\S+)$", line)
+        match = re.match(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
         if not match:
             continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        have = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
         if all(have.get(k, "").startswith(v[:-1]) if v.endswith("*") else have.get(k) == v
                for k, v in labels.items()):
             total += float(match.group(2))
