@@ -126,8 +126,9 @@ class StatusCollector(Collector):
             duplicates = {row["service"]: self.read_duplicates(row["database"])
                           for row in data["services"] if row.get("database")}
             found = families(data, duplicates)
-        except Exception:  # noqa: BLE001 - a scrape reports the failure as a metric, never as a crash
-            log.exception("event_tasks metrics: reading the status failed")
+        except Exception as exc:  # noqa: BLE001 - a scrape reports the failure as a metric, never as a crash
+            log.warning("event_tasks metrics: reading the status failed (event_tasks_up 0): %r", exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
             up.add_metric([], 0)
             found = []
         else:

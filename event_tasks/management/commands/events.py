@@ -76,7 +76,8 @@ class Command(BaseCommand):
                                                  "by reason, outbox backlog, duplicates (runs until stopped)")
         metrics.add_argument("--port", type=int, default=9808, help="0: any free port (default 9808)")
         metrics.add_argument("--address", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-        metrics.add_argument("--service", action="append", dest="metric_services", help="only these (repeatable)")
+        metrics.add_argument("--service", action="append", dest="metric_services", metavar="SERVICE",
+                             help="only these services (repeatable; default: every service this process knows)")
         metrics.add_argument("--workers", action="store_true",
                              help="also count each service's workers (Celery remote control on every scrape)")
 
