@@ -47,3 +47,13 @@ def test_a_failed_reading_is_up_0_not_a_failed_scrape():
     assert "event_tasks_up 0.0" in text
     assert "event_tasks_queue_depth{" not in text
     assert "event_tasks_scrape_duration_seconds" in text
+
+
+def test_registering_reads_nothing_until_a_scrape():
+    from prometheus_client import CollectorRegistry
+
+    calls = []
+    reg = CollectorRegistry(auto_describe=True)     # like prometheus_client.REGISTRY
+    reg.register(StatusCollector(read=lambda *a, **k: calls.append(1) or STATUS, read_duplicates=lambda alias: {}))
+    assert calls == []
+    assert "event_tasks_up 1.0" in generate_latest(reg).decode() and calls == [1]
