@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from kombu import Connection, Exchange, Producer
@@ -25,7 +24,7 @@ from event_tasks.testing import wait_until
 from tests.brokers import free_port
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.fabric import ROOT, Platform
-from tests.integration.test_flower import get
+from tests.integration.scrape import get
 
 pytestmark = pytest.mark.timeout(120)
 ARTIFACTS = ROOT / "var" / "test-artifacts" / "admin-browser"

@@ -3,14 +3,10 @@ service workers' task events, each service's worker, retries and failures per se
 API and its Prometheus ``/metrics``; basic auth required outside local settings."""
 from __future__ import annotations
 
-import base64
 import json
 import os
-import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,23 +15,10 @@ from event_tasks.testing import wait_until
 from tests.brokers import free_port
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.fabric import ROOT
+from tests.integration.scrape import get, metric
 
 pytestmark = pytest.mark.timeout(120)
 AUTH = "ops:s3cret"
-
-
-def get(url: str, auth: str | None = None) -> tuple[int, str]:
-    """``(status, body)`` of a GET; status 0 when nothing listens."""
-    request = urllib.request.Request(url)
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except (urllib.error.URLError, ConnectionError):
-        return 0, ""
 
 
 class Flower:
@@ -83,33 +66,6 @@ class Flower:
             self.process.wait(20)
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples whose labels match (a value ending in ``*`` matches a prefix)."""
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(rf"{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
-        if not match:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-        if all(have.get(k, "").startswith(v[:-1]) if v.endswith("*") else have.get(k) == v
-               for k, v in labels.items()):
-            total += float(match.group(2))
-    return total
-
-
-def test_flower_requires_basic_auth(fresh_redis_url, tmp_path):
-    flower = Flower(fresh_redis_url, tmp_path, FLOWER_BASIC_AUTH=AUTH).start()
-    try:
-        flower.wait_listening()
-        for path in ("/", "/api/workers", "/api/tasks"):
-            assert get(flower.url + path)[0] == 401, path
-            assert get(flower.url + path, "ops:wrong")[0] == 401, path
-            assert get(flower.url + path, AUTH)[0] == 200, path
-        assert get(flower.url + "/metrics")[0] == 200   # Flower leaves /metrics open: keep it off the internet
-    finally:
-        flower.stop()
-
-
 def test_flower_refuses_to_start_without_auth_in_production(fresh_redis_url, tmp_path):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production", "CELERY_BROKER_URL": fresh_redis_url,
            "DJANGO_SECRET_KEY": "x" * 50, "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}
@@ -137,6 +93,15 @@ def monitored(platform):
         yield platform, flower
     finally:
         flower.stop()
+
+
+def test_flower_requires_basic_auth(monitored):
+    _, flower = monitored
+    for path in ("/", "/api/workers", "/api/tasks"):
+        assert get(flower.url + path)[0] == 401, path
+        assert get(flower.url + path, "ops:wrong")[0] == 401, path
+        assert get(flower.url + path, AUTH)[0] == 200, path
+    assert get(flower.url + "/metrics")[0] == 200   # Flower leaves /metrics open: keep it off the internet
 
 
 def test_flower_shows_one_task_per_event_and_service(monitored):

@@ -14,7 +14,7 @@ from event_tasks.testing import wait_until
 from tests.brokers import free_port
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.fabric import ROOT
-from tests.integration.test_flower import get, metric
+from tests.integration.scrape import get, metric
 
 pytestmark = pytest.mark.timeout(180)
 
