@@ -133,8 +133,6 @@ class StatusCollector(Collector):
             found = []
         else:
             up.add_metric([], 1)
-        finally:
-            _close_connections()
         yield from found
         yield up
         yield GaugeMetricFamily(PREFIX + "scrape_duration_seconds", "Seconds the last scrape took.",
@@ -142,7 +140,8 @@ class StatusCollector(Collector):
 
 
 def _close_connections() -> None:
-    """Let each scrape start from fresh database connections (a database restarted between scrapes)."""
+    """After each scrape of :func:`serve`: drop broken or expired database connections, as Django
+    does after each request (a database restarted between scrapes)."""
     from django.db import connections
 
     for connection in connections.all(initialized_only=True):
@@ -172,7 +171,10 @@ def serve(collector: StatusCollector, port: int, address: str = "127.0.0.1",
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") in ("/metrics", "/"):
-            return metrics_app(environ, start_response)
+            try:
+                return metrics_app(environ, start_response)
+            finally:
+                _close_connections()
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found: the metrics are at /metrics\n"]
 
