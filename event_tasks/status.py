@@ -32,7 +32,7 @@ from .publisher import the_app
 from .rabbitmq_api import ManagementAPI
 from .redis_transport import inflight_key
 from .servicedbs import known_services, service_databases
-from .topology import BINDING_SEP, is_redis
+from .topology import BINDING_SEP, is_redis, passive_declare
 from .worker import CONTROL_COMMAND
 
 if TYPE_CHECKING:
@@ -113,24 +113,18 @@ def database_figures(alias: str) -> dict[str, Any]:
 def _broker_figures(conn: Any, queues: list[str], notes: list[str]) -> dict[str, dict[str, Any]]:
     if is_redis(conn):
         return _redis_figures(conn, queues)
-    try:
+    unacked: dict[str, int] | None = None
+    try:   # only the management API knows unacked counts; its counters lag a few seconds
         api = ManagementAPI.for_broker(conn.as_uri(include_password=True), settings().rabbitmq_management_url,
                                        timeout=2.0)
-        found = {q["name"]: q for q in api.queues()}
-        return {q: {"exists": q in found, "depth": found.get(q, {}).get("messages_ready", 0),
-                    "unacked": found.get(q, {}).get("messages_unacknowledged", 0),
-                    "consumers": found.get(q, {}).get("consumers", 0), "oldest_age": None} for q in queues}
+        unacked = {q["name"]: q.get("messages_unacknowledged", 0) for q in api.queues()}
     except ManagementAPIUnavailable as exc:
         notes.append(f"unacked counts need the RabbitMQ management API: {exc.cause}")
     figures = {}
     for q in queues:
-        with conn.channel() as channel:
-            try:
-                _, depth, consumers = channel.queue_declare(q, passive=True)
-                figures[q] = {"exists": True, "depth": depth, "unacked": None, "consumers": consumers,
-                              "oldest_age": None}
-            except conn.channel_errors:
-                figures[q] = {"exists": False, "depth": 0, "unacked": None, "consumers": 0, "oldest_age": None}
+        depth, consumers = passive_declare(conn, q)
+        figures[q] = {"exists": depth is not None, "depth": depth or 0, "consumers": consumers or 0,
+                      "unacked": unacked.get(q, 0) if unacked is not None else None, "oldest_age": None}
     return figures
 
 

@@ -131,13 +131,23 @@ def bindings(connection: Connection) -> list[tuple[str, str]]:
     return sorted(api.bindings(settings().exchange), key=lambda r: (r[1], r[0]))
 
 
+def passive_declare(connection: Connection, queue: str) -> tuple[int | None, int | None]:
+    """``(waiting messages, consumers)`` of a queue as RabbitMQ counts them now; ``(None, None)`` if it does not exist."""
+    with connection.channel() as channel:
+        try:
+            _, depth, consumers = channel.queue_declare(queue, passive=True)
+        except connection.channel_errors:
+            return None, None
+    return depth, consumers
+
+
 def unbind(connection: Connection, queue: str, routing_key: str) -> None:
     """Remove one binding of ``queue`` on ``events`` (RabbitMQ: kombu's ``queue_unbind``)."""
     with connection.channel() as channel:
         if is_redis(connection):
             _redis_unbind(channel.client, queue, routing_key)
         else:
-            Queue(queue, channel=channel).unbind_from(exchange=settings().exchange, routing_key=routing_key)
+            Queue(queue, channel=channel).unbind_from(exchange=events_exchange(), routing_key=routing_key)
 
 
 # -- temporary queues of `events tail` ------------------------------------------------------------

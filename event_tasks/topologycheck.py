@@ -30,8 +30,7 @@ from kombu import Connection
 
 from .conf import settings
 from .handlers import consuming_services, service_handlers
-from .rabbitmq_api import ManagementAPI
-from .topology import _redis_bindings, bindings, is_redis, is_tail_queue, tail_heartbeat_key, unbind
+from .topology import _redis_bindings, bindings, is_redis, is_tail_queue, passive_declare, tail_heartbeat_key, unbind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,9 +141,11 @@ def _queues(connection: Connection, names: set[str]) -> tuple[dict[str, int | No
             bound = {q for _, q in _redis_bindings(client)}
             existing = {n for n in names if n in bound or client.exists(n)}
         return {n: None for n in names}, existing
-    api = ManagementAPI.for_broker(connection.as_uri(include_password=True), settings().rabbitmq_management_url)
-    found = {q["name"]: q for q in api.queues()}
-    return {n: found[n].get("consumers", 0) if n in found else None for n in names}, set(found) & names
+    # The management API's counters lag (statistics every few seconds): ask the broker itself.
+    consumers: dict[str, int | None] = {}
+    for name in names:
+        consumers[name] = passive_declare(connection, name)[1]
+    return consumers, {n for n, c in consumers.items() if c is not None}
 
 
 def _live_tails(connection: Connection, queues: list[str]) -> set[str]:

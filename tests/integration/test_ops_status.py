@@ -2,39 +2,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from event_tasks.testing import wait_until
 from tests.fabric.schemas.probe import PROBE_CREATED
-from tests.integration.fabric import ROOT
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def tooling(platform, *args: str, databases: tuple[str, ...] = (), check: bool = True,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``manage.py`` as an operator's tooling process (no service), reading ``databases``' databases."""
-    full = {**os.environ, **platform.worker_env("tooling"), **(env or {})}
-    full.pop("EVENT_TASKS_SERVICE")
-    full["DATABASE_URL"] = f"sqlite:///{platform.dir / 'tooling.sqlite3'}"
-    for service in databases:
-        platform.worker(service)   # its database file, migrated, even if its worker never starts
-        full[f"{service.upper()}_DATABASE_URL"] = f"sqlite:///{platform.db_path(service)}"
-    out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=full, capture_output=True, text=True,
-                         timeout=120)
-    if check and out.returncode != 0:
-        raise AssertionError(f"manage.py {' '.join(args)} exited {out.returncode}: {out.stderr[-3000:]}")
-    return out
 
 
 @pytest.fixture(scope="module")
 def running(platform):
     platform.start("alpha")
-    tooling(platform, "events", "declare", "--service", "beta")   # beta's queue, no worker: events wait there
+    platform.tooling("events", "declare", "--service", "beta")   # beta's queue, no worker: events wait there
     return platform
 
 
@@ -49,7 +29,7 @@ def test_status_shows_depth_workers_dead_letters_and_outbox(running):
         con.execute("INSERT INTO event_tasks_outboxevent (event_id, event_type, body, argsrepr, created_at, attempts,"
                     " last_error) VALUES ('pending-1', ?, '[]', '', datetime('now', '-5 seconds'), 0, '')",
                     (PROBE_CREATED,))
-    out = tooling(running, "events", "status", "--json", "--service", "alpha", "--service", "beta",
+    out = running.tooling("events", "status", "--json", "--service", "alpha", "--service", "beta",
                   databases=("alpha", "beta"))
     data = json.loads(out.stdout)
     rows = {row["service"]: row for row in data["services"]}
@@ -68,14 +48,14 @@ def test_status_shows_depth_workers_dead_letters_and_outbox(running):
         assert beta["consumers"] == 0 and alpha["consumers"] == 1
     (worker,) = alpha["workers"]
     assert data["workers"][worker]["service"] == "alpha"
-    text = tooling(running, "events", "status", "--service", "alpha", "--service", "beta",
+    text = running.tooling("events", "status", "--service", "alpha", "--service", "beta",
                    databases=("alpha", "beta")).stdout
     assert "max_retries=1" in text and "events.beta" in text and worker in text
     assert failing.id  # the failing event is the dead letter counted above
 
 
 def test_status_without_a_database_says_so(running):
-    out = tooling(running, "events", "status", "--json", "--service", "beta", "--no-workers")
+    out = running.tooling("events", "status", "--json", "--service", "beta", "--no-workers")
     (beta,) = json.loads(out.stdout)["services"]
     assert beta["database"] is None and beta["dead_letters"] is None and beta["outbox"] is None
     assert beta["workers"] == [] and beta["active"] is None

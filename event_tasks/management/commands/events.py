@@ -51,6 +51,16 @@ class Command(BaseCommand):
         status.add_argument("--no-workers", action="store_true", help="do not ask the workers (no remote control wait)")
         status.add_argument("--timeout", type=float, help="seconds to wait for workers' replies")
         status.add_argument("--json", action="store_true")
+        trace = sub.add_parser("trace", help="where one event went: outbox, bindings, each service's deliveries")
+        trace.add_argument("event_id")
+        trace.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
+        trace.add_argument("--json", action="store_true")
+        tail = sub.add_parser("tail", help="print events live from a temporary queue (removed on exit)")
+        tail.add_argument("--type", dest="pattern", default="#", help="event type or topic pattern (default: #, all)")
+        tail.add_argument("--count", type=int, help="exit after this many events")
+        tail.add_argument("--lease", type=float, default=30.0,
+                          help="Redis: seconds a killed tail's binding outlives it (default 30)")
+        tail.add_argument("--json", action="store_true", help="one JSON object per line")
         send = sub.add_parser("send", help="send one event as EVENT_TASKS_SERVICE")
         send.add_argument("event_type")
         send.add_argument("--data", required=True, help="the payload as JSON")
@@ -59,9 +69,11 @@ class Command(BaseCommand):
         relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")
         relay.add_argument("--grace", type=float, help="seconds to leave fresh rows to the on-commit publish")
         schema = sub.add_parser("schema", help="record the catalog's shape, or check the code against it")
-        schema.add_argument("schema_action", choices=["snapshot", "check"])
+        schema.add_argument("schema_action", choices=["snapshot", "check", "export"])
         schema.add_argument("--file", default=None,
                             help="the snapshot (default: catalog.json in the catalog package's folder)")
+        schema.add_argument("--out", default="schema-export",
+                            help="export: folder for schemas/<type>.json and asyncapi.json (default: schema-export)")
         dl = sub.add_parser("deadletters", help="list, show, replay or discard this service's dead letters")
         dl.add_argument("dl_action", choices=["list", "show", "replay", "discard"])
         dl.add_argument("ids", nargs="*", type=int, help="dead letter ids (show/replay/discard)")
@@ -156,6 +168,31 @@ class Command(BaseCommand):
                 return
             self.stdout.write("")
 
+    def do_trace(self, event_id: str, services: list[str] | None = None, json: bool = False,  # noqa: A002
+                 **_: object) -> None:
+        from event_tasks.trace import render, trace
+
+        data = trace(event_id, services=services)
+        self.stdout.write(_json(data) if json else render(data))
+        if data["type"] is None:
+            raise CommandError(f"event {event_id} was found nowhere this process can see", returncode=1)
+
+    def do_tail(self, pattern: str = "#", count: int | None = None, lease: float = 30.0, json: bool = False,  # noqa: A002
+                **_: object) -> None:
+        import threading
+
+        from event_tasks.tail import run
+
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+
+        def out(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        run(the_app(), out, self.stderr.write, pattern=pattern, as_json=json, count=count, lease=lease, stop=stop)
+
     def do_send(self, event_type: str, data: str, key: str | None = None, **_: object) -> None:
         try:
             payload = json.loads(data)
@@ -174,11 +211,18 @@ class Command(BaseCommand):
         relay.run_forever()
         self.stdout.write(f"relay stopped; published {relay.sent} event(s)")
 
-    def do_schema(self, schema_action: str, file: str | None = None, **_: object) -> None:
+    def do_schema(self, schema_action: str, file: str | None = None, out: str = "schema-export", **_: object) -> None:
         import importlib
         from pathlib import Path
 
         from event_tasks import schemacheck
+
+        if schema_action == "export":
+            from event_tasks.exports import write
+
+            written = write(Path(out), progress=self.stderr.write)
+            self.stdout.write(f"wrote {len(written) - 1} JSON Schemas and asyncapi.json under {out}")
+            return
 
         package = settings().schemas_packages[0]
         path = Path(file) if file else Path(importlib.import_module(package).__file__).parent / "catalog.json"
