@@ -49,6 +49,12 @@ class Settings:
     keep_deadletters_days: float = 30.0  # a replayed dead letter is kept this long after its replay
     prune_batch: int = 1000             # rows per DELETE when pruning
     openedx_signals: tuple[str, ...] = ()  # event_tasks.openedx: the openedx-events types (or patterns) this service consumes
+    # Operations (``events status|trace|topology verify``):
+    rabbitmq_management_url: str | None = None  # RabbitMQ management API (Flower's --broker_api); None: the
+                                                # broker's host on port 15672 with the broker's credentials
+    service_databases: dict[str, str] | None = None  # service -> Django database alias holding its tables (default:
+                                                     # an alias named like the service; this process's own: "default")
+    inspect_timeout: float = 1.0        # seconds to wait for workers' replies (status)
 
     def queue_name(self, service: str) -> str:
         return f"{self.queue_prefix}{service}"

@@ -154,3 +154,15 @@ def _flatten(msg: Any) -> str:
     if isinstance(msg, (list, tuple)):
         return " ".join(_flatten(m) for m in msg)
     return str(msg)
+
+
+class ManagementAPIUnavailable(EventTasksError):
+    """The RabbitMQ management API did not answer (listing bindings and unacked counts needs it)."""
+
+    def __init__(self, url: str, cause: str):
+        self.url = url
+        self.cause = cause
+        super().__init__(f"The RabbitMQ management API at {url} did not answer ({cause}). Listing bindings needs it: "
+                         "enable it on the broker (`rabbitmq-plugins enable rabbitmq_management`) and set "
+                         "EVENT_TASKS_RABBITMQ_MANAGEMENT_URL = 'http://user:password@host:15672' if it is not on the "
+                         "broker's host at port 15672 with the broker's credentials.")
