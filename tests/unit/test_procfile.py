@@ -18,7 +18,8 @@ def test_release_declares_and_every_consuming_service_has_a_named_worker():
     for service, line in workers.items():
         args = shlex.split(line)
         assert f"EVENT_TASKS_SERVICE={service}" in args
-        assert args[args.index("-Q") + 1] == f"events.{service}"
+        # its event queue, and the queue of the maintenance task the beat line schedules (pruning)
+        assert args[args.index("-Q") + 1] == f"events.{service},maintenance.{service}"
         assert args[args.index("-n") + 1] == f"{service}@%h"   # Flower's and Prometheus' worker label
         # Flower sees only what the workers send: nothing may switch their events or heartbeats off.
         assert not {"--without-heartbeat", "--without-events"} & set(args), line
