@@ -21,7 +21,7 @@ LAYERS = [
     ("produce/consume", {"publisher", "relay", "dispatch", "batching", "intake"}),
     ("celery integration", {"app", "worker", "maintenance"}),
     ("operations", {"replay", "admin", "management", "testing", "pytest_plugin", "schemacheck", "openedx",
-                    "status", "trace", "tail", "exports"}),
+                    "status", "trace", "tail", "exports", "metrics"}),
 ]
 RANK = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 

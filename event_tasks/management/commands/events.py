@@ -14,6 +14,7 @@
 * ``deadletters list|show|replay|discard``  act on this service's dead letters
 * ``schema snapshot|check``  record the catalog's shape; refuse changes that break a version
 * ``schema export``  JSON Schema per type and an AsyncAPI 3 document (``exports``)
+* ``metrics``   serve Prometheus metrics Flower lacks: queue depth, dead letters, outbox, duplicates
 """
 from __future__ import annotations
 
@@ -93,6 +94,14 @@ class Command(BaseCommand):
         dl.add_argument("--newer-than", type=float, metavar="SECONDS")
         dl.add_argument("--all", action="store_true", help="replay/discard every match of the filters")
         dl.add_argument("--limit", type=int, default=50)
+        metrics = sub.add_parser("metrics", help="serve Prometheus metrics at /metrics: queue depth, dead letters "
+                                                 "by reason, outbox backlog, duplicates (runs until stopped)")
+        metrics.add_argument("--port", type=int, default=9808, help="0: any free port (default 9808)")
+        metrics.add_argument("--address", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+        metrics.add_argument("--service", action="append", dest="metric_services", metavar="SERVICE",
+                             help="only these services (repeatable; default: every service this process knows)")
+        metrics.add_argument("--workers", action="store_true",
+                             help="also count each service's workers (Celery remote control on every scrape)")
 
     def handle(self, *args, action: str, **options) -> None:
         try:
@@ -273,6 +282,13 @@ class Command(BaseCommand):
             count = len(letters)
             deadletters.discard(letters)
             self.stdout.write(f"discarded {count} dead letter(s)")
+
+    def do_metrics(self, port: int, address: str, metric_services: list[str] | None = None, workers: bool = False,
+                   **_: object) -> None:
+        from event_tasks import metrics
+
+        metrics.run(port, address, services=metric_services, workers=workers,
+                    write=lambda line: (self.stdout.write(line), self.stdout.flush()))
 
 
 def relay_summary(relay: Relay, sent: int) -> str:
