@@ -133,6 +133,10 @@ class Platform:
     def calls(self, service: str, event_id: str) -> int:
         return sum(1 for r in self.seen(service) if r["id"] == event_id)
 
+    def query_connection(self, service: str) -> sqlite3.Connection:
+        """A connection to ``service``'s database file (``with`` commits)."""
+        return sqlite3.connect(self.db_path(service), timeout=30)
+
     def query(self, service: str, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         con = sqlite3.connect(self.db_path(service), timeout=30)
         con.row_factory = sqlite3.Row

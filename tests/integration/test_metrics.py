@@ -73,10 +73,11 @@ def test_metrics_follow_dead_letters_backlog_duplicates_and_outbox(running):
         twice = [running.producer().send(PROBE_CREATED, {"n": 2}, id=f"dup-{free_port()}")]
         twice.append(running.producer().send(PROBE_CREATED, {"n": 2}, id=twice[0].id))   # the same event again
         running.wait_calls("alpha", twice[0].id)
-        with running.query_connection("beta") as con:   # beta's relay is not running: one row waits, 5 s old
-            con.execute("INSERT INTO event_tasks_outboxevent (event_id, event_type, body, argsrepr, created_at, "
-                        "attempts, last_error) VALUES ('pending-1', ?, '[]', '', datetime('now', '-5 seconds'), 0, '')",
-                        (PROBE_CREATED,))
+        running.manage("beta", "shell", "-c",   # beta's relay is not running: one row waits, 5 s old
+                       "import datetime as dt\nfrom django.utils import timezone\n"
+                       "from event_tasks.models import OutboxEvent\n"
+                       f"row = OutboxEvent.objects.create(event_id='pending-1', event_type={PROBE_CREATED!r}, body='[]')\n"
+                       "OutboxEvent.objects.filter(pk=row.pk).update(created_at=timezone.now() - dt.timedelta(seconds=5))")
 
         def changed() -> str:
             text = exporter.scrape()
