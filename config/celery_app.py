@@ -10,6 +10,7 @@ import os
 from celery import Celery
 
 from event_tasks.app import install
+from event_tasks.maintenance import add_prune_task
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -17,3 +18,5 @@ app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 install(app)
+# `events prune` as a task, for the beat schedule in settings (CELERY_BEAT_SCHEDULE): the demo asks for it.
+add_prune_task(app)

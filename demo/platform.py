@@ -2,7 +2,7 @@
 
 The order a deploy uses: Redis (the one on 127.0.0.1:6379 if it answers, else one started here
 and stopped at the end), each service's database migrated, the Procfile's ``release`` step once,
-then every long-running Procfile process under honcho (workers, Flower, relays), with this
+then every long-running Procfile process under honcho (workers, Flower, metrics, relays), with this
 virtualenv's ``bin`` first on ``PATH`` so the Procfile's ``celery`` and ``python`` are ours.
 honcho stops every process as soon as one exits, so the one-shot ``release`` line never runs
 under it.

@@ -81,13 +81,15 @@ def _run(cmd: list[str], env: dict[str, str]) -> str:
 
 
 def _count_results(db: Path) -> int:
+    """Deliveries a service finished: events it applied (duplicate marks) plus failed ones."""
     if not db.exists():
         return 0
     try:
         con = sqlite3.connect(db, timeout=10)
         try:
-            return con.execute("SELECT count(*) FROM django_celery_results_taskresult "
-                               "WHERE status IN ('SUCCESS', 'FAILURE')").fetchone()[0]
+            return con.execute("SELECT (SELECT count(DISTINCT event_id) FROM event_tasks_processedevent) + "
+                               "(SELECT count(*) FROM django_celery_results_taskresult WHERE status = 'FAILURE')"
+                               ).fetchone()[0]
         finally:
             con.close()
     except sqlite3.OperationalError:
@@ -226,7 +228,7 @@ def print_report(report: Report, echo: Callable[[str], None] = print) -> None:
     for service, summary in report.summaries.items():
         results = summary["results"]
         echo(f"\n== {service} (queue events.{service}, own database) — "
-             f"{report.deliveries[service]} deliveries: {results['SUCCESS']} succeeded, {results['FAILURE']} failed")
+             f"{report.deliveries[service]} deliveries: {summary['applied']} applied, {results['FAILURE']} failed")
         counts = summary.get("counts", {})
         echo("   counts: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
         for row in summary.get("rows", [])[:12]:

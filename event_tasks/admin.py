@@ -25,10 +25,33 @@ class DeadLetterAdmin(admin.ModelAdmin):
                 self.message_user(request, f"#{letter.pk} replayed to {queue}", messages.SUCCESS)
 
 
+class FailingFilter(admin.SimpleListFilter):
+    title = "delivery"
+    parameter_name = "delivery"
+
+    def lookups(self, request, model_admin):
+        return [("failing", "failing on its own (waits for a retry)"), ("pending", "not sent yet"),
+                ("claimed", "claimed by a relay or a sender")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "failing":
+            return queryset.filter(sent_at__isnull=True, next_attempt_at__isnull=False)
+        if self.value() == "pending":
+            return queryset.filter(sent_at__isnull=True)
+        if self.value() == "claimed":
+            return queryset.filter(sent_at__isnull=True, claimed_until__isnull=False)
+        return queryset
+
+
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "event_type", "event_id", "sent_at", "attempts")
-    list_filter = ("event_type", ("sent_at", admin.EmptyFieldListFilter))
+    list_display = ("id", "created_at", "event_type", "event_id", "sent_at", "attempts", "next_attempt_at",
+                    "claimed_by", "short_error")
+    list_filter = (FailingFilter, "event_type", ("sent_at", admin.EmptyFieldListFilter))
+
+    @admin.display(description="last error")
+    def short_error(self, obj: OutboxEvent) -> str:
+        return obj.last_error[:120]
     search_fields = ("event_id", "event_type", "key")
     readonly_fields = [f.name for f in OutboxEvent._meta.fields]
 

@@ -25,7 +25,8 @@ from .topics import topic_matches
 
 __all__ = ["EventType", "EventSchema", "event_type", "get", "all", "matching", "load"]
 
-TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\.v[0-9]+$")
+# A hyphen inside a word is allowed: openedx-events has org.openedx.enterprise.subsidy.redemption-reversed.v1.
+TYPE_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+\.v[0-9]+$")
 _registry: dict[str, EventType] = {}
 _loaded_from: set[str] = set()
 _lock = threading.RLock()

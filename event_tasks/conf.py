@@ -40,6 +40,21 @@ class Settings:
     outbox: bool = True                 # send_event inside transaction.atomic() goes through the outbox
     outbox_grace: float = 2.0           # the relay leaves rows this young to the on-commit publish
     outbox_retention: float = 7 * 24 * 3600.0  # seconds a sent outbox row is kept
+    outbox_lease: float = 60.0          # seconds a relay's claim on outbox rows lasts (then another may take them)
+    outbox_backoff: float = 5.0         # seconds; a row that fails on its own waits about backoff * 2**attempts ...
+    outbox_backoff_max: float = 900.0   # ... at most this long, and is retried for ever (and reported)
+    database: str | None = None         # alias of the fabric's rows (outbox ...); None: the router's choice
+    keep_processed_days: float = 30.0   # duplicate marks and redelivery counts (refused if below the redelivery window)
+    keep_results_days: float = 14.0     # django-celery-results rows of event tasks (they hold payloads)
+    keep_deadletters_days: float = 30.0  # a replayed dead letter is kept this long after its replay
+    prune_batch: int = 1000             # rows per DELETE when pruning
+    openedx_signals: tuple[str, ...] = ()  # event_tasks.openedx: the openedx-events types (or patterns) this service consumes
+    # Operations (``events status|trace|topology verify``):
+    rabbitmq_management_url: str | None = None  # RabbitMQ management API (Flower's --broker_api); None: the
+                                                # broker's host on port 15672 with the broker's credentials
+    service_databases: dict[str, str] | None = None  # service -> Django database alias holding its tables (default:
+                                                     # an alias named like the service; this process's own: "default")
+    inspect_timeout: float = 1.0        # seconds to wait for workers' replies (status)
 
     def queue_name(self, service: str) -> str:
         return f"{self.queue_prefix}{service}"
@@ -75,6 +90,9 @@ def settings() -> Settings:
                 values[field] = getattr(django_settings, name)
     if isinstance(values.get("schemas_package"), list):
         values["schemas_package"] = tuple(values["schemas_package"])
+    if isinstance(values.get("openedx_signals"), (list, str)):
+        signals = values["openedx_signals"]
+        values["openedx_signals"] = (signals,) if isinstance(signals, str) else tuple(signals)
     try:
         return Settings(**values)
     except TypeError as exc:  # pragma: no cover - a typo in a setting name is caught by hasattr above

@@ -96,9 +96,8 @@ def deliver(service: str, handlers: Sequence[Handler], event: Event, *, retries:
     """Run ``handlers`` for ``event`` (retry number ``retries``) and decide what happens next.
 
     ``on_success(applied, duplicates)`` records a successful delivery (the task's result row)
-    inside the last handler's transaction, next to its duplicate mark: no commit of its own. A
-    delivery whose last handler writes no mark (``deduplicate=False``, or a duplicate) stores no
-    success row: the marks already say what was applied, and Flower shows the delivery.
+    inside the last handler's transaction, next to its duplicate mark: no commit of its own. It
+    is not called when the last handler writes no mark (``deduplicate=False``, or a duplicate).
     """
     outcome = Outcome(event, attempt=retries + 1)
     last = len(handlers) - 1
@@ -215,10 +214,11 @@ class EventTask(Task):
     """Base class of every event task; one subclass instance per (service, event type).
 
     Everything a host could configure app-wide for its own tasks is fixed here, per task:
-    JSON, late acks, requeue on a lost worker, no typing checks. Results: Celery stores failures
-    and retries; a success is stored by the task itself in the last handler's transaction, next
-    to its duplicate mark (one commit per event instead of two), and not at all where no mark is
-    written (see :func:`deliver`).
+    JSON, late acks, requeue on a lost worker, no typing checks. Results are stored where they
+    carry information: Celery stores failures and retries; a delivery that succeeds at once
+    stores nothing but its duplicate marks (one short transaction per event; Flower shows the
+    delivery from task events); one that succeeds after a retry or a redelivery turns its row
+    into SUCCESS, in the last handler's transaction.
     """
 
     Request = EventRequest
@@ -253,13 +253,24 @@ class EventTask(Task):
             self.dead_letter(exc.reason, exc.detail, args, kwargs)
         except Exception as exc:   # our own bookkeeping failed (database down): keep the event
             raise self.retry_later(exc, forever=True) from exc
+        # A result row exists only where an earlier attempt left one (RETRY, or a redelivery after a
+        # lost worker): a first delivery that succeeds writes nothing but its duplicate marks.
+        stored: list[bool] = []
+
+        def store(applied: list[str], duplicates: list[str]) -> None:
+            self.store_success(event.id, applied, duplicates)
+            stored.append(True)
+
+        earlier = bool(self.request.retries) or tracked
         try:
             outcome = deliver(self.service, self.handlers.for_type(event.type), event,
                               retries=self.request.retries or 0, default_max_retries=self.default_max_retries,
-                              on_success=lambda applied, duplicates: self.store_success(event.id, applied, duplicates))
+                              on_success=store if earlier else None)
         finally:
             if tracked:
                 self.finish_redelivery()
+        if earlier and outcome.decision == "done" and not stored:
+            store(outcome.applied, outcome.duplicates)    # no mark was written in this attempt
         if outcome.decision == "dead_letter":
             self.dead_letter(outcome.reason, outcome.detail, args, kwargs, traceback=outcome.traceback)
         if outcome.decision == "retry":

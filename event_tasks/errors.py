@@ -49,6 +49,28 @@ class UnknownService(ConfigurationError):
         super().__init__(msg)
 
 
+class RetentionTooShort(ConfigurationError):
+    """Duplicate marks would be pruned while a copy of their event can still come back."""
+
+    def __init__(self, setting: str, days: float, window: float, why: str):
+        self.setting = setting
+        self.days = days
+        self.window = window
+        super().__init__(
+            f"{setting}={days:g} keeps duplicate marks for {days * 86400:.0f} s, but a message can still be "
+            f"redelivered up to {window:.0f} s after it was first applied ({why}); pruning earlier would let a "
+            f"redelivered copy run its handlers twice. Set {setting} to at least {window / 86400:.2f} days "
+            "(a few days more is wise), or lower those limits. Nothing was pruned.")
+
+
+class OpenedxEventsMissing(ConfigurationError):
+    """``event_tasks.openedx`` was imported without the ``openedx`` extra installed."""
+
+    def __init__(self, cause: str = ""):
+        super().__init__("event_tasks.openedx needs openedx-events: pip install 'event-tasks[openedx]' "
+                         "(openedx-events 10.5 on Python 3.11)" + (f" ({cause})" if cause else ""))
+
+
 class UnknownEventType(EventTasksError):
     """An event type (or a subscription pattern) that the catalog does not define."""
 
@@ -132,3 +154,15 @@ def _flatten(msg: Any) -> str:
     if isinstance(msg, (list, tuple)):
         return " ".join(_flatten(m) for m in msg)
     return str(msg)
+
+
+class ManagementAPIUnavailable(EventTasksError):
+    """The RabbitMQ management API did not answer (listing bindings and unacked counts needs it)."""
+
+    def __init__(self, url: str, cause: str):
+        self.url = url
+        self.cause = cause
+        super().__init__(f"The RabbitMQ management API at {url} did not answer ({cause}). Listing bindings needs it: "
+                         "enable it on the broker (`rabbitmq-plugins enable rabbitmq_management`) and set "
+                         "EVENT_TASKS_RABBITMQ_MANAGEMENT_URL = 'http://user:password@host:15672' if it is not on the "
+                         "broker's host at port 15672 with the broker's credentials.")

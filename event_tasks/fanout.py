@@ -39,8 +39,20 @@ class Prepared(NamedTuple):
     argsrepr: str
 
 
+class BatchRefused(Exception):
+    """Some messages of a batch were refused one by one (the broker is reachable): ``accepted`` are
+    on the broker (confirmed), ``failed`` maps an index to its error, the rest were not attempted."""
+
+    def __init__(self, accepted: list[int], failed: dict[int, BaseException]) -> None:
+        self.accepted = accepted
+        self.failed = failed
+        first = min(failed)
+        super().__init__(f"{len(failed)} message(s) of a batch refused, the first (#{first}): {failed[first]!r}")
+
+
 class Fanout(Protocol):
     errors: tuple[type[BaseException], ...]
+    connection_errors: tuple[type[BaseException], ...]   # the broker is unreachable (not: it refused a message)
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int | None:
         """Publish; return how many queues got a copy (``None`` when the broker routes)."""
@@ -78,6 +90,7 @@ class RedisFanout:
         self.script = self.client.register_script(FANOUT_LUA)
         self.template = RedisMessageTemplate()
         self.errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        self.connection_errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
         message = self.template.render(event_type, event_id, body, argsrepr)
@@ -94,7 +107,13 @@ class RedisFanout:
         for item in batch:
             self.script(keys=[self.binding_key], args=[item.event_type, self.queue_prefix, self.keyprefix,
                                                        self.template.render(*item)], client=pipe)
-        return list(pipe.execute())
+        results = list(pipe.execute(raise_on_error=False))
+        failed = {i: r for i, r in enumerate(results) if isinstance(r, Exception)}
+        if failed:
+            if len(failed) == len(results):
+                raise failed[0]
+            raise BatchRefused([i for i in range(len(results)) if i not in failed], failed)
+        return results
 
     def close(self) -> None:
         self.client.close()
@@ -116,9 +135,10 @@ class KombuFanout:
         self._lock = threading.Lock()
         self._producer: Producer | None = None
         self.confirm_timeout = max(1.0, conf.publish_timeout * (conf.publish_retries + 1))
-        from kombu.exceptions import KombuError
+        from kombu.exceptions import KombuError, OperationalError
 
         self.errors = (*self.connection.connection_errors, *self.connection.channel_errors, KombuError, OSError)
+        self.connection_errors = (*self.connection.connection_errors, OperationalError, OSError)
 
     @contextlib.contextmanager
     def producer(self) -> Iterator[Producer]:
@@ -162,14 +182,23 @@ class KombuFanout:
                 channel._confirm_selected = True
                 channel.confirm_select()
             first = getattr(channel, "_event_tasks_sequence", 0) + 1
-            for item in batch:
-                message = channel.prepare_message(
-                    item.body, 0, "application/json", "utf-8",
-                    headers(item.event_type, item.event_id, item.event_id, item.argsrepr),
-                    {"delivery_mode": 2, "correlation_id": item.event_id})
-                channel._basic_publish(message, exchange=self.exchange.name, routing_key=item.event_type)
-            last = first + len(batch) - 1
-            channel._event_tasks_sequence = last
+            refused: BaseException | None = None
+            for index, item in enumerate(batch):
+                try:
+                    message = channel.prepare_message(
+                        item.body, 0, "application/json", "utf-8",
+                        headers(item.event_type, item.event_id, item.event_id, item.argsrepr),
+                        {"delivery_mode": 2, "correlation_id": item.event_id})
+                    channel._basic_publish(message, exchange=self.exchange.name, routing_key=item.event_type)
+                except self.connection_errors:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - this message is refused (e.g. a routing key over 255 bytes)
+                    if index == 0:
+                        raise
+                    refused = exc
+                    break
+                _count_publish(channel)   # per message: a batch cut short by a refused message keeps the count
+            last = channel._event_tasks_sequence
             acked = {"upto": first - 1}
 
             def on_confirm(method: Any, delivery_tag: int = 0, multiple: bool = False, *_: Any) -> None:
@@ -180,6 +209,8 @@ class KombuFanout:
             while acked["upto"] < last:
                 channel.wait([amqp_spec.Basic.Ack, amqp_spec.Basic.Nack], callback=on_confirm,
                              timeout=self.confirm_timeout)
+        if refused is not None:
+            raise BatchRefused(list(range(last - first + 1)), {last - first + 1: refused})
         return [None] * len(batch)
 
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from .envelope import Event
 from .handlers import Handler
@@ -34,10 +35,10 @@ def apply(service: str, handler: Handler, event: Event, then: Callable[[], None]
         handler.func([event] if handler.batch else event)
         return True
     marked = False
+    alias = router.db_for_write(ProcessedEvent)
     try:
-        with transaction.atomic():
-            ProcessedEvent.objects.create(event_id=event.id, handler=handler.name, service=service,
-                                          event_type=event.type)
+        with transaction.atomic(using=alias):
+            insert_mark(alias, event, handler.name, service)
             marked = True
             handler.func([event] if handler.batch else event)
             if then is not None:
@@ -49,6 +50,26 @@ def apply(service: str, handler: Handler, event: Event, then: Callable[[], None]
         log.info("%s: skipped duplicate of event %s for %s", service, event.id, handler.name)
         return False
     return True
+
+
+def insert_mark(alias: str, event: Event, handler: str, service: str) -> None:
+    """``ProcessedEvent.objects.create(...)`` as one prepared INSERT: the statement every event
+    runs, without building a model instance and compiling its SQL each time (about 0.2 ms)."""
+    connection = connections[alias]
+    sql = _INSERT_SQL.get(connection.vendor)
+    if sql is None:
+        opts = ProcessedEvent._meta
+        names = [opts.get_field(f).column for f in ("event_id", "handler", "service", "event_type",
+                                                        "processed_at", "duplicates")]
+        sql = (f"INSERT INTO {connection.ops.quote_name(opts.db_table)} "
+               f"({', '.join(connection.ops.quote_name(n) for n in names)}) VALUES (%s, %s, %s, %s, %s, 0)")
+        _INSERT_SQL[connection.vendor] = sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [event.id, handler, service, event.type,
+                             connection.ops.adapt_datetimefield_value(timezone.now())])
+
+
+_INSERT_SQL: dict[str, str] = {}
 
 
 def begin_redelivery(task_id: str, retries: int) -> int:

@@ -70,7 +70,8 @@ class EventIntake(bootsteps.StartStopStep):
             task_consumer.queues = [q for q in task_consumer.queues if q.name != queue.name]
         self.channel = c.connection.channel()
         if is_redis(c.connection) and plan.get("redis") is not None:
-            self.channel.serve_events(queue.name, **plan["redis"])
+            self.channel.serve_events(queue.name, on_unreadable=lambda raw: _refuse_item(plan, queue.name, raw),
+                                      **plan["redis"])
         handler = _task_handler(c)
         self.batcher = Batcher(c.timer, plan["service"], handler, plan.get("batching") or {})
         extra = int(plan.get("prefetch_extra") or 0)   # room for a batch being filled
@@ -311,6 +312,20 @@ def _checked(app: Any, plan: dict[str, Any], handler: Any, batcher: Batcher | No
         return handler(message)
 
     return on_message
+
+
+def _refuse_item(plan: dict[str, Any], queue: str, raw: bytes) -> bool:
+    """A Redis queue item that is not a kombu message at all: a dead letter ``undecodable``.
+    Returns whether it was recorded (if not, the transport leaves it to come back later)."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+    try:
+        deadletters.record(service=plan["service"], reason="undecodable",
+                           detail=f"an item of {queue} is not a kombu message (JSON with a delivery tag)",
+                           raw={"body": text[:FRAMING_BYTES] + ("…(cut)" if len(text) > FRAMING_BYTES else "")})
+    except Exception:  # noqa: BLE001 - the worker goes on; the item is not lost
+        log.exception("could not store the dead letter of an unreadable item of %s; it goes back later", queue)
+        return False
+    return True
 
 
 def _refuse(plan: dict[str, Any], message: Any, reason: str, detail: str) -> None:

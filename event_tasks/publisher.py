@@ -6,7 +6,8 @@ topic exchange with confirms on RabbitMQ).
 
 Inside ``transaction.atomic()`` the event is written to the outbox table in the same transaction
 instead, and published right after commit (or by the relay, ``relay.py``, if the broker is down
-then). Rolled back: never published.
+then). Rolled back: never published. A transaction open on another database alias than the
+outbox's (``EVENT_TASKS_DATABASE``) holds the event until it commits (``_transactional``).
 
 The process's publisher is built on first use from the Celery app the host handed to
 ``event_tasks.app.install(app)`` (its broker URL and transport options; nothing of the app is
@@ -25,13 +26,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celery.utils.imports import symbol_by_name
-from django.db import connection as db_connection
+from django.db import connections as db_connections
+from django.db import transaction as db_transaction
 
 from . import catalog
 from .conf import Settings, settings
 from .envelope import SPECVERSION, Event, format_time
 from .errors import ConfigurationError, EventValidationError, PayloadTooLarge, PublishError
-from .fanout import Fanout, Prepared, fanout_for
+from .fanout import BatchRefused, Fanout, Prepared, fanout_for
 from .message import encode_body
 
 if TYPE_CHECKING:
@@ -82,14 +84,49 @@ class Publisher:
     def send(self, event_type: str, data: Mapping[str, Any], *, key: str | None = None,
              id: str | None = None) -> Event:  # noqa: A002 - the envelope's name for it
         event, prepared = self.prepare(event_type, data, key, id)
-        if self.use_outbox and db_connection.in_atomic_block:
-            from .outbox import enqueue   # needs Django's models; this module must import before setup
-
-            enqueue(self, event, prepared.body, prepared.argsrepr)
-            self.stats["outboxed"] += 1
+        if self.use_outbox and self._transactional([(event, prepared)]):
             return event
         self.publish(*prepared)
         return event
+
+    def _transactional(self, pairs: list[tuple[Event, Prepared]]) -> bool:
+        """Inside a transaction (on any database): the events wait for its commit; True if they were taken.
+
+        The outbox rows join the transaction of the outbox's database (``outbox.database()``) when
+        it has one open. When only other databases have a transaction open, the events are
+        published after those commit (never if one rolls back), and written to the outbox then if
+        the broker does not take them: docs/decisions/0009-outbox-claims.md.
+        """
+        open_ = [c.alias for c in db_connections.all(initialized_only=True) if c.in_atomic_block]
+        if not open_:
+            return False
+        from . import outbox   # needs Django's models; this module must import before setup
+
+        using = outbox.database()
+        if using in open_:
+            outbox.enqueue_many(self, pairs, using)
+            self.stats["outboxed"] += len(pairs)
+        else:
+            self._after_commit(open_, pairs, using)
+            self.stats["after_commit"] += len(pairs)
+        return True
+
+    def _after_commit(self, aliases: list[str], pairs: list[tuple[Event, Prepared]], using: str) -> None:
+        if aliases:
+            first, rest = aliases[0], aliases[1:]
+            db_transaction.on_commit(lambda: self._after_commit(rest, pairs, using), using=first, robust=True)
+            return
+        try:
+            self.publish_many([prepared for _, prepared in pairs])
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the relay gets what did not go out
+            from . import outbox
+
+            refused = getattr(exc, "cause", None)
+            if isinstance(refused, BatchRefused):
+                pairs = [pair for i, pair in enumerate(pairs) if i not in set(refused.accepted)]
+            outbox.write_unclaimed(pairs, using, exc)
+            log.warning("%d event(s) not published after commit (%r); written to the outbox, the relay sends them",
+                        len(pairs), getattr(exc, "cause", exc))
 
     def send_many(self, items: Iterable[Sequence[Any]]) -> list[Event]:
         """Validate every event first (one invalid: nothing is published), then publish them as one batch."""
@@ -101,11 +138,7 @@ class Publisher:
         events = [event for event, _ in pairs]
         if not pairs:
             return events
-        if self.use_outbox and db_connection.in_atomic_block:
-            from .outbox import enqueue_many
-
-            enqueue_many(self, pairs)
-            self.stats["outboxed"] += len(pairs)
+        if self.use_outbox and self._transactional(pairs):
             return events
         self.publish_many([prepared for _, prepared in pairs])
         return events
@@ -114,6 +147,11 @@ class Publisher:
         """Publish prepared events as one batch; :class:`PublishError` (naming the first) if the broker fails."""
         try:
             copies = self.transport.publish_many(batch)
+        except BatchRefused as exc:   # some went out: the error names the first refused one (``cause``: which)
+            self.stats["published"] += len(exc.accepted)
+            self.stats["failed"] += len(batch) - len(exc.accepted)
+            first = batch[min(exc.failed)]
+            raise PublishError(first.event_type, first.event_id, exc) from exc
         except self.transport.errors as exc:
             self.stats["failed"] += len(batch)
             raise PublishError(batch[0].event_type, batch[0].event_id, exc) from exc
@@ -125,6 +163,11 @@ class Publisher:
                     self.stats["unrouted"] += 1
                     log.info("event %s (%s) has no subscriber yet; nobody gets it", item.event_id, item.event_type)
         return copies
+
+    def unreachable(self, exc: BaseException) -> bool:
+        """Whether a publish failed because the broker is unreachable (not because it refused a message)."""
+        cause = exc.cause if isinstance(exc, PublishError) else exc
+        return isinstance(cause, getattr(self.transport, "connection_errors", self.transport.errors))
 
     def publish_to(self, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> str:
         """Publish one copy to ``service``'s queue only (replay); returns the queue name."""

@@ -69,27 +69,49 @@ return restored
 # it: the unacked entry is [message, exchange, routing_key], the index score the time taken).
 TAKE = """
 local now, first, more = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- A queue item that is not a kombu message stays in in-flight, returned apart: the consumer
+-- records it as a dead letter, then removes it (or the sweep puts it back if that fails).
 local function track(item)
-  local message = cjson.decode(item)
-  local properties = message['properties']
-  local info = properties['delivery_info'] or {}
-  local tag = properties['delivery_tag']
+  local ok, message = pcall(cjson.decode, item)
+  local properties = ok and type(message) == 'table' and message['properties']
+  local tag = type(properties) == 'table' and properties['delivery_tag']
+  if type(tag) ~= 'string' then return false end
+  local info = properties['delivery_info']
+  if type(info) ~= 'table' then info = {} end
   redis.call('HSET', KEYS[3], tag, '[' .. item .. ',' .. cjson.encode(info['exchange'] or '') .. ','
              .. cjson.encode(info['routing_key'] or '') .. ']')
   redis.call('ZADD', KEYS[4], now, tag)
+  return true
 end
-redis.call('LREM', KEYS[2], 1, first)
-track(first)
-local taken = {}
+local taken, unreadable = {}, {}
+if track(first) then
+  redis.call('LREM', KEYS[2], 1, first)
+  taken[#taken + 1] = first
+else
+  unreadable[#unreadable + 1] = first
+end
 for _ = 1, more do
   local item = redis.call('RPOP', KEYS[1])
   if not item then break end
-  track(item)
-  taken[#taken + 1] = item
+  if track(item) then
+    taken[#taken + 1] = item
+  else
+    redis.call('LPUSH', KEYS[2], item)
+    unreadable[#unreadable + 1] = item
+  end
 end
-return taken
+return {taken, unreadable}
 """
 MAX_TAKE = 100   # messages taken in one round trip, within the prefetch window
+
+
+def readable(item: Any) -> bool:
+    """Whether a queue item is a kombu message (JSON with a delivery tag), as TAKE checks it."""
+    try:
+        message = loads(kombu_redis.bytes_to_str(item))
+        return isinstance(message["properties"]["delivery_tag"], str)
+    except Exception:  # noqa: BLE001 - anything else is not one
+        return False
 
 
 def inflight_key(queue: str) -> str:
@@ -153,13 +175,16 @@ class Channel(kombu_redis.Channel):
     inflight_grace = 30.0
     #: the event queue this channel serves (set by :meth:`serve_events`); ``None``: a plain kombu channel
     events_queue: str | None = None
+    on_unreadable: Any = None   # set by the intake: records an item that is not a kombu message
     _taken: tuple[str, bytes] | None = None
     _tracked: bool = False
     _blmove_queue: str | None = None
 
-    def serve_events(self, queue: str, *, visibility_timeout: float, mutex_expire: float) -> None:
+    def serve_events(self, queue: str, *, visibility_timeout: float, mutex_expire: float,
+                     on_unreadable: Any = None) -> None:
         """Make this channel the crash-safe consumer of one event queue (before it consumes)."""
         self.events_queue = queue
+        self.on_unreadable = on_unreadable
         self.visibility_timeout = visibility_timeout
         # Each service restores only its own unacked messages, on its own schedule.
         self.unacked_key = f"unacked:{queue}"
@@ -241,7 +266,7 @@ class Channel(kombu_redis.Channel):
                 raise kombu_redis.Empty()
             room = self.qos.can_consume_max_estimate()
             room = MAX_TAKE if room is None else min(MAX_TAKE, room)
-            if room <= 1:   # room for this one message only: kombu's way
+            if room <= 1 and readable(item):   # room for this one message only: kombu's way
                 self._taken = (queue, item)
                 try:
                     self.connection._deliver(loads(kombu_redis.bytes_to_str(item)), queue)
@@ -249,12 +274,15 @@ class Channel(kombu_redis.Channel):
                     self._taken = None
                 return True
             with self.conn_or_acquire() as client:
-                more = self._take(keys=[queue, inflight_key(queue), self.unacked_key, self.unacked_index_key],
-                                  args=[time.time(), item, room - 1], client=client)
+                taken, unreadable = self._take(
+                    keys=[queue, inflight_key(queue), self.unacked_key, self.unacked_index_key],
+                    args=[time.time(), item, max(room - 1, 0)], client=client)
+                for raw in unreadable:
+                    self.refuse_unreadable(client, queue, raw)
             # Every message is tracked in unacked now. Hold them all in the channel's QoS before the
             # first is delivered (a solo pool runs that task right away): the live worker renews
             # their leases and restores the ones it never delivered if it shuts down.
-            payloads = [loads(kombu_redis.bytes_to_str(raw)) for raw in (item, *more)]
+            payloads = [loads(kombu_redis.bytes_to_str(raw)) for raw in taken]
             for payload in payloads:
                 held = self.Message(payload, channel=self)
                 kombu_redis.virtual.QoS.append(self.qos, held, held.delivery_tag)
@@ -268,6 +296,21 @@ class Channel(kombu_redis.Channel):
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
+
+    def refuse_unreadable(self, client: Any, queue: str, raw: bytes) -> None:
+        """An item of the event queue that is not a kombu message: ``on_unreadable(raw)`` records
+        it (the intake: a dead letter); then it leaves in-flight. If it could not be recorded it
+        stays there, and the sweep puts it back in the queue after the grace period."""
+        recorded = False
+        if self.on_unreadable is not None:
+            try:
+                recorded = bool(self.on_unreadable(raw))
+            except Exception:  # noqa: BLE001 - the consumer goes on; the item is not lost
+                log.exception("recording an unreadable item of %s failed", queue)
+        else:
+            log.error("%s holds an item that is not a kombu message (nothing records it): %r", queue, raw[:200])
+        if recorded:
+            client.lrem(inflight_key(queue), 1, raw)
 
     def sweep_inflight(self) -> int:
         grace = min(self.inflight_grace, float(self.visibility_timeout))

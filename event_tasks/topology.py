@@ -11,14 +11,17 @@ straight back to the same queue and never through ``events`` (see docs/decisions
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from kombu import Connection, Exchange, Queue, binding
 
 from .conf import settings
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ManagementAPIUnavailable
+from .rabbitmq_api import ManagementAPI
 
+log = logging.getLogger(__name__)
 BINDING_SEP = "\x06\x16"
 BINDING_KEY = "_kombu.binding.{exchange}"
 
@@ -53,32 +56,127 @@ def put_queue(app: Any, queue: Queue) -> None:
         selected[queue.name] = queue
 
 
-def declare(connection: Connection, queues: Iterable[Queue]) -> list[str]:
-    """Declare exchange, queues and bindings; prune stale bindings of these queues (Redis).
+def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = True) -> list[str]:
+    """Declare exchange, queues and bindings; prune stale bindings of these queues.
 
-    Returns the declared queue names. Safe to run repeatedly (deploys, worker start).
+    Returns the declared queue names. Safe to run repeatedly (deploys, worker start). Pruning
+    removes the bindings of a queue that no handler asks for any more (a removed handler): on
+    Redis from the binding set (also the bindings of ``events tail`` runs that were killed), on
+    RabbitMQ with ``queue_unbind``, listing the bindings through the management API; where that
+    API does not answer, the stale bindings stay and a warning says so (``events topology verify``
+    reports them).
     """
     declared = []
+    queues = list(queues)
     with connection.channel() as channel:
         events_exchange()(channel).declare()
         for queue in queues:
             queue(channel).declare()
             declared.append(queue.name)
-            if is_redis(connection):
-                _prune_redis_bindings(channel.client, queue)
+            if prune and is_redis(connection):
+                _pruneredis_bindings(channel.client, queue)
+        if prune and is_redis(connection):
+            sweep_tail_bindings(channel.client)
+    if prune and not is_redis(connection) and connection.transport.driver_type == "amqp":
+        try:
+            bound = bindings(connection)
+        except ManagementAPIUnavailable as exc:
+            log.warning("stale subscriptions of %s are not pruned: %s", ", ".join(declared), exc)
+            return declared
+        for queue in queues:
+            wanted = {b.routing_key for b in queue.bindings}
+            for routing_key, name in bound:
+                if name == queue.name and routing_key not in wanted:
+                    unbind(connection, name, routing_key)
+                    log.info("pruned stale subscription %s <- %s", name, routing_key)
     return declared
 
 
-def _prune_redis_bindings(client, queue: Queue) -> None:
+def _pruneredis_bindings(client, queue: Queue) -> None:
     """Remove bindings of ``queue`` that no handler asks for any more (a removed handler)."""
     wanted = {b.routing_key for b in queue.bindings}
-    key = BINDING_KEY.format(exchange=settings().exchange)
-    for member in client.smembers(key):
+    for routing_key, name in redis_bindings(client):
+        if name == queue.name and routing_key not in wanted:
+            _redis_unbind(client, name, routing_key)
+
+
+def redis_bindings(client) -> list[tuple[str, str]]:
+    rows = []
+    for member in client.smembers(BINDING_KEY.format(exchange=settings().exchange)):
         text = member.decode() if isinstance(member, bytes) else member
         routing_key, _, name = text.split(BINDING_SEP)
-        if name == queue.name and routing_key not in wanted:
+        rows.append((routing_key, name))
+    return sorted(rows, key=lambda r: (r[1], r[0]))
+
+
+def _redis_unbind(client, queue: str, routing_key: str) -> None:
+    # A member is routing key, kombu's compiled pattern and queue: match the two ends.
+    exchange = settings().exchange
+    key = BINDING_KEY.format(exchange=exchange)
+    for member in client.smembers(key):
+        text = member.decode() if isinstance(member, bytes) else member
+        parts = text.split(BINDING_SEP)
+        if parts[0] == routing_key and parts[-1] == queue:
             client.srem(key, member)
-            client.srem(f"_kombu.binding_permanent.{settings().exchange}", member)
+            client.srem(f"_kombu.binding_permanent.{exchange}", member)
+
+
+def bindings(connection: Connection) -> list[tuple[str, str]]:
+    """``(routing key, queue)`` of every binding on ``events``: Redis's binding set, or RabbitMQ's
+    management API (:class:`~event_tasks.errors.ManagementAPIUnavailable` when it does not answer)."""
+    if is_redis(connection):
+        with connection.channel() as channel:
+            return redis_bindings(channel.client)
+    api = ManagementAPI.for_broker(connection.as_uri(include_password=True), settings().rabbitmq_management_url)
+    return sorted(api.bindings(settings().exchange), key=lambda r: (r[1], r[0]))
+
+
+def passive_declare(connection: Connection, queue: str) -> tuple[int | None, int | None]:
+    """``(waiting messages, consumers)`` of a queue as RabbitMQ counts them now; ``(None, None)`` if it does not exist."""
+    with connection.channel() as channel:
+        try:
+            _, depth, consumers = channel.queue_declare(queue, passive=True)
+        except connection.channel_errors:
+            return None, None
+    return depth, consumers
+
+
+def unbind(connection: Connection, queue: str, routing_key: str) -> None:
+    """Remove one binding of ``queue`` on ``events`` (RabbitMQ: kombu's ``queue_unbind``)."""
+    with connection.channel() as channel:
+        if is_redis(connection):
+            _redis_unbind(channel.client, queue, routing_key)
+        else:
+            Queue(queue, channel=channel).unbind_from(exchange=events_exchange(), routing_key=routing_key)
+
+
+# -- temporary queues of `events tail` ------------------------------------------------------------
+# RabbitMQ removes a tail's exclusive queue with its connection. On Redis the binding is a member
+# of the binding set, which has no expiry: a tail keeps a heartbeat key alive while it runs, and
+# bindings of tail queues without a heartbeat (a killed tail) are removed by the next declare
+# (a worker start, a deploy), tail or `events topology verify --prune`.
+
+def tail_queue_prefix() -> str:
+    return settings().queue_prefix + "tail."
+
+
+def tail_heartbeat_key(queue: str) -> str:
+    return f"_event_tasks.tail_alive.{queue}"
+
+
+def is_tail_queue(queue: str) -> bool:
+    return queue.startswith(tail_queue_prefix())
+
+
+def sweep_tail_bindings(client) -> list[str]:
+    """Remove bindings and lists of tail queues whose tail is gone (Redis). Returns their names."""
+    removed = []
+    for routing_key, name in redis_bindings(client):
+        if is_tail_queue(name) and not client.exists(tail_heartbeat_key(name)):
+            _redis_unbind(client, name, routing_key)
+            client.delete(name)
+            removed.append(name)
+    return removed
 
 
 def broker_kind(url: str) -> str:
@@ -97,15 +195,5 @@ def is_redis(connection: Connection) -> bool:
 
 
 def subscription_table(connection: Connection) -> list[tuple[str, str]]:
-    """``(pattern, queue)`` pairs bound on ``events`` (Redis only: AMQP cannot list bindings)."""
-    if not is_redis(connection):
-        raise NotImplementedError("listing bindings needs the RabbitMQ management API; use "
-                                  "`rabbitmqctl list_bindings` on RabbitMQ")
-    with connection.channel() as channel:
-        members = channel.client.smembers(BINDING_KEY.format(exchange=settings().exchange))
-    rows = []
-    for member in members:
-        text = member.decode() if isinstance(member, bytes) else member
-        routing_key, _, queue = text.split(BINDING_SEP)
-        rows.append((routing_key, queue))
-    return sorted(rows, key=lambda r: (r[1], r[0]))
+    """``(pattern, queue)`` pairs bound on ``events`` (Redis; RabbitMQ through the management API)."""
+    return bindings(connection)

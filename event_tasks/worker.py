@@ -84,8 +84,37 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> dict[str, Any]:
     plan["prefetch_extra"] = max((h.batch or 0 for h in batched.values()), default=0)
     plan["unknown_type_wait"] = conf.unknown_type_wait
     app._event_tasks_intake = plan
+    _register_control_command()
     _warn_about_slow_settings(app)
     return plan
+
+
+CONTROL_COMMAND = "event_tasks_status"
+
+
+def _register_control_command() -> None:
+    """Let ``events status`` ask this worker which service it consumes and what it holds.
+
+    A remote-control command of its own (Celery's ``inspect``), registered only in a worker that
+    consumes an event queue; it answers ``{"service", "queue", "active", "held"}``: deliveries of
+    the service's events running now, and taken from the queue but not started yet.
+    """
+    from celery.worker import state as worker_state
+    from celery.worker.control import Panel, inspect_command
+
+    if CONTROL_COMMAND in Panel.data:
+        return
+
+    @inspect_command(name=CONTROL_COMMAND)
+    def event_tasks_status(state: Any, **_: Any) -> dict[str, Any]:
+        plan = getattr(state.consumer.app, "_event_tasks_intake", None) or {}
+        service = plan.get("service")
+        suffix = f":{service}"
+        active = {r.id for r in list(worker_state.active_requests) if r.id.endswith(suffix)}
+        held = {r.id for r in list(worker_state.reserved_requests) if r.id.endswith(suffix)} - active
+        queue = plan.get("queue")
+        return {"service": service, "queue": queue.name if queue is not None else None,
+                "active": len(active), "held": len(held)}
 
 
 def _warn_about_slow_settings(app: Celery) -> None:

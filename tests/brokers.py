@@ -119,9 +119,10 @@ class PrivateRabbitMQ:
     the data dir, so they survive :meth:`restart`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, management: bool = False) -> None:
         self.port = free_port()
         self.dist_port = free_port()
+        self.management_port = free_port() if management else None
         self.node = f"et{self.port}@localhost"
         self.dir = tempfile.mkdtemp(prefix="et-rabbit-")
         self.process: subprocess.Popen[bytes] | None = None
@@ -129,6 +130,11 @@ class PrivateRabbitMQ:
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def management_url(self) -> str:
+        """The management API (only with ``management=True``: the machine's shared node has none)."""
+        return f"http://guest:guest@127.0.0.1:{self.management_port}"
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, "RABBITMQ_NODENAME": self.node, "RABBITMQ_DIST_PORT": str(self.dist_port),
@@ -144,8 +150,10 @@ class PrivateRabbitMQ:
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as fh:
             fh.write(f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n")
+            if self.management_port:
+                fh.write(f"management.tcp.port = {self.management_port}\nmanagement.tcp.ip = 127.0.0.1\n")
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as fh:
-            fh.write("[].\n")
+            fh.write("[rabbitmq_management].\n" if self.management_port else "[].\n")
         if os.geteuid() == 0:   # rabbitmq-server drops to the rabbitmq user
             subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", self.dir], check=True)
         log = open(os.path.join(self.dir, "server.out"), "ab")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pkgutil
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -80,6 +81,11 @@ EVENT_TASKS_RABBITMQ_CONSUMER_TIMEOUT = env_float("EVENT_TASKS_RABBITMQ_CONSUMER
 EVENT_TASKS_REQUIRE_DURABLE_BROKER = env_bool("EVENT_TASKS_REQUIRE_DURABLE_BROKER", False)
 EVENT_TASKS_OUTBOX_GRACE = env_float("EVENT_TASKS_OUTBOX_GRACE", 2.0)
 EVENT_TASKS_OUTBOX_RETENTION = env_float("EVENT_TASKS_OUTBOX_RETENTION", 7 * 24 * 3600.0)
+EVENT_TASKS_OUTBOX_LEASE = env_float("EVENT_TASKS_OUTBOX_LEASE", 60.0)
+EVENT_TASKS_OUTBOX_BACKOFF = env_float("EVENT_TASKS_OUTBOX_BACKOFF", 5.0)
+EVENT_TASKS_OUTBOX_BACKOFF_MAX = env_float("EVENT_TASKS_OUTBOX_BACKOFF_MAX", 900.0)
+# RabbitMQ's management API (`events topology verify`, `events status`); default: broker host, port 15672.
+EVENT_TASKS_RABBITMQ_MANAGEMENT_URL = env("EVENT_TASKS_RABBITMQ_MANAGEMENT_URL")
 
 
 def consumer_apps(package: str, service: str | None) -> list[str]:
@@ -130,22 +136,37 @@ VAR_DIR = Path(env("EVENT_TASKS_VAR_DIR", str(BASE_DIR / "var")))
 _default_db = f"sqlite:///{VAR_DIR / ((EVENT_TASKS_SERVICE or 'tooling') + '.sqlite3')}"
 # <SERVICE>_DATABASE_URL (e.g. LMS_DATABASE_URL) lets one environment file serve every Procfile line.
 _db_url = (env(f"{EVENT_TASKS_SERVICE.upper()}_DATABASE_URL") if EVENT_TASKS_SERVICE else None) or env("DATABASE_URL", _default_db)
-DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60)}
-if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool("DATABASE_POOL", True):
-    # Django's connection pool (psycopg_pool): a worker's task gets a connection without connecting.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = True
+
+
+def database(url: str) -> dict:
+    """One DATABASES entry for a URL, with the pool (PostgreSQL) or lock settings (SQLite) below."""
+    db = dj_database_url.parse(url, conn_max_age=60)
+    if db["ENGINE"].endswith("postgresql") and env_bool("DATABASE_POOL", True):
+        # Django's connection pool (psycopg_pool): a worker's task gets a connection without connecting.
+        db["CONN_MAX_AGE"] = 0
+        db.setdefault("OPTIONS", {})["pool"] = True
+    if db["ENGINE"].endswith("sqlite3"):
+        # Several processes of one service (worker pool, relay, shell) share the file: wait for the
+        # lock (timeout), take it when the transaction starts (IMMEDIATE: a deferred transaction that
+        # later writes fails at once with "database is locked"), and let readers run beside the writer (WAL).
+        # A handler's transaction holds the write lock: the wait stays well below the handler time limit,
+        # so a delivery stuck behind a hung handler fails and is retried instead of being killed with it.
+        db.setdefault("OPTIONS", {}).update(
+            timeout=min(30.0, EVENT_TASKS_HANDLER_TIME_LIMIT / 2), transaction_mode="IMMEDIATE",
+            init_command="PRAGMA journal_mode=WAL;")
+    return db
+
+
+DATABASES = {"default": database(_db_url)}
 if _db_url == _default_db:
     VAR_DIR.mkdir(parents=True, exist_ok=True)   # a fresh checkout can migrate at once
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Several processes of one service (worker pool, relay, shell) share the file: wait for the
-    # lock (timeout), take it when the transaction starts (IMMEDIATE: a deferred transaction that
-    # later writes fails at once with "database is locked"), and let readers run beside the writer (WAL).
-    # A handler's transaction holds the write lock: the wait stays well below the handler time limit,
-    # so a delivery stuck behind a hung handler fails and is retried instead of being killed with it.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        timeout=min(30.0, EVENT_TASKS_HANDLER_TIME_LIMIT / 2), transaction_mode="IMMEDIATE",
-        init_command="PRAGMA journal_mode=WAL;")
+if not EVENT_TASKS_SERVICE:
+    # A tooling process (an operator's `events status` / `events trace`) also reads every service
+    # database named by <SERVICE>_DATABASE_URL, under the service's name (event_tasks.servicedbs).
+    for _name, _url in sorted(os.environ.items()):
+        _alias = _name[: -len("_DATABASE_URL")].lower()
+        if _name.endswith("_DATABASE_URL") and _url and re.fullmatch(r"[a-z][a-z0-9_]{0,62}", _alias):
+            DATABASES[_alias] = database(_url)
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -168,6 +189,20 @@ CELERY_TASK_SEND_SENT_EVENT = False
 # Redis: a message a worker took and did not ack comes back after this many seconds.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("EVENT_TASKS_VISIBILITY_TIMEOUT", 3600),
+}
+
+# Retention (event_tasks/retention.py): one `celery beat` (Procfile `beat`) sends the prune task
+# (config/celery_app.py adds it) to each service's own maintenance queue, which that service's
+# worker consumes beside its event queue: each service prunes its own database.
+EVENT_TASKS_KEEP_PROCESSED_DAYS = env_float("EVENT_TASKS_KEEP_PROCESSED_DAYS", 30.0)
+EVENT_TASKS_KEEP_RESULTS_DAYS = env_float("EVENT_TASKS_KEEP_RESULTS_DAYS", 14.0)
+EVENT_TASKS_KEEP_DEADLETTERS_DAYS = env_float("EVENT_TASKS_KEEP_DEADLETTERS_DAYS", 30.0)
+EVENT_TASKS_PRUNE_BATCH = env_int("EVENT_TASKS_PRUNE_BATCH", 1000)
+CELERY_BEAT_SCHEDULE = {
+    f"events-prune-{app.rsplit('.', 1)[1]}": {"task": "event_tasks.prune",   # = maintenance.beat_entry(...)
+                                              "schedule": env_float("EVENT_TASKS_PRUNE_EVERY", 3600.0),
+                                              "options": {"queue": f"maintenance.{app.rsplit('.', 1)[1]}"}}
+    for app in consumer_apps(CONSUMERS_PACKAGE, None)
 }
 
 # --- Flower (basic auth outside local development) ---------------------------------------------

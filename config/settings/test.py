@@ -12,3 +12,7 @@ from .base import env  # noqa: E402
 
 # Where the fabric tests' probe services record what they saw (tests/fabric/services).
 TEST_RECORD_DIR = env("TEST_RECORD_DIR", "/tmp")
+
+# A second database alias for the outbox tests (``transaction.atomic(using="other")``); pytest-django
+# creates its test database only for tests that ask for it (``databases=["default", "other"]``).
+DATABASES["other"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(VAR_DIR / "other.sqlite3")}  # noqa: F405

@@ -82,6 +82,22 @@ class Platform:
             raise RuntimeError(f"manage.py {' '.join(args)} failed: {out.stderr[-3000:]}")
         return out.stdout
 
+    def tooling(self, *args: str, databases: tuple[str, ...] = (), check: bool = True,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """``manage.py`` as an operator's tooling process (no service, every probe service's handlers),
+        reading the databases of ``databases`` (``<SERVICE>_DATABASE_URL``). ``check``: fail on a non-zero exit."""
+        full = {**os.environ, **self.worker_env("tooling"), **(env or {})}
+        full.pop("EVENT_TASKS_SERVICE")
+        full["DATABASE_URL"] = f"sqlite:///{self.dir / 'tooling.sqlite3'}"
+        for service in databases:
+            self.worker(service)   # its database file, migrated, even if its worker never starts
+            full[f"{service.upper()}_DATABASE_URL"] = f"sqlite:///{self.db_path(service)}"
+        out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=full, capture_output=True,
+                             text=True, timeout=120)
+        if check and out.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)} exited {out.returncode}: {out.stderr[-3000:]}")
+        return out
+
     def worker(self, service: str, env: dict[str, str] | None = None, **kwargs: Any) -> ServiceWorker:
         if service not in self.workers:
             db = self.db_path(service)
@@ -125,6 +141,10 @@ class Platform:
 
     def calls(self, service: str, event_id: str) -> int:
         return sum(1 for r in self.seen(service) if r["id"] == event_id)
+
+    def query_connection(self, service: str) -> sqlite3.Connection:
+        """A connection to ``service``'s database file (``with`` commits)."""
+        return sqlite3.connect(self.db_path(service), timeout=30)
 
     def query(self, service: str, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         con = sqlite3.connect(self.db_path(service), timeout=30)

@@ -108,3 +108,29 @@ def test_unreadable_message_is_dead_lettered_and_the_worker_goes_on(running, rea
     after = running.send(PROBE_CREATED, {"n": 9})
     running.wait_calls("alpha", after.id)
     assert running.worker("alpha").running
+
+
+def test_redis_queue_item_that_is_not_a_kombu_message_is_dead_lettered(fresh_redis_url, workdir, probe_template_db):
+    """Redis only: anything LPUSHed into a service's queue list (not JSON, JSON without a delivery
+    tag) is a dead letter with its text, among good messages; the worker goes on."""
+    import redis
+
+    from tests.integration.fabric import Platform
+
+    plat = Platform(fresh_redis_url, workdir / "failures-raw-redis", template_db=probe_template_db)
+    try:
+        plat.worker("alpha").start()
+        client = redis.Redis.from_url(fresh_redis_url)
+        before = plat.send(PROBE_CREATED, {"n": 1})
+        client.lpush("events.alpha", b"this is not json", b'{"body": "no properties"}')
+        after = plat.send(PROBE_CREATED, {"n": 2})
+        for event in (before, after):
+            plat.wait_calls("alpha", event.id)
+        rows = wait_until(lambda: [r for r in plat.dead_letters("alpha") if r["reason"] == "undecodable"]
+                          if len(plat.dead_letters("alpha")) >= 2 else None, 30,
+                          message=lambda: f"two dead letters; log: {plat.worker('alpha').output()[-2000:]}")
+        assert sorted("this is not json" in r["raw"] or "no properties" in r["raw"] for r in rows) == [True, True]
+        wait_until(lambda: client.llen("events.alpha\x06\x16inflight") == 0, 10, message="in-flight emptied")
+        assert plat.worker("alpha").running
+    finally:
+        plat.stop_all()

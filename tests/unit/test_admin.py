@@ -60,3 +60,16 @@ def test_replay_action_sends_to_the_service_queue_and_counts(admin_client, memor
         message.ack()
     good.refresh_from_db()
     assert good.replays == 1 and good.replayed_at is not None
+
+
+def test_the_outbox_admin_shows_rows_that_fail_on_their_own(admin_client):
+    from django.utils import timezone
+
+    OutboxEvent.objects.create(event_id="o-ok", event_type=TYPE, body="[]", sent_at=timezone.now())
+    OutboxEvent.objects.create(event_id="o-poison", event_type=TYPE, body="not json", attempts=3,
+                               last_error="ValueError: outbox row #2: body is not JSON",
+                               next_attempt_at=timezone.now())
+    page = admin_client.get(reverse("admin:event_tasks_outboxevent_changelist"), {"delivery": "failing"})
+    text = page.content.decode()
+    assert page.status_code == 200 and "o-poison" in text and "o-ok" not in text
+    assert "body is not JSON" in text                  # the last error, in the list

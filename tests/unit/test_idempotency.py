@@ -82,3 +82,19 @@ def test_only_redelivered_attempts_that_never_finished_are_counted():
     assert idempotency.begin_redelivery("t1:svc", 0) == 0
     idempotency.end_redelivery("t1:svc", 0)
     assert idempotency.begin_redelivery("t1:svc", 0) == 0          # finished attempts never add up
+
+
+def test_the_mark_reads_back_like_any_row_and_its_time_compares_with_orm_cutoffs():
+    import datetime as dt
+
+    from django.utils import timezone
+
+    before = timezone.now()
+    event = make_event(TYPE, {"n": 5})
+    idempotency.apply("svc", Handler(TYPE, lambda e: None), event)
+    row = ProcessedEvent.objects.get(event_id=event.id)
+    assert (row.service, row.event_type, row.duplicates) == ("svc", TYPE, 0)
+    assert before <= row.processed_at <= timezone.now()
+    # what retention's cutoffs do: the raw INSERT stores the time the way the ORM compares it
+    assert ProcessedEvent.objects.filter(processed_at__lt=before + dt.timedelta(seconds=60)).count() == 1
+    assert ProcessedEvent.objects.filter(processed_at__lt=before - dt.timedelta(seconds=1)).count() == 0

@@ -16,11 +16,12 @@ import event_tasks
 PACKAGE = Path(event_tasks.__file__).parent
 LAYERS = [
     ("core", {"errors", "conf", "topics", "envelope", "catalog", "handlers"}),
-    ("wire", {"message", "topology", "fanout", "redis_transport", "brokercheck"}),
-    ("store", {"models", "apps", "migrations", "idempotency", "deadletters", "outbox"}),
+    ("wire", {"message", "rabbitmq_api", "topology", "topologycheck", "fanout", "redis_transport", "brokercheck"}),
+    ("store", {"models", "apps", "migrations", "idempotency", "deadletters", "outbox", "retention", "servicedbs"}),
     ("produce/consume", {"publisher", "relay", "dispatch", "batching", "intake"}),
-    ("celery integration", {"app", "worker"}),
-    ("operations", {"replay", "admin", "management", "testing", "pytest_plugin", "schemacheck"}),
+    ("celery integration", {"app", "worker", "maintenance"}),
+    ("operations", {"replay", "admin", "management", "testing", "pytest_plugin", "schemacheck", "openedx",
+                    "status", "trace", "tail", "exports", "metrics"}),
 ]
 RANK = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 

@@ -3,27 +3,35 @@
 * ``declare``   declare this service's queue and subscriptions (Procfile ``release:``); in a tooling
                 process that sees several services' handlers (a monorepo), every one of them
 * ``catalog``   list event types with owner, consumers and description
-* ``topology``  show the live subscription table (Redis) or what would be declared
+* ``topology``  show the live subscription table; ``topology verify [--prune]`` compares it with the
+                handlers and exits 1 on drift (``topologycheck``)
+* ``status``    per service: queue depth, in flight, workers, dead letters, outbox (``status``)
+* ``trace``     where one event went (``trace``)
+* ``tail``      print events live from a temporary queue (``tail``)
 * ``send``      send one event as this service (``EVENT_TASKS_SERVICE``)
-* ``relay``     publish this service's outbox (a Procfile process per producing service)
+* ``relay``     publish this service's outbox (a Procfile process per producing service; several may run)
+* ``prune``     delete old duplicate marks, task results, handled dead letters, sent outbox rows
 * ``deadletters list|show|replay|discard``  act on this service's dead letters
 * ``schema snapshot|check``  record the catalog's shape; refuse changes that break a version
+* ``schema export``  JSON Schema per type and an AsyncAPI 3 document (``exports``)
+* ``metrics``   serve Prometheus metrics Flower lacks: queue depth, dead letters, outbox, duplicates
 """
 from __future__ import annotations
 
 import json
 import signal
+import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from event_tasks import catalog, deadletters
 from event_tasks.conf import settings
-from event_tasks.errors import EventTasksError
+from event_tasks.errors import EventTasksError, ManagementAPIUnavailable
 from event_tasks.handlers import consuming_services, service_handlers
 from event_tasks.publisher import default_publisher, send_event, the_app
 from event_tasks.relay import Relay
 from event_tasks.replay import replay
-from event_tasks.topology import declare, is_redis, service_queue, subscription_table
+from event_tasks.topology import declare, service_queue, subscription_table
 
 
 class Command(BaseCommand):
@@ -35,7 +43,31 @@ class Command(BaseCommand):
         declare.add_argument("--service", action="append", help="only these services (repeatable)")
         cat = sub.add_parser("catalog", help="list event types")
         cat.add_argument("--json", action="store_true")
-        sub.add_parser("topology", help="show subscriptions")
+        topo = sub.add_parser("topology", help="show subscriptions, or verify them against the code (exit 1 on drift)")
+        topo.add_argument("topology_action", nargs="?", choices=["show", "verify"], default="show",
+                          help="show: the bindings on the broker (default); verify: compare them with the handlers")
+        topo.add_argument("--service", action="append", dest="services", help="verify only these services")
+        topo.add_argument("--prune", action="store_true", help="verify: remove stale bindings, then verify again")
+        topo.add_argument("--ignore-consumers", action="store_true",
+                          help="verify: a queue without consumers is not drift (a release step before workers start)")
+        topo.add_argument("--json", action="store_true", help="print JSON")
+        status = sub.add_parser("status", help="per service: queue depth, in flight, workers, dead letters, outbox")
+        status.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
+        status.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
+                            help="print again every SECONDS (default 2) until Ctrl-C")
+        status.add_argument("--no-workers", action="store_true", help="do not ask the workers (no remote control wait)")
+        status.add_argument("--timeout", type=float, help="seconds to wait for workers' replies")
+        status.add_argument("--json", action="store_true", help="print JSON (the data of event_tasks.status.collect)")
+        trace = sub.add_parser("trace", help="where one event went: outbox, bindings, each service's deliveries")
+        trace.add_argument("event_id", help="the event's id (the envelope id; a task id is <event id>:<service>)")
+        trace.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
+        trace.add_argument("--json", action="store_true", help="print JSON")
+        tail = sub.add_parser("tail", help="print events live from a temporary queue (removed on exit)")
+        tail.add_argument("--type", dest="pattern", default="#", help="event type or topic pattern (default: #, all)")
+        tail.add_argument("--count", type=int, help="exit after this many events")
+        tail.add_argument("--lease", type=float, default=30.0,
+                          help="Redis: seconds a killed tail's binding outlives it (default 30)")
+        tail.add_argument("--json", action="store_true", help="one JSON object per line")
         send = sub.add_parser("send", help="send one event as EVENT_TASKS_SERVICE")
         send.add_argument("event_type")
         send.add_argument("--data", required=True, help="the payload as JSON")
@@ -43,10 +75,15 @@ class Command(BaseCommand):
         relay = sub.add_parser("relay", help="publish committed outbox events (runs until stopped)")
         relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")
         relay.add_argument("--grace", type=float, help="seconds to leave fresh rows to the on-commit publish")
+        relay.add_argument("--batch", type=int, default=200, help="rows claimed per round")
+        prune = sub.add_parser("prune", help="delete rows past their retention (EVENT_TASKS_KEEP_*; run on a schedule)")
+        prune.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
         schema = sub.add_parser("schema", help="record the catalog's shape, or check the code against it")
-        schema.add_argument("schema_action", choices=["snapshot", "check"])
+        schema.add_argument("schema_action", choices=["snapshot", "check", "export"])
         schema.add_argument("--file", default=None,
                             help="the snapshot (default: catalog.json in the catalog package's folder)")
+        schema.add_argument("--out", default="schema-export",
+                            help="export: folder for schemas/<type>.json and asyncapi.json (default: schema-export)")
         dl = sub.add_parser("deadletters", help="list, show, replay or discard this service's dead letters")
         dl.add_argument("dl_action", choices=["list", "show", "replay", "discard"])
         dl.add_argument("ids", nargs="*", type=int, help="dead letter ids (show/replay/discard)")
@@ -57,6 +94,14 @@ class Command(BaseCommand):
         dl.add_argument("--newer-than", type=float, metavar="SECONDS")
         dl.add_argument("--all", action="store_true", help="replay/discard every match of the filters")
         dl.add_argument("--limit", type=int, default=50)
+        metrics = sub.add_parser("metrics", help="serve Prometheus metrics at /metrics: queue depth, dead letters "
+                                                 "by reason, outbox backlog, duplicates (runs until stopped)")
+        metrics.add_argument("--port", type=int, default=9808, help="0: any free port (default 9808)")
+        metrics.add_argument("--address", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+        metrics.add_argument("--service", action="append", dest="metric_services", metavar="SERVICE",
+                             help="only these services (repeatable; default: every service this process knows)")
+        metrics.add_argument("--workers", action="store_true",
+                             help="also count each service's workers (Celery remote control on every scrape)")
 
     def handle(self, *args, action: str, **options) -> None:
         try:
@@ -98,15 +143,69 @@ class Command(BaseCommand):
             self.stdout.write(f"{row['type']}\n    owner: {row['owner']}; consumers: "
                               f"{', '.join(row['consumers']) or '-'}\n    {row['description']}")
 
-    def do_topology(self, **_: object) -> None:
+    def do_topology(self, topology_action: str = "show", **options: object) -> None:
+        if topology_action == "verify":
+            from event_tasks.topologycheck import run_verify
+
+            code = run_verify(the_app(), self.stdout.write, self.stderr.write, **options)
+            if code:
+                raise CommandError("topology drift (see above)" if code == 1 else "topology not verified",
+                                   returncode=code)
+            return
         with the_app().connection_for_write() as conn:
-            if is_redis(conn):
-                for pattern, queue in subscription_table(conn):
+            try:
+                table = subscription_table(conn)
+                if options.get("json"):
+                    self.stdout.write(_json([{"queue": q, "routing_key": k} for k, q in table]))
+                    return
+                for pattern, queue in table:
                     self.stdout.write(f"{queue:32} <- {pattern}")
                 return
+            except ManagementAPIUnavailable as exc:
+                self.stderr.write(str(exc))
         for s in consuming_services():
             for p in service_handlers(s).patterns:
                 self.stdout.write(f"{settings().queue_name(s):32} <- {p}  (declared by `events declare`)")
+
+    def do_status(self, services: list[str] | None = None, watch: float | None = None, no_workers: bool = False,
+                  timeout: float | None = None, json: bool = False, **_: object) -> None:  # noqa: A002
+        from event_tasks.status import collect, render
+
+        try:
+            while True:
+                data = collect(services=services, workers=not no_workers, timeout=timeout)
+                self.stdout.write(_json(data) if json else render(data))
+                if watch is None:
+                    return
+                time.sleep(watch)
+                self.stdout.write("")
+        except KeyboardInterrupt:   # --watch ends with Ctrl-C
+            return
+
+    def do_trace(self, event_id: str, services: list[str] | None = None, json: bool = False,  # noqa: A002
+                 **_: object) -> None:
+        from event_tasks.trace import render, trace
+
+        data = trace(event_id, services=services)
+        self.stdout.write(_json(data) if json else render(data))
+        if data["type"] is None:
+            raise CommandError(f"event {event_id} was found nowhere this process can see", returncode=1)
+
+    def do_tail(self, pattern: str = "#", count: int | None = None, lease: float = 30.0, json: bool = False,  # noqa: A002
+                **_: object) -> None:
+        import threading
+
+        from event_tasks.tail import run
+
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+
+        def out(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        run(the_app(), out, self.stderr.write, pattern=pattern, as_json=json, count=count, lease=lease, stop=stop)
 
     def do_send(self, event_type: str, data: str, key: str | None = None, **_: object) -> None:
         try:
@@ -116,21 +215,36 @@ class Command(BaseCommand):
         event = send_event(event_type, payload, key=key)
         self.stdout.write(event.id)
 
-    def do_relay(self, once: bool = False, grace: float | None = None, **_: object) -> None:
-        relay = Relay(default_publisher(), grace=grace)
+    def do_relay(self, once: bool = False, grace: float | None = None, batch: int = 200, **_: object) -> None:
+        relay = Relay(default_publisher(), grace=grace, batch=batch)
         if once:
-            self.stdout.write(f"published {relay.run_once()} outbox event(s)")
+            self.stdout.write(relay_summary(relay, relay.drain()))
             return
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: relay.stop.set())
         relay.run_forever()
         self.stdout.write(f"relay stopped; published {relay.sent} event(s)")
 
-    def do_schema(self, schema_action: str, file: str | None = None, **_: object) -> None:
+    def do_prune(self, dry_run: bool = False, **_: object) -> None:
+        from event_tasks import retention
+
+        transport = the_app().conf.broker_transport_options or {}
+        pruned = retention.prune(dry_run=dry_run, visibility_timeout=transport.get("visibility_timeout"))
+        verb = "would delete" if dry_run else "deleted"
+        self.stdout.write(f"{verb} " + ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in pruned.counts.items()))
+
+    def do_schema(self, schema_action: str, file: str | None = None, out: str = "schema-export", **_: object) -> None:
         import importlib
         from pathlib import Path
 
         from event_tasks import schemacheck
+
+        if schema_action == "export":
+            from event_tasks.exports import write
+
+            written = write(Path(out), progress=self.stderr.write)
+            self.stdout.write(f"wrote {len(written) - 1} JSON Schemas and asyncapi.json under {out}")
+            return
 
         package = settings().schemas_packages[0]
         path = Path(file) if file else Path(importlib.import_module(package).__file__).parent / "catalog.json"
@@ -168,6 +282,27 @@ class Command(BaseCommand):
             count = len(letters)
             deadletters.discard(letters)
             self.stdout.write(f"discarded {count} dead letter(s)")
+
+    def do_metrics(self, port: int, address: str, metric_services: list[str] | None = None, workers: bool = False,
+                   **_: object) -> None:
+        from event_tasks import metrics
+
+        metrics.run(port, address, services=metric_services, workers=workers,
+                    write=lambda line: (self.stdout.write(line), self.stdout.flush()))
+
+
+def relay_summary(relay: Relay, sent: int) -> str:
+    """``events relay --once``: what went out, and every row that keeps failing on its own."""
+    from event_tasks import outbox
+
+    failing = outbox.failing(relay.using)
+    lines = [f"published {sent} outbox event(s); {len(failing)} failing, waiting for a retry"]
+    for row in failing[:50]:
+        lines.append(f"  #{row.pk} {row.event_type} {row.event_id} attempts={row.attempts} "
+                     f"next={row.next_attempt_at:%Y-%m-%d %H:%M:%S}: {row.last_error[:200]}")
+    if len(failing) > 50:
+        lines.append(f"  … and {len(failing) - 50} more (the outbox admin, filter 'failing on its own')")
+    return "\n".join(lines)
 
 
 def _json(value: object) -> str:

@@ -1,0 +1,185 @@
+"""Marshmallow schemas generated from openedx-events signals, and which signals have one.
+
+A signal's schema has one field per key of its ``init_data`` plus ``metadata``, following the
+same type rules as openedx-events' Avro schema (``openedx_events.event_bus.avro.schema``): attrs
+classes become nested schemas; ``str``/``int``/``float``/``bool`` plain fields; ``List[simple]``
+and ``Dict[str, simple]`` lists and dicts; the types openedx-events serializes as strings (opaque
+keys, datetimes, UUIDs) are strings that must parse back with openedx-events' own deserializer. An
+attribute without a default is required; one with ``default=None`` may be null. A signal that
+openedx-events cannot serialize (``KNOWN_UNSERIALIZABLE_SIGNALS``, or its Avro schema fails) has
+no schema here either.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sys
+import uuid
+from functools import cache, lru_cache
+from typing import Any, get_args, get_origin
+
+import attr
+from marshmallow import Schema, ValidationError, fields
+from openedx_events.event_bus.avro.custom_serializers import DEFAULT_CUSTOM_SERIALIZERS
+from openedx_events.tooling import KNOWN_UNSERIALIZABLE_SIGNALS, OpenEdxPublicSignal, load_all_signals
+
+from ..catalog import EventSchema
+from .codec import METADATA, serializer
+
+#: Types openedx-events carries as strings, with the function that reads one back.
+STRING_TYPES = {s.cls: s.deserialize for s in DEFAULT_CUSTOM_SERIALIZERS}
+SIMPLE = {str: fields.String, bool: fields.Boolean, float: fields.Float}
+
+
+class Unsupported(TypeError):
+    """A data type openedx-events cannot serialize (so neither can this backend)."""
+
+
+def _parses_with(read: Any, name: str):
+    """A validator: ``read(value)`` must not raise. Results are cached per string (parsing an opaque
+    key costs about as much as the rest of the payload's validation, and keys repeat)."""
+    @lru_cache(maxsize=4096)
+    def problem(value: str) -> str | None:
+        try:
+            read(value)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is a validation error
+            return f"not a valid {name}: {exc}"
+        return None
+
+    def check(value: str) -> None:
+        message = problem(value)
+        if message is not None:
+            raise ValidationError(message)
+    return check
+
+
+def _simple(data_type: Any, **options: Any) -> fields.Field:
+    if data_type is int:
+        return fields.Integer(strict=True, **options)
+    if data_type in SIMPLE:
+        return SIMPLE[data_type](**options)
+    raise Unsupported(f"{data_type!r} in a list or dict")
+
+
+def field_for(data_type: Any, **options: Any) -> fields.Field:
+    """The marshmallow field of one openedx-events data type."""
+    if data_type in STRING_TYPES:
+        name = data_type.__name__
+        return fields.String(validate=_parses_with(STRING_TYPES[data_type], name),
+                             metadata={"format": name}, **options)
+    if data_type is int or data_type in SIMPLE:
+        return _simple(data_type, **options)
+    origin = get_origin(data_type)
+    if origin is list:
+        args = get_args(data_type)
+        if not args:
+            raise Unsupported("a list without an item type")
+        return fields.List(_simple(args[0]), **options)
+    if origin is dict:
+        args = get_args(data_type)
+        if not args:
+            raise Unsupported("a dict without key and value types")
+        return fields.Dict(keys=fields.String(), values=_simple(args[1]), **options)
+    if hasattr(data_type, "__attrs_attrs__"):
+        return fields.Nested(schema_for_attrs(data_type), **options)
+    raise Unsupported(f"data type {data_type!r}")
+
+
+@cache
+def schema_for_attrs(cls: type) -> type[Schema]:
+    """The schema of one attrs data class (built once per class)."""
+    attrs_fields: dict[str, fields.Field] = {}
+    for attribute in cls.__attrs_attrs__:
+        required = attribute.default is attr.NOTHING
+        options: dict[str, Any] = {"required": required}
+        if attribute.default is None:
+            options["allow_none"] = True
+        attrs_fields[attribute.name] = field_for(attribute.type, **options)
+    return EventSchema.from_dict(attrs_fields, name=f"{cls.__name__}Schema")
+
+
+class MetadataSchema(EventSchema):
+    """``EventsMetadata.to_json_data()``: the signal's metadata, as receivers get it."""
+
+    id = fields.String(required=True, validate=_parses_with(uuid.UUID, "UUID"))
+    event_type = fields.String(required=True)
+    minorversion = fields.Integer(strict=True, required=True)
+    source = fields.String(required=True)
+    sourcehost = fields.String(required=True)
+    time = fields.String(required=True, validate=_parses_with(dt.datetime.fromisoformat, "datetime"))
+    sourcelib = fields.List(fields.Integer(strict=True), required=True)
+
+
+class _MetadataField(fields.Nested):
+    """``metadata``, whose ``event_type`` must be the signal's own type."""
+
+    def __init__(self, event_type: str, **kwargs: Any) -> None:
+        self.event_type = event_type
+        super().__init__(MetadataSchema, required=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr_name: Any, data: Any, **kwargs: Any) -> Any:
+        loaded = super()._deserialize(value, attr_name, data, **kwargs)
+        if loaded.get("event_type") != self.event_type:
+            raise ValidationError({"event_type": [f"must be {self.event_type!r}"]})
+        return loaded
+
+
+@cache
+def schema_for(signal: OpenEdxPublicSignal) -> type[Schema]:
+    """The payload schema of ``signal`` (:class:`Unsupported` if openedx-events cannot serialize it)."""
+    if signal.event_type in KNOWN_UNSERIALIZABLE_SIGNALS:
+        raise Unsupported(f"{signal.event_type} is in openedx-events' KNOWN_UNSERIALIZABLE_SIGNALS")
+    try:
+        serializer(signal)
+    except Exception as exc:  # noqa: BLE001 - openedx-events raises plain Exception/TypeError
+        raise Unsupported(f"openedx-events cannot serialize {signal.event_type}: {exc}") from None
+    if METADATA in signal.init_data:
+        raise Unsupported(f"{signal.event_type} has a data key named {METADATA!r}")
+    data_fields = {key: field_for(data_type, required=True) for key, data_type in signal.init_data.items()}
+    data_fields[METADATA] = _MetadataField(signal.event_type)
+    name = re.sub(r"\W", "_", signal.event_type)
+    return EventSchema.from_dict(data_fields, name=f"OpenedxSchema_{name}")
+
+
+def serializable_signals() -> list[OpenEdxPublicSignal]:
+    """Every signal of openedx-events this backend (and openedx-events' serializer) can carry, by type."""
+    load_all_signals()
+    found = []
+    for signal in OpenEdxPublicSignal.all_events():
+        try:
+            schema_for(signal)
+        except Unsupported:
+            continue
+        found.append(signal)
+    return sorted(found, key=lambda s: s.event_type)
+
+
+_ANNOTATION = re.compile(r"^# \.\. (event_[a-z_]+): ?(.*)$")
+
+
+@cache
+def annotations(event_type: str) -> dict[str, str]:
+    """The ``.. event_*`` annotations openedx-events writes above a signal (description, owner repository …)."""
+    signal = OpenEdxPublicSignal.get_signal_by_type(event_type)
+    module = next((m for m in list(sys.modules.values())
+                   if getattr(m, "__name__", "").startswith("openedx_events.") and m.__name__.endswith(".signals")
+                   and any(v is signal for v in vars(m).values())), None)
+    if module is None or not getattr(module, "__file__", None):
+        return {}
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    last = ""
+    with open(module.__file__, encoding="utf-8") as fh:
+        for line in fh:
+            match = _ANNOTATION.match(line.rstrip())
+            if match:
+                last = match.group(1)
+                if last == "event_type":
+                    current = {}
+                    blocks.append(current)
+                current[last] = match.group(2).strip()
+            elif line.startswith("#   ") and last in current:
+                current[last] += " " + line[1:].strip()
+            else:
+                last = ""
+    return next((b for b in blocks if b.get("event_type") == event_type), {})

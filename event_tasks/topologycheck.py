@@ -1,0 +1,210 @@
+"""``events topology verify``: the broker's queues and bindings against what the code asks for.
+
+What the code asks for: for every service whose handlers this process sees (``handlers``), the
+queue ``events.<service>`` bound on ``events`` by each of its handlers' patterns (``topology``),
+exactly what ``events declare`` and a starting worker declare. What the broker has: Redis's
+binding set; on RabbitMQ the management API (AMQP cannot list bindings; see
+docs/decisions/0008-topology-verify.md).
+
+Drift, each a reason to exit non-zero:
+
+* ``missing_queue``: a service's queue does not exist (nothing was declared: its events are lost);
+* ``missing_binding``: a pattern a handler asks for is not bound (those events are lost for it);
+* ``stale_binding``: a binding no handler asks for (a removed handler: its events arrive as
+  ``unknown_type``), or the binding of a killed ``events tail`` (Redis);
+* ``orphan_queue``: a queue bound on ``events`` that no service of the code consumes (a removed
+  service: events pile up there forever);
+* ``no_consumer``: a service's queue has no consumer (RabbitMQ counts them; on Redis see
+  ``events status``'s workers).
+
+:func:`prune` removes stale bindings and those of orphan queues (RabbitMQ: kombu's
+``queue_unbind``); missing ones are what ``events declare`` is for.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from kombu import Connection
+
+from .conf import settings
+from .handlers import consuming_services, service_handlers
+from .topology import redis_bindings, bindings, is_redis, is_tail_queue, passive_declare, tail_heartbeat_key, unbind
+
+
+@dataclasses.dataclass(frozen=True)
+class Drift:
+    kind: str
+    queue: str
+    routing_key: str = ""
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        key = f" <- {self.routing_key}" if self.routing_key else ""
+        return f"{self.kind:16} {self.queue}{key}" + (f"  ({self.detail})" if self.detail else "")
+
+
+@dataclasses.dataclass
+class Report:
+    broker: str
+    expected: dict[str, list[str]]            # queue -> patterns its handlers ask for
+    bound: list[tuple[str, str]]              # (routing key, queue) on the broker
+    consumers: dict[str, int | None]          # queue -> consumer count (None: the broker cannot tell)
+    drift: list[Drift]
+    pruned: list[Drift] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.drift
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"broker": self.broker, "ok": self.ok, "expected": self.expected,
+                "bound": [{"queue": q, "routing_key": k} for k, q in self.bound],
+                "consumers": self.consumers, "drift": [d.as_dict() for d in self.drift],
+                "pruned": [d.as_dict() for d in self.pruned]}
+
+
+def expected(services: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """``{queue: patterns}`` the handlers of ``services`` (default: every one seen here) ask for."""
+    conf = settings()
+    return {conf.queue_name(s): service_handlers(s).patterns for s in (services or consuming_services())}
+
+
+def verify(connection: Connection, services: Iterable[str] | None = None, *, check_consumers: bool = True) -> Report:
+    """Compare the broker with the code (:class:`~event_tasks.errors.ManagementAPIUnavailable` on a
+    RabbitMQ without the management API)."""
+    conf = settings()
+    wanted = expected(services)
+    every_service_queue = {conf.queue_name(s) for s in consuming_services()}
+    bound = bindings(connection)
+    by_queue: dict[str, set[str]] = {}
+    for routing_key, queue in bound:
+        by_queue.setdefault(queue, set()).add(routing_key)
+    consumers, existing = _queues(connection, set(wanted) | set(by_queue))
+    drift: list[Drift] = []
+    for queue, patterns in sorted(wanted.items()):
+        have = by_queue.get(queue, set())
+        if queue not in existing:
+            drift.append(Drift("missing_queue", queue, detail="run `events declare`"))
+        for pattern in patterns:
+            if pattern not in have:
+                drift.append(Drift("missing_binding", queue, pattern, "run `events declare`"))
+        for routing_key in sorted(have - set(patterns)):
+            drift.append(Drift("stale_binding", queue, routing_key, "no handler asks for it"))
+        if check_consumers and queue in existing and consumers.get(queue) == 0:
+            drift.append(Drift("no_consumer", queue, detail="no worker consumes it"))
+    alive = _live_tails(connection, [q for q in by_queue if is_tail_queue(q)])
+    for queue, keys in sorted(by_queue.items()):
+        if queue in wanted:
+            continue
+        if is_tail_queue(queue):
+            if queue not in alive:
+                drift.extend(Drift("stale_binding", queue, k, "an `events tail` that is gone") for k in sorted(keys))
+            continue
+        if queue in every_service_queue:
+            continue   # a service left out by --service
+        drift.append(Drift("orphan_queue", queue, detail="bound on " + conf.exchange + ", consumed by no service of "
+                           "the code: " + ", ".join(sorted(keys))))
+    return Report("redis" if is_redis(connection) else "rabbitmq", wanted, bound,
+                  {q: consumers.get(q) for q in sorted(wanted)}, drift)
+
+
+def prune(connection: Connection, report: Report) -> list[Drift]:
+    """Remove the stale bindings and the bindings of orphan queues found by :func:`verify`."""
+    removed = []
+    keys_of: dict[str, list[str]] = {}
+    for routing_key, queue in report.bound:
+        keys_of.setdefault(queue, []).append(routing_key)
+    for item in report.drift:
+        if item.kind == "stale_binding":
+            unbind(connection, item.queue, item.routing_key)
+            if is_tail_queue(item.queue) and is_redis(connection):
+                with connection.channel() as channel:
+                    channel.client.delete(item.queue)
+            removed.append(item)
+        elif item.kind == "orphan_queue":
+            for routing_key in keys_of.get(item.queue, []):
+                unbind(connection, item.queue, routing_key)
+                removed.append(Drift("stale_binding", item.queue, routing_key, "of an orphan queue"))
+    return removed
+
+
+def _queues(connection: Connection, names: set[str]) -> tuple[dict[str, int | None], set[str]]:
+    """Consumer counts and which of ``names`` exist (Redis: a queue exists while it has a binding or messages)."""
+    if is_redis(connection):
+        with connection.channel() as channel:
+            client = channel.client
+            bound = {q for _, q in redis_bindings(client)}
+            existing = {n for n in names if n in bound or client.exists(n)}
+        return {n: None for n in names}, existing
+    # The management API's counters lag (statistics every few seconds): ask the broker itself.
+    consumers: dict[str, int | None] = {}
+    for name in names:
+        consumers[name] = passive_declare(connection, name)[1]
+    return consumers, {n for n, c in consumers.items() if c is not None}
+
+
+def _live_tails(connection: Connection, queues: list[str]) -> set[str]:
+    if not queues:
+        return set()
+    if not is_redis(connection):
+        return set(queues)   # exclusive queues: RabbitMQ removes them with their tail's connection
+    with connection.channel() as channel:
+        return {q for q in queues if channel.client.exists(tail_heartbeat_key(q))}
+
+
+def run_verify(app: Any, out: Any, err: Any, *, services: list[str] | None = None, prune: bool = False,  # noqa: C901
+               ignore_consumers: bool = False, json: bool = False, **_: Any) -> int:  # noqa: A002
+    """The ``events topology verify`` command: 0 in line with the code, 1 drift, 2 cannot verify."""
+    import json as json_module
+
+    from .errors import ManagementAPIUnavailable
+
+    known = consuming_services()
+    unknown = sorted(set(services or ()) - set(known))
+    if unknown:
+        err(f"no handlers of {', '.join(unknown)} are installed here (services with handlers: {', '.join(known)})")
+        return 2
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=3)
+            report = verify(conn, services, check_consumers=not ignore_consumers)
+            if prune and report.drift:
+                removed = prune_report(conn, report, err)
+                report = verify(conn, services, check_consumers=not ignore_consumers)
+                report.pruned = removed
+    except ManagementAPIUnavailable as exc:
+        err(str(exc))
+        return 2
+    if json:
+        out(json_module.dumps(report.as_dict(), indent=2, sort_keys=True))
+    else:
+        out(render(report))
+    return 0 if report.ok else 1
+
+
+def prune_report(conn: Connection, report: Report, err: Any) -> list[Drift]:
+    removed = prune(conn, report)
+    for item in removed:
+        err(f"pruned {item.queue} <- {item.routing_key}")
+    return removed
+
+
+def render(report: Report) -> str:
+    lines = [f"broker: {report.broker}"]
+    for queue, patterns in report.expected.items():
+        consumers = report.consumers.get(queue)
+        lines.append(f"{queue}  ({'consumers: ' + str(consumers) if consumers is not None else 'consumers: -'})")
+        lines.extend(f"    <- {p}" for p in patterns)
+    for item in report.pruned:
+        lines.append(f"pruned           {item.queue} <- {item.routing_key}")
+    if report.ok:
+        lines.append(f"OK: {len(report.expected)} queue(s) match the code's handlers")
+    else:
+        lines.append(f"DRIFT: {len(report.drift)} problem(s)")
+        lines.extend(f"  {item}" for item in report.drift)
+    return "\n".join(lines)
