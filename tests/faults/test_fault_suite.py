@@ -79,6 +79,7 @@ FAULT_ENV = {
     "EVENT_TASKS_VISIBILITY_TIMEOUT": "10", "EVENT_TASKS_HANDLER_TIME_LIMIT": "8", "EVENT_TASKS_RESTORE_INTERVAL": "1",
     "CELERY_WORKER_LOST_WAIT": "1", "EVENT_TASKS_MAX_RETRIES": "6", "EVENT_TASKS_RETRY_BACKOFF": "0.2",
     "EVENT_TASKS_RETRY_BACKOFF_MAX": "1", "EVENT_TASKS_PUBLISH_TIMEOUT": "0.5", "EVENT_TASKS_OUTBOX_GRACE": "1",
+    "EVENT_TASKS_OUTBOX_LEASE": "10",   # a SIGKILLed relay's claims run out in 10 s (like the visibility timeout)
 }
 STEP_WAIT = 180 + EVENTS * 0.03     # seconds for one step's condition (f1's progress, the producer's)
 pytestmark = pytest.mark.timeout(600 + EVENTS * 0.12)
