@@ -21,6 +21,9 @@ import redis
 from event_tasks.testing import wait_until
 
 
+DATABASES = 256   # DB numbers of a private redis-server: a fresh one per test module that asks
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,6 +52,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
+                "--databases", str(DATABASES),
                 "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)

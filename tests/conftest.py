@@ -10,7 +10,7 @@ import pytest
 
 from event_tasks import conf
 from event_tasks.publisher import reset_default_publisher
-from tests.brokers import PrivatePostgres, PrivateRabbitMQ, RedisServer, rabbitmq_vhost
+from tests.brokers import DATABASES, PrivatePostgres, PrivateRabbitMQ, RedisServer, rabbitmq_vhost
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +66,7 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-_redis_dbs = iter(range(1, 16))
+_redis_dbs = iter(range(1, DATABASES))
 
 
 @pytest.fixture(scope="session")
