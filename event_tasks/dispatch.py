@@ -178,7 +178,7 @@ class EventRequest(Request):
         self._event_tasks_sent_back = True
         message = self._message
         task = self.task
-        if not hasattr(message, "headers") or getattr(message, "messages", None) is not None:
+        if getattr(message, "parts", None) is not None:
             # a batch of deliveries: all of them go back and come again one by one
             log.error("%s: batch %s lost its pool process (%r); its events go back to the queue",
                       task.service, self.id, exc)

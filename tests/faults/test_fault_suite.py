@@ -40,6 +40,11 @@ depend on the service database, ``rabbitmq-postgres-hard`` covers it with strict
 real row locks, and ``redis-sqlite`` covers the SQLite duplicate marks. It stays in ``make
 faults-long`` (10,000 events, all four) and under ``EVENT_TASKS_FAULT_VARIANTS=all``.
 
+Since then ``make test`` as a whole grew past 16 minutes on a quiet machine (the operations,
+openedx, deploy and time-limit tests), so ``redis-sqlite`` left the default run too: SQLite
+duplicate marks, crashes and restarts are covered by the delivery, crash and broker-restart
+tests on both brokers; ``EVENT_TASKS_FAULT_VARIANTS=all`` and ``make faults-long`` run it.
+
 The producer's journal (``tests/faults/produce.py``) says what it knew when it was killed; the
 ledger (``tests/faults/journal.py``) turns it and the producer's outbox table into what must
 arrive (confirmed sends, committed outbox rows), what must never arrive (outbox transactions that
@@ -101,9 +106,9 @@ class Variant:
         return f"{self.broker}-{self.database}" + ("-hard" if self.hard else "")
 
 
-VARIANTS = [Variant("redis", "postgres", True), Variant("rabbitmq", "postgres", True), Variant("redis", "sqlite", False)]
+VARIANTS = [Variant("redis", "postgres", True), Variant("rabbitmq", "postgres", True)]
 if os.environ.get("EVENT_TASKS_FAULT_VARIANTS") == "all":
-    VARIANTS.append(Variant("rabbitmq", "sqlite", False))
+    VARIANTS += [Variant("redis", "sqlite", False), Variant("rabbitmq", "sqlite", False)]
 
 
 @pytest.fixture(params=VARIANTS, ids=lambda v: v.id)
@@ -335,7 +340,8 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
         wait_until(lambda: all(want[s] <= {i for i, _ in applied(s)} for s in SERVICES),
                    float(os.environ.get("FAULT_WAIT", 240 + events * 0.03)), 0.5,
                    lambda: "every service to apply every event: " + ", ".join(
-                       f"{s} missing {len(want[s] - {i for i, _ in applied(s)})}" for s in SERVICES))
+                       f"{s} missing {len(want[s] - {i for i, _ in applied(s)})} "
+                       f"{sorted(want[s] - {i for i, _ in applied(s)})[:5]}" for s in SERVICES))
         mark("every event applied")
         wait_until(lambda: in_flight(broker) == 0, 120, 0.5, "queues and unacked messages to drain")
 
