@@ -27,7 +27,7 @@ from kombu.message import Message
 from kombu.serialization import prepare_accept_content
 
 from . import deadletters
-from .dispatch import EventTask, backoff, read_event
+from .dispatch import REQUEUE_RETRY, EventTask, backoff, read_event
 from .envelope import Event
 from .errors import InvalidEvent
 from .handlers import Handler
@@ -164,8 +164,7 @@ class BatchEventTask(EventTask):
                            "routing_key": self.queue_name, "exchange_type": "direct", "retries": 1,
                            "countdown": backoff(0, self.retry_backoff_base, self.retry_backoff_cap),
                            "serializer": "json", "root_id": event.id,
-                           "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
-                                            "interval_max": 0.5}}
+                           "retry_policy": REQUEUE_RETRY}
                 if self.retry_producer is None:
                     self.app.send_task(self.event_type, args=by_id[event.id], **options)
                 else:

@@ -190,7 +190,7 @@ class EventRequest(Request):
             with send_back_producer(task) as producer:
                 producer.publish(message.body, exchange="", routing_key=task.queue_name, headers=headers,
                                  content_type=message.content_type, content_encoding=message.content_encoding,
-                                 delivery_mode=2, retry=True, retry_policy=SEND_BACK_RETRY)
+                                 delivery_mode=2, retry=True, retry_policy=REQUEUE_RETRY)
         except Exception as send_exc:  # noqa: BLE001 - the broker keeps the original instead
             log.error("%s: could not send %s back after %r (%r); it goes back to the queue as it is",
                       task.service, self.id, exc, send_exc)
@@ -202,7 +202,9 @@ class EventRequest(Request):
         self.send_event("task-retried", exception=safe_repr(exc), traceback="")
 
 
-SEND_BACK_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# How hard a worker tries to publish a delivery back to its own queue (retry, send back, batch split)
+# before it leaves the message to the broker instead.
+REQUEUE_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
 def send_back_producer(task: EventTask) -> Any:
@@ -299,7 +301,7 @@ class EventTask(Task):
                     retries + 1, countdown, exc)
         options = {"queue": self.queue_name, "exchange": "", "routing_key": self.queue_name,
                    "exchange_type": "direct", "countdown": countdown, "max_retries": None,
-                   "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}}
+                   "retry_policy": REQUEUE_RETRY}
         try:
             if self.retry_producer is None:
                 return self.retry(exc=exc, **options)
