@@ -164,6 +164,20 @@ def in_flight(broker: RedisServer | PrivateRabbitMQ) -> int:
     return sum(int(line.split()[1]) for line in out.splitlines() if line.split()[:1] and line.split()[0].startswith("events."))
 
 
+def queue_state(broker: RedisServer | PrivateRabbitMQ, service: str) -> str:
+    """A service queue's waiting and unacknowledged messages, for a failure message."""
+    try:
+        if isinstance(broker, RedisServer):
+            client = broker.client()
+            return f"{client.llen(f'events.{service}')} waiting, {client.hlen(f'unacked:events.{service}')} unacked"
+        out = rabbitmqctl("-n", broker.node, "list_queues", "name", "messages_ready", "messages_unacknowledged",
+                          "consumers", "--quiet", "--no-table-headers")
+        rows = [line.split() for line in out.splitlines()]
+        return next((f"{r[1]} ready, {r[2]} unacked, {r[3]} consumers" for r in rows if r[:1] == [f"events.{service}"]), "?")
+    except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the failure it explains
+        return f"unknown ({exc!r})"
+
+
 def inject_invalid(url: str) -> str:
     event_id = "invalid-" + os.urandom(6).hex()
     envelope = {"id": event_id, "type": PROBE_CREATED, "source": "prober", "time": "2026-01-01T00:00:00Z",
@@ -337,11 +351,21 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
         def applied(s: str) -> list[tuple[str, int]]:
             return [(r[0], r[1]) for r in dbs.rows(s, f"SELECT event_id, n FROM fault_{s}_applied")]
 
+        def missing(s: str) -> str:
+            gone = want[s] - {i for i, _ in applied(s)}
+            if not gone:
+                return f"{s} missing 0"
+            # what a stalled service looks like, for a run that fails where nobody can look (CI)
+            letters = Counter(r[0] for r in dbs.rows(s, "SELECT reason FROM event_tasks_deadletter"))
+            log = plat.worker(s).log().splitlines()
+            errors = [line[:300] for line in log if "ERROR" in line or "CRITICAL" in line][-4:]
+            return (f"{s} missing {len(gone)} {sorted(gone)[:3]} (queue {queue_state(broker, s)}, "
+                    f"worker running {plat.worker(s).running()}, dead letters {dict(letters)}, "
+                    f"log lines {len(log)}, last: {log[-1][:200] if log else ''!r}, last errors: {errors})")
+
         wait_until(lambda: all(want[s] <= {i for i, _ in applied(s)} for s in SERVICES),
                    float(os.environ.get("FAULT_WAIT", 240 + events * 0.03)), 0.5,
-                   lambda: "every service to apply every event: " + ", ".join(
-                       f"{s} missing {len(want[s] - {i for i, _ in applied(s)})} "
-                       f"{sorted(want[s] - {i for i, _ in applied(s)})[:5]}" for s in SERVICES))
+                   lambda: "every service to apply every event: " + "; ".join(missing(s) for s in SERVICES))
         mark("every event applied")
         wait_until(lambda: in_flight(broker) == 0, 120, 0.5, "queues and unacked messages to drain")
 
