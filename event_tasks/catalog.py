@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields
 
+from .codec import Codec, compile_codec
 from .conf import settings
 from .errors import ConfigurationError, EventValidationError, UnknownEventType
 from .topics import topic_matches
@@ -63,6 +64,11 @@ class EventType:
         schema = self.schema_instance
         if not isinstance(data, Mapping):
             raise EventValidationError(self.name, {"_schema": [f"data must be a mapping, not {type(data).__name__}"]})
+        codec = self._codec("_send_codec", schema, wire=True)
+        if codec is not None:
+            done = codec(data)
+            if done is not None:
+                return done   # type: ignore[return-value]
         try:
             loaded = schema.load(data)
         except ValidationError as exc:
@@ -73,10 +79,25 @@ class EventType:
         """Validate a received payload (unknown fields ignored); :class:`EventValidationError` if invalid."""
         if not isinstance(wire, Mapping):
             raise EventValidationError(self.name, {"_schema": [f"data must be an object, not {type(wire).__name__}"]})
+        schema = self.receive_schema_instance
+        codec = self._codec("_receive_codec", schema, wire=False)
+        if codec is not None:
+            done = codec(wire)
+            if done is not None:
+                return done[0]
         try:
-            return self.receive_schema_instance.load(wire)
+            return schema.load(wire)
         except ValidationError as exc:
             raise EventValidationError(self.name, _as_dict(exc.messages)) from None
+
+    def _codec(self, slot: str, schema: Schema, *, wire: bool) -> Codec | None:
+        """The compiled codec of ``schema`` (built once; ``None``: marshmallow does it all)."""
+        try:
+            return self.__dict__[slot]
+        except KeyError:
+            codec = compile_codec(schema, wire=wire) if settings().compiled_codecs else None
+            object.__setattr__(self, slot, codec)
+            return codec
 
     @property
     def schema_instance(self) -> Schema:

@@ -29,6 +29,7 @@ class Settings:
     publish_retries: int = 3            # broker unreachable: tries before PublishError
     publish_timeout: float = 2.0        # seconds per connect / command
     max_payload_bytes: int = 256 * 1024
+    compiled_codecs: bool = True        # payloads validated by compiled codecs (event_tasks.codec), marshmallow deciding the rest
     max_redeliveries: int = 3           # a delivery whose worker died this often is dead-lettered
     unknown_type_wait: float = 900.0    # seconds an event of a type no worker knows waits in the queue (deploys)
     handler_time_limit: float = 1500.0  # seconds; below RabbitMQ's consumer_timeout (30 min) and the visibility timeout

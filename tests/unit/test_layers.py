@@ -15,7 +15,7 @@ import event_tasks
 
 PACKAGE = Path(event_tasks.__file__).parent
 LAYERS = [
-    ("core", {"errors", "conf", "topics", "envelope", "catalog", "handlers"}),
+    ("core", {"errors", "conf", "topics", "envelope", "codec", "catalog", "handlers"}),
     ("wire", {"message", "rabbitmq_api", "topology", "topologycheck", "fanout", "redis_transport", "brokercheck"}),
     ("store", {"models", "apps", "migrations", "idempotency", "deadletters", "outbox", "retention", "servicedbs"}),
     ("produce/consume", {"publisher", "relay", "dispatch", "batching", "intake"}),
