@@ -1,11 +1,12 @@
--- Publish one event to every queue subscribed to its type, atomically, in one round trip.
+-- Publish events to every queue subscribed to their types, atomically, in one round trip.
 -- KEYS[1]  the subscription table: kombu's binding set of the `events` exchange
--- ARGV[1]  the event type (routing key)
--- ARGV[2]  the queue-name prefix of services ("events.")
--- ARGV[3]  the global key prefix of queue lists ("" unless configured)
--- ARGV[4]  the message, with \1 where the service name goes (task id, delivery tag) and \2
---          where the queue name goes (delivery info); raw control characters never occur in JSON
--- Returns how many queues got a copy.
+-- ARGV[1]  the queue-name prefix of services ("events.")
+-- ARGV[2]  the global key prefix of queue lists ("" unless configured)
+-- ARGV[3], ARGV[4], ...  pairs: an event type (routing key), then its message, with \1 where the
+--          service name goes (task id, delivery tag) and \2 where the queue name goes (delivery
+--          info); raw control characters never occur in JSON
+-- Returns, per event, how many queues got a copy. The table is read once per call and the
+-- queues of a type are worked out once; each queue gets one LPUSH of all its copies, in order.
 local function split(s)
   local t, i = {}, 1
   while true do
@@ -31,49 +32,90 @@ local function match(p, pi, k, ki)
   return false
 end
 
-local event_type = ARGV[1]
-local prefix = ARGV[2]
-local keyprefix = ARGV[3]
-local words = split(event_type)
+local prefix = ARGV[1]
+local keyprefix = ARGV[2]
 local sep = '\6\22'
--- Cut the message once at its slots (plain finds: fast); each copy is then one table.concat.
-local message = ARGV[4]
-local found = {}
-for _, ch in ipairs({'\1', '\2'}) do
-  local at = string.find(message, ch, 1, true)
-  while at do
-    found[#found + 1] = at
-    at = string.find(message, ch, at + 1, true)
-  end
-end
-table.sort(found)
-local parts, slots = {}, {}
-local pos = 1
-for _, at in ipairs(found) do
-  parts[#parts + 1] = string.sub(message, pos, at - 1)
-  parts[#parts + 1] = false
-  slots[#parts] = string.byte(message, at)
-  pos = at + 1
-end
-parts[#parts + 1] = string.sub(message, pos)
-local done, pushed = {}, 0
+
+-- the subscription table, parsed once: {routing key, its words (lazily), queue}
+local bindings = {}
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local a = string.find(member, sep, 1, true)
   if a then
-    local routing_key = string.sub(member, 1, a - 1)
     local b = string.find(member, sep, a + 2, true)
     local queue = b and string.sub(member, b + 2) or ''
-    if queue ~= '' and not done[queue]
-       and (routing_key == event_type or match(split(routing_key), 1, words, 1)) then
-      done[queue] = true
-      local service = queue
-      if string.sub(queue, 1, #prefix) == prefix then service = string.sub(queue, #prefix + 1) end
-      for i, kind in pairs(slots) do
-        parts[i] = (kind == 1) and service or queue
+    if queue ~= '' then bindings[#bindings + 1] = {string.sub(member, 1, a - 1), false, queue} end
+  end
+end
+
+-- the queues of an event type (each once), worked out once per type
+local routes = {}
+local function queues_of(event_type)
+  local found = routes[event_type]
+  if found then return found end
+  found = {}
+  local words, done = nil, {}
+  for _, b in ipairs(bindings) do
+    local queue = b[3]
+    if not done[queue] then
+      local hit = b[1] == event_type
+      if not hit then
+        words = words or split(event_type)
+        if not b[2] then b[2] = split(b[1]) end
+        hit = match(b[2], 1, words, 1)
       end
-      redis.call('LPUSH', keyprefix .. queue, table.concat(parts))
-      pushed = pushed + 1
+      if hit then
+        done[queue] = true
+        local service = queue
+        if string.sub(queue, 1, #prefix) == prefix then service = string.sub(queue, #prefix + 1) end
+        found[#found + 1] = {queue, service}
+      end
+    end
+  end
+  routes[event_type] = found
+  return found
+end
+
+-- a message cut once at its slots (plain finds: fast); each copy is then one table.concat
+local function copies(message)
+  local at_list = {}
+  for _, ch in ipairs({'\1', '\2'}) do
+    local at = string.find(message, ch, 1, true)
+    while at do
+      at_list[#at_list + 1] = at
+      at = string.find(message, ch, at + 1, true)
+    end
+  end
+  table.sort(at_list)
+  local parts, slots, pos = {}, {}, 1
+  for _, at in ipairs(at_list) do
+    parts[#parts + 1] = string.sub(message, pos, at - 1)
+    parts[#parts + 1] = false
+    slots[#parts] = string.byte(message, at)
+    pos = at + 1
+  end
+  parts[#parts + 1] = string.sub(message, pos)
+  return function(queue, service)
+    for i, kind in pairs(slots) do
+      parts[i] = (kind == 1) and service or queue
+    end
+    return table.concat(parts)
+  end
+end
+
+local pending, order, counts = {}, {}, {}
+for i = 3, #ARGV, 2 do
+  local targets = queues_of(ARGV[i])
+  counts[#counts + 1] = #targets
+  if #targets > 0 then
+    local copy = copies(ARGV[i + 1])
+    for _, t in ipairs(targets) do
+      local list = pending[t[1]]
+      if not list then list = {}; pending[t[1]] = list; order[#order + 1] = t[1] end
+      list[#list + 1] = copy(t[1], t[2])
     end
   end
 end
-return pushed
+for _, queue in ipairs(order) do
+  redis.call('LPUSH', keyprefix .. queue, unpack(pending[queue]))
+end
+return counts

@@ -3,7 +3,8 @@
 * :class:`RedisFanout`: one EVALSHA of ``fanout.lua`` reads the live subscription table (kombu's
   binding set) and LPUSHes a copy to each matching queue atomically, each with its own task id
   and delivery tag, through the default exchange (so retries, acks and restores stay in that
-  service).
+  service). A batch is a pipeline of such calls, up to ``CHUNK_EVENTS`` events each (the table
+  read and each type's queues worked out once per call, one LPUSH per queue).
 * :class:`KombuFanout` (RabbitMQ, and ``memory://`` in unit tests): one publish to the topic
   exchange ``events`` (the server routes), with publisher confirms on a connection of the
   fabric's own; each service's worker gives its copy its own task id on receipt.
@@ -28,6 +29,10 @@ from .message import QUEUE_SLOT, SERVICE_SLOT, RedisMessageTemplate, headers
 from .topology import BINDING_KEY, broker_kind, events_exchange
 
 FANOUT_LUA = resources.files(__package__).joinpath("fanout.lua").read_text()
+# Events per script call of a batch (and bytes, roughly): Redis runs one script at a time, so a
+# call stays short (~1 ms) and Lua's unpack() stays far below its argument limit.
+CHUNK_EVENTS = 100
+CHUNK_BYTES = 1 << 20
 
 
 class Prepared(NamedTuple):
@@ -94,26 +99,41 @@ class RedisFanout:
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
         message = self.template.render(event_type, event_id, body, argsrepr)
-        return self.script(keys=[self.binding_key],
-                           args=[event_type, self.queue_prefix, self.keyprefix, message])
+        return self.script(keys=[self.binding_key], args=[self.queue_prefix, self.keyprefix, event_type, message])[0]
 
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         message = self.template.render(event_type, event_id, body, argsrepr)
         self.client.lpush(self.keyprefix + queue, message.replace(SERVICE_SLOT, service).replace(QUEUE_SLOT, queue))
 
     def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]:
-        """One pipeline of script calls: one round trip; each event's copies are still atomic."""
+        """One round trip: a pipeline of script calls, each for a chunk of events (their copies
+        pushed atomically, one LPUSH per queue); a chunk the broker refuses fails alone."""
         pipe = self.client.pipeline(transaction=False)
-        for item in batch:
-            self.script(keys=[self.binding_key], args=[item.event_type, self.queue_prefix, self.keyprefix,
-                                                       self.template.render(*item)], client=pipe)
-        results = list(pipe.execute(raise_on_error=False))
-        failed = {i: r for i, r in enumerate(results) if isinstance(r, Exception)}
+        chunks: list[range] = []
+        start, size = 0, 0
+        for i, item in enumerate(batch):
+            size += len(item.body)
+            if i + 1 == len(batch) or i + 1 - start >= CHUNK_EVENTS or size >= CHUNK_BYTES:
+                args: list[str] = [self.queue_prefix, self.keyprefix]
+                for j in range(start, i + 1):
+                    args += (batch[j].event_type, self.template.render(*batch[j]))
+                self.script(keys=[self.binding_key], args=args, client=pipe)
+                chunks.append(range(start, i + 1))
+                start, size = i + 1, 0
+        results = pipe.execute(raise_on_error=False)
+        counts: list[int | None] = [None] * len(batch)
+        failed: dict[int, BaseException] = {}
+        for chunk, result in zip(chunks, results):
+            for j, i in enumerate(chunk):
+                if isinstance(result, Exception):
+                    failed[i] = result
+                else:
+                    counts[i] = result[j]
         if failed:
-            if len(failed) == len(results):
+            if len(failed) == len(batch):
                 raise failed[0]
-            raise BatchRefused([i for i in range(len(results)) if i not in failed], failed)
-        return results
+            raise BatchRefused([i for i in range(len(batch)) if i not in failed], failed)
+        return counts
 
     def close(self) -> None:
         self.client.close()

@@ -79,3 +79,38 @@ def test_a_batch_to_a_broker_that_is_down_raises_publish_error(scheme):
     install(app)
     with pytest.raises(PublishError):
         Publisher(app, "prober").send_many(batch(3))
+
+
+def test_redis_a_large_batch_goes_in_chunks_and_a_refused_chunk_fails_alone(publisher):
+    """250 events are three script calls in one round trip; the middle one is refused (its first
+    queue is not a list): the other two chunks arrive whole and in order, the error names what failed."""
+    url, pub = publisher
+    if not url.startswith("redis"):
+        pytest.skip("chunks are the Redis script's; RabbitMQ publishes one message per event")
+    import redis as redis_lib
+
+    from event_tasks.fanout import CHUNK_EVENTS, BatchRefused
+
+    assert CHUNK_EVENTS == 100
+    items = ([(PROBE_CREATED, {"n": i}) for i in range(100)]
+             + [(CATALOG_PROBE, {"n": i}) for i in range(100, 110)] + [(PROBE_CREATED, {"n": i}) for i in range(110, 200)]
+             + [(PROBE_CREATED, {"n": i}) for i in range(200, 250)])
+    client = redis_lib.Redis.from_url(url)
+    client.set("events.delta", "not a list")   # the catalog probe's queue: only the middle chunk goes there
+    try:
+        with pytest.raises(PublishError) as caught:
+            pub.send_many(items)
+    finally:
+        client.delete("events.delta")
+    refused = caught.value.cause
+    assert isinstance(refused, BatchRefused), refused
+    assert refused.accepted == [*range(100), *range(200, 250)] and sorted(refused.failed) == list(range(100, 200))
+    assert "WRONGTYPE" in str(refused.failed[100]) and caught.value.event_type == CATALOG_PROBE
+    assert depths(url)["events.alpha"] == 150 and depths(url)["events.gamma"] == 150
+    arrived = []
+    while (raw := client.rpop("events.alpha")) is not None:   # consumers take from the tail: oldest first
+        import json
+
+        envelope, data = json.loads(__import__("base64").b64decode(json.loads(raw)["body"]))[0]
+        arrived.append(data["n"])
+    assert arrived == [*range(100), *range(200, 250)]

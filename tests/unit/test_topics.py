@@ -36,7 +36,7 @@ def lua_matcher(redis_server):
     def matches(pattern: str, key: str) -> bool:
         client.delete("_kombu.binding.t", "events.q")
         client.sadd("_kombu.binding.t", f"{pattern}\x06\x16\x06\x16events.q")
-        pushed = script(keys=["_kombu.binding.t"], args=[key, "events.", "", "m-\x01-\x02"])
+        pushed = script(keys=["_kombu.binding.t"], args=["events.", "", key, "m-\x01-\x02"])[0]
         if pushed:
             assert client.lpop("events.q") == b"m-q-events.q"
         return bool(pushed)
