@@ -89,6 +89,7 @@ class RedisFanout:
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), conf.publish_retries),
             retry_on_timeout=True,
         )
+        self._single: Any = None   # the client of single sends, connected on first use
         self.keyprefix = transport_options.get("global_keyprefix", "") or ""
         self.binding_key = self.keyprefix + BINDING_KEY.format(exchange=conf.exchange)
         self.queue_prefix = conf.queue_prefix
@@ -99,7 +100,18 @@ class RedisFanout:
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
         message = self.template.render(event_type, event_id, body, argsrepr)
-        return self.script(keys=[self.binding_key], args=[self.queue_prefix, self.keyprefix, event_type, message])[0]
+        return self.script(keys=[self.binding_key], args=[self.queue_prefix, self.keyprefix, event_type, message],
+                           client=self.single())[0]
+
+    def single(self) -> Any:
+        """A client that keeps one connection (locked per command) on the same pool: a send does not
+        take a connection from the pool and give it back (~7% of a send, measured). Connected on
+        first use, so a publisher can be built while the broker is down."""
+        single = self._single
+        if single is None:
+            single = self._single = self.client.__class__(connection_pool=self.client.connection_pool,
+                                                          single_connection_client=True)
+        return single
 
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         message = self.template.render(event_type, event_id, body, argsrepr)
@@ -136,6 +148,8 @@ class RedisFanout:
         return counts
 
     def close(self) -> None:
+        if self._single is not None:
+            self._single.close()
         self.client.close()
 
 
