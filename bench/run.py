@@ -495,8 +495,9 @@ class Bench:
                 self.results.unavailable(batch_sec, f"batches of {BATCH_SIZE}, 3 subscribed services", system, why,
                                          "events/s")
         self._plain_producer_ctx.__exit__(None, None, None)
-        self.results.note(sec, "event-tasks validates every payload against the catalog schema (marshmallow load "
-                               "+ dump) and pushes one copy per subscribed queue with one Lua script (EVALSHA); plain "
+        self.results.note(sec, "event-tasks validates every payload against the catalog schema (its compiled codec: "
+                               "marshmallow's fields without the schema machinery, decision 0012) and pushes one copy "
+                               "per subscribed queue with one Lua script (EVALSHA); plain "
                                "Celery and kombu route through kombu's topic exchange on Redis (SMEMBERS of the binding "
                                "table, then one LPUSH round trip per matching queue) and validate nothing; the Open edX "
                                "bus serializes with Avro and does one XADD per event whatever the number of consumers "

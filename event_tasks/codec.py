@@ -8,17 +8,18 @@ plain function that walks its fields directly and returns exactly what marshmall
 ``None`` when it cannot be sure: the caller then asks marshmallow, which stays the authority
 for every error message and every case this module does not know.
 
-Exactness: a field of a class this module knows (``String``, ``Email``, ``Url``, ``Integer``,
-``Float``, ``Boolean``, ``Decimal``, ``UUID``, ``DateTime``, ``AwareDateTime``, ``Nested``,
-``List``; exact classes, not subclasses) takes an inline path that accepts only inputs whose
-marshmallow result it reproduces (e.g. a ``str`` for a string, an ``int`` for an integer, the
-canonical ISO form for a date-time); anything else (another type, a ``None``, a value
-marshmallow would coerce) returns ``None``. A field of any other class is run through its own
-``deserialize``/``serialize``, which is what the schema would call. A schema with hooks
+Exactness: a field of a standard class (``String``, ``Email``, ``Url``, ``Integer``, ``Float``,
+``Decimal``, ``Boolean``, ``UUID``, the date and time fields, ``Raw``; exact classes, or a
+subclass that sets ``codec_direct = True`` on itself) has its own ``_deserialize``, validators
+and ``_serialize`` called directly, as ``Field.deserialize``/``serialize`` would call them (a
+``String`` only takes a ``str``: bytes are marshmallow's to decode). ``Nested`` and ``List`` of
+such fields are walked the same way. A field of any other class, or with field-level
+``pre_load``/``post_load``, goes through its own ``deserialize``/``serialize``. A schema with hooks
 (``@pre_load``, ``@validates``, ``@validates_schema``, ``@post_load``, dump hooks),
-``load_only``/``dump_only`` fields, ``attribute=``, dotted names or ``many`` is not compiled at
-all. ``tests/unit/test_codec.py`` checks the equality on generated payloads of every catalog
-type, valid and broken.
+``attribute=``, dotted names, ``many``/``partial``, different load and dump fields, or an
+``unknown`` other than RAISE/EXCLUDE is not compiled at all (a nested one goes through its field's
+``deserialize``). ``tests/unit/test_codec.py`` checks the equality on generated payloads of every
+catalog type, valid and broken.
 """
 from __future__ import annotations
 
@@ -135,7 +136,9 @@ def _no_check(value: Any) -> None:
 
 
 # Field classes whose _deserialize reads only the value and whose _serialize reads only the value:
-# for these the codec calls both directly (Field.deserialize minus its per-call overhead).
+# for these the codec calls both directly (Field.deserialize minus its per-call overhead). A field
+# class of a catalog can say the same of itself with the class attribute ``codec_direct = True``
+# (set on that class itself: a subclass of it is not trusted until it says so too).
 _DIRECT = frozenset({fields.Raw, fields.Email, fields.Url, fields.Integer, fields.Float, fields.Decimal,
                      fields.Boolean, fields.UUID, fields.DateTime, fields.AwareDateTime, fields.NaiveDateTime,
                      fields.Date, fields.Time})
@@ -155,7 +158,7 @@ def _compile_field(field: fields.Field, key: str | None, wire: bool) -> _FieldCo
             check(value)
             return value, value
         code = string
-    elif kind in _DIRECT:
+    elif kind in _DIRECT or kind.__dict__.get("codec_direct") is True:
         deserialize, serialize = field._deserialize, field._serialize
 
         def direct(value: Any, data: Any) -> tuple[Any, Any]:

@@ -36,6 +36,10 @@ class UTCDateTime(fields.AwareDateTime):
     ``+00:00``.
     """
 
+    # Its _deserialize and _serialize read only the value: event_tasks' compiled codecs may call
+    # them directly (docs/decisions/0012-compiled-codecs.md).
+    codec_direct = True
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
         loaded = super()._deserialize(value, attr, data, **kwargs)
         return loaded.astimezone(dt.timezone.utc)
