@@ -2,9 +2,9 @@
 -- KEYS[1]  the subscription table: kombu's binding set of the `events` exchange
 -- ARGV[1]  the queue-name prefix of services ("events.")
 -- ARGV[2]  the global key prefix of queue lists ("" unless configured)
--- ARGV[3], ARGV[4], ...  pairs: an event type (routing key), then its message, with \1 where the
---          service name goes (task id, delivery tag) and \2 where the queue name goes (delivery
---          info); raw control characters never occur in JSON
+-- ARGV[3], ...  per event: its type (routing key); its slots, a string of \1 (where the service
+--          name goes: task id, delivery tag) and \2 (where the queue name goes: delivery info),
+--          one character per slot; then the message cut at its slots (one more piece than slots)
 -- Returns, per event, how many queues got a copy. The table is read once per call and the
 -- queues of a type are worked out once; each queue gets one LPUSH of all its copies, in order.
 local function split(s)
@@ -75,25 +75,14 @@ local function queues_of(event_type)
   return found
 end
 
--- a message cut once at its slots (plain finds: fast); each copy is then one table.concat
-local function copies(message)
-  local at_list = {}
-  for _, ch in ipairs({'\1', '\2'}) do
-    local at = string.find(message, ch, 1, true)
-    while at do
-      at_list[#at_list + 1] = at
-      at = string.find(message, ch, at + 1, true)
-    end
-  end
-  table.sort(at_list)
-  local parts, slots, pos = {}, {}, 1
-  for _, at in ipairs(at_list) do
-    parts[#parts + 1] = string.sub(message, pos, at - 1)
+-- a message's copies: its pieces with each slot filled in, one table.concat per copy
+local function copies(kinds, first)
+  local parts, slots = {ARGV[first]}, {}
+  for k = 1, #kinds do
     parts[#parts + 1] = false
-    slots[#parts] = string.byte(message, at)
-    pos = at + 1
+    slots[#parts] = string.byte(kinds, k)
+    parts[#parts + 1] = ARGV[first + k]
   end
-  parts[#parts + 1] = string.sub(message, pos)
   return function(queue, service)
     for i, kind in pairs(slots) do
       parts[i] = (kind == 1) and service or queue
@@ -103,17 +92,19 @@ local function copies(message)
 end
 
 local pending, order, counts = {}, {}, {}
-for i = 3, #ARGV, 2 do
-  local targets = queues_of(ARGV[i])
+local i = 3
+while i <= #ARGV do
+  local targets, kinds = queues_of(ARGV[i]), ARGV[i + 1]
   counts[#counts + 1] = #targets
   if #targets > 0 then
-    local copy = copies(ARGV[i + 1])
+    local copy = copies(kinds, i + 2)
     for _, t in ipairs(targets) do
       local list = pending[t[1]]
       if not list then list = {}; pending[t[1]] = list; order[#order + 1] = t[1] end
       list[#list + 1] = copy(t[1], t[2])
     end
   end
+  i = i + 3 + #kinds
 end
 for _, queue in ipairs(order) do
   redis.call('LPUSH', keyprefix .. queue, unpack(pending[queue]))

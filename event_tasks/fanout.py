@@ -15,6 +15,7 @@ the host's Celery producer pool, transport options and confirm settings stay as 
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
@@ -72,6 +73,18 @@ class Fanout(Protocol):
         """Release the connection."""
 
 
+_SLOTS = re.compile(f"([{SERVICE_SLOT}{QUEUE_SLOT}])")
+
+
+def script_args(args: list[str], event_type: str, message: str) -> None:
+    """Append one event to ``fanout.lua``'s arguments: its type, its slots, its message cut at them
+    (the script then only joins pieces: cutting a 2 KB message in Lua cost ~6 µs per event)."""
+    pieces = _SLOTS.split(message)
+    args.append(event_type)
+    args.append("".join(pieces[1::2]))
+    args += pieces[0::2]
+
+
 class RedisFanout:
     """Per-queue copies pushed atomically by a Lua script reading the live binding set."""
 
@@ -99,9 +112,9 @@ class RedisFanout:
         self.connection_errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
-        message = self.template.render(event_type, event_id, body, argsrepr)
-        return self.script(keys=[self.binding_key], args=[self.queue_prefix, self.keyprefix, event_type, message],
-                           client=self.single())[0]
+        args = [self.queue_prefix, self.keyprefix]
+        script_args(args, event_type, self.template.render(event_type, event_id, body, argsrepr))
+        return self.script(keys=[self.binding_key], args=args, client=self.single())[0]
 
     def single(self) -> Any:
         """A client that keeps one connection (locked per command) on the same pool: a send does not
@@ -128,7 +141,7 @@ class RedisFanout:
             if i + 1 == len(batch) or i + 1 - start >= CHUNK_EVENTS or size >= CHUNK_BYTES:
                 args: list[str] = [self.queue_prefix, self.keyprefix]
                 for j in range(start, i + 1):
-                    args += (batch[j].event_type, self.template.render(*batch[j]))
+                    script_args(args, batch[j].event_type, self.template.render(*batch[j]))
                 self.script(keys=[self.binding_key], args=args, client=pipe)
                 chunks.append(range(start, i + 1))
                 start, size = i + 1, 0

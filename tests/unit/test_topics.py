@@ -4,7 +4,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from event_tasks.fanout import FANOUT_LUA
+from event_tasks.fanout import FANOUT_LUA, script_args
 from event_tasks.topics import topic_matches
 
 CASES = [
@@ -36,7 +36,9 @@ def lua_matcher(redis_server):
     def matches(pattern: str, key: str) -> bool:
         client.delete("_kombu.binding.t", "events.q")
         client.sadd("_kombu.binding.t", f"{pattern}\x06\x16\x06\x16events.q")
-        pushed = script(keys=["_kombu.binding.t"], args=["events.", "", key, "m-\x01-\x02"])[0]
+        args = ["events.", ""]
+        script_args(args, key, "m-\x01-\x02")
+        pushed = script(keys=["_kombu.binding.t"], args=args)[0]
         if pushed:
             assert client.lpop("events.q") == b"m-q-events.q"
         return bool(pushed)
