@@ -15,7 +15,6 @@ the host's Celery producer pool, transport options and confirm settings stay as 
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
@@ -73,16 +72,12 @@ class Fanout(Protocol):
         """Release the connection."""
 
 
-_SLOTS = re.compile(f"([{SERVICE_SLOT}{QUEUE_SLOT}])")
-
-
-def script_args(args: list[str], event_type: str, message: str) -> None:
+def script_args(args: list[str], event_type: str, slots: str, pieces: list[str]) -> None:
     """Append one event to ``fanout.lua``'s arguments: its type, its slots, its message cut at them
-    (the script then only joins pieces: cutting a 2 KB message in Lua cost ~6 µs per event)."""
-    pieces = _SLOTS.split(message)
+    (the script only joins pieces: cutting a 2 KB message in Lua cost ~6 µs per event)."""
     args.append(event_type)
-    args.append("".join(pieces[1::2]))
-    args += pieces[0::2]
+    args.append(slots)
+    args += pieces
 
 
 class RedisFanout:
@@ -113,7 +108,7 @@ class RedisFanout:
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
         args = [self.queue_prefix, self.keyprefix]
-        script_args(args, event_type, self.template.render(event_type, event_id, body, argsrepr))
+        script_args(args, event_type, self.template.SLOTS, self.template.pieces(event_type, event_id, body, argsrepr))
         return self.script(keys=[self.binding_key], args=args, client=self.single())[0]
 
     def single(self) -> Any:
@@ -141,7 +136,7 @@ class RedisFanout:
             if i + 1 == len(batch) or i + 1 - start >= CHUNK_EVENTS or size >= CHUNK_BYTES:
                 args: list[str] = [self.queue_prefix, self.keyprefix]
                 for j in range(start, i + 1):
-                    script_args(args, batch[j].event_type, self.template.render(*batch[j]))
+                    script_args(args, batch[j].event_type, self.template.SLOTS, self.template.pieces(*batch[j]))
                 self.script(keys=[self.binding_key], args=args, client=pipe)
                 chunks.append(range(start, i + 1))
                 start, size = i + 1, 0

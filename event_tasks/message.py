@@ -74,14 +74,25 @@ class RedisMessageTemplate:
             self._static[event_type] = tail
         return tail
 
-    def render(self, event_type: str, event_id: str, body: str, argsrepr: str) -> str:
-        tid = f"{_dumps(event_id)[:-1]}:{SERVICE_SLOT}\""
-        return (
+    #: The slots of a rendered message, in order: task id, correlation id, routing key, delivery tag.
+    SLOTS = SERVICE_SLOT + SERVICE_SLOT + QUEUE_SLOT + SERVICE_SLOT
+
+    def pieces(self, event_type: str, event_id: str, body: str, argsrepr: str) -> list[str]:
+        """The message cut at its :data:`SLOTS` (one more piece than slots), built that way."""
+        eid = _dumps(event_id)
+        tid = eid[:-1] + ":"   # "<event id>:  -- the service name, then the closing quote, follow
+        return [
             f'{{"body":"{base64.b64encode(body.encode()).decode()}",'
             f'"content-encoding":"utf-8","content-type":"application/json",'
-            f'"headers":{{"id":{tid},"root_id":{_dumps(event_id)},"argsrepr":{_dumps(argsrepr)},'
-            f'{self._headers_tail(event_type)}}},'
-            f'"properties":{{"correlation_id":{tid},"delivery_mode":2,'
-            f'"delivery_info":{{"exchange":"","routing_key":"{QUEUE_SLOT}"}},"priority":0,'
-            f'"body_encoding":"base64","delivery_tag":{tid}}}}}'
-        )
+            f'"headers":{{"id":{tid}',
+            f'","root_id":{eid},"argsrepr":{_dumps(argsrepr)},{self._headers_tail(event_type)}}},'
+            f'"properties":{{"correlation_id":{tid}',
+            '","delivery_mode":2,"delivery_info":{"exchange":"","routing_key":"',
+            f'"}},"priority":0,"body_encoding":"base64","delivery_tag":{tid}',
+            '"}}',
+        ]
+
+    def render(self, event_type: str, event_id: str, body: str, argsrepr: str) -> str:
+        """The whole message, with the raw slot characters where each copy differs."""
+        pieces = self.pieces(event_type, event_id, body, argsrepr)
+        return "".join(piece + slot for piece, slot in zip(pieces, self.SLOTS)) + pieces[-1]

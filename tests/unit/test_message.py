@@ -34,3 +34,16 @@ def test_long_arguments_are_cut_in_argsrepr_only():
     body, argsrepr = encode_body(env, {"blob": "x" * 5000})
     assert len(argsrepr) == 1024 and argsrepr.endswith("...")
     assert len(json.loads(body)[0][1]["blob"]) == 5000
+
+
+def test_pieces_are_the_message_cut_at_its_slots():
+    """What the publish script joins (pieces and slots) is the rendered message, slot for slot."""
+    env = {"id": "E\x01", "type": "org.openedx.learning.probe.created.v1"}
+    body, argsrepr = encode_body(env, {"text": "\x01\x02"})
+    template = RedisMessageTemplate()
+    pieces = template.pieces(env["type"], "E\x01", body, argsrepr)
+    assert len(pieces) == len(template.SLOTS) + 1
+    assert not any(SERVICE_SLOT in p or QUEUE_SLOT in p for p in pieces)   # JSON escapes control characters
+    rendered = template.render(env["type"], "E\x01", body, argsrepr)
+    assert "".join(p + s for p, s in zip(pieces, template.SLOTS)) + pieces[-1] == rendered
+    assert fill(rendered, "alpha", "events.alpha")["headers"]["id"] == "E\x01:alpha"

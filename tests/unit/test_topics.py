@@ -37,7 +37,7 @@ def lua_matcher(redis_server):
         client.delete("_kombu.binding.t", "events.q")
         client.sadd("_kombu.binding.t", f"{pattern}\x06\x16\x06\x16events.q")
         args = ["events.", ""]
-        script_args(args, key, "m-\x01-\x02")
+        script_args(args, key, "\x01\x02", ["m-", "-", ""])
         pushed = script(keys=["_kombu.binding.t"], args=args)[0]
         if pushed:
             assert client.lpop("events.q") == b"m-q-events.q"
