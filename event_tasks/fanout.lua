@@ -36,34 +36,36 @@ local prefix = ARGV[1]
 local keyprefix = ARGV[2]
 local sep = '\6\22'
 
--- the subscription table, parsed once: {routing key, its words (lazily), queue}
-local bindings = {}
-for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local a = string.find(member, sep, 1, true)
-  if a then
-    local b = string.find(member, sep, a + 2, true)
-    local queue = b and string.sub(member, b + 2) or ''
-    if queue ~= '' then bindings[#bindings + 1] = {string.sub(member, 1, a - 1), false, queue} end
-  end
-end
+-- the subscription table, read once per call; each member is "<routing key>\6\22<pattern>\6\22<queue>"
+local members = redis.call('SMEMBERS', KEYS[1])
 
--- the queues of an event type (each once), worked out once per type
+-- the queues of an event type (each once), worked out once per type in a call: a member whose
+-- routing key is the type is found by a plain find (no string is made for the others); only
+-- routing keys with a wildcard are cut out and matched
 local routes = {}
 local function queues_of(event_type)
   local found = routes[event_type]
   if found then return found end
   found = {}
-  local words, done = nil, {}
-  for _, b in ipairs(bindings) do
-    local queue = b[3]
-    if not done[queue] then
-      local hit = b[1] == event_type
-      if not hit then
-        words = words or split(event_type)
-        if not b[2] then b[2] = split(b[1]) end
-        hit = match(b[2], 1, words, 1)
+  local exact, words, done = event_type .. sep, nil, {}
+  for _, member in ipairs(members) do
+    local a = string.find(member, sep, 1, true)
+    local hit = false
+    if a then
+      if a == #event_type + 1 and string.find(member, exact, 1, true) == 1 then
+        hit = true
+      else
+        local wild = string.find(member, '[%*#]')
+        if wild and wild < a then
+          words = words or split(event_type)
+          hit = match(split(string.sub(member, 1, a - 1)), 1, words, 1)
+        end
       end
-      if hit then
+    end
+    if hit then
+      local b = string.find(member, sep, a + 2, true)
+      local queue = b and string.sub(member, b + 2) or ''
+      if queue ~= '' and not done[queue] then
         done[queue] = true
         local service = queue
         if string.sub(queue, 1, #prefix) == prefix then service = string.sub(queue, #prefix + 1) end
