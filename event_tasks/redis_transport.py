@@ -105,13 +105,14 @@ return {taken, unreadable}
 MAX_TAKE = 100   # messages taken in one round trip, within the prefetch window
 
 
-def readable(item: Any) -> bool:
-    """Whether a queue item is a kombu message (JSON with a delivery tag), as TAKE checks it."""
+def kombu_message(item: Any) -> dict[str, Any] | None:
+    """The queue item decoded, if it is a kombu message (JSON with a delivery tag, as TAKE checks
+    it); ``None`` if it is anything else."""
     try:
         message = loads(kombu_redis.bytes_to_str(item))
-        return isinstance(message["properties"]["delivery_tag"], str)
+        return message if isinstance(message["properties"]["delivery_tag"], str) else None
     except Exception:  # noqa: BLE001 - anything else is not one
-        return False
+        return None
 
 
 def inflight_key(queue: str) -> str:
@@ -203,7 +204,7 @@ class Channel(kombu_redis.Channel):
             cycle.events_channels.discard(self)
         super().close()
 
-    _events_client: Any = None
+    _kept_client: Any = None   # the redis client this channel keeps (see conn_or_acquire)
 
     @contextlib.contextmanager
     def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
@@ -213,9 +214,9 @@ class Channel(kombu_redis.Channel):
         if client:
             yield client
             return
-        cached = self._events_client
+        cached = self._kept_client
         if cached is None or cached.connection_pool is not self.pool:
-            cached = self._events_client = self._create_client()
+            cached = self._kept_client = self._create_client()
         yield cached
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
@@ -266,10 +267,11 @@ class Channel(kombu_redis.Channel):
                 raise kombu_redis.Empty()
             room = self.qos.can_consume_max_estimate()
             room = MAX_TAKE if room is None else min(MAX_TAKE, room)
-            if room <= 1 and readable(item):   # room for this one message only: kombu's way
+            single = kombu_message(item) if room <= 1 else None
+            if single is not None:   # room for this one message only: kombu's way (decoded once)
                 self._taken = (queue, item)
                 try:
-                    self.connection._deliver(loads(kombu_redis.bytes_to_str(item)), queue)
+                    self.connection._deliver(single, queue)
                 finally:
                     self._taken = None
                 return True
