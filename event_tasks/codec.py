@@ -28,7 +28,6 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields
 from marshmallow.utils import missing
-from marshmallow.validate import Validator
 
 __all__ = ["Codec", "compile_codec"]
 
@@ -118,15 +117,15 @@ def _compile_schema(schema: Schema, unknown: str, wire: bool) -> Callable[[Any],
 
 
 def _validators(field: fields.Field) -> Callable[[Any], None]:
-    """The field's validators, as ``Field._validate`` runs them (any failure: undecided)."""
+    """The field's validators, as ``Field._validate`` runs them (each raises ``ValidationError``
+    to refuse; marshmallow 4 ignores what they return)."""
     checks = tuple(field.validators)
     if not checks:
         return _no_check
 
     def check(value: Any) -> None:
         for validator in checks:
-            if validator(value) is False and not isinstance(validator, Validator):
-                raise _UNDECIDED
+            validator(value)
 
     return check
 
