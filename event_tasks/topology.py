@@ -74,7 +74,7 @@ def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = Tr
             queue(channel).declare()
             declared.append(queue.name)
             if prune and is_redis(connection):
-                _pruneredis_bindings(channel.client, queue)
+                _prune_redis_bindings(channel.client, queue)
         if prune and is_redis(connection):
             sweep_tail_bindings(channel.client)
     if prune and not is_redis(connection) and connection.transport.driver_type == "amqp":
@@ -92,7 +92,7 @@ def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = Tr
     return declared
 
 
-def _pruneredis_bindings(client, queue: Queue) -> None:
+def _prune_redis_bindings(client, queue: Queue) -> None:
     """Remove bindings of ``queue`` that no handler asks for any more (a removed handler)."""
     wanted = {b.routing_key for b in queue.bindings}
     for routing_key, name in redis_bindings(client):
