@@ -1,6 +1,6 @@
 """The one rule every reference consumer follows: keep the latest state, ignore older events.
 
-Delivery is at-least-once and unordered (DESIGN.md, "Delivery contract"), so a handler may see an
+Delivery is at-least-once and unordered (docs/architecture.md, "Delivery contract"), so a handler may see an
 event twice, or an older event after a newer one. A projection row therefore stores the envelope
 time of the event it reflects (``last_event_time``), and :func:`apply_latest` only writes when the
 incoming event is not older than that. Re-applying the same event writes the same values again,

@@ -1,5 +1,5 @@
 """The demo platform: real Redis, one real Celery worker per service (from the Procfile, via
-honcho), every use case of USE_CASES.md driven through ``send_event`` by its producing service.
+honcho), every use case (docs/architecture.md, "Use cases") driven through ``send_event`` by its producing service.
 
 Steps: use Redis on 127.0.0.1:6379 if it answers, else start one (and stop only that one);
 migrate each service's own database; ``events declare`` (the Procfile ``release`` step); start

@@ -1,4 +1,4 @@
-"""The demo scenario: one story that drives every use case of ``USE_CASES.md``, in causal order.
+"""The demo scenario: one story that drives every use case (docs/architecture.md, "Use cases"), in causal order.
 
 Each :class:`Step` is one event a producing service sends (``send_event(event_type, data,
 key=key)`` from a process whose ``EVENT_TASKS_SERVICE`` is ``producer``). :data:`EXPECTED` is,

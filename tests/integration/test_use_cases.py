@@ -1,4 +1,4 @@
-"""Every use case of USE_CASES.md end to end: producers' send_event → each consumer's projection.
+"""Every use case (docs/architecture.md, "Use cases") end to end: producers' send_event → each consumer's projection.
 
 Runs the demo platform (demo/runner.py) on the private Redis: the real reference services, one
 real worker per service started from the Procfile by honcho, each with its own database.

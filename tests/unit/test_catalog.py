@@ -42,7 +42,7 @@ OPENEDX_EVENTS_NAMES = {
     "org.openedx.learning.exam.attempt.reset.v1",
 }
 
-#: USE_CASES.md, row by row: producer, consumers, and the event types that carry it.
+#: docs/architecture.md, "Use cases", row by row: producer, consumers, and the event types that carry it.
 USE_CASES: dict[int, tuple[str, set[str], list[str]]] = {
     1: ("studio", {"discovery"}, [content_authoring.COURSE_CREATED, content_authoring.COURSE_CATALOG_INFO_CHANGED]),
     2: ("discovery", {"credentials"}, [

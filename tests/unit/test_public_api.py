@@ -1,4 +1,4 @@
-"""The public surface is small and pinned (DESIGN.md, "Public API")."""
+"""The public surface is small and pinned (docs/architecture.md, "Public API")."""
 import inspect
 
 import event_tasks
