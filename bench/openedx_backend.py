@@ -68,7 +68,7 @@ def run(args, redis, tmp: Path, procs: list) -> None:
 
     from event_tasks.app import install
     from event_tasks.openedx import create_producer
-    from event_tasks.topology import declare, service_queue
+    from event_tasks.brokers.topology import declare, service_queue
 
     from .openedx_bus import TOPIC, make_producer, sender
     from .payload import CERTIFICATE_CREATED
@@ -166,8 +166,8 @@ def handler_cost(n: int) -> float:
     """Seconds per event of ``read_event`` + ``reemit`` in this process (no broker, no database)."""
     import json
 
-    from event_tasks import publisher
-    from event_tasks.dispatch import read_event
+    from event_tasks.send import publisher
+    from event_tasks.consume.dispatch import read_event
     from event_tasks.openedx import create_producer
     from event_tasks.openedx.handlers import reemit
     from event_tasks.testing import capture_events

@@ -40,7 +40,7 @@ def main() -> None:
     import event_tasks
     from event_tasks import send_event
     from event_tasks.conf import settings
-    from event_tasks.publisher import Publisher, default_publisher
+    from event_tasks.send.publisher import Publisher, default_publisher
 
     from bench.payload import CERTIFICATE_CREATED, COURSE_KEY, certificate, envelope
 

@@ -33,9 +33,9 @@ SERVICES = ("s00", "s01", "s02")
 # Frames whose share of a consume profile the summary prints (substring of py-spy's frame name).
 CONSUME_FRAMES = {
     "the whole event loop": "asynloop (celery/worker/loops.py",
-    "handlers + duplicate mark + commit (deliver)": "deliver (event_tasks/dispatch.py",
+    "handlers + duplicate mark + commit (deliver)": "deliver (event_tasks/consume/dispatch.py",
     "waiting for PostgreSQL": "Connection.wait (psycopg/connection.py",
-    "duplicate mark INSERT (with BEGIN)": "insert_mark (event_tasks/idempotency.py",
+    "duplicate mark INSERT (with BEGIN)": "insert_mark (event_tasks/store/idempotency.py",
     "COMMIT": "Connection.commit (psycopg/connection.py",
     "ack (Redis round trip)": "QoS.ack (kombu/transport/redis.py",
     "task events (Flower)": "EventDispatcher.flush (celery/events/dispatcher.py",

@@ -257,7 +257,7 @@ class Bench:
     def declare(self, services: list[str], url: str | None = None) -> None:
         from kombu import Connection
 
-        from event_tasks.topology import declare, service_queue
+        from event_tasks.brokers.topology import declare, service_queue
 
         from .payload import CERTIFICATE_CREATED
 
@@ -437,9 +437,9 @@ class Bench:
 
     def bench_publish(self) -> None:
         import event_tasks
-        import event_tasks.publisher
+        import event_tasks.send.publisher
 
-        send_events = getattr(event_tasks, "send_events", None) or getattr(event_tasks.publisher, "send_events", None)
+        send_events = getattr(event_tasks, "send_events", None) or getattr(event_tasks.send.publisher, "send_events", None)
         sec = "Publish on Redis"
         batch_sec = "Batch publish on Redis"
         send = self.publishers()
@@ -878,7 +878,7 @@ class Bench:
 
         import event_tasks
         from event_tasks.app import install
-        from event_tasks.publisher import reset_default_publisher
+        from event_tasks.send.publisher import reset_default_publisher
 
         from .brokers import RabbitVhost
         from .payload import CERTIFICATE_CREATED, COURSE_KEY, envelope

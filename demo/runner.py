@@ -104,7 +104,7 @@ def _inject_invalid(broker_url: str, steps: list[Any], handlers: dict[str, Any])
 
     from event_tasks import catalog
     from event_tasks.envelope import SPECVERSION
-    from event_tasks.message import encode_body, headers
+    from event_tasks.brokers.message import encode_body, headers
 
     step = next(s for s in steps if handlers[DEAD_LETTER_SERVICE].for_type(s.event_type))
     required = sorted(n for n, f in catalog.get(step.event_type).schema_instance.fields.items() if f.required)

@@ -1,6 +1,6 @@
 """event-tasks: send an event once; every subscribed service gets its own durable copy.
 
-Public API (kept small; see docs/ and DESIGN):
+Public API (kept small; docs/architecture.md, "Public API"):
 
 * :func:`send_event` — validate and publish one event; :func:`send_events` — several, as one batch;
 * :func:`consumer` — mark a plain function as a handler of an event type or pattern;
@@ -10,6 +10,6 @@ Errors are in :mod:`event_tasks.errors`; the catalog is :mod:`event_tasks.catalo
 """
 from .envelope import Event
 from .handlers import consumer
-from .publisher import send_event, send_events
+from .send.publisher import send_event, send_events
 
 __all__ = ["send_event", "send_events", "consumer", "Event"]

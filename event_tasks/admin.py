@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 
 from .errors import EventTasksError
 from .models import DeadLetter, OutboxEvent, ProcessedEvent
-from .replay import replay
+from .ops.replay import replay
 
 
 @admin.register(DeadLetter)

@@ -37,16 +37,16 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 from kombu import Exchange, Queue
 
-from . import publisher
+from .send import publisher
 from .conf import settings
 from .errors import EventTasksError
-from .topology import declare, put_queue
+from .brokers.topology import declare, put_queue
 
 if TYPE_CHECKING:
     from celery import Celery
 
 log = logging.getLogger(__name__)
-INTAKE_STEP = "event_tasks.intake:EventIntake"
+INTAKE_STEP = "event_tasks.consume.intake:EventIntake"
 
 
 def install(app: Celery) -> Celery:
@@ -107,7 +107,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         return
     if name not in queues.consume_from:
         return
-    from .worker import prepare_worker   # the consume side needs Django's models: import it now
+    from .consume.worker import prepare_worker   # the consume side needs Django's models: import it now
 
     prepare_worker(app, conf)
 

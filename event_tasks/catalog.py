@@ -193,7 +193,7 @@ def get(name: str) -> EventType:
     return entry
 
 
-def all(package: str | None = None) -> list[EventType]:  # noqa: A001 - the public name DESIGN.md gives it
+def all(package: str | None = None) -> list[EventType]:  # noqa: A001 - the public name docs/architecture.md gives it
     """Every event type of the catalog (the configured package(s)), sorted by name."""
     packages = _packages(package)
     load(package)

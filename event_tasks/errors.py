@@ -166,3 +166,26 @@ class ManagementAPIUnavailable(EventTasksError):
                          "enable it on the broker (`rabbitmq-plugins enable rabbitmq_management`) and set "
                          "EVENT_TASKS_RABBITMQ_MANAGEMENT_URL = 'http://user:password@host:15672' if it is not on the "
                          "broker's host at port 15672 with the broker's credentials.")
+
+
+class BatchRefused(EventTasksError):
+    """Some messages of a batch were refused one by one (the broker is reachable): ``accepted`` are
+    on the broker (confirmed), ``failed`` maps an index to its error, the rest were not attempted.
+
+    ``send_events`` and the relay turn it into a :class:`PublishError` (its ``cause``) or keep the
+    refused rows in the outbox; it reaches a user only as that cause."""
+
+    def __init__(self, accepted: list[int], failed: dict[int, BaseException]) -> None:
+        self.accepted = accepted
+        self.failed = failed
+        first = min(failed)
+        super().__init__(f"{len(failed)} message(s) of a batch refused, the first (#{first}): {failed[first]!r}; "
+                         f"the {len(accepted)} accepted are on the broker: send the others again once the "
+                         "cause is fixed (consumers suppress a duplicate)")
+
+
+class UnsupportedSignal(EventTasksError, TypeError):
+    """A data type openedx-events cannot serialize (so neither can ``event_tasks.openedx``).
+
+    Raised while the openedx catalog is generated; the signal is left out of it, and sending it
+    through this backend fails as it would on openedx-events' own buses."""

@@ -22,7 +22,7 @@ def add_prune_task(app: Celery, name: str = PRUNE_TASK) -> Any:
         return app.tasks[name]
 
     def prune_events() -> dict[str, Any]:
-        from .retention import prune
+        from .store.retention import prune
 
         transport = app.conf.broker_transport_options or {}
         return prune(visibility_timeout=transport.get("visibility_timeout")).as_dict()

@@ -25,13 +25,14 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import catalog, publisher
+from . import catalog
+from .send import publisher
 from .conf import settings
 from .envelope import Event
 from .handlers import service_handlers
 
 if TYPE_CHECKING:
-    from .dispatch import Outcome
+    from .consume.dispatch import Outcome
 
 T = TypeVar("T")
 
@@ -141,7 +142,7 @@ def run_handlers(event_type: str, data: Mapping[str, Any], *, service: str | Non
     ``"dead_letter"`` (``outcome.reason``), with ``applied``, ``duplicates`` and ``failures``.
     ``retries`` is the retry number of this delivery (0: the first attempt).
     """
-    from .dispatch import deliver   # needs Django's models: this module must import before setup (wait_until)
+    from .consume.dispatch import deliver   # needs Django's models: this module must import before setup (wait_until)
 
     service = service or settings().require_service()
     event = make_event(event_type, data, key=key, source=source, id=id, time=time)

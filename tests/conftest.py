@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from event_tasks import conf
-from event_tasks.publisher import reset_default_publisher
+from event_tasks.send.publisher import reset_default_publisher
 from tests.brokers import DATABASES, PrivatePostgres, PrivateRabbitMQ, RedisServer, rabbitmq_vhost
 
 

@@ -163,7 +163,7 @@ if _db_url == _default_db:
     VAR_DIR.mkdir(parents=True, exist_ok=True)   # a fresh checkout can migrate at once
 if not EVENT_TASKS_SERVICE:
     # A tooling process (an operator's `events status` / `events trace`) also reads every service
-    # database named by <SERVICE>_DATABASE_URL, under the service's name (event_tasks.servicedbs).
+    # database named by <SERVICE>_DATABASE_URL, under the service's name (event_tasks.store.databases).
     for _name, _url in sorted(os.environ.items()):
         _alias = _name[: -len("_DATABASE_URL")].lower()
         if _name.endswith("_DATABASE_URL") and _url and re.fullmatch(r"[a-z][a-z0-9_]{0,62}", _alias):
@@ -192,7 +192,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("EVENT_TASKS_VISIBILITY_TIMEOUT", 3600),
 }
 
-# Retention (event_tasks/retention.py): one `celery beat` (Procfile `beat`) sends the prune task
+# Retention (event_tasks/store/retention.py): one `celery beat` (Procfile `beat`) sends the prune task
 # (config/celery_app.py adds it) to each service's own maintenance queue, which that service's
 # worker consumes beside its event queue: each service prunes its own database.
 EVENT_TASKS_KEEP_PROCESSED_DAYS = env_float("EVENT_TASKS_KEEP_PROCESSED_DAYS", 30.0)

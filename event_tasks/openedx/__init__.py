@@ -18,6 +18,8 @@ An Open edX service moves from the Redis or Kafka event bus to event-tasks by se
 Who owns what: ``codec`` turns signal data and metadata into the event payload and back (with
 openedx-events' own serializers); ``schema`` generates the marshmallow schemas; ``catalog`` declares
 the types; ``producer``, ``consumer`` and ``handlers`` are the three ends above.
+
+May import: core, brokers, store, send, consume, ops.
 """
 from __future__ import annotations
 

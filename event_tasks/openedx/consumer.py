@@ -28,7 +28,7 @@ from openedx_events.event_bus import EventBusConsumer
 
 from ..conf import check_service_name, settings
 from ..errors import ConfigurationError
-from ..publisher import the_app
+from ..send.publisher import the_app
 
 log = logging.getLogger(__name__)
 WORKER_OPTIONS = {"concurrency": "-c", "pool": "-P", "loglevel": "-l"}

@@ -18,7 +18,7 @@ from openedx_events.data import EventsMetadata
 from openedx_events.event_bus import EventBusProducer
 from openedx_events.tooling import OpenEdxPublicSignal
 
-from ..publisher import send_event
+from ..send.publisher import send_event
 from .codec import event_key, to_payload
 
 log = logging.getLogger(__name__)

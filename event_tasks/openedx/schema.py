@@ -24,15 +24,12 @@ from openedx_events.event_bus.avro.custom_serializers import DEFAULT_CUSTOM_SERI
 from openedx_events.tooling import KNOWN_UNSERIALIZABLE_SIGNALS, OpenEdxPublicSignal, load_all_signals
 
 from ..catalog import EventSchema
+from ..errors import UnsupportedSignal
 from .codec import METADATA, serializer
 
 #: Types openedx-events carries as strings, with the function that reads one back.
 STRING_TYPES = {s.cls: s.deserialize for s in DEFAULT_CUSTOM_SERIALIZERS}
 SIMPLE = {str: fields.String, bool: fields.Boolean, float: fields.Float}
-
-
-class Unsupported(TypeError):
-    """A data type openedx-events cannot serialize (so neither can this backend)."""
 
 
 def _parses_with(read: Any, name: str):
@@ -58,7 +55,7 @@ def _simple(data_type: Any, **options: Any) -> fields.Field:
         return fields.Integer(strict=True, **options)
     if data_type in SIMPLE:
         return SIMPLE[data_type](**options)
-    raise Unsupported(f"{data_type!r} in a list or dict")
+    raise UnsupportedSignal(f"{data_type!r} in a list or dict")
 
 
 def field_for(data_type: Any, **options: Any) -> fields.Field:
@@ -73,16 +70,16 @@ def field_for(data_type: Any, **options: Any) -> fields.Field:
     if origin is list:
         args = get_args(data_type)
         if not args:
-            raise Unsupported("a list without an item type")
+            raise UnsupportedSignal("a list without an item type")
         return fields.List(_simple(args[0]), **options)
     if origin is dict:
         args = get_args(data_type)
         if not args:
-            raise Unsupported("a dict without key and value types")
+            raise UnsupportedSignal("a dict without key and value types")
         return fields.Dict(keys=fields.String(), values=_simple(args[1]), **options)
     if hasattr(data_type, "__attrs_attrs__"):
         return fields.Nested(schema_for_attrs(data_type), **options)
-    raise Unsupported(f"data type {data_type!r}")
+    raise UnsupportedSignal(f"data type {data_type!r}")
 
 
 @cache
@@ -126,15 +123,15 @@ class _MetadataField(fields.Nested):
 
 @cache
 def schema_for(signal: OpenEdxPublicSignal) -> type[Schema]:
-    """The payload schema of ``signal`` (:class:`Unsupported` if openedx-events cannot serialize it)."""
+    """The payload schema of ``signal`` (:class:`UnsupportedSignal` if openedx-events cannot serialize it)."""
     if signal.event_type in KNOWN_UNSERIALIZABLE_SIGNALS:
-        raise Unsupported(f"{signal.event_type} is in openedx-events' KNOWN_UNSERIALIZABLE_SIGNALS")
+        raise UnsupportedSignal(f"{signal.event_type} is in openedx-events' KNOWN_UNSERIALIZABLE_SIGNALS")
     try:
         serializer(signal)
     except Exception as exc:  # noqa: BLE001 - openedx-events raises plain Exception/TypeError
-        raise Unsupported(f"openedx-events cannot serialize {signal.event_type}: {exc}") from None
+        raise UnsupportedSignal(f"openedx-events cannot serialize {signal.event_type}: {exc}") from None
     if METADATA in signal.init_data:
-        raise Unsupported(f"{signal.event_type} has a data key named {METADATA!r}")
+        raise UnsupportedSignal(f"{signal.event_type} has a data key named {METADATA!r}")
     data_fields = {key: field_for(data_type, required=True) for key, data_type in signal.init_data.items()}
     data_fields[METADATA] = _MetadataField(signal.event_type)
     name = re.sub(r"\W", "_", signal.event_type)
@@ -148,7 +145,7 @@ def serializable_signals() -> list[OpenEdxPublicSignal]:
     for signal in OpenEdxPublicSignal.all_events():
         try:
             schema_for(signal)
-        except Unsupported:
+        except UnsupportedSignal:
             continue
         found.append(signal)
     return sorted(found, key=lambda s: s.event_type)

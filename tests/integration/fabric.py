@@ -19,7 +19,7 @@ from event_tasks import catalog
 from event_tasks.app import install
 from event_tasks.conf import settings as fabric_settings
 from event_tasks.handlers import ServiceHandlers, build, collect
-from event_tasks.publisher import Publisher
+from event_tasks.send.publisher import Publisher
 from event_tasks.testing import ServiceWorker, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -137,8 +137,8 @@ def test_redis_message_taken_by_a_consumer_that_died_is_put_back(fresh_redis_url
     """Redis: a message moved to the in-flight list whose consumer died before tracking it."""
     import redis
 
-    from event_tasks.message import QUEUE_SLOT, SERVICE_SLOT, RedisMessageTemplate, encode_body
-    from event_tasks.redis_transport import inflight_key
+    from event_tasks.brokers.message import QUEUE_SLOT, SERVICE_SLOT, RedisMessageTemplate, encode_body
+    from event_tasks.brokers.redis.transport import inflight_key
     from tests.conftest import CRASH_ENV
     from tests.integration.fabric import Platform
 

@@ -81,7 +81,7 @@ def test_producer_in_a_fresh_process_delivers(running):
         django.setup()
         from event_tasks import catalog
         from event_tasks.app import install
-        from event_tasks.publisher import Publisher
+        from event_tasks.send.publisher import Publisher
         catalog.load("tests.fabric.schemas")
         app = Celery("fresh", broker=sys.argv[1], set_as_current=False)
         install(app)

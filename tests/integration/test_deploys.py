@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from event_tasks import topology
+from event_tasks.brokers import topology
 from event_tasks.testing import wait_until
 from tests.fabric.schemas.probe import PROBE_CREATED, PROBE_UPDATED
 from tests.integration.fabric import Platform

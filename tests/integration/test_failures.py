@@ -8,7 +8,7 @@ import pytest
 from kombu import Connection, Exchange, Producer
 
 from event_tasks.envelope import SPECVERSION
-from event_tasks.message import encode_body, headers
+from event_tasks.brokers.message import encode_body, headers
 from event_tasks.testing import wait_until
 from tests.fabric.schemas.probe import PROBE_CREATED
 

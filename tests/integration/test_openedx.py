@@ -46,7 +46,7 @@ SEND = textwrap.dedent("""
             responses = signal.send_event(**data)
         failed = [repr(r) for _, r in responses if isinstance(r, BaseException)]
         assert not failed, failed
-    from event_tasks.publisher import default_publisher
+    from event_tasks.send.publisher import default_publisher
     print(json.dumps(dict(default_publisher().stats)))
 """)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from event_tasks.rabbitmq_api import ManagementAPI
+from event_tasks.brokers.rabbitmq.api import ManagementAPI
 from event_tasks.errors import ManagementAPIUnavailable
 from event_tasks.testing import wait_until
 from tests.brokers import PrivateRabbitMQ, RedisServer, rabbitmqctl

@@ -12,10 +12,10 @@ from kombu import Connection
 from event_tasks import catalog
 from event_tasks.app import install
 from event_tasks.models import OutboxEvent
-from event_tasks.relay import Relay
-from event_tasks.publisher import Publisher
+from event_tasks.send.relay import Relay
+from event_tasks.send.publisher import Publisher
 from event_tasks.testing import wait_until
-from event_tasks.topology import declare, service_queue
+from event_tasks.brokers.topology import declare, service_queue
 from tests.brokers import RedisServer
 from tests.fabric.schemas.probe import PROBE_CREATED
 
@@ -111,7 +111,7 @@ def test_sent_rows_are_pruned_after_the_retention(producer):
 
 
 def test_durability_check_accepts_aof_and_refuses_a_forgetful_redis(broker, redis_server):
-    from event_tasks.brokercheck import check_redis
+    from event_tasks.brokers.check import check_redis
     from event_tasks.errors import ConfigurationError
 
     assert check_redis(broker.url, require=True) == []

@@ -14,9 +14,9 @@ import pytest
 from kombu import Connection, Queue
 
 from event_tasks import catalog
-from event_tasks.message import encode_body
+from event_tasks.brokers.message import encode_body
 from event_tasks.testing import wait_until
-from event_tasks.topology import declare, service_queue
+from event_tasks.brokers.topology import declare, service_queue
 from tests.brokers import RedisServer, rabbitmq_vhost
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.fabric import PROBE_ENV, ROOT
@@ -175,8 +175,8 @@ def test_a_claim_is_exclusive_until_its_lease_runs_out_and_the_senders_own_claim
 
     from event_tasks.app import install
     from event_tasks.models import OutboxEvent
-    from event_tasks.publisher import Publisher
-    from event_tasks.relay import Relay
+    from event_tasks.send.publisher import Publisher
+    from event_tasks.send.relay import Relay
 
     catalog.load("tests.fabric.schemas")
     app = Celery("claims", broker=own_redis.url, set_as_current=False)

@@ -16,12 +16,12 @@ from kombu import Connection
 from event_tasks import catalog, conf
 from event_tasks.app import install
 from event_tasks.management.commands.events import relay_summary
-from event_tasks.message import encode_body
+from event_tasks.brokers.message import encode_body
 from event_tasks.models import OutboxEvent
-from event_tasks.publisher import Publisher
-from event_tasks.relay import Relay
+from event_tasks.send.publisher import Publisher
+from event_tasks.send.relay import Relay
 from event_tasks.testing import wait_until
-from event_tasks.topology import declare, service_queue
+from event_tasks.brokers.topology import declare, service_queue
 from tests.brokers import RedisServer, rabbitmq_vhost
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.test_outbox_claims import SERVICES, drain, events

@@ -13,8 +13,8 @@ from kombu import Connection
 from event_tasks import catalog
 from event_tasks.app import install
 from event_tasks.errors import EventValidationError, PublishError, UnknownEventType
-from event_tasks.publisher import Publisher
-from event_tasks.topology import declare, service_queue, subscription_table
+from event_tasks.send.publisher import Publisher
+from event_tasks.brokers.topology import declare, service_queue, subscription_table
 from tests.brokers import free_port
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.fabric import PROBE_ENV, ROOT, probe_handlers

@@ -11,9 +11,9 @@ from event_tasks import catalog
 from event_tasks.app import install
 from event_tasks.errors import EventValidationError, PublishError
 from event_tasks.models import OutboxEvent
-from event_tasks.publisher import Publisher
+from event_tasks.send.publisher import Publisher
 from event_tasks.testing import wait_until
-from event_tasks.topology import declare
+from event_tasks.brokers.topology import declare
 from tests.brokers import free_port
 from tests.fabric.schemas.probe import CATALOG_PROBE, PROBE_CREATED, PROBE_UPDATED
 from tests.integration.test_send import depths, queues
@@ -88,7 +88,8 @@ def test_redis_a_large_batch_goes_in_chunks_and_a_refused_chunk_fails_alone(publ
     url, pub = publisher
     import redis as redis_lib
 
-    from event_tasks.fanout import CHUNK_EVENTS, BatchRefused
+    from event_tasks.brokers.redis.fanout import CHUNK_EVENTS
+    from event_tasks.errors import BatchRefused
 
     assert CHUNK_EVENTS == 100
     items = ([(PROBE_CREATED, {"n": i}) for i in range(100)]

@@ -30,7 +30,7 @@ from kombu import Connection, Queue
 from event_tasks import catalog
 from event_tasks.app import install
 from event_tasks.conf import settings as fabric_settings
-from event_tasks.publisher import Publisher
+from event_tasks.send.publisher import Publisher
 from event_tasks.testing import ServiceWorker, wait_until
 from tests.integration.fabric import ROOT
 

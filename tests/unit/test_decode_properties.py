@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from event_tasks import Event
-from event_tasks.dispatch import read_event
+from event_tasks.consume.dispatch import read_event
 from event_tasks.envelope import SPECVERSION
 from event_tasks.errors import InvalidEvent, PayloadTooLarge
-from event_tasks.publisher import Publisher
+from event_tasks.send.publisher import Publisher
 
 TYPE = "org.openedx.learning.probe.created.v1"
 REASONS = {"invalid_arguments", "invalid_envelope", "unsupported_version", "invalid_payload"}

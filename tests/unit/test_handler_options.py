@@ -7,7 +7,7 @@ import pytest
 from celery import Celery
 
 from event_tasks import consumer
-from event_tasks.dispatch import deliver, register_tasks
+from event_tasks.consume.dispatch import deliver, register_tasks
 from event_tasks.errors import ConfigurationError
 from event_tasks.handlers import Handler, build, collect
 from event_tasks.models import ProcessedEvent
@@ -147,7 +147,7 @@ def test_a_handler_is_a_plain_function_still():
 
 
 def test_a_batch_handler_gets_fresh_events_in_one_transaction_with_one_bulk_mark():
-    from event_tasks.batching import deliver_batch
+    from event_tasks.consume.batching import deliver_batch
 
     seen = []
 
@@ -165,7 +165,7 @@ def test_a_batch_handler_gets_fresh_events_in_one_transaction_with_one_bulk_mark
 
 
 def test_a_failing_batch_leaves_no_mark():
-    from event_tasks.batching import deliver_batch
+    from event_tasks.consume.batching import deliver_batch
 
     @consumer(TYPE, batch=10)
     def broken(events):

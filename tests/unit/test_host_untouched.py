@@ -12,7 +12,7 @@ from kombu.serialization import register
 
 from event_tasks import conf
 from event_tasks.app import install
-from event_tasks.worker import REDIS_TRANSPORT, prepare_worker
+from event_tasks.consume.worker import REDIS_TRANSPORT, prepare_worker
 
 PROBES = {"EVENT_TASKS_SCHEMAS_PACKAGE": "tests.fabric.schemas"}
 # The host's own serializer: anything but the fabric's JSON (kombu's registry; no extra package).

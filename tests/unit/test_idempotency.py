@@ -1,7 +1,7 @@
 """Duplicate suppression: one application per (event, handler), in the handler's transaction."""
 import pytest
 
-from event_tasks import idempotency
+from event_tasks.store import idempotency
 from event_tasks.handlers import Handler
 from event_tasks.models import ProcessedEvent
 from event_tasks.testing import make_event

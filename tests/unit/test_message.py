@@ -2,7 +2,7 @@
 import base64
 import json
 
-from event_tasks.message import QUEUE_SLOT, SERVICE_SLOT, RedisMessageTemplate, encode_body
+from event_tasks.brokers.message import QUEUE_SLOT, SERVICE_SLOT, RedisMessageTemplate, encode_body
 
 
 def fill(template, service, queue):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
-from event_tasks.metrics import StatusCollector, registry
+from event_tasks.ops.metrics import StatusCollector, registry
 from event_tasks.models import DeadLetter
 
 STATUS = {"broker": "redis", "workers": None, "notes": [], "services": [

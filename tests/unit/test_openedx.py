@@ -144,8 +144,8 @@ class Received:
 def through_the_fabric(signal: OpenEdxPublicSignal, data: dict[str, Any], metadata: Any,
                        key_field: str | None) -> tuple[Any, Any]:
     """Produce with the backend, decode the task body as a worker does, re-emit: (event, task args)."""
-    from event_tasks import publisher
-    from event_tasks.dispatch import read_event
+    from event_tasks.send import publisher
+    from event_tasks.consume.dispatch import read_event
 
     with capture_events(service="lms") as captured:
         create_producer().send(signal=signal, topic="some-topic", event_key_field=key_field or "",
@@ -261,7 +261,7 @@ def test_the_group_is_the_consuming_service(settings):
 
 def test_event_tasks_imports_without_openedx_events():
     code = ("import sys; sys.modules['openedx_events'] = None\n"
-            "import event_tasks, event_tasks.app, event_tasks.publisher\n"
+            "import event_tasks, event_tasks.app, event_tasks.send.publisher\n"
             "from event_tasks.errors import OpenedxEventsMissing\n"
             "try:\n    import event_tasks.openedx\nexcept OpenedxEventsMissing as exc:\n    print(exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

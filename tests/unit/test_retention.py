@@ -14,7 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from event_tasks import conf, retention
+from event_tasks import conf
+from event_tasks.store import retention
 from event_tasks.errors import RetentionTooShort
 from event_tasks.models import DeadLetter, OutboxEvent, ProcessedEvent, Redelivery
 

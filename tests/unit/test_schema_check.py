@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from event_tasks.schemacheck import breaking_changes, snapshot
+from event_tasks.ops.schema_check import breaking_changes, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 T = "org.openedx.learning.certificate.created.v1"

@@ -55,7 +55,7 @@ def test_a_process_that_only_sends_registers_and_imports_nothing():
 
 def test_a_worker_of_the_service_registers_its_event_tasks():
     out = run(["-c", "from config.celery_app import app; import django; django.setup(); "
-                     "from event_tasks.worker import prepare_worker; prepare_worker(app); "
+                     "from event_tasks.consume.worker import prepare_worker; prepare_worker(app); "
                      "print(sorted(t for t in app.tasks if t.startswith('org.')))"],
               EVENT_TASKS_SERVICE="gamma", **PROBES)
     assert out.returncode == 0, out.stderr

@@ -30,7 +30,7 @@ class CaptureInsideATestCase(TestCase):
 
 
 def test_capture_needs_no_broker_and_restores_the_real_publisher(settings):
-    from event_tasks import publisher
+    from event_tasks.send import publisher
 
     before = publisher._publisher
     with capture_events() as sent:

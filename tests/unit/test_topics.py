@@ -4,7 +4,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from event_tasks.fanout import FANOUT_LUA, script_args
+from event_tasks.brokers.redis.fanout import FANOUT_LUA, script_args
 from event_tasks.topics import topic_matches
 
 CASES = [

@@ -24,14 +24,15 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from event_tasks import catalog, deadletters
+from event_tasks import catalog
+from event_tasks.store import deadletters
 from event_tasks.conf import settings
 from event_tasks.errors import EventTasksError, ManagementAPIUnavailable
 from event_tasks.handlers import consuming_services, service_handlers
-from event_tasks.publisher import default_publisher, send_event, the_app
-from event_tasks.relay import Relay
-from event_tasks.replay import replay
-from event_tasks.topology import declare, service_queue, subscription_table
+from event_tasks.send.publisher import default_publisher, send_event, the_app
+from event_tasks.send.relay import Relay
+from event_tasks.ops.replay import replay
+from event_tasks.brokers.topology import declare, service_queue, subscription_table
 
 
 class Command(BaseCommand):
@@ -57,7 +58,7 @@ class Command(BaseCommand):
                             help="print again every SECONDS (default 2) until Ctrl-C")
         status.add_argument("--no-workers", action="store_true", help="do not ask the workers (no remote control wait)")
         status.add_argument("--timeout", type=float, help="seconds to wait for workers' replies")
-        status.add_argument("--json", action="store_true", help="print JSON (the data of event_tasks.status.collect)")
+        status.add_argument("--json", action="store_true", help="print JSON (the data of event_tasks.ops.status.collect)")
         trace = sub.add_parser("trace", help="where one event went: outbox, bindings, each service's deliveries")
         trace.add_argument("event_id", help="the event's id (the envelope id; a task id is <event id>:<service>)")
         trace.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
@@ -145,7 +146,7 @@ class Command(BaseCommand):
 
     def do_topology(self, topology_action: str = "show", **options: object) -> None:
         if topology_action == "verify":
-            from event_tasks.topologycheck import run_verify
+            from event_tasks.ops.topology_check import run_verify
 
             code = run_verify(the_app(), self.stdout.write, self.stderr.write, **options)
             if code:
@@ -169,7 +170,7 @@ class Command(BaseCommand):
 
     def do_status(self, services: list[str] | None = None, watch: float | None = None, no_workers: bool = False,
                   timeout: float | None = None, json: bool = False, **_: object) -> None:  # noqa: A002
-        from event_tasks.status import collect, render
+        from event_tasks.ops.status import collect, render
 
         try:
             while True:
@@ -184,7 +185,7 @@ class Command(BaseCommand):
 
     def do_trace(self, event_id: str, services: list[str] | None = None, json: bool = False,  # noqa: A002
                  **_: object) -> None:
-        from event_tasks.trace import render, trace
+        from event_tasks.ops.trace import render, trace
 
         data = trace(event_id, services=services)
         self.stdout.write(_json(data) if json else render(data))
@@ -195,7 +196,7 @@ class Command(BaseCommand):
                 **_: object) -> None:
         import threading
 
-        from event_tasks.tail import run
+        from event_tasks.ops.tail import run
 
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -226,7 +227,7 @@ class Command(BaseCommand):
         self.stdout.write(f"relay stopped; published {relay.sent} event(s)")
 
     def do_prune(self, dry_run: bool = False, **_: object) -> None:
-        from event_tasks import retention
+        from event_tasks.store import retention
 
         transport = the_app().conf.broker_transport_options or {}
         pruned = retention.prune(dry_run=dry_run, visibility_timeout=transport.get("visibility_timeout"))
@@ -237,10 +238,10 @@ class Command(BaseCommand):
         import importlib
         from pathlib import Path
 
-        from event_tasks import schemacheck
+        from event_tasks.ops import schema_check as schemacheck
 
         if schema_action == "export":
-            from event_tasks.exports import write
+            from event_tasks.ops.exports import write
 
             written = write(Path(out), progress=self.stderr.write)
             self.stdout.write(f"wrote {len(written) - 1} JSON Schemas and asyncapi.json under {out}")
@@ -285,7 +286,7 @@ class Command(BaseCommand):
 
     def do_metrics(self, port: int, address: str, metric_services: list[str] | None = None, workers: bool = False,
                    **_: object) -> None:
-        from event_tasks import metrics
+        from event_tasks.ops import metrics
 
         metrics.run(port, address, services=metric_services, workers=workers,
                     write=lambda line: (self.stdout.write(line), self.stdout.flush()))
@@ -293,7 +294,7 @@ class Command(BaseCommand):
 
 def relay_summary(relay: Relay, sent: int) -> str:
     """``events relay --once``: what went out, and every row that keeps failing on its own."""
-    from event_tasks import outbox
+    from event_tasks.store import outbox
 
     failing = outbox.failing(relay.using)
     lines = [f"published {sent} outbox event(s); {len(failing)} failing, waiting for a retry"]

@@ -15,6 +15,6 @@ app = Celery("notifier")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-from event_tasks.app import install  # noqa: E402 - the event fabric: the one added line pair
+from event_tasks.app import install   # noqa: E402 - the event fabric: the one added line pair
 
 install(app)

@@ -29,12 +29,14 @@ from celery.utils.imports import symbol_by_name
 from django.db import connections as db_connections
 from django.db import transaction as db_transaction
 
-from . import catalog
-from .conf import Settings, settings
-from .envelope import SPECVERSION, Event, format_time
-from .errors import ConfigurationError, EventValidationError, PayloadTooLarge, PublishError
-from .fanout import BatchRefused, Fanout, Prepared, fanout_for
-from .message import encode_body
+from .. import catalog
+from ..conf import Settings, settings
+from ..envelope import SPECVERSION, Event, format_time
+from ..errors import ConfigurationError, EventValidationError, PayloadTooLarge, PublishError
+from ..brokers.fanout import Fanout, fanout_for
+from ..brokers.message import Prepared
+from ..errors import BatchRefused
+from ..brokers.message import encode_body
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -100,7 +102,7 @@ class Publisher:
         open_ = [c.alias for c in db_connections.all(initialized_only=True) if c.in_atomic_block]
         if not open_:
             return False
-        from . import outbox   # needs Django's models; this module must import before setup
+        from ..store import outbox   # needs Django's models; this module must import before setup
 
         using = outbox.database()
         if using in open_:
@@ -119,7 +121,7 @@ class Publisher:
         try:
             self.publish_many([prepared for _, prepared in pairs])
         except Exception as exc:  # noqa: BLE001 - whatever failed, the relay gets what did not go out
-            from . import outbox
+            from ..store import outbox
 
             refused = getattr(exc, "cause", None)
             if isinstance(refused, BatchRefused):

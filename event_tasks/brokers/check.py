@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 REQUIRED = {"appendonly": {"yes"}, "appendfsync": {"everysec", "always"}, "maxmemory-policy": {"noeviction"}}

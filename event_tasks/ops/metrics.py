@@ -2,7 +2,7 @@
 
 Flower exports what Celery's task events say (tasks received, retried, failed, runtimes, per
 task name = event type and per worker = service). What lives in the brokers and in each
-service's database is exported here, from :func:`event_tasks.status.collect` (the data ``events
+service's database is exported here, from :func:`event_tasks.ops.status.collect` (the data ``events
 status`` prints), plus the duplicates the consumers suppressed:
 
 * ``event_tasks_queue_depth``, ``event_tasks_queue_unacked``, ``event_tasks_queue_oldest_age_seconds``,
@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .models import DeadLetter, ProcessedEvent
+from ..models import DeadLetter, ProcessedEvent
 
 if TYPE_CHECKING:
     from celery import Celery

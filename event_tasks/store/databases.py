@@ -10,9 +10,9 @@ A service without a reachable database is reported as such, never guessed.
 """
 from __future__ import annotations
 
-from . import catalog
-from .conf import settings
-from .handlers import consuming_services
+from .. import catalog
+from ..conf import settings
+from ..handlers import consuming_services
 
 
 def known_services() -> list[str]:

@@ -24,9 +24,8 @@ from typing import Any
 
 from kombu import Consumer, Queue
 
-from .conf import settings
-from .topology import (events_exchange, is_redis, sweep_tail_bindings, tail_heartbeat_key, tail_queue_prefix,
-                       unbind)
+from ..conf import settings
+from ..brokers.topology import events_exchange, is_redis, sweep_tail_bindings, tail_heartbeat_key, tail_queue_prefix, unbind
 
 
 class Tail:
@@ -124,7 +123,7 @@ def run(app: Any, out: Callable[[str], None], err: Callable[[str], None], *, pat
         as_json: bool = False, count: int | None = None, lease: float = 30.0,
         stop: threading.Event | None = None) -> int:
     """The ``events tail`` command: print events until ``count`` were seen or ``stop`` is set."""
-    from . import catalog
+    from .. import catalog
 
     if not catalog.matching(pattern):
         err(f"warning: no event type of the catalog matches {pattern!r}; nothing will arrive")

@@ -21,9 +21,9 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
-from . import catalog
-from .conf import settings
-from .handlers import consuming_services, service_handlers
+from .. import catalog
+from ..conf import settings
+from ..handlers import consuming_services, service_handlers
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

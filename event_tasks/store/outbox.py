@@ -32,10 +32,11 @@ from django.db import connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .conf import Settings, settings
-from .envelope import Event
-from .fanout import BatchRefused, Prepared
-from .models import OutboxEvent
+from ..conf import Settings, settings
+from ..envelope import Event
+from ..brokers.message import Prepared
+from ..errors import BatchRefused
+from ..models import OutboxEvent
 
 log = logging.getLogger(__name__)
 HOST = f"{socket.gethostname()}:{os.getpid()}"

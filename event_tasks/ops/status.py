@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Min
 
-from .conf import settings
-from .envelope import parse_time
-from .errors import ManagementAPIUnavailable
-from .handlers import consuming_services
-from .models import DeadLetter, OutboxEvent
-from .publisher import the_app
-from .rabbitmq_api import ManagementAPI
-from .redis_transport import inflight_key
-from .servicedbs import known_services, service_databases
-from .topology import BINDING_SEP, is_redis, passive_declare
-from .worker import CONTROL_COMMAND
+from ..conf import settings
+from ..envelope import parse_time
+from ..errors import ManagementAPIUnavailable
+from ..handlers import consuming_services
+from ..models import DeadLetter, OutboxEvent
+from ..send.publisher import the_app
+from ..brokers.rabbitmq.api import ManagementAPI
+from ..brokers.redis.transport import inflight_key
+from ..store.databases import known_services, service_databases
+from ..brokers.topology import BINDING_SEP, is_redis, passive_declare
+from ..consume.worker import CONTROL_COMMAND
 
 if TYPE_CHECKING:
     from celery import Celery

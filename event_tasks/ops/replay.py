@@ -11,11 +11,11 @@ import logging
 from django.db.models import F
 from django.utils import timezone
 
-from .deadletters import replayable_args
-from .message import encode_body
-from .models import DeadLetter
-from .conf import settings
-from .publisher import Publisher, default_publisher, the_app
+from ..store.deadletters import replayable_args
+from ..brokers.message import encode_body
+from ..models import DeadLetter
+from ..conf import settings
+from ..send.publisher import Publisher, default_publisher, the_app
 
 log = logging.getLogger(__name__)
 

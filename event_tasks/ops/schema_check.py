@@ -15,7 +15,7 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
-from . import catalog
+from .. import catalog
 
 
 def describe_schema(schema: Schema) -> dict[str, Any]:

@@ -26,13 +26,13 @@ from django.db.models import F
 from kombu.message import Message
 from kombu.serialization import prepare_accept_content
 
-from . import deadletters
+from ..store import deadletters
 from .dispatch import REQUEUE_RETRY, EventTask, backoff, read_event
-from .envelope import Event
-from .errors import InvalidEvent
-from .handlers import Handler
-from .message import ARGSREPR_LIMIT, task_id
-from .models import ProcessedEvent
+from ..envelope import Event
+from ..errors import InvalidEvent
+from ..handlers import Handler
+from ..brokers.message import ARGSREPR_LIMIT, task_id
+from ..models import ProcessedEvent
 
 log = logging.getLogger(__name__)
 BATCH_SUFFIX = ":batch"

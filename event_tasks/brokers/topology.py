@@ -17,9 +17,9 @@ from typing import Any
 
 from kombu import Connection, Exchange, Queue, binding
 
-from .conf import settings
-from .errors import ConfigurationError, ManagementAPIUnavailable
-from .rabbitmq_api import ManagementAPI
+from ..conf import settings
+from ..errors import ConfigurationError, ManagementAPIUnavailable
+from .rabbitmq.api import ManagementAPI
 
 log = logging.getLogger(__name__)
 BINDING_SEP = "\x06\x16"

@@ -35,11 +35,11 @@ from kombu.common import ignore_errors
 from kombu.exceptions import ContentDisallowed
 from vine import ppartial
 
-from . import deadletters
+from ..store import deadletters
 from .batching import batch_message
-from .envelope import parse_time
-from .message import LOST_HEADER, TIMEOUTS_HEADER
-from .topology import is_redis
+from ..envelope import parse_time
+from ..brokers.message import LOST_HEADER, TIMEOUTS_HEADER
+from ..brokers.topology import is_redis
 
 log = logging.getLogger(__name__)
 

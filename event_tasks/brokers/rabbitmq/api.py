@@ -16,7 +16,7 @@ from typing import Any
 
 from kombu import Connection
 
-from .errors import ManagementAPIUnavailable
+from ...errors import ManagementAPIUnavailable
 
 DEFAULT_PORT = 15672
 

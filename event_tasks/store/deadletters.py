@@ -15,8 +15,8 @@ from typing import Any
 from django.db import close_old_connections
 from django.utils import timezone
 
-from .errors import NotReplayable
-from .models import DeadLetter
+from ..errors import NotReplayable
+from ..models import DeadLetter
 
 log = logging.getLogger(__name__)
 

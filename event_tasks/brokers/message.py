@@ -10,7 +10,7 @@ import base64
 import json
 import os
 import socket
-from typing import Any
+from typing import Any, NamedTuple
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -22,6 +22,16 @@ ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 # headers (no database write there: a hung handler may hold the database's locks).
 LOST_HEADER = "event_tasks_lost"            # the pool process died while running the handlers
 TIMEOUTS_HEADER = "event_tasks_timeouts"    # the handlers ran past the delivery's hard time limit
+
+
+class Prepared(NamedTuple):
+    """An event ready to go on the wire: its type, id, task body and what Flower shows."""
+
+    event_type: str
+    event_id: str
+    body: str
+    argsrepr: str
+
 
 
 def task_id(event_id: str, service: str) -> str:

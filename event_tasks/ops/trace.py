@@ -27,18 +27,18 @@ from typing import Any
 
 from django.db import DatabaseError
 
-from . import catalog
-from .conf import settings
-from .deadletters import replayable_args
-from .errors import EventTasksError, ManagementAPIUnavailable, NotReplayable
-from .handlers import consuming_services, service_handlers
-from .message import task_id
-from .models import DeadLetter, OutboxEvent, ProcessedEvent, Redelivery
-from .publisher import the_app
-from .redis_transport import inflight_key
-from .servicedbs import service_databases
-from .topics import topic_matches
-from .topology import bindings, is_redis
+from .. import catalog
+from ..conf import settings
+from ..store.deadletters import replayable_args
+from ..errors import EventTasksError, ManagementAPIUnavailable, NotReplayable
+from ..handlers import consuming_services, service_handlers
+from ..brokers.message import task_id
+from ..models import DeadLetter, OutboxEvent, ProcessedEvent, Redelivery
+from ..send.publisher import the_app
+from ..brokers.redis.transport import inflight_key
+from ..store.databases import service_databases
+from ..topics import topic_matches
+from ..brokers.topology import bindings, is_redis
 
 SCAN_LIMIT = 10_000   # Redis: queue entries searched for a waiting copy
 

@@ -28,9 +28,9 @@ from typing import Any
 
 from kombu import Connection
 
-from .conf import settings
-from .handlers import consuming_services, service_handlers
-from .topology import redis_bindings, bindings, is_redis, is_tail_queue, passive_declare, tail_heartbeat_key, unbind
+from ..conf import settings
+from ..handlers import consuming_services, service_handlers
+from ..brokers.topology import redis_bindings, bindings, is_redis, is_tail_queue, passive_declare, tail_heartbeat_key, unbind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +162,7 @@ def run_verify(app: Any, out: Any, err: Any, *, services: list[str] | None = Non
     """The ``events topology verify`` command: 0 in line with the code, 1 drift, 2 cannot verify."""
     import json as json_module
 
-    from .errors import ManagementAPIUnavailable
+    from ..errors import ManagementAPIUnavailable
 
     known = consuming_services()
     unknown = sorted(set(services or ()) - set(known))

@@ -8,14 +8,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import publisher, redis_transport
+from ..send import publisher
+from ..brokers.redis import transport as redis_transport
 from .batching import BatchEventTask, batch_task_name
-from .brokercheck import check_redis
-from .conf import Settings, settings
+from ..brokers.check import check_redis
+from ..conf import Settings, settings
 from .dispatch import register_tasks
-from .errors import ConfigurationError
-from .handlers import service_handlers
-from .topology import broker_kind, put_queue, service_queue
+from ..errors import ConfigurationError
+from ..handlers import service_handlers
+from ..brokers.topology import broker_kind, put_queue, service_queue
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 VISIBILITY_MARGIN = 0.5  # retry countdowns stay below half the Redis visibility timeout
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0
-REDIS_TRANSPORT = "event_tasks.redis_transport:Transport"
+REDIS_TRANSPORT = "event_tasks.brokers.redis.transport:Transport"
 
 
 def prepare_worker(app: Celery, conf: Settings | None = None) -> dict[str, Any]:

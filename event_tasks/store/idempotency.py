@@ -16,9 +16,9 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .envelope import Event
-from .handlers import Handler
-from .models import ProcessedEvent, Redelivery
+from ..envelope import Event
+from ..handlers import Handler
+from ..models import ProcessedEvent, Redelivery
 
 log = logging.getLogger(__name__)
 

@@ -37,11 +37,12 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 from django.db import close_old_connections
 
-from . import catalog, deadletters, idempotency
-from .envelope import Event, read_envelope
-from .errors import DeadLettered, EventValidationError, InvalidEvent
-from .handlers import Handler, ServiceHandlers
-from .message import LOST_HEADER, TIMEOUTS_HEADER
+from .. import catalog
+from ..store import deadletters, idempotency
+from ..envelope import Event, read_envelope
+from ..errors import DeadLettered, EventValidationError, InvalidEvent
+from ..handlers import Handler, ServiceHandlers
+from ..brokers.message import LOST_HEADER, TIMEOUTS_HEADER
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -146,7 +147,7 @@ class EventRequest(Request):
     time limit and billiard kills it), Celery would record a failure and acknowledge the message
     (time limit), or requeue it with nothing but the broker's ``redelivered`` flag (lost process).
     Here the delivery is sent back to its service's queue as a copy that counts the loss in its
-    headers (:data:`~event_tasks.message.TIMEOUTS_HEADER`, :data:`~event_tasks.message.LOST_HEADER`),
+    headers (:data:`~event_tasks.brokers.message.TIMEOUTS_HEADER`, :data:`~event_tasks.brokers.message.LOST_HEADER`),
     then the original is acknowledged; the task dead-letters it (``time_limit``, ``worker_lost``)
     once the count reaches ``EVENT_TASKS_MAX_REDELIVERIES``. Nothing here touches the database:
     a hung handler may hold its locks (SQLite's write lock, a row lock) until it is killed, and

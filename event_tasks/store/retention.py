@@ -27,9 +27,9 @@ from django.db import router
 from django.db.models import Model, Q
 from django.utils import timezone
 
-from .conf import Settings, settings
-from .errors import RetentionTooShort
-from .models import DeadLetter, OutboxEvent, ProcessedEvent, Redelivery
+from ..conf import Settings, settings
+from ..errors import RetentionTooShort
+from ..models import DeadLetter, OutboxEvent, ProcessedEvent, Redelivery
 
 log = logging.getLogger(__name__)
 DAY = 86400.0

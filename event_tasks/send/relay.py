@@ -21,10 +21,11 @@ import time
 from django.db import DatabaseError, close_old_connections
 from django.db.models import Q
 
-from . import outbox, retention
-from .errors import PublishError
-from .fanout import BatchRefused, Prepared
-from .models import OutboxEvent
+from ..store import outbox, retention
+from ..errors import PublishError
+from ..brokers.message import Prepared
+from ..errors import BatchRefused
+from ..models import OutboxEvent
 from .publisher import Publisher
 
 log = logging.getLogger(__name__)

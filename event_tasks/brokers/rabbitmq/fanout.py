@@ -1,0 +1,136 @@
+"""Fan-out on RabbitMQ (and ``memory://`` in unit tests): the broker routes.
+
+One publish to the topic exchange ``events`` per event, with publisher confirms, on a connection
+of the fabric's own; each service's worker gives its copy its own task id on receipt. A batch is
+published back to back and its confirms collected once.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from amqp import spec as amqp_spec
+from amqp.exceptions import MessageNacked
+from kombu import Connection, Producer
+
+from ...conf import Settings
+from ...errors import BatchRefused
+from ..message import Prepared, headers
+from ..topology import broker_kind, events_exchange
+
+
+class KombuFanout:
+    """One publish to the topic exchange on a connection of the fabric's own, with confirms."""
+
+    def __init__(self, url: str, transport_options: Mapping[str, Any], conf: Settings,
+                 transport: Any = None) -> None:
+        options = dict(transport_options)
+        if broker_kind(url) == "amqp":
+            options["confirm_publish"] = True
+        self.connection = Connection(url, transport=transport, transport_options=options,
+                                     connect_timeout=conf.publish_timeout)
+        self.exchange = events_exchange(conf.exchange)
+        self.retry_policy = {"max_retries": conf.publish_retries, "interval_start": 0,
+                             "interval_step": 0.2, "interval_max": 1.0}
+        self._lock = threading.Lock()
+        self._producer: Producer | None = None
+        self.confirm_timeout = max(1.0, conf.publish_timeout * (conf.publish_retries + 1))
+        from kombu.exceptions import KombuError, OperationalError
+
+        self.errors = (*self.connection.connection_errors, *self.connection.channel_errors, KombuError, OSError)
+        self.connection_errors = (*self.connection.connection_errors, OperationalError, OSError)
+
+    @contextlib.contextmanager
+    def producer(self) -> Iterator[Producer]:
+        """The fabric's producer (confirms on), held for the duration of the block."""
+        with self._lock:
+            if self._producer is None:
+                self._producer = Producer(self.connection)
+            yield self._producer
+
+    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
+        with self.producer() as producer:
+            producer.publish(
+                body, exchange=self.exchange, routing_key=event_type,
+                headers=headers(event_type, event_id, event_id, argsrepr),
+                content_type="application/json", content_encoding="utf-8",
+                delivery_mode=2, correlation_id=event_id, declare=[self.exchange],
+                retry=True, retry_policy=self.retry_policy,
+            )
+            _count_publish(producer.channel)
+        return None
+
+    def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]:
+        """Publish every message, then wait once for the broker's confirms of all of them.
+
+        kombu (py-amqp) waits for each confirm before the next publish; here the messages go out
+        back to back on the producer's channel and the confirms (``multiple`` acks included) are
+        collected afterwards. A nack, or a connection lost before every confirm, is an error for
+        the whole batch: the caller sends it again and the consumers suppress the duplicates.
+        """
+        if not batch:
+            return []
+        with self.producer() as producer:
+            producer.maybe_declare(self.exchange)
+            channel = producer.channel
+            confirming = hasattr(channel, "_basic_publish")   # py-amqp (RabbitMQ); memory:// has no confirms
+            if not confirming:
+                for item in batch:
+                    self.publish(*item)
+                return [None] * len(batch)
+            if not channel._confirm_selected:
+                channel._confirm_selected = True
+                channel.confirm_select()
+            first = getattr(channel, "_event_tasks_sequence", 0) + 1
+            refused: BaseException | None = None
+            for index, item in enumerate(batch):
+                try:
+                    message = channel.prepare_message(
+                        item.body, 0, "application/json", "utf-8",
+                        headers(item.event_type, item.event_id, item.event_id, item.argsrepr),
+                        {"delivery_mode": 2, "correlation_id": item.event_id})
+                    channel._basic_publish(message, exchange=self.exchange.name, routing_key=item.event_type)
+                except self.connection_errors:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - this message is refused (e.g. a routing key over 255 bytes)
+                    if index == 0:
+                        raise
+                    refused = exc
+                    break
+                _count_publish(channel)   # per message: a batch cut short by a refused message keeps the count
+            last = channel._event_tasks_sequence
+            acked = {"upto": first - 1}
+
+            def on_confirm(method: Any, delivery_tag: int = 0, multiple: bool = False, *_: Any) -> None:
+                if method == amqp_spec.Basic.Nack:
+                    raise MessageNacked()
+                acked["upto"] = max(acked["upto"], delivery_tag)
+
+            while acked["upto"] < last:
+                channel.wait([amqp_spec.Basic.Ack, amqp_spec.Basic.Nack], callback=on_confirm,
+                             timeout=self.confirm_timeout)
+        if refused is not None:
+            raise BatchRefused(list(range(last - first + 1)), {last - first + 1: refused})
+        return [None] * len(batch)
+
+    def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
+        with self.producer() as producer:
+            producer.publish(
+                body, exchange="", routing_key=queue,
+                headers=headers(event_type, event_id, f"{event_id}:{service}", argsrepr),
+                content_type="application/json", content_encoding="utf-8", delivery_mode=2,
+                correlation_id=f"{event_id}:{service}", retry=True, retry_policy=self.retry_policy,
+            )
+            _count_publish(producer.channel)
+
+    def close(self) -> None:
+        with self._lock:
+            self._producer = None
+            self.connection.release()
+
+
+def _count_publish(channel: Any) -> None:
+    """Keep the channel's publish sequence (the delivery tags its confirms carry) for batches."""
+    channel._event_tasks_sequence = getattr(channel, "_event_tasks_sequence", 0) + 1

@@ -1,0 +1,113 @@
+"""Fan-out on Redis: one EVALSHA of ``fanout.lua`` per event (or per chunk of a batch).
+
+The script reads the live subscription table (kombu's binding set) and LPUSHes a copy to each
+matching queue atomically, each with its own task id and delivery tag, through the default
+exchange (so retries, acks and restores stay in that service). A batch is a pipeline of such
+calls, up to ``CHUNK_EVENTS`` events each (the table read and each type's queues worked out once
+per call, one LPUSH per queue).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from ...conf import Settings
+from ...errors import BatchRefused
+from ..message import QUEUE_SLOT, SERVICE_SLOT, Prepared, RedisMessageTemplate
+from ..topology import BINDING_KEY
+
+FANOUT_LUA = resources.files(__package__).joinpath("fanout.lua").read_text()
+# Events per script call of a batch (and bytes, roughly): Redis runs one script at a time, so a
+# call stays short (~1 ms) and Lua's unpack() stays far below its argument limit.
+CHUNK_EVENTS = 100
+CHUNK_BYTES = 1 << 20
+
+
+def script_args(args: list[str], event_type: str, slots: str, pieces: list[str]) -> None:
+    """Append one event to ``fanout.lua``'s arguments: its type, its slots, its message cut at them
+    (the script only joins pieces: cutting a 2 KB message in Lua cost ~6 µs per event)."""
+    args.append(event_type)
+    args.append(slots)
+    args += pieces
+
+
+class RedisFanout:
+    """Per-queue copies pushed atomically by a Lua script reading the live binding set."""
+
+    def __init__(self, url: str, transport_options: Mapping[str, Any], conf: Settings) -> None:
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        if url.startswith("redis+socket://"):
+            url = "unix://" + url[len("redis+socket://"):]
+        self.client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=conf.publish_timeout,
+            socket_timeout=conf.publish_timeout,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), conf.publish_retries),
+            retry_on_timeout=True,
+        )
+        self._single: Any = None   # the client of single sends, connected on first use
+        self.keyprefix = transport_options.get("global_keyprefix", "") or ""
+        self.binding_key = self.keyprefix + BINDING_KEY.format(exchange=conf.exchange)
+        self.queue_prefix = conf.queue_prefix
+        self.script = self.client.register_script(FANOUT_LUA)
+        self.template = RedisMessageTemplate()
+        self.errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        self.connection_errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
+        args = [self.queue_prefix, self.keyprefix]
+        script_args(args, event_type, self.template.SLOTS, self.template.pieces(event_type, event_id, body, argsrepr))
+        return self.script(keys=[self.binding_key], args=args, client=self.single())[0]
+
+    def single(self) -> Any:
+        """A client that keeps one connection (locked per command) on the same pool: a send does not
+        take a connection from the pool and give it back (~7% of a send, measured). Connected on
+        first use, so a publisher can be built while the broker is down."""
+        single = self._single
+        if single is None:
+            single = self._single = self.client.__class__(connection_pool=self.client.connection_pool,
+                                                          single_connection_client=True)
+        return single
+
+    def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
+        message = self.template.render(event_type, event_id, body, argsrepr)
+        self.client.lpush(self.keyprefix + queue, message.replace(SERVICE_SLOT, service).replace(QUEUE_SLOT, queue))
+
+    def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]:
+        """One round trip: a pipeline of script calls, each for a chunk of events (their copies
+        pushed atomically, one LPUSH per queue); a chunk the broker refuses fails alone."""
+        pipe = self.client.pipeline(transaction=False)
+        chunks: list[range] = []
+        start, size = 0, 0
+        for i, item in enumerate(batch):
+            size += len(item.body)
+            if i + 1 == len(batch) or i + 1 - start >= CHUNK_EVENTS or size >= CHUNK_BYTES:
+                args: list[str] = [self.queue_prefix, self.keyprefix]
+                for j in range(start, i + 1):
+                    script_args(args, batch[j].event_type, self.template.SLOTS, self.template.pieces(*batch[j]))
+                self.script(keys=[self.binding_key], args=args, client=pipe)
+                chunks.append(range(start, i + 1))
+                start, size = i + 1, 0
+        results = pipe.execute(raise_on_error=False)
+        counts: list[int | None] = [None] * len(batch)
+        failed: dict[int, BaseException] = {}
+        for chunk, result in zip(chunks, results):
+            for j, i in enumerate(chunk):
+                if isinstance(result, Exception):
+                    failed[i] = result
+                else:
+                    counts[i] = result[j]
+        if failed:
+            if len(failed) == len(batch):
+                raise failed[0]
+            raise BatchRefused([i for i in range(len(batch)) if i not in failed], failed)
+        return counts
+
+    def close(self) -> None:
+        if self._single is not None:
+            self._single.close()
+        self.client.close()
