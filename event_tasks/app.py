@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from celery import Celery
 
 log = logging.getLogger(__name__)
-INTAKE_STEP = "event_tasks.consume.intake:EventIntake"
 
 
 def install(app: Celery) -> Celery:
@@ -58,7 +57,6 @@ def install(app: Celery) -> Celery:
     signals.import_modules.connect(_on_import_modules, sender=app, weak=False)
     signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid=f"event_tasks.worker_init.{id(app)}")
     signals.worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid=f"event_tasks.worker_ready.{id(app)}")
-    app.steps["consumer"].add(INTAKE_STEP)   # a no-op unless this worker consumes its event queue
     return app
 
 
@@ -116,11 +114,15 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     # Celery's consumer declared the queue and its bindings; also drop bindings of a handler
     # that was removed, or its events would keep arriving as "unknown type".
     app = getattr(sender, "app", None)
-    plan = getattr(app, "_event_tasks_intake", None) if app is not None else None
+    if app is None or not getattr(app, "_event_tasks_installed", False):
+        return
+    from .consume.intake import plan_of   # the consume side, imported once a worker runs (see above)
+
+    plan = plan_of(app)
     if plan is None:
         return
     try:
         with app.connection_for_write() as conn:
-            declare(conn, [plan["queue"]])
+            declare(conn, [plan.queue])
     except Exception:  # noqa: BLE001 - pruning is housekeeping; the worker runs without it
-        log.exception("could not prune stale subscriptions of %s", plan["queue"].name)
+        log.exception("could not prune stale subscriptions of %s", plan.queue.name)

@@ -6,7 +6,8 @@ channel of its own, refuses what is not a readable event (dead letters), gives e
 id and hands the message to Celery; ``unknown_types`` holds back events no handler here knows yet
 (a deploy in progress); ``batching`` gathers batched types into one delivery. ``dispatch`` is the
 event task: the delivery decision (handlers, duplicate marks, retry with backoff, dead letter);
-``lost`` sends back deliveries whose pool process died or ran past its time limit.
+``lost`` sends back deliveries whose pool process died or ran past its time limit; ``refusals``
+stores what the intake cannot read as dead letters.
 
 May import: core, brokers, store, send.
 """

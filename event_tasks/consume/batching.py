@@ -1,8 +1,9 @@
 """Batched consumption: ``@consumer(TYPE, batch=N)`` handlers take a list of events at a time.
 
-* The worker's intake (``intake``) holds fresh deliveries of a batched type (first attempt, not
-  redelivered) for up to ``batch_wait`` seconds or until ``N`` are there, then hands Celery one
-  :class:`BatchMessage` standing for all of them: one task ``<type>:batch``, one pool job.
+* The worker's intake (``intake``) hands fresh deliveries of a batched type (first attempt, not
+  redelivered) to a :class:`Batcher`, which holds them for up to ``batch_wait`` seconds or until
+  ``N`` are there, then hands Celery one :class:`BatchMessage` standing for all of them: one task
+  ``<type>:batch``, one pool job.
 * :class:`BatchEventTask` checks every event (an unreadable one is dead-lettered alone), then
   runs the handler on the readable ones in **one transaction** with one bulk duplicate mark
   (:func:`deliver_batch`), and stores the batch's SUCCESS row in it. The messages are
@@ -17,21 +18,23 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from celery.exceptions import Reject
 from django.db import close_old_connections, transaction
 from django.db.models import F
+from kombu.asynchronous.timer import Entry, Timer
 from kombu.message import Message
 from kombu.serialization import prepare_accept_content
 
 from ..store import deadletters
-from .dispatch import REQUEUE_RETRY, EventTask, backoff, read_event
+from .dispatch import EventTask, backoff, read_event
+from .lost import REQUEUE_RETRY
 from ..envelope import Event
 from ..errors import InvalidEvent
 from ..handlers import Handler
-from ..brokers.message import ARGSREPR_LIMIT, task_id
+from ..brokers.message import ARGSREPR_LIMIT, LOST_HEADER, TIMEOUTS_HEADER, task_id
 from ..models import ProcessedEvent
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,50 @@ def batch_message(event_type: str, service: str, parts: Sequence[Message]) -> Ba
                         content_encoding="utf-8", delivery_info=dict(first.delivery_info or {}),
                         properties={**(first.properties or {}), "correlation_id": batch_id},
                         headers=headers, accept=prepare_accept_content(["json"]), channel=first.channel)
+
+
+class Batcher:
+    """Holds fresh deliveries of batched types until a batch is full or ``batch_wait`` passed."""
+
+    def __init__(self, timer: Timer, service: str, handler: Callable[[Message], object],
+                 specs: Mapping[str, tuple[int, float]]) -> None:
+        self.timer = timer
+        self.service = service
+        self.handler = handler
+        self.specs = specs
+        self.buffers: dict[str, list[Message]] = {}
+        self.timers: dict[str, Entry] = {}
+
+    def wants(self, name: str, message: Message) -> bool:
+        headers = message.headers
+        return (name in self.specs and not headers.get("retries") and not headers.get("eta")
+                and not (message.delivery_info or {}).get("redelivered") and not headers.get("redelivered")
+                and not headers.get(LOST_HEADER) and not headers.get(TIMEOUTS_HEADER))
+
+    def add(self, name: str, message: Message) -> None:
+        buffer = self.buffers.setdefault(name, [])
+        buffer.append(message)
+        size, wait = self.specs[name]
+        if len(buffer) >= size:
+            self.flush(name)
+        elif name not in self.timers:
+            self.timers[name] = self.timer.call_after(wait, self.flush, (name, True))
+
+    def flush(self, name: str, from_timer: bool = False) -> None:
+        entry = self.timers.pop(name, None)
+        if entry is not None and not from_timer:
+            entry.cancel()
+        buffer = self.buffers.pop(name, [])
+        if len(buffer) == 1:
+            self.handler(buffer[0])
+        elif buffer:
+            self.handler(batch_message(name, self.service, buffer))
+
+    def clear(self) -> None:
+        for entry in self.timers.values():
+            entry.cancel()
+        self.timers.clear()
+        self.buffers.clear()
 
 
 def deliver_batch(service: str, handler: Handler, events: Sequence[Event],

@@ -29,12 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, states
-from billiard.einfo import ExceptionWithTraceback
-from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery.exceptions import Reject
-from kombu.utils.encoding import safe_repr
-from celery.worker.request import Request
-from celery.worker.state import task_ready
 from django.db import close_old_connections
 
 from .. import catalog
@@ -43,6 +38,7 @@ from ..envelope import Event, read_envelope
 from ..errors import DeadLettered, EventValidationError, InvalidEvent
 from ..handlers import Handler, ServiceHandlers
 from ..brokers.message import LOST_HEADER, TIMEOUTS_HEADER
+from .lost import REQUEUE_RETRY, EventRequest
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -138,79 +134,6 @@ def read_event(event_type: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         raise InvalidEvent("invalid_payload", f"payload is not a valid {event_type}; bad fields: {exc.describe()}") from None
     return Event(id=envelope["id"], type=envelope["type"], source=envelope["source"],
                  time=envelope["time"], key=envelope.get("key"), data=data)
-
-
-class EventRequest(Request):
-    """A delivery in the worker's main process.
-
-    When the pool process running the handlers is lost (it died, or the delivery passed its hard
-    time limit and billiard kills it), Celery would record a failure and acknowledge the message
-    (time limit), or requeue it with nothing but the broker's ``redelivered`` flag (lost process).
-    Here the delivery is sent back to its service's queue as a copy that counts the loss in its
-    headers (:data:`~event_tasks.brokers.message.TIMEOUTS_HEADER`, :data:`~event_tasks.brokers.message.LOST_HEADER`),
-    then the original is acknowledged; the task dead-letters it (``time_limit``, ``worker_lost``)
-    once the count reaches ``EVENT_TASKS_MAX_REDELIVERIES``. Nothing here touches the database:
-    a hung handler may hold its locks (SQLite's write lock, a row lock) until it is killed, and
-    the main process must keep serving the other pool processes. If the copy cannot be
-    published, the message goes back to the queue as it is.
-    """
-
-    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
-        exc = exc_info.exception
-        if isinstance(exc, ExceptionWithTraceback):
-            exc = exc.exc
-        if isinstance(exc, (SystemExit, KeyboardInterrupt)) and not (self._already_cancelled or self._already_revoked):
-            exc = WorkerLostError(f"the pool process exited ({exc!r})")   # as Celery reads it
-        if isinstance(exc, (TimeLimitExceeded, WorkerLostError)):
-            task_ready(self)
-            self.send_back(TIMEOUTS_HEADER if isinstance(exc, TimeLimitExceeded) else LOST_HEADER, exc)
-            return None
-        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
-
-    def on_timeout(self, soft: bool, timeout: float) -> None:
-        if soft:
-            return super().on_timeout(soft, timeout)
-        task_ready(self)
-        self.send_back(TIMEOUTS_HEADER, TimeLimitExceeded(timeout))   # usually done already in on_failure
-
-    def send_back(self, header: str, exc: BaseException) -> None:
-        if self.acknowledged or getattr(self, "_event_tasks_sent_back", False):
-            return
-        self._event_tasks_sent_back = True
-        message = self._message
-        task = self.task
-        if getattr(message, "parts", None) is not None:
-            # a batch of deliveries: all of them go back and come again one by one
-            log.error("%s: batch %s lost its pool process (%r); its events go back to the queue",
-                      task.service, self.id, exc)
-            self.reject(requeue=True)
-            return
-        headers = dict(message.headers)
-        headers[header] = int(headers.get(header) or 0) + 1
-        try:
-            with send_back_producer(task) as producer:
-                producer.publish(message.body, exchange="", routing_key=task.queue_name, headers=headers,
-                                 content_type=message.content_type, content_encoding=message.content_encoding,
-                                 delivery_mode=2, retry=True, retry_policy=REQUEUE_RETRY)
-        except Exception as send_exc:  # noqa: BLE001 - the broker keeps the original instead
-            log.error("%s: could not send %s back after %r (%r); it goes back to the queue as it is",
-                      task.service, self.id, exc, send_exc)
-            self.reject(requeue=True)
-            return
-        self.acknowledge()
-        log.error("%s: %s lost its pool process (%r); sent back to %s (%s=%d)", task.service, self.id, exc,
-                  task.queue_name, header, headers[header])
-        self.send_event("task-retried", exception=safe_repr(exc), traceback="")
-
-
-# How hard a worker tries to publish a delivery back to its own queue (retry, send back, batch split)
-# before it leaves the message to the broker instead.
-REQUEUE_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
-
-
-def send_back_producer(task: EventTask) -> Any:
-    """The producer a delivery goes back to its queue with (the confirming one on RabbitMQ)."""
-    return task.retry_producer() if task.retry_producer is not None else task.app.producer_or_acquire()
 
 
 class EventTask(Task):

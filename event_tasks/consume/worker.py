@@ -1,7 +1,11 @@
 """Wiring a worker that consumes its service's event queue (called by ``app`` at worker start).
 
-Everything here acts on the event side only: the event tasks, the event queue, the intake step's
-plan, the Redis transport of the event channel; see ``app`` for what is left to the host.
+The first step of the consume path: :func:`prepare_worker` registers the service's event tasks
+(``dispatch``, and ``batching`` for batched types), puts the event queue with its bindings on the
+app, fixes the intake's :class:`~event_tasks.consume.intake.IntakePlan` and adds the intake step
+(``intake.EventIntake``) to the worker's consumer. Everything here acts on the event side only:
+the event tasks, the event queue, the intake step's plan, the Redis transport of the event
+channel; see ``app`` for what is left to the host.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..send import publisher
 from ..brokers.redis import transport as redis_transport
 from .batching import BatchEventTask, batch_task_name
+from .intake import EventIntake, IntakePlan, RedisIntake, plan_of, set_plan
 from ..brokers.check import check_redis
 from ..conf import Settings, settings
 from .dispatch import register_tasks
@@ -28,7 +33,7 @@ DEFAULT_VISIBILITY_TIMEOUT = 3600.0
 REDIS_TRANSPORT = "event_tasks.brokers.redis.transport:Transport"
 
 
-def prepare_worker(app: Celery, conf: Settings | None = None) -> dict[str, Any]:
+def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
     """Wire a worker that consumes its service's event queue (see the module docstring)."""
     conf = conf or settings()
     service = conf.require_service()
@@ -43,8 +48,7 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> dict[str, Any]:
     kind = broker_kind(app.conf.broker_url or "")
     options = dict(app.conf.broker_transport_options or {})
     cap = conf.retry_backoff_max
-    plan: dict[str, Any] = {"service": service, "queue": queue, "max_payload_bytes": conf.max_payload_bytes,
-                            "redis": None}
+    redis: RedisIntake | None = None
     retry_producer = None
     if kind == "amqp":
         if conf.handler_time_limit >= conf.rabbitmq_consumer_timeout:
@@ -67,7 +71,7 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> dict[str, Any]:
             app.conf.broker_transport = REDIS_TRANSPORT
         if app.conf.broker_transport == REDIS_TRANSPORT:
             redis_transport.Transport.events_restore_interval = float(conf.restore_interval)
-            plan["redis"] = {"visibility_timeout": visibility, "mutex_expire": max(10, 3 * conf.restore_interval)}
+            redis = RedisIntake(visibility_timeout=visibility, mutex_expire=max(10, 3 * conf.restore_interval))
         else:
             log.warning("broker_transport is %r (set by the host): %s is consumed with that transport's own "
                         "consume step, which can lose a message when a worker is killed mid-consume",
@@ -81,10 +85,11 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> dict[str, Any]:
     if batched:
         register_tasks(app, service, handlers, base=BatchEventTask, event_types=sorted(batched),
                        task_name=batch_task_name, **task_options)
-    plan["batching"] = {t: (h.batch, h.batch_wait) for t, h in batched.items()}
-    plan["prefetch_extra"] = max((h.batch or 0 for h in batched.values()), default=0)
-    plan["unknown_type_wait"] = conf.unknown_type_wait
-    app._event_tasks_intake = plan
+    plan = IntakePlan(service=service, queue=queue, max_payload_bytes=conf.max_payload_bytes,
+                      unknown_type_wait=float(conf.unknown_type_wait), redis=redis,
+                      batching={t: (h.batch or 1, h.batch_wait) for t, h in batched.items()})
+    set_plan(app, plan)
+    app.steps["consumer"].add(EventIntake)   # a set: a second prepare_worker adds nothing
     _register_control_command()
     _warn_about_slow_settings(app)
     return plan
@@ -108,14 +113,13 @@ def _register_control_command() -> None:
 
     @inspect_command(name=CONTROL_COMMAND)
     def event_tasks_status(state: Any, **_: Any) -> dict[str, Any]:
-        plan = getattr(state.consumer.app, "_event_tasks_intake", None) or {}
-        service = plan.get("service")
-        suffix = f":{service}"
+        plan = plan_of(state.consumer.app)
+        if plan is None:
+            return {"service": None, "queue": None, "active": 0, "held": 0}
+        suffix = f":{plan.service}"
         active = {r.id for r in list(worker_state.active_requests) if r.id.endswith(suffix)}
         held = {r.id for r in list(worker_state.reserved_requests) if r.id.endswith(suffix)} - active
-        queue = plan.get("queue")
-        return {"service": service, "queue": queue.name if queue is not None else None,
-                "active": len(active), "held": len(held)}
+        return {"service": plan.service, "queue": plan.queue.name, "active": len(active), "held": len(held)}
 
 
 def _warn_about_slow_settings(app: Celery) -> None:

@@ -1,0 +1,64 @@
+"""What the intake does with a message that is not a readable event: a dead letter, then the ack.
+
+Nothing is acknowledged before it is recorded: if the dead letter cannot be stored (database
+down), the message goes back to the queue (a Redis item the transport could not even read as a
+kombu message comes back with the next sweep).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kombu.common import ignore_errors
+from kombu.message import Message
+
+from ..store import deadletters
+
+log = logging.getLogger(__name__)
+
+FRAMING_BYTES = 4096  # the envelope and Celery's framing on top of the payload limit
+CUT = "…(cut)"
+
+
+def refuse(service: str, message: Message, reason: str, detail: str) -> None:
+    """Store ``message`` in ``service``'s dead letters with ``reason``, then acknowledge it."""
+    headers = message.headers if isinstance(getattr(message, "headers", None), dict) else {}
+    task_id = str(headers.get("id", "") or "")
+    raw = deadletters.message_raw(message)
+    if reason == "too_large":
+        raw["body"] = raw["body"][:FRAMING_BYTES] + CUT
+    try:
+        deadletters.record(
+            service=service,
+            reason=reason,
+            detail=detail,
+            event_id=deadletters.event_id_of({}, task_id),
+            event_type=str(headers.get("task", "") or ""),
+            task_id=task_id,
+            raw=raw,
+        )
+    except Exception:  # noqa: BLE001 - the worker goes on; the message is not lost
+        log.exception(
+            "could not store dead letter (%s: %s) for message %r; it goes back to the queue", reason, detail, headers
+        )
+        ignore_errors(message, message.requeue)
+        return
+    ignore_errors(message, message.ack)
+
+
+def refuse_item(service: str, queue: str, raw: bytes | str) -> bool:
+    """A Redis queue item that is not a kombu message at all: a dead letter ``undecodable``.
+
+    Returns whether it was recorded (if not, the transport leaves it to come back later)."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+    try:
+        deadletters.record(
+            service=service,
+            reason="undecodable",
+            detail=f"an item of {queue} is not a kombu message (JSON with a delivery tag)",
+            raw={"body": text[:FRAMING_BYTES] + (CUT if len(text) > FRAMING_BYTES else "")},
+        )
+    except Exception:  # noqa: BLE001 - the worker goes on; the item is not lost
+        log.exception("could not store the dead letter of an unreadable item of %s; it goes back later", queue)
+        return False
+    return True
