@@ -1,7 +1,7 @@
 """Private brokers and databases for the benchmark; the machine's shared ones are never touched.
 
 * Redis: a ``redis-server`` of our own on a free port with its own data dir, no persistence
-  (like the reference figures in BROKER_FACTS.md), stopped by PID;
+  (the test suite's ``tests.brokers.RedisServer``), stopped by PID;
 * RabbitMQ: a vhost of our own on the local RabbitMQ (``rabbitmqctl add_vhost``), deleted after;
 * PostgreSQL: a database of our own (``createdb``), dropped after.
 """

@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .common import Harness
 from .payload import CERTIFICATE_CREATED, COURSE_KEY, certificate
-from .run import Bench
 
 SERVICES = ("s00", "s01", "s02")
 # Frames whose share of a consume profile the summary prints (substring of py-spy's frame name).
@@ -45,7 +45,7 @@ CONSUME_FRAMES = {
 }
 
 
-def profile_send(bench: Bench, events: int, batch: bool) -> None:
+def profile_send(bench: Harness, events: int, batch: bool) -> None:
     import event_tasks
 
     bench.declare(list(SERVICES))
@@ -77,7 +77,7 @@ def profile_send(bench: Bench, events: int, batch: bool) -> None:
             print(f"redis {name[8:]}: {s['calls']} calls, {s['usec_per_call']} µs per call in the server")
 
 
-def profile_consume(bench: Bench, events: int, service: str) -> None:
+def profile_consume(bench: Harness, events: int, service: str) -> None:
     from .workers import fabric_env, worker_command
 
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--service", default="dedupe", help="consume: the bench service (bench/services/)")
     args = parser.parse_args(argv)
-    bench = Bench(1, 1.0, [], Path(tempfile.mkdtemp()), sys.argv[1:])
+    bench = Harness(1, 1.0, [], Path(tempfile.mkdtemp()), sys.argv[1:])
     bench.setup()
     try:
         print(f"$ {' '.join([Path(sys.executable).name, '-m', 'bench.profile', *sys.argv[1:]])}")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.run import PUBLISH_EVENTS, main  # noqa: E402
+from bench.run import main  # noqa: E402
+from bench.sections.publish import PUBLISH_EVENTS  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
