@@ -58,7 +58,8 @@ class Bench(Harness):
 
         def git(*args: str) -> str:
             out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-            return out.stdout.strip() if out.returncode == 0 else "?"
+            # rstrip, not strip: the first porcelain line starts with a space (" M path")
+            return out.stdout.rstrip() if out.returncode == 0 else "?"
 
         digest = hashlib.sha1()
         for folder in ("event_tasks", "config", "schemas", "bench"):
