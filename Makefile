@@ -4,12 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo platform test test-unit test-integration faults-long bench install clean
+.PHONY: demo platform test test-unit test-integration lint format faults-long bench install clean
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,postgres,openedx,hiredis]'
+	$(PY) -m pip install --quiet -e '.[test,lint,postgres,openedx,hiredis]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,6 +25,17 @@ platform: $(STAMP)
 ## The whole suite: unit tests, then delivery tests on real Redis and RabbitMQ with real workers.
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+## Lint, format check and type check (CI runs it before the tests; a finding fails the build).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+## Apply ruff's fixes and formatting.
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
