@@ -13,7 +13,7 @@ the host's Celery producer pool, transport options and confirm settings stay as 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..conf import Settings
 from .message import Prepared
@@ -40,7 +40,7 @@ class Fanout(Protocol):
 
 
 
-def fanout_for(url: str, transport_options: Mapping[str, Any], conf: Settings) -> Fanout:
+def fanout_for(url: str, transport_options: Mapping[str, object], conf: Settings) -> Fanout:
     """The fan-out for a broker URL (``ConfigurationError`` for a broker the fabric does not run on)."""
     if broker_kind(url) == "redis":
         return RedisFanout(url, transport_options, conf)

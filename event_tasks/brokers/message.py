@@ -10,7 +10,8 @@ import base64
 import json
 import os
 import socket
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -41,14 +42,14 @@ def task_id(event_id: str, service: str) -> str:
 _EMBED_JSON = _dumps(_EMBED)
 
 
-def encode_body(envelope: dict[str, Any], data: dict[str, Any]) -> tuple[str, str]:
+def encode_body(envelope: Mapping[str, object], data: Mapping[str, object]) -> tuple[str, str]:
     """``(body, argsrepr)``: the protocol-2 body and what Flower shows as the arguments."""
     args = _dumps([envelope, data])
     body = f"[{args},{{}},{_EMBED_JSON}]"
     return body, (args if len(args) <= ARGSREPR_LIMIT else args[:ARGSREPR_LIMIT - 3] + "...")
 
 
-def headers(event_type: str, event_id: str, task_id_: str, body_args_repr: str) -> dict[str, Any]:
+def headers(event_type: str, event_id: str, task_id_: str, body_args_repr: str) -> dict[str, object]:
     return {
         "lang": "py", "task": event_type, "id": task_id_, "shadow": None, "eta": None,
         "expires": None, "group": None, "group_index": None, "retries": 0,

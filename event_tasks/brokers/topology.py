@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kombu import Connection, Exchange, Queue, binding
 
 from ..conf import settings
 from ..errors import ConfigurationError, ManagementAPIUnavailable
 from .rabbitmq.api import ManagementAPI
+
+if TYPE_CHECKING:
+    import redis
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 BINDING_SEP = "\x06\x16"
@@ -43,7 +47,7 @@ def service_queue(service: str, patterns: Iterable[str]) -> Queue:
     return queue
 
 
-def put_queue(app: Any, queue: Queue) -> None:
+def put_queue(app: Celery, queue: Queue) -> None:
     """Make ``queue`` known to ``app``'s router (and consumed, where ``-Q`` selected its name).
 
     Not ``Queues.add``: that would give a queue on the default exchange the host's default
@@ -51,7 +55,8 @@ def put_queue(app: Any, queue: Queue) -> None:
     """
     queues = app.amqp.queues
     dict.__setitem__(queues, queue.name, queue)
-    selected = queues._consume_from
+    # celery-types lack Queues._consume_from (the queues -Q selected; None: all of them)
+    selected = queues._consume_from   # type: ignore[attr-defined]
     if selected is not None and queue.name in selected:
         selected[queue.name] = queue
 
@@ -74,9 +79,9 @@ def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = Tr
             queue(channel).declare()
             declared.append(queue.name)
             if prune and is_redis(connection):
-                _prune_redis_bindings(channel.client, queue)
+                _prune_redis_bindings(channel.client, queue)  # type: ignore[attr-defined]  # kombu's stubs: channel() is a bare StdChannel; Redis's has .client
         if prune and is_redis(connection):
-            sweep_tail_bindings(channel.client)
+            sweep_tail_bindings(channel.client)  # type: ignore[attr-defined]  # kombu's stubs: channel() is a bare StdChannel; Redis's has .client
     if prune and not is_redis(connection) and connection.transport.driver_type == "amqp":
         try:
             bound = bindings(connection)
@@ -92,7 +97,7 @@ def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = Tr
     return declared
 
 
-def _prune_redis_bindings(client, queue: Queue) -> None:
+def _prune_redis_bindings(client: redis.Redis, queue: Queue) -> None:
     """Remove bindings of ``queue`` that no handler asks for any more (a removed handler)."""
     wanted = {b.routing_key for b in queue.bindings}
     for routing_key, name in redis_bindings(client):
@@ -100,7 +105,7 @@ def _prune_redis_bindings(client, queue: Queue) -> None:
             _redis_unbind(client, name, routing_key)
 
 
-def redis_bindings(client) -> list[tuple[str, str]]:
+def redis_bindings(client: redis.Redis) -> list[tuple[str, str]]:
     rows = []
     for member in client.smembers(BINDING_KEY.format(exchange=settings().exchange)):
         text = member.decode() if isinstance(member, bytes) else member
@@ -109,7 +114,7 @@ def redis_bindings(client) -> list[tuple[str, str]]:
     return sorted(rows, key=lambda r: (r[1], r[0]))
 
 
-def _redis_unbind(client, queue: str, routing_key: str) -> None:
+def _redis_unbind(client: redis.Redis, queue: str, routing_key: str) -> None:
     # A member is routing key, kombu's compiled pattern and queue: match the two ends.
     exchange = settings().exchange
     key = BINDING_KEY.format(exchange=exchange)
@@ -126,7 +131,7 @@ def bindings(connection: Connection) -> list[tuple[str, str]]:
     management API (:class:`~event_tasks.errors.ManagementAPIUnavailable` when it does not answer)."""
     if is_redis(connection):
         with connection.channel() as channel:
-            return redis_bindings(channel.client)
+            return redis_bindings(channel.client)  # type: ignore[attr-defined]  # kombu's stubs: channel() is a bare StdChannel; Redis's has .client
     api = ManagementAPI.for_broker(connection.as_uri(include_password=True), settings().rabbitmq_management_url)
     return sorted(api.bindings(settings().exchange), key=lambda r: (r[1], r[0]))
 
@@ -135,7 +140,7 @@ def passive_declare(connection: Connection, queue: str) -> tuple[int | None, int
     """``(waiting messages, consumers)`` of a queue as RabbitMQ counts them now; ``(None, None)`` if it does not exist."""
     with connection.channel() as channel:
         try:
-            _, depth, consumers = channel.queue_declare(queue, passive=True)
+            _, depth, consumers = channel.queue_declare(queue, passive=True)  # type: ignore[attr-defined]  # kombu's stubs: a bare StdChannel
         except connection.channel_errors:
             return None, None
     return depth, consumers
@@ -145,7 +150,7 @@ def unbind(connection: Connection, queue: str, routing_key: str) -> None:
     """Remove one binding of ``queue`` on ``events`` (RabbitMQ: kombu's ``queue_unbind``)."""
     with connection.channel() as channel:
         if is_redis(connection):
-            _redis_unbind(channel.client, queue, routing_key)
+            _redis_unbind(channel.client, queue, routing_key)  # type: ignore[attr-defined]  # kombu's stubs: channel() is a bare StdChannel; Redis's has .client
         else:
             Queue(queue, channel=channel).unbind_from(exchange=events_exchange(), routing_key=routing_key)
 
@@ -168,7 +173,7 @@ def is_tail_queue(queue: str) -> bool:
     return queue.startswith(tail_queue_prefix())
 
 
-def sweep_tail_bindings(client) -> list[str]:
+def sweep_tail_bindings(client: redis.Redis) -> list[str]:
     """Remove bindings and lists of tail queues whose tail is gone (Redis). Returns their names."""
     removed = []
     for routing_key, name in redis_bindings(client):

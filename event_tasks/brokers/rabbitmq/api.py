@@ -12,13 +12,24 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from kombu import Connection
 
 from ...errors import ManagementAPIUnavailable
 
 DEFAULT_PORT = 15672
+
+
+class QueueStats(TypedDict, total=False):
+    """A queue as ``/api/queues`` lists it, the keys the fabric reads (the API sends many more; a
+    counter can be missing, e.g. before the first statistics tick)."""
+
+    name: Required[str]
+    messages: int
+    messages_ready: int
+    messages_unacknowledged: int
+    consumers: int
 
 
 class ManagementAPI:
@@ -45,7 +56,7 @@ class ManagementAPI:
         password = urllib.parse.quote(conn.password or "guest", safe="")
         return cls(f"http://{user}:{password}@{conn.hostname or '127.0.0.1'}:{DEFAULT_PORT}", vhost, timeout)
 
-    def get(self, path: str) -> Any:
+    def get(self, path: str) -> Any:   # Any: JSON from the management API (None on a 404)
         request = urllib.request.Request(self.base + "/api/" + path)
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
@@ -62,11 +73,11 @@ class ManagementAPI:
     def _vhost(self) -> str:
         return urllib.parse.quote(self.vhost, safe="")
 
-    def queue(self, name: str) -> dict[str, Any] | None:
+    def queue(self, name: str) -> QueueStats | None:
         """The queue's counters (``messages_ready``, ``messages_unacknowledged``, ``consumers`` …), None if absent."""
         return self.get(f"queues/{self._vhost()}/{urllib.parse.quote(name, safe='')}")
 
-    def queues(self) -> list[dict[str, Any]]:
+    def queues(self) -> list[QueueStats]:
         return self.get(f"queues/{self._vhost()}") or []
 
     def bindings(self, exchange: str) -> list[tuple[str, str]]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from amqp import spec as amqp_spec
 from amqp.exceptions import MessageNacked
@@ -20,12 +20,40 @@ from ...errors import BatchRefused
 from ..message import Prepared, headers
 from ..topology import broker_kind, events_exchange
 
+if TYPE_CHECKING:
+    from amqp import Message as AMQPMessage
+    from kombu.transport.base import Transport
+
+
+class _ConfirmingChannel(Protocol):
+    """py-amqp's channel as :meth:`KombuFanout.publish_many` drives it: amqp's stubs lack its private
+    half (``_confirm_selected``, ``_basic_publish``), and the sequence is the fabric's own attribute."""
+
+    _confirm_selected: bool
+    _event_tasks_sequence: int
+
+    def confirm_select(self, nowait: bool = ...) -> None: ...
+
+    def prepare_message(self, body: bytes | str, priority: int | None = ..., content_type: str | None = ...,
+                        content_encoding: str | None = ..., headers: dict[str, object] | None = ...,
+                        properties: dict[str, object] | None = ...) -> AMQPMessage: ...
+
+    def _basic_publish(self, msg: AMQPMessage, exchange: str = ..., routing_key: str = ...) -> None: ...
+
+    def wait(self, method: list[tuple[int, int]], callback: Callable[..., None] | None = ...,
+             timeout: float | None = ...) -> object: ...
+
+
+def _confirming(channel: object) -> TypeGuard[_ConfirmingChannel]:
+    """py-amqp (RabbitMQ) has ``_basic_publish``; memory:// has no confirms."""
+    return hasattr(channel, "_basic_publish")
+
 
 class KombuFanout:
     """One publish to the topic exchange on a connection of the fabric's own, with confirms."""
 
-    def __init__(self, url: str, transport_options: Mapping[str, Any], conf: Settings,
-                 transport: Any = None) -> None:
+    def __init__(self, url: str, transport_options: Mapping[str, object], conf: Settings,
+                 transport: str | type[Transport] | None = None) -> None:
         options = dict(transport_options)
         if broker_kind(url) == "amqp":
             options["confirm_publish"] = True
@@ -39,8 +67,10 @@ class KombuFanout:
         self.confirm_timeout = max(1.0, conf.publish_timeout * (conf.publish_retries + 1))
         from kombu.exceptions import KombuError, OperationalError
 
-        self.errors = (*self.connection.connection_errors, *self.connection.channel_errors, KombuError, OSError)
-        self.connection_errors = (*self.connection.connection_errors, OperationalError, OSError)
+        self.errors: tuple[type[BaseException], ...] = (
+            *self.connection.connection_errors, *self.connection.channel_errors, KombuError, OSError)
+        self.connection_errors: tuple[type[BaseException], ...] = (
+            *self.connection.connection_errors, OperationalError, OSError)
 
     @contextlib.contextmanager
     def producer(self) -> Iterator[Producer]:
@@ -75,8 +105,7 @@ class KombuFanout:
         with self.producer() as producer:
             producer.maybe_declare(self.exchange)
             channel = producer.channel
-            confirming = hasattr(channel, "_basic_publish")   # py-amqp (RabbitMQ); memory:// has no confirms
-            if not confirming:
+            if not _confirming(channel):   # py-amqp (RabbitMQ); memory:// has no confirms
                 for item in batch:
                     self.publish(*item)
                 return [None] * len(batch)
@@ -103,7 +132,7 @@ class KombuFanout:
             last = channel._event_tasks_sequence
             acked = {"upto": first - 1}
 
-            def on_confirm(method: Any, delivery_tag: int = 0, multiple: bool = False, *_: Any) -> None:
+            def on_confirm(method: tuple[int, int], delivery_tag: int = 0, multiple: bool = False, *_: object) -> None:
                 if method == amqp_spec.Basic.Nack:
                     raise MessageNacked()
                 acked["upto"] = max(acked["upto"], delivery_tag)
@@ -131,6 +160,6 @@ class KombuFanout:
             self.connection.release()
 
 
-def _count_publish(channel: Any) -> None:
+def _count_publish(channel: Any) -> None:   # Any: any kombu channel; the sequence is an attribute of the fabric's own
     """Keep the channel's publish sequence (the delivery tags its confirms carry) for batches."""
     channel._event_tasks_sequence = getattr(channel, "_event_tasks_sequence", 0) + 1

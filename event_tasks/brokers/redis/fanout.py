@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...conf import Settings
 from ...errors import BatchRefused
 from ..message import QUEUE_SLOT, SERVICE_SLOT, Prepared, RedisMessageTemplate
 from ..topology import BINDING_KEY
+
+if TYPE_CHECKING:
+    import redis
 
 FANOUT_LUA = resources.files(__package__).joinpath("fanout.lua").read_text()
 # Events per script call of a batch (and bytes, roughly): Redis runs one script at a time, so a
@@ -35,7 +38,7 @@ def script_args(args: list[str], event_type: str, slots: str, pieces: list[str])
 class RedisFanout:
     """Per-queue copies pushed atomically by a Lua script reading the live binding set."""
 
-    def __init__(self, url: str, transport_options: Mapping[str, Any], conf: Settings) -> None:
+    def __init__(self, url: str, transport_options: Mapping[str, object], conf: Settings) -> None:
         import redis
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
@@ -49,8 +52,10 @@ class RedisFanout:
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), conf.publish_retries),
             retry_on_timeout=True,
         )
-        self._single: Any = None   # the client of single sends, connected on first use
-        self.keyprefix = transport_options.get("global_keyprefix", "") or ""
+        self._single: redis.Redis | None = None   # the client of single sends, connected on first use
+        keyprefix = transport_options.get("global_keyprefix", "") or ""
+        assert isinstance(keyprefix, str)   # kombu's key prefix: a str (the + below already relies on it)
+        self.keyprefix = keyprefix
         self.binding_key = self.keyprefix + BINDING_KEY.format(exchange=conf.exchange)
         self.queue_prefix = conf.queue_prefix
         self.script = self.client.register_script(FANOUT_LUA)
@@ -63,7 +68,7 @@ class RedisFanout:
         script_args(args, event_type, self.template.SLOTS, self.template.pieces(event_type, event_id, body, argsrepr))
         return self.script(keys=[self.binding_key], args=args, client=self.single())[0]
 
-    def single(self) -> Any:
+    def single(self) -> redis.Redis:
         """A client that keeps one connection (locked per command) on the same pool: a send does not
         take a connection from the pool and give it back (~7% of a send, measured). Connected on
         first use, so a publisher can be built while the broker is down."""
