@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Any, TypedDict
 
 from openedx_events.data import EventsMetadata
 from openedx_events.event_bus.avro.deserializer import AvroSignalDeserializer
@@ -21,6 +22,18 @@ from openedx_events.event_bus.avro.serializer import AvroSignalSerializer
 from openedx_events.tooling import OpenEdxPublicSignal, load_all_signals
 
 METADATA = "metadata"
+
+
+class MetadataDict(TypedDict):
+    """``EventsMetadata.to_json_data()`` as the payload carries it (``sourcelib`` a list)."""
+
+    id: str
+    event_type: str
+    minorversion: int
+    source: str
+    sourcehost: str
+    time: str
+    sourcelib: list[int]
 
 
 @cache
@@ -43,13 +56,13 @@ def signal_for(event_type: str) -> OpenEdxPublicSignal:
         return OpenEdxPublicSignal.get_signal_by_type(event_type)
 
 
-def metadata_to_dict(metadata: EventsMetadata) -> dict[str, Any]:
+def metadata_to_dict(metadata: EventsMetadata) -> MetadataDict:
     data = metadata.to_json_data()
     data["sourcelib"] = list(data["sourcelib"])
     return data
 
 
-def metadata_from_dict(data: dict[str, Any]) -> EventsMetadata:
+def metadata_from_dict(data: MetadataDict) -> EventsMetadata:
     # EventsMetadata.from_json (10.5) drops minorversion, so the fields are read here, the same way.
     return EventsMetadata(event_type=data["event_type"], id=uuid.UUID(data["id"]),
                           minorversion=int(data["minorversion"]), source=data["source"],
@@ -57,24 +70,26 @@ def metadata_from_dict(data: dict[str, Any]) -> EventsMetadata:
                           sourcelib=tuple(data["sourcelib"]))
 
 
-def to_payload(signal: OpenEdxPublicSignal, event_data: dict[str, Any], metadata: EventsMetadata) -> dict[str, Any]:
+def to_payload(signal: OpenEdxPublicSignal, event_data: Mapping[str, object],
+               metadata: EventsMetadata) -> dict[str, object]:
     """The event payload of one sent signal (JSON-ready)."""
     payload = serializer(signal).to_dict({key: event_data[key] for key in signal.init_data})
     payload[METADATA] = metadata_to_dict(metadata)
     return payload
 
 
-def from_payload(signal: OpenEdxPublicSignal, payload: dict[str, Any]) -> tuple[EventsMetadata, dict[str, Any]]:
+# Any: the payload is JSON from the broker
+def from_payload(signal: OpenEdxPublicSignal, payload: Mapping[str, Any]) -> tuple[EventsMetadata, dict[str, object]]:
     """``(metadata, kwargs)`` to re-emit the signal with ``send_event_with_custom_metadata``."""
     data = {key: value for key, value in payload.items() if key != METADATA}
     return metadata_from_dict(payload[METADATA]), deserializer(signal).from_dict(data)
 
 
-def event_key(event_data: dict[str, Any], event_key_field: str | None) -> str | None:
+def event_key(event_data: Mapping[str, object], event_key_field: str | None) -> str | None:
     """The value at ``event_key_field`` (``certificate.course.course_key``) as a string, or None."""
     if not event_key_field:
         return None
-    value: Any = event_data
+    value: object = event_data
     for part in event_key_field.split("."):
         value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
         if value is None:

@@ -37,7 +37,7 @@ WORKER_OPTIONS = {"concurrency": "-c", "pool": "-P", "loglevel": "-l"}
 class EventTasksConsumer(EventBusConsumer):
     """Runs the consuming service's event worker for ``consume_events``."""
 
-    def __init__(self, topic: str, group_id: str, **extra: Any) -> None:
+    def __init__(self, topic: str, group_id: str, **extra: Any) -> None:  # Any: the --extra JSON of consume_events
         self.topic = topic
         self.group_id = group_id
         self.extra = extra

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from edx_django_utils.cache import RequestCache
+from edx_django_utils.cache import RequestCache  # type: ignore[import-untyped]  # edx-django-utils ships no types
 
 from ..conf import settings
 from ..envelope import Event

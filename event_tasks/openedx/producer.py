@@ -12,7 +12,6 @@ consumers apply it once (duplicate suppression).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from openedx_events.data import EventsMetadata
 from openedx_events.event_bus import EventBusProducer
@@ -27,7 +26,7 @@ log = logging.getLogger(__name__)
 class EventTasksProducer(EventBusProducer):
     """Sends openedx-events signals as event-tasks events (one instance per process)."""
 
-    def send(self, *, signal: OpenEdxPublicSignal, topic: str, event_key_field: str, event_data: dict,
+    def send(self, *, signal: OpenEdxPublicSignal, topic: str, event_key_field: str, event_data: dict[str, object],
              event_metadata: EventsMetadata) -> None:
         try:
             send_event(signal.event_type, to_payload(signal, event_data, event_metadata),
@@ -40,6 +39,6 @@ class EventTasksProducer(EventBusProducer):
             raise
 
 
-def create_producer(*_: Any, **__: Any) -> EventTasksProducer:
+def create_producer(*_: object, **__: object) -> EventTasksProducer:
     """The factory ``EVENT_BUS_PRODUCER`` names (openedx-events caches what it returns)."""
     return EventTasksProducer()

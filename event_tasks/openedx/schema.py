@@ -9,14 +9,15 @@ attribute without a default is required; one with ``default=None`` may be null. 
 openedx-events cannot serialize (``KNOWN_UNSERIALIZABLE_SIGNALS``, or its Avro schema fails) has
 no schema here either.
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations`: it would bind the name `annotations`, which this module
+# defines (the function below), and type checkers would see the __future__ feature in its place.
 import datetime as dt
 import re
 import sys
 import uuid
+from collections.abc import Callable, Mapping, Sequence, Set
 from functools import cache, lru_cache
-from typing import Any, get_args, get_origin
+from typing import Any, TypedDict, Unpack, get_args, get_origin
 
 import attr
 from marshmallow import Schema, ValidationError, fields
@@ -32,7 +33,14 @@ STRING_TYPES = {s.cls: s.deserialize for s in DEFAULT_CUSTOM_SERIALIZERS}
 SIMPLE = {str: fields.String, bool: fields.Boolean, float: fields.Float}
 
 
-def _parses_with(read: Any, name: str):
+class FieldOptions(TypedDict, total=False):
+    """The options every generated field passes on to marshmallow."""
+
+    required: bool
+    allow_none: bool
+
+
+def _parses_with(read: Callable[[str], object], name: str) -> Callable[[str], None]:
     """A validator: ``read(value)`` must not raise. Results are cached per string (parsing an opaque
     key costs about as much as the rest of the payload's validation, and keys repeat)."""
     @lru_cache(maxsize=4096)
@@ -50,7 +58,8 @@ def _parses_with(read: Any, name: str):
     return check
 
 
-def _simple(data_type: Any, **options: Any) -> fields.Field:
+# Any: a data type of openedx-events' init_data (a class or a typing alias such as List[str])
+def _simple(data_type: Any, **options: Unpack[FieldOptions]) -> fields.Field:
     if data_type is int:
         return fields.Integer(strict=True, **options)
     if data_type in SIMPLE:
@@ -58,7 +67,8 @@ def _simple(data_type: Any, **options: Any) -> fields.Field:
     raise UnsupportedSignal(f"{data_type!r} in a list or dict")
 
 
-def field_for(data_type: Any, **options: Any) -> fields.Field:
+# Any: a data type of openedx-events' init_data (a class or a typing alias such as List[str])
+def field_for(data_type: Any, **options: Unpack[FieldOptions]) -> fields.Field:
     """The marshmallow field of one openedx-events data type."""
     if data_type in STRING_TYPES:
         name = data_type.__name__
@@ -83,12 +93,12 @@ def field_for(data_type: Any, **options: Any) -> fields.Field:
 
 
 @cache
-def schema_for_attrs(cls: type) -> type[Schema]:
+def schema_for_attrs(cls: type[attr.AttrsInstance]) -> type[Schema]:
     """The schema of one attrs data class (built once per class)."""
     attrs_fields: dict[str, fields.Field] = {}
     for attribute in cls.__attrs_attrs__:
         required = attribute.default is attr.NOTHING
-        options: dict[str, Any] = {"required": required}
+        options: FieldOptions = {"required": required}
         if attribute.default is None:
             options["allow_none"] = True
         attrs_fields[attribute.name] = field_for(attribute.type, **options)
@@ -110,12 +120,13 @@ class MetadataSchema(EventSchema):
 class _MetadataField(fields.Nested):
     """``metadata``, whose ``event_type`` must be the signal's own type."""
 
-    def __init__(self, event_type: str, **kwargs: Any) -> None:
+    def __init__(self, event_type: str, **kwargs: Any) -> None:  # Any: Nested's options, passed on as they come
         self.event_type = event_type
         super().__init__(MetadataSchema, required=True, **kwargs)
 
-    def _deserialize(self, value: Any, attr_name: Any, data: Any, **kwargs: Any) -> Any:
-        loaded = super()._deserialize(value, attr_name, data, **kwargs)
+    def _deserialize(self, value: object, attr: str | None, data: Mapping[str, object] | None,
+                     partial: bool | Sequence[str] | Set[str] | None = None, **kwargs: object) -> dict[str, object]:
+        loaded = super()._deserialize(value, attr, data, partial=partial, **kwargs)
         if loaded.get("event_type") != self.event_type:
             raise ValidationError({"event_type": [f"must be {self.event_type!r}"]})
         return loaded
@@ -163,6 +174,7 @@ def annotations(event_type: str) -> dict[str, str]:
                    and any(v is signal for v in vars(m).values())), None)
     if module is None or not getattr(module, "__file__", None):
         return {}
+    assert module.__file__ is not None   # checked just above
     blocks: list[dict[str, str]] = []
     current: dict[str, str] = {}
     last = ""

@@ -14,11 +14,13 @@ schemas inlined, ``allow_none`` as a ``null`` type): nothing is written by hand 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from marshmallow import fields
 
 from .. import catalog
@@ -28,14 +30,17 @@ from ..handlers import consuming_services, service_handlers
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _converter() -> Any:
-    plugin = MarshmallowPlugin(schema_name_resolver=lambda schema: None)   # None: inline nested schemas
+def _converter() -> OpenAPIConverter:
+    # None: inline nested schemas (apispec documents it; its annotation says the resolver returns str)
+    plugin = MarshmallowPlugin(schema_name_resolver=lambda schema: None)  # type: ignore[arg-type,return-value]  # see above
     APISpec("event-tasks catalog", "1", "3.1.0", plugins=[plugin])          # binds the plugin's converter
+    assert plugin.converter is not None                                      # (set by APISpec, just above)
     plugin.converter.add_attribute_function(_decimal_as_string)
     return plugin.converter
 
 
-def _decimal_as_string(self: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
+# Any: ret is the JSON Schema property apispec has built so far (untyped JSON)
+def _decimal_as_string(self: OpenAPIConverter, field: fields.Field, ret: dict[str, Any], **_: object) -> dict[str, object]:
     """``Decimal(as_string=True)`` travels as a string ("12.50"); apispec calls it a number.
 
     Its range stays as ``x-minimum``/``x-maximum`` (JSON Schema ranges apply to numbers only).
@@ -49,14 +54,14 @@ def _decimal_as_string(self: Any, field: fields.Field, ret: dict[str, Any], **_:
     return {"type": ["string", "null"] if nullable else "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
 
 
-def payload_schema(entry: catalog.EventType, converter: Any = None) -> dict[str, Any]:
+def payload_schema(entry: catalog.EventType, converter: OpenAPIConverter | None = None) -> dict[str, object]:
     """The JSON Schema of one type's payload (without ``$schema``: AsyncAPI embeds it as is)."""
     converter = converter or _converter()
     schema = converter.schema2jsonschema(entry.schema())
     return {"title": entry.name, "description": entry.description, **schema}
 
 
-def json_schemas() -> dict[str, dict[str, Any]]:
+def json_schemas() -> dict[str, dict[str, object]]:
     """``{event type: JSON Schema document}`` for every type of the catalog."""
     converter = _converter()
     return {e.name: {"$schema": JSON_SCHEMA_DIALECT, "$id": f"{e.name}.json", **payload_schema(e, converter),
@@ -71,15 +76,15 @@ def consumers_by_type() -> dict[str, list[str]]:
     return found
 
 
-def asyncapi(title: str = "event-tasks catalog", version: str = "1.0.0") -> dict[str, Any]:
+def asyncapi(title: str = "event-tasks catalog", version: str = "1.0.0") -> dict[str, object]:
     """One AsyncAPI 3.0 document for the whole catalog (see the module docstring)."""
     converter = _converter()
     conf = settings()
     consumers = consumers_by_type()
-    channels: dict[str, Any] = {}
-    operations: dict[str, Any] = {}
-    messages: dict[str, Any] = {}
-    schemas: dict[str, Any] = {}
+    channels: dict[str, object] = {}
+    operations: dict[str, object] = {}
+    messages: dict[str, object] = {}
+    schemas: dict[str, object] = {}
     for entry in catalog.all():
         key = entry.name
         schemas[key] = payload_schema(entry, converter)
@@ -116,7 +121,7 @@ def asyncapi(title: str = "event-tasks catalog", version: str = "1.0.0") -> dict
     }
 
 
-def write(out: Path, progress: Any = None) -> list[Path]:
+def write(out: Path, progress: Callable[[str], object] | None = None) -> list[Path]:
     """Write every JSON Schema and the AsyncAPI document under ``out``; returns the paths written."""
     written = []
     folder = out / "schemas"

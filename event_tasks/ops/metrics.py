@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -33,6 +33,9 @@ from prometheus_client.registry import Collector
 from ..models import DeadLetter, ProcessedEvent
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+    from wsgiref.types import StartResponse, WSGIEnvironment
+
     from celery import Celery
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,7 @@ PREFIX = "event_tasks_"
 
 
 def read_status(app: Celery | None = None, services: list[str] | None = None, workers: bool = False,
-                timeout: float | None = None) -> dict[str, Any]:
+                timeout: float | None = None) -> dict[str, Any]:  # Any: status.collect's JSON-shaped report
     """The data of ``events status`` (broker and database figures per service)."""
     from .status import collect
 
@@ -56,6 +59,7 @@ def duplicates_by_handler(alias: str) -> dict[str, int]:
     return {row["handler"]: int(row["n"] or 0) for row in rows}
 
 
+# Any: data is status.collect's JSON-shaped report (rows of figures, None where a broker cannot tell)
 def families(data: dict[str, Any], duplicates: dict[str, dict[str, int]]) -> list[Metric]:
     """Prometheus metric families for one status reading (``duplicates``: ``{service: {handler: n}}``)."""
     def gauge(name: str, doc: str, labels: tuple[str, ...] = ("service",)) -> GaugeMetricFamily:
@@ -106,6 +110,7 @@ class StatusCollector(Collector):
     """
 
     def __init__(self, app: Celery | None = None, *, services: list[str] | None = None, workers: bool = False,
+                 # Any: read returns status.collect's JSON-shaped report
                  timeout: float | None = None, read: Callable[..., dict[str, Any]] = read_status,
                  read_duplicates: Callable[[str], dict[str, int]] = duplicates_by_handler) -> None:
         self.app = app
@@ -155,7 +160,7 @@ def registry(collector: StatusCollector) -> CollectorRegistry:
 
 
 def serve(collector: StatusCollector, port: int, address: str = "127.0.0.1",
-          on_ready: Callable[[int], None] | None = None) -> Any:
+          on_ready: Callable[[int], None] | None = None) -> WSGIServer:
     """A WSGI server with ``/metrics`` for ``collector``; returns it (call ``serve_forever()``).
 
     One request at a time in the calling thread, so the collector's database connections stay in
@@ -164,12 +169,12 @@ def serve(collector: StatusCollector, port: int, address: str = "127.0.0.1",
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
     class QuietHandler(WSGIRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
             log.debug("metrics: " + format, *args)
 
     metrics_app = make_wsgi_app(registry(collector))
 
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") in ("/metrics", "/"):
             try:
                 return metrics_app(environ, start_response)
@@ -185,7 +190,7 @@ def serve(collector: StatusCollector, port: int, address: str = "127.0.0.1",
 
 
 def run(port: int, address: str = "127.0.0.1", *, services: list[str] | None = None, workers: bool = False,
-        write: Callable[[str], None] = print) -> None:
+        write: Callable[[str], object] = print) -> None:
     """``events metrics``: serve ``/metrics`` until SIGTERM or Ctrl-C.
 
     The server runs in one thread of its own (every scrape, and so every database connection,

@@ -30,6 +30,7 @@ def replay(letter: DeadLetter, publisher: Publisher | None = None) -> str:
     queue = publisher.publish_to(letter.service, envelope["type"], envelope["id"], body, argsrepr)
     if letter.task_id:
         # The replayed delivery starts afresh; the dead letter keeps the failure and its traceback.
+        assert publisher.app is not None   # a publisher built without an app has no result backend to forget in
         publisher.app.backend.forget(letter.task_id)
     DeadLetter.objects.filter(pk=letter.pk).update(replays=F("replays") + 1, replayed_at=timezone.now())
     log.info("replayed dead letter #%s (%s %s) to %s", letter.pk, envelope["type"], envelope["id"], queue)

@@ -10,20 +10,38 @@ each breaking change (CI runs it).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from marshmallow import Schema, fields
 
 from .. import catalog
 
 
-def describe_schema(schema: Schema) -> dict[str, Any]:
+class FieldShape(TypedDict):
+    """One field in a snapshot: its class name, whether it is required, and what it nests."""
+
+    type: str
+    required: bool
+    many: NotRequired[bool]                      # Nested
+    fields: NotRequired[dict[str, FieldShape]]   # Nested
+    items: NotRequired[FieldShape]               # List
+
+
+class TypeShape(TypedDict):
+    """One event type in a snapshot."""
+
+    owner: str
+    fields: dict[str, FieldShape]
+
+
+def describe_schema(schema: Schema) -> dict[str, FieldShape]:
     return {name: describe_field(field) for name, field in sorted(schema.fields.items()) if not field.dump_only}
 
 
-def describe_field(field: fields.Field) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": type(field).__name__, "required": bool(field.required)}
+def describe_field(field: fields.Field) -> FieldShape:
+    out: FieldShape = {"type": type(field).__name__, "required": bool(field.required)}
     if isinstance(field, fields.Nested) and isinstance(field.schema, Schema):
         out["many"] = bool(field.many)
         out["fields"] = describe_schema(field.schema)
@@ -32,7 +50,7 @@ def describe_field(field: fields.Field) -> dict[str, Any]:
     return out
 
 
-def snapshot(package: str | None = None) -> dict[str, Any]:
+def snapshot(package: str | None = None) -> dict[str, TypeShape]:
     """The catalog as data: every event type and the shape of its payload."""
     return {e.name: {"owner": e.owner, "fields": describe_schema(e.schema())} for e in catalog.all(package)}
 
@@ -43,7 +61,7 @@ def write(path: Path, package: str | None = None) -> int:
     return len(data)
 
 
-def breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def breaking_changes(old: Mapping[str, TypeShape], new: Mapping[str, TypeShape]) -> list[str]:
     """Every change from ``old`` to ``new`` that a consumer of the same version cannot read."""
     problems: list[str] = []
     for event_type, before in sorted(old.items()):
@@ -55,7 +73,8 @@ def breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _compare(event_type: str, prefix: str, before: dict[str, Any], after: dict[str, Any], out: list[str]) -> None:
+def _compare(event_type: str, prefix: str, before: Mapping[str, FieldShape], after: Mapping[str, FieldShape],
+             out: list[str]) -> None:
     hint = "a breaking change needs a new version of the event type (….v2) beside this one"
     for name, old in sorted(before.items()):
         path = f"{prefix}{name}"

@@ -23,14 +23,18 @@ Drift, each a reason to exit non-zero:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, cast
 
 from kombu import Connection
 
 from ..conf import settings
 from ..handlers import consuming_services, service_handlers
 from ..brokers.topology import redis_bindings, bindings, is_redis, is_tail_queue, passive_declare, tail_heartbeat_key, unbind
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from kombu.transport.redis import Channel as RedisChannel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +65,7 @@ class Report:
     def ok(self) -> bool:
         return not self.drift
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"broker": self.broker, "ok": self.ok, "expected": self.expected,
                 "bound": [{"queue": q, "routing_key": k} for k, q in self.bound],
                 "consumers": self.consumers, "drift": [d.as_dict() for d in self.drift],
@@ -124,7 +128,8 @@ def prune(connection: Connection, report: Report) -> list[Drift]:
             unbind(connection, item.queue, item.routing_key)
             if is_tail_queue(item.queue) and is_redis(connection):
                 with connection.channel() as channel:
-                    channel.client.delete(item.queue)
+                    # is_redis: a Redis channel (the stubs type every channel() as StdChannel)
+                    cast("RedisChannel", channel).client.delete(item.queue)
             removed.append(item)
         elif item.kind == "orphan_queue":
             for routing_key in keys_of.get(item.queue, []):
@@ -137,7 +142,7 @@ def _queues(connection: Connection, names: set[str]) -> tuple[dict[str, int | No
     """Consumer counts and which of ``names`` exist (Redis: a queue exists while it has a binding or messages)."""
     if is_redis(connection):
         with connection.channel() as channel:
-            client = channel.client
+            client = cast("RedisChannel", channel).client   # is_redis: a Redis channel (stubs: StdChannel)
             bound = {q for _, q in redis_bindings(client)}
             existing = {n for n in names if n in bound or client.exists(n)}
         return {n: None for n in names}, existing
@@ -154,11 +159,13 @@ def _live_tails(connection: Connection, queues: list[str]) -> set[str]:
     if not is_redis(connection):
         return set(queues)   # exclusive queues: RabbitMQ removes them with their tail's connection
     with connection.channel() as channel:
-        return {q for q in queues if channel.client.exists(tail_heartbeat_key(q))}
+        # is_redis: a Redis channel (the stubs type every channel() as StdChannel)
+        return {q for q in queues if cast("RedisChannel", channel).client.exists(tail_heartbeat_key(q))}
 
 
-def run_verify(app: Any, out: Any, err: Any, *, services: list[str] | None = None, prune: bool = False,  # noqa: C901
-               ignore_consumers: bool = False, json: bool = False, **_: Any) -> int:  # noqa: A002
+def run_verify(app: Celery, out: Callable[[str], object], err: Callable[[str], object], *,  # noqa: C901
+               services: list[str] | None = None, prune: bool = False, ignore_consumers: bool = False,
+               json: bool = False, **_: object) -> int:  # noqa: A002
     """The ``events topology verify`` command: 0 in line with the code, 1 drift, 2 cannot verify."""
     import json as json_module
 
@@ -187,7 +194,7 @@ def run_verify(app: Any, out: Any, err: Any, *, services: list[str] | None = Non
     return 0 if report.ok else 1
 
 
-def prune_report(conn: Connection, report: Report, err: Any) -> list[Drift]:
+def prune_report(conn: Connection, report: Report, err: Callable[[str], object]) -> list[Drift]:
     removed = prune(conn, report)
     for item in removed:
         err(f"pruned {item.queue} <- {item.routing_key}")

@@ -1,6 +1,5 @@
 """Declares one event type per serializable openedx-events signal (see the package docstring)."""
-from __future__ import annotations
-
+# No `from __future__ import annotations`: it would shadow the imported function `annotations`.
 from event_tasks.catalog import event_type
 from event_tasks.openedx.schema import annotations, schema_for, serializable_signals
 
