@@ -1,5 +1,9 @@
 """Admin pages in every service: dead letters (with replay), the outbox, processed events."""
+from __future__ import annotations
+
 from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from .errors import EventTasksError
 from .models import DeadLetter, OutboxEvent, ProcessedEvent
@@ -15,7 +19,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
     actions = ["replay"]
 
     @admin.action(description="Replay to the service's own queue (original event id)")
-    def replay(self, request, queryset):
+    def replay(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
         for letter in queryset:
             try:
                 queue = replay(letter)
@@ -29,11 +33,11 @@ class FailingFilter(admin.SimpleListFilter):
     title = "delivery"
     parameter_name = "delivery"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[OutboxEvent]) -> list[tuple[str, str]]:
         return [("failing", "failing on its own (waits for a retry)"), ("pending", "not sent yet"),
                 ("claimed", "claimed by a relay or a sender")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> QuerySet[OutboxEvent]:
         if self.value() == "failing":
             return queryset.filter(sent_at__isnull=True, next_attempt_at__isnull=False)
         if self.value() == "pending":

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec
 
 from celery import signals
 from kombu import Exchange, Queue
@@ -46,13 +47,14 @@ if TYPE_CHECKING:
     from celery import Celery
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 
 def install(app: Celery) -> Celery:
     """Let ``app``'s processes send events, and its workers consume their service's event queue."""
     if getattr(app, "_event_tasks_installed", False):
         return app
-    app._event_tasks_installed = True
+    setattr(app, "_event_tasks_installed", True)  # noqa: B010 - a mark of the fabric's own: Celery declares no such attribute
     publisher.use_app(app)
     signals.import_modules.connect(_on_import_modules, sender=app, weak=False)
     signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid=f"event_tasks.worker_init.{id(app)}")
@@ -60,11 +62,11 @@ def install(app: Celery) -> Celery:
     return app
 
 
-def _stop_on_misconfiguration(handler: Any) -> Any:
+def _stop_on_misconfiguration(handler: Callable[P, None]) -> Callable[P, None]:
     """Celery logs and swallows exceptions of signal handlers; a misconfigured service must not
     start as if nothing were wrong, so the worker exits with the error's message instead."""
     @functools.wraps(handler)
-    def guarded(*args: Any, **kwargs: Any) -> None:
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
             handler(*args, **kwargs)
         except EventTasksError as exc:
@@ -75,7 +77,7 @@ def _stop_on_misconfiguration(handler: Any) -> Any:
 
 
 @_stop_on_misconfiguration
-def _on_import_modules(sender: Celery, **_: Any) -> None:
+def _on_import_modules(sender: Celery, **_: object) -> None:
     """Worker start-up, before ``-Q`` is applied: make the event queue's name known, so ``-Q`` can
     name it even where the host turned off Celery's creation of missing queues. The queue with its
     bindings replaces this entry in :func:`prepare_worker`, only in a worker that consumes it.
@@ -89,8 +91,8 @@ def _on_import_modules(sender: Celery, **_: Any) -> None:
 
 
 @_stop_on_misconfiguration
-def _on_worker_init(sender: Any = None, **_: Any) -> None:
-    app = getattr(sender, "app", None)
+def _on_worker_init(sender: object = None, **_: object) -> None:
+    app: Celery | None = getattr(sender, "app", None)   # the worker (celery.apps.worker.Worker) that starts
     if app is None or not getattr(app, "_event_tasks_installed", False):
         return
     conf = settings()
@@ -100,7 +102,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     name = conf.queue_name(conf.require_service())
     if name not in queues:
         return
-    if queues._consume_from is None:    # no -Q: Celery consumes every known queue; events are opt-in
+    if queues._consume_from is None:    # type: ignore[attr-defined]  # celery-types lack Queues._consume_from; no -Q: Celery consumes every known queue; events are opt-in
         queues.deselect([name])
         return
     if name not in queues.consume_from:
@@ -110,10 +112,10 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     prepare_worker(app, conf)
 
 
-def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+def _on_worker_ready(sender: object = None, **_: object) -> None:
     # Celery's consumer declared the queue and its bindings; also drop bindings of a handler
     # that was removed, or its events would keep arriving as "unknown type".
-    app = getattr(sender, "app", None)
+    app: Celery | None = getattr(sender, "app", None)   # the worker's consumer (celery.worker.consumer.Consumer)
     if app is None or not getattr(app, "_event_tasks_installed", False):
         return
     from .consume.intake import plan_of   # the consume side, imported once a worker runs (see above)

@@ -13,7 +13,7 @@ import pkgutil
 import re
 import sys
 import threading
-from typing import Any
+from typing import TypedDict
 
 from collections.abc import Mapping
 
@@ -59,7 +59,7 @@ class EventType:
     def version(self) -> int:
         return int(self.name.rsplit(".v", 1)[1])
 
-    def encode(self, data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def encode(self, data: object) -> tuple[dict[str, object], dict[str, object]]:
         """Validate an outgoing payload: ``(loaded, wire)``; :class:`EventValidationError` if invalid."""
         schema = self.schema_instance
         if not isinstance(data, Mapping):
@@ -68,14 +68,16 @@ class EventType:
         if codec is not None:
             done = codec(data)
             if done is not None:
-                return done   # type: ignore[return-value]
+                loaded, wire = done
+                assert wire is not None   # a codec compiled with wire=True returns the wire form
+                return loaded, wire
         try:
             loaded = schema.load(data)
         except ValidationError as exc:
             raise EventValidationError(self.name, _as_dict(exc.messages)) from None
         return loaded, schema.dump(loaded)
 
-    def decode(self, wire: Any) -> dict[str, Any]:
+    def decode(self, wire: object) -> dict[str, object]:
         """Validate a received payload (unknown fields ignored); :class:`EventValidationError` if invalid."""
         if not isinstance(wire, Mapping):
             raise EventValidationError(self.name, {"_schema": [f"data must be an object, not {type(wire).__name__}"]})
@@ -207,11 +209,20 @@ def matching(pattern: str, package: str | None = None) -> list[EventType]:
     return [e for e in all(package) if topic_matches(pattern, e.name)]
 
 
-def describe() -> list[dict[str, Any]]:
+class CatalogRow(TypedDict):
+    """One event type in :func:`describe`."""
+
+    type: str
+    owner: str
+    description: str
+    fields: list[str]
+
+
+def describe() -> list[CatalogRow]:
     """A JSON-ready listing (used by ``manage.py events catalog``)."""
     return [{"type": e.name, "owner": e.owner, "description": e.description,
              "fields": sorted(e.schema_instance.fields)} for e in all()]
 
 
-def _as_dict(messages: Any) -> dict[str, Any]:
+def _as_dict(messages: object) -> dict[str, object]:
     return dict(messages) if isinstance(messages, Mapping) else {"_schema": messages}

@@ -23,8 +23,7 @@ catalog type, valid and broken.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields
 from marshmallow.utils import missing
@@ -33,7 +32,7 @@ __all__ = ["Codec", "compile_codec"]
 
 #: ``codec(data) -> (loaded, wire)``; ``wire`` is ``None`` for a decoder; the whole result is
 #: ``None`` when marshmallow must decide.
-Codec = Callable[[Any], "tuple[dict[str, Any], dict[str, Any] | None] | None"]
+Codec = Callable[[object], "tuple[dict[str, object], dict[str, object] | None] | None"]
 
 
 class _Undecided(Exception):
@@ -42,7 +41,9 @@ class _Undecided(Exception):
 
 _UNDECIDED = _Undecided()
 # A field codec: (value, parent data) -> (loaded, wire); raises _Undecided.
-_FieldCodec = Callable[[Any, Any], "tuple[Any, Any]"]
+_FieldCodec = Callable[[object, "Mapping[str, object] | None"], "tuple[object, object]"]
+# A schema walk: data -> (loaded, wire); raises _Undecided.
+_Walk = Callable[[object], "tuple[dict[str, object], dict[str, object] | None]"]
 
 
 def compile_codec(schema: Schema, *, wire: bool) -> Codec | None:
@@ -57,7 +58,7 @@ def compile_codec(schema: Schema, *, wire: bool) -> Codec | None:
     if walk is None:
         return None
 
-    def codec(data: Any) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    def codec(data: object) -> tuple[dict[str, object], dict[str, object] | None] | None:
         try:
             return walk(data)
         except (_Undecided, ValidationError, TypeError, ValueError, ArithmeticError, AttributeError):
@@ -66,7 +67,7 @@ def compile_codec(schema: Schema, *, wire: bool) -> Codec | None:
     return codec
 
 
-def _compile_schema(schema: Schema, unknown: str, wire: bool) -> Callable[[Any], tuple[dict, dict | None]] | None:
+def _compile_schema(schema: Schema, unknown: str, wire: bool) -> _Walk | None:
     if any(schema._hooks.values()) or schema.many or schema.partial or unknown not in (RAISE, EXCLUDE):
         return None
     if list(schema.load_fields) != list(schema.dump_fields):
@@ -80,11 +81,11 @@ def _compile_schema(schema: Schema, unknown: str, wire: bool) -> Callable[[Any],
     keys = frozenset(key for _, key, _, _ in plan)
     strict = unknown == RAISE
 
-    def walk(data: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def walk(data: object) -> tuple[dict[str, object], dict[str, object] | None]:
         if type(data) is not dict or (strict and not keys.issuperset(data)):
             raise _UNDECIDED
-        loaded: dict[str, Any] = {}
-        out: dict[str, Any] | None = {} if wire else None
+        loaded: dict[str, object] = {}
+        out: dict[str, object] | None = {} if wire else None
         later: list[tuple[str, str, fields.Field]] = []   # serialized by the field itself, once loaded is whole
         for name, key, field, code in plan:
             if key in data:
@@ -106,31 +107,32 @@ def _compile_schema(schema: Schema, unknown: str, wire: bool) -> Callable[[Any],
                 out[key] = missing   # holds the key's place in the field order
                 later.append((name, key, field))
         for name, key, field in later:   # the field's own serialize, as Schema.dump calls it
+            assert out is not None   # later is only filled when out is
             sent = field.serialize(name, loaded)
             if sent is missing:
-                del out[key]   # type: ignore[union-attr]
+                del out[key]
             else:
-                out[key] = sent   # type: ignore[index]
+                out[key] = sent
         return loaded, out
 
     return walk
 
 
-def _validators(field: fields.Field) -> Callable[[Any], None]:
+def _validators(field: fields.Field) -> Callable[[object], None]:
     """The field's validators, as ``Field._validate`` runs them (each raises ``ValidationError``
     to refuse; marshmallow 4 ignores what they return)."""
     checks = tuple(field.validators)
     if not checks:
         return _no_check
 
-    def check(value: Any) -> None:
+    def check(value: object) -> None:
         for validator in checks:
             validator(value)
 
     return check
 
 
-def _no_check(value: Any) -> None:
+def _no_check(value: object) -> None:
     return None
 
 
@@ -151,7 +153,7 @@ def _compile_field(field: fields.Field, key: str | None, wire: bool) -> _FieldCo
     check = _validators(field)
     code: _FieldCodec | None = None
     if kind is fields.String:
-        def string(value: Any, data: Any) -> tuple[Any, Any]:
+        def string(value: object, data: Mapping[str, object] | None) -> tuple[object, object]:
             if type(value) is not str:
                 raise _UNDECIDED   # bytes are decoded by marshmallow
             check(value)
@@ -160,26 +162,27 @@ def _compile_field(field: fields.Field, key: str | None, wire: bool) -> _FieldCo
     elif kind in _DIRECT or kind.__dict__.get("codec_direct") is True:
         deserialize, serialize = field._deserialize, field._serialize
 
-        def direct(value: Any, data: Any) -> tuple[Any, Any]:
+        def direct(value: object, data: Mapping[str, object] | None) -> tuple[object, object]:
             if value is None:
                 raise _UNDECIDED   # allowed or not: handled below / marshmallow's error
             loaded = deserialize(value, key, data)
             check(loaded)
             return loaded, (serialize(loaded, key, None) if wire else None)
         code = direct
-    elif kind is fields.Nested and not field.many and not field.schema.many and field.only is None and not field.exclude:
+    # (isinstance beside ``kind is``: true whenever kind is that exact class; it narrows field for mypy)
+    elif kind is fields.Nested and isinstance(field, fields.Nested) and not field.many and not field.schema.many and field.only is None and not field.exclude:
         nested_schema = field.schema
         walk = _compile_schema(nested_schema, field.unknown or nested_schema.unknown, wire)
         if walk is not None:
-            def nested(value: Any, data: Any) -> tuple[Any, Any]:
+            def nested(value: object, data: Mapping[str, object] | None) -> tuple[object, object]:
                 loaded, out = walk(value)
                 check(loaded)
                 return loaded, out
             code = nested
-    elif kind is fields.List:
+    elif kind is fields.List and isinstance(field, fields.List):
         inner = _compile_field(field.inner, None, wire)
         if inner is not None:
-            def sequence(value: Any, data: Any) -> tuple[Any, Any]:
+            def sequence(value: object, data: Mapping[str, object] | None) -> tuple[object, object]:
                 if type(value) is not list:
                     raise _UNDECIDED
                 pairs = [inner(each, None) for each in value]
@@ -191,6 +194,6 @@ def _compile_field(field: fields.Field, key: str | None, wire: bool) -> _FieldCo
         return code
     inline = code
 
-    def nullable(value: Any, data: Any) -> tuple[Any, Any]:
+    def nullable(value: object, data: Mapping[str, object] | None) -> tuple[object, object]:
         return (None, None) if value is None else inline(value, data)
     return nullable

@@ -32,13 +32,13 @@ class Event:
     source: str
     time: dt.datetime
     key: str | None
-    data: Mapping[str, Any]
+    data: Mapping[str, Any]   # Any: the payload as its schema loads it (any field's value: str, datetime, list …)
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, MappingProxyType):
             object.__setattr__(self, "data", MappingProxyType(dict(self.data)))
 
-    def envelope(self) -> dict[str, Any]:
+    def envelope(self) -> dict[str, str | None]:
         """The envelope as it travels (JSON-ready, without the payload)."""
         return {"id": self.id, "type": self.type, "source": self.source,
                 "time": format_time(self.time), "specversion": SPECVERSION, "key": self.key}
@@ -55,7 +55,8 @@ def parse_time(value: str) -> dt.datetime:
     return parsed
 
 
-def read_envelope(envelope: Any, expected_type: str | None = None) -> dict[str, Any]:
+# Any: the broker's JSON, its fields checked here (strings, "time" parsed to a datetime)
+def read_envelope(envelope: object, expected_type: str | None = None) -> dict[str, Any]:
     """Check a received envelope; raise :class:`InvalidEvent` saying exactly what is wrong."""
     if not isinstance(envelope, Mapping):
         raise InvalidEvent("invalid_envelope", f"the envelope is a {type(envelope).__name__}, not an object")

@@ -4,8 +4,8 @@ Each message says what went wrong *and* what to do about it.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Self
 
 
 class EventTasksError(Exception):
@@ -15,19 +15,21 @@ class EventTasksError(Exception):
     copies task exceptions; an error that does not round-trip is replaced by its base class).
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any):
+    _init_args: tuple[tuple[object, ...], dict[str, object]]
+
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
         self = super().__new__(cls, *args)
         self._init_args = (args, kwargs)
         return self
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[..., EventTasksError], tuple[object, ...]]:
         args, kwargs = getattr(self, "_init_args", (self.args, {}))
         if kwargs:
             return (_rebuild, (type(self), args, kwargs))
         return (type(self), args)
 
 
-def _rebuild(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> EventTasksError:
+def _rebuild(cls: type[EventTasksError], args: tuple[object, ...], kwargs: dict[str, object]) -> EventTasksError:
     return cls(*args, **kwargs)
 
 
@@ -86,7 +88,7 @@ class UnknownEventType(EventTasksError):
 class EventValidationError(EventTasksError):
     """A payload does not match its event type's schema. Nothing was published."""
 
-    def __init__(self, event_type: str, errors: Mapping[str, Any]):
+    def __init__(self, event_type: str, errors: Mapping[str, object]):
         self.event_type = event_type
         self.errors = dict(errors)
         super().__init__(f"Invalid payload for event type {event_type!r}; nothing was published. "
@@ -148,7 +150,7 @@ class NotReplayable(EventTasksError):
                          "with `events deadletters show` and discard it, or fix the producer and resend.")
 
 
-def _flatten(msg: Any) -> str:
+def _flatten(msg: object) -> str:
     if isinstance(msg, Mapping):
         return "{" + ", ".join(f"{k}: {_flatten(v)}" for k, v in msg.items()) + "}"
     if isinstance(msg, (list, tuple)):

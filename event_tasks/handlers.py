@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable
 from functools import cache
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from . import catalog
 from .conf import check_service_name, settings
@@ -83,7 +83,7 @@ def consumer(event_type_or_pattern: str, *, name: str | None = None, deduplicate
     return mark
 
 
-def _exception_types(option: str, values: Iterable[Any]) -> ExceptionTypes:
+def _exception_types(option: str, values: Iterable[type[BaseException]] | type[BaseException]) -> ExceptionTypes:
     types = tuple(values) if not isinstance(values, type) else (values,)
     for value in types:
         if not (isinstance(value, type) and issubclass(value, BaseException)):
@@ -171,11 +171,11 @@ def build(service: str, handlers: Iterable[Handler], schemas_package: str | None
     A pattern that selects no event type of the catalog is a configuration error (a typo would
     otherwise subscribe to nothing, silently); so are two different functions under one name.
     """
-    unique: dict[tuple[Callable[..., None], str], Handler] = {}
+    unique: dict[tuple[Callable[..., None] | None, str], Handler] = {}
     for h in handlers:
         unique.setdefault((h.func, h.pattern), h)
     found = list(unique.values())
-    names: dict[str, Callable[..., None]] = {}
+    names: dict[str, Callable[..., None] | None] = {}
     for h in found:
         if not catalog.matching(h.pattern, schemas_package):
             raise UnknownEventType(h.pattern, f"Handler {h.name} of service {service!r} subscribes to it, but no "
@@ -185,7 +185,7 @@ def build(service: str, handlers: Iterable[Handler], schemas_package: str | None
         if other is not h.func:
             raise ConfigurationError(f"Two handlers of service {service!r} are named {h.name!r}; duplicate "
                                      "suppression keys on the name: give one of them another @consumer(name=...)")
-    found.sort(key=lambda h: (h.func.__module__, h.func.__code__.co_firstlineno if hasattr(h.func, "__code__") else 0,
+    found.sort(key=lambda h: (h.func.__module__, h.func.__code__.co_firstlineno if h.func is not None and hasattr(h.func, "__code__") else 0,
                               h.pattern))
     built = ServiceHandlers(service, tuple(found), schemas_package)
     for event_type in built.event_types:

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from event_tasks.testing import CapturedEvents, ServiceWorker
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,7 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture
-def captured_events() -> Iterator[Any]:
+def captured_events() -> Iterator[CapturedEvents]:
     from event_tasks.testing import capture_events
 
     with capture_events() as captured:
@@ -51,7 +54,7 @@ def _default_app(config: pytest.Config) -> str:
 
 
 @pytest.fixture
-def event_worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def event_worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., ServiceWorker]]:
     from event_tasks.testing import ServiceWorker
 
     started: list[ServiceWorker] = []

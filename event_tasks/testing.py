@@ -22,8 +22,8 @@ import subprocess
 import sys
 import time as _time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from . import catalog
 from .send import publisher
@@ -32,12 +32,13 @@ from .envelope import Event
 from .handlers import service_handlers
 
 if TYPE_CHECKING:
+    from .brokers.message import Prepared
     from .consume.dispatch import Outcome
 
 T = TypeVar("T")
 
 
-def make_event(event_type: str, data: Mapping[str, Any], *, key: str | None = None,
+def make_event(event_type: str, data: Mapping[str, object], *, key: str | None = None,
                source: str = "test", id: str | None = None, time: dt.datetime | None = None) -> Event:
     """An event of ``event_type`` as a consuming worker would see it (raises like ``send_event``)."""
     entry = catalog.get(event_type)
@@ -74,6 +75,7 @@ class _Recorder:
     """A fan-out that keeps the published bodies instead of talking to a broker."""
 
     errors: tuple[type[BaseException], ...] = ()
+    connection_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self) -> None:
         self.bodies: list[tuple[str, str]] = []
@@ -84,7 +86,7 @@ class _Recorder:
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         self.bodies.append((event_id, body))
 
-    def publish_many(self, batch: Any) -> list[None]:
+    def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]:
         self.bodies.extend((item.event_id, item.body) for item in batch)
         return [None] * len(batch)
 
@@ -98,13 +100,13 @@ class _CapturingPublisher(publisher.Publisher):
         self.use_outbox = False   # record at once: a test's transaction may never commit
         self.captured = captured
 
-    def send(self, event_type: str, data: Mapping[str, Any], *, key: str | None = None,
+    def send(self, event_type: str, data: Mapping[str, object], *, key: str | None = None,
              id: str | None = None) -> Event:  # noqa: A002
         event = super().send(event_type, data, key=key, id=id)
         self.captured.events.append(event)
         return event
 
-    def send_many(self, items: Any) -> list[Event]:
+    def send_many(self, items: Iterable[Sequence[object]]) -> list[Event]:
         events = super().send_many(items)
         self.captured.events.extend(events)
         return events
@@ -131,7 +133,7 @@ def capture_events(service: str | None = None) -> Iterator[CapturedEvents]:
             publisher._publisher = previous
 
 
-def run_handlers(event_type: str, data: Mapping[str, Any], *, service: str | None = None,
+def run_handlers(event_type: str, data: Mapping[str, object], *, service: str | None = None,
                  key: str | None = None, id: str | None = None, source: str = "test",
                  time: dt.datetime | None = None, retries: int = 0) -> Outcome:
     """Run ``service``'s handlers for one event in this process, as its worker would.

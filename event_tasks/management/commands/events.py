@@ -104,7 +104,7 @@ class Command(BaseCommand):
         metrics.add_argument("--workers", action="store_true",
                              help="also count each service's workers (Celery remote control on every scrape)")
 
-    def handle(self, *args, action: str, **options) -> None:
+    def handle(self, *args: object, action: str, **options: object) -> None:
         try:
             getattr(self, "do_" + action)(**options)
         except EventTasksError as exc:
@@ -136,7 +136,7 @@ class Command(BaseCommand):
         for s in consuming_services():
             for t in service_handlers(s).event_types:
                 consumers.setdefault(t, []).append(s)
-        rows = [{**row, "consumers": consumers.get(row["type"], [])} for row in catalog.describe()]
+        rows: list[_CatalogListing] = [{**row, "consumers": consumers.get(row["type"], [])} for row in catalog.describe()]
         if options.get("json"):
             self.stdout.write(_json(rows))
             return
@@ -144,11 +144,13 @@ class Command(BaseCommand):
             self.stdout.write(f"{row['type']}\n    owner: {row['owner']}; consumers: "
                               f"{', '.join(row['consumers']) or '-'}\n    {row['description']}")
 
-    def do_topology(self, topology_action: str = "show", **options: object) -> None:
+    def do_topology(self, topology_action: str = "show", services: list[str] | None = None, prune: bool = False,
+                    ignore_consumers: bool = False, json: bool = False, **options: object) -> None:
         if topology_action == "verify":
             from event_tasks.ops.topology_check import run_verify
 
-            code = run_verify(the_app(), self.stdout.write, self.stderr.write, **options)
+            code = run_verify(the_app(), self.stdout.write, self.stderr.write, services=services, prune=prune,
+                              ignore_consumers=ignore_consumers, json=json, **options)
             if code:
                 raise CommandError("topology drift (see above)" if code == 1 else "topology not verified",
                                    returncode=code)
@@ -156,7 +158,7 @@ class Command(BaseCommand):
         with the_app().connection_for_write() as conn:
             try:
                 table = subscription_table(conn)
-                if options.get("json"):
+                if json:
                     self.stdout.write(_json([{"queue": q, "routing_key": k} for k, q in table]))
                     return
                 for pattern, queue in table:
@@ -248,7 +250,12 @@ class Command(BaseCommand):
             return
 
         package = settings().schemas_packages[0]
-        path = Path(file) if file else Path(importlib.import_module(package).__file__).parent / "catalog.json"
+        if file:
+            path = Path(file)
+        else:
+            package_file = importlib.import_module(package).__file__
+            assert package_file is not None   # None for a namespace package (Path(None) raised TypeError before)
+            path = Path(package_file).parent / "catalog.json"
         if schema_action == "snapshot":
             count = schemacheck.write(path)
             self.stdout.write(f"recorded {count} event types in {path}")
@@ -261,10 +268,10 @@ class Command(BaseCommand):
         self.stdout.write(f"the catalog is compatible with {path}")
 
     def do_deadletters(self, dl_action: str, ids: list[int], limit: int = 50, all: bool = False,  # noqa: A002
-                       **filters: object) -> None:
-        letters = deadletters.select(ids=ids, service=filters.get("service"), event_type=filters.get("event_type"),
-                                     reason=filters.get("reason"), older_than=filters.get("older_than"),
-                                     newer_than=filters.get("newer_than"))
+                       service: str | None = None, event_type: str | None = None, reason: str | None = None,
+                       older_than: float | None = None, newer_than: float | None = None, **_: object) -> None:
+        letters = deadletters.select(ids=ids, service=service, event_type=event_type, reason=reason,
+                                     older_than=older_than, newer_than=newer_than)
         if dl_action in ("replay", "discard") and not ids and not all:
             raise CommandError(f"{dl_action} needs dead letter ids, or --all with filters")
         if dl_action == "list":
@@ -288,8 +295,11 @@ class Command(BaseCommand):
                    **_: object) -> None:
         from event_tasks.ops import metrics
 
-        metrics.run(port, address, services=metric_services, workers=workers,
-                    write=lambda line: (self.stdout.write(line), self.stdout.flush()))
+        def write(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        metrics.run(port, address, services=metric_services, workers=workers, write=write)
 
 
 def relay_summary(relay: Relay, sent: int) -> str:
@@ -304,6 +314,12 @@ def relay_summary(relay: Relay, sent: int) -> str:
     if len(failing) > 50:
         lines.append(f"  … and {len(failing) - 50} more (the outbox admin, filter 'failing on its own')")
     return "\n".join(lines)
+
+
+class _CatalogListing(catalog.CatalogRow):
+    """A row of ``events catalog``: the catalog's row and the services that consume the type."""
+
+    consumers: list[str]
 
 
 def _json(value: object) -> str:
