@@ -19,7 +19,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from celery.exceptions import Reject
 from django.db import close_old_connections, transaction
@@ -42,6 +42,21 @@ BATCH_SUFFIX = ":batch"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
+class _SplitOptions(TypedDict):
+    """``send_task`` options of one event a split batch sends back to the service's queue."""
+
+    task_id: str
+    queue: str
+    exchange: str
+    routing_key: str
+    exchange_type: str
+    retries: int
+    countdown: float
+    serializer: str
+    root_id: str
+    retry_policy: Mapping[str, float]
+
+
 def batch_task_name(event_type: str) -> str:
     return event_type + BATCH_SUFFIX
 
@@ -50,7 +65,7 @@ class BatchMessage(Message):
     """One message standing for several deliveries: acking, rejecting or requeueing it does the same
     to each of them (each keeps its own delivery tag on the channel)."""
 
-    def __init__(self, parts: Sequence[Message], **kwargs: Any) -> None:
+    def __init__(self, parts: Sequence[Message], **kwargs: Any) -> None:  # Any: kombu Message's own arguments
         super().__init__(**kwargs)
         self.parts = list(parts)
 
@@ -60,7 +75,7 @@ class BatchMessage(Message):
         if ack_many is not None and pending:   # the Redis event channel: one round trip for the batch
             ack_many([part.delivery_tag for part in pending])
             for part in pending:
-                part._state = "ACK"
+                part._state = "ACK"  # type: ignore[attr-defined]  # kombu's stubs lack Message._state
         else:
             for part in pending:
                 part.ack()
@@ -154,6 +169,7 @@ def deliver_batch(service: str, handler: Handler, events: Sequence[Event],
         else:
             fresh, done = list(events), set()
         if fresh:
+            assert handler.func is not None  # discovery binds the function of every handler a worker runs
             handler.func(fresh)
         applied, duplicates = [e.id for e in fresh], [i for i in ids if i in done]
         if on_success is not None:
@@ -166,10 +182,11 @@ class BatchEventTask(EventTask):
 
     event_type: str = ""
 
+    # Any: the batch's items and the result are JSON; run takes the one list of items, not an event's arguments
     def run(self, items: list[Any]) -> dict[str, Any]:  # type: ignore[override]
         close_old_connections()
         events: list[Event] = []
-        unreadable: list[tuple[Any, InvalidEvent]] = []
+        unreadable: list[tuple[Any, InvalidEvent]] = []  # Any: an item as it came, JSON
         for item in items if isinstance(items, list) else []:
             try:
                 events.append(read_event(self.event_type, tuple(item) if isinstance(item, list) else (item,), {}))
@@ -177,10 +194,10 @@ class BatchEventTask(EventTask):
                 unreadable.append((item, exc))
         if unreadable:
             try:
-                for item, exc in unreadable:
+                for item, invalid in unreadable:
                     envelope = item[0] if isinstance(item, list) and item and isinstance(item[0], dict) else {}
                     event_id = str(envelope.get("id") or "")
-                    deadletters.record(service=self.service, reason=exc.reason, detail=exc.detail, event_id=event_id,
+                    deadletters.record(service=self.service, reason=invalid.reason, detail=invalid.detail, event_id=event_id,
                                        event_type=self.event_type, task_id=task_id(event_id, self.service),
                                        raw={"args": item, "kwargs": {}})
             except Exception as exc:   # database down: nothing is acknowledged before it is recorded
@@ -199,15 +216,16 @@ class BatchEventTask(EventTask):
                 "dead_letters": len(unreadable)}
 
     def store_batch_success(self, applied: list[str], duplicates: list[str]) -> None:
+        assert self.request.id is not None  # a delivery always has its task id
         self.backend.store_result(self.request.id, {"service": self.service, "applied": applied,
                                                     "duplicates": duplicates}, "SUCCESS", request=self.request)
 
-    def split(self, events: Sequence[Event], items: list[Any]) -> None:
+    def split(self, events: Sequence[Event], items: list[Any]) -> None:  # Any: the batch's items, JSON
         """Send each event back to this service's queue as a single delivery (attempt 2)."""
         by_id = {item[0]["id"]: item for item in items if isinstance(item, list) and isinstance(item[0], dict)}
         try:
             for event in events:
-                options = {"task_id": task_id(event.id, self.service), "queue": self.queue_name, "exchange": "",
+                options: _SplitOptions = {"task_id": task_id(event.id, self.service), "queue": self.queue_name, "exchange": "",
                            "routing_key": self.queue_name, "exchange_type": "direct", "retries": 1,
                            "countdown": backoff(0, self.retry_backoff_base, self.retry_backoff_cap),
                            "serializer": "json", "root_id": event.id,

@@ -25,7 +25,8 @@ import dataclasses
 import logging
 import random
 import traceback as tb
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, states
@@ -41,7 +42,10 @@ from ..brokers.message import LOST_HEADER, TIMEOUTS_HEADER
 from .lost import REQUEUE_RETRY, EventRequest
 
 if TYPE_CHECKING:
+    from billiard.einfo import ExceptionInfo
     from celery import Celery
+    from celery.backends.base import Backend
+    from kombu import Producer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,7 @@ def backoff(retries: int, base: float, cap: float) -> float:
 @dataclasses.dataclass
 class Failure:
     handler: Handler
-    exception: BaseException
+    exception: Exception   # deliver() catches Exception only
     traceback: str
     retryable: bool
 
@@ -120,7 +124,7 @@ def deliver(service: str, handlers: Sequence[Handler], event: Event, *, retries:
     return outcome
 
 
-def read_event(event_type: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Event:
+def read_event(event_type: str, args: tuple[object, ...], kwargs: Mapping[str, object]) -> Event:
     """The event in a task's arguments ``(envelope, data)``; :class:`InvalidEvent` saying what is wrong."""
     if kwargs or len(args) != 2:
         raise InvalidEvent("invalid_arguments",
@@ -147,7 +151,8 @@ class EventTask(Task):
     into SUCCESS, in the last handler's transaction.
     """
 
-    Request = EventRequest
+    # celery's stubs type Task.Request as str (a dotted path); Celery takes the class too
+    Request = EventRequest  # type: ignore[assignment]
 
     serializer = "json"
     acks_late = True
@@ -166,9 +171,9 @@ class EventTask(Task):
     retry_backoff_base: float = 2.0
     retry_backoff_cap: float = 300.0
     max_redeliveries: int = 3
-    retry_producer: Any = None   # a callable returning a context manager that yields a kombu Producer
+    retry_producer: Callable[[], AbstractContextManager[Producer]] | None = None   # the producer retries go out with
 
-    def run(self, *args: Any, **kwargs: Any) -> str:
+    def run(self, *args: object, **kwargs: object) -> str:
         # Celery's Django fixup closes connections around tasks unless told to reuse them
         # (CELERY_DB_REUSE_MAX); a reused connection that broke is dropped here, before any query.
         close_old_connections()
@@ -200,23 +205,24 @@ class EventTask(Task):
         if outcome.decision == "dead_letter":
             self.dead_letter(outcome.reason, outcome.detail, args, kwargs, traceback=outcome.traceback)
         if outcome.decision == "retry":
-            exc = outcome.failures[0].exception
-            raise self.retry_later(exc) from exc
+            failed = outcome.failures[0].exception
+            raise self.retry_later(failed) from failed
         # What the worker's log line and Flower's task-succeeded event show (no result is stored:
         # ignore_result). A short string: Celery builds saferepr() of the return value for every
         # task, ~19 µs for the result dict, ~2 µs for this (measured).
         return f"{event.id} {self.service}: applied {', '.join(outcome.applied) or '-'}; " \
                f"duplicates {', '.join(outcome.duplicates) or '-'}"
 
-    def result(self, event_id: str, applied: list[str], duplicates: list[str]) -> dict[str, Any]:
+    def result(self, event_id: str, applied: list[str], duplicates: list[str]) -> dict[str, object]:
         return {"event": event_id, "service": self.service, "applied": applied, "duplicates": duplicates}
 
     def store_success(self, event_id: str, applied: list[str], duplicates: list[str]) -> None:
         """The delivery's SUCCESS row (what Flower's and the admin's result pages show)."""
+        assert self.request.id is not None  # a delivery always has its task id
         self.backend.store_result(self.request.id, self.result(event_id, applied, duplicates), states.SUCCESS,
                                   request=self.request)
 
-    def retry_later(self, exc: BaseException, forever: bool = False) -> BaseException:
+    def retry_later(self, exc: Exception, forever: bool = False) -> BaseException:
         """Send this delivery back to this service's own queue after a backoff (Celery ``retry``).
 
         ``queue``, ``exchange=""`` and ``routing_key`` are all given, so neither the original
@@ -227,9 +233,10 @@ class EventTask(Task):
         countdown = backoff(retries, self.retry_backoff_base, self.retry_backoff_cap)
         log.warning("%s: %s failed (attempt %d), retrying in %.2fs: %r", self.service, self.request.id,
                     retries + 1, countdown, exc)
-        options = {"queue": self.queue_name, "exchange": "", "routing_key": self.queue_name,
-                   "exchange_type": "direct", "countdown": countdown, "max_retries": None,
-                   "retry_policy": REQUEUE_RETRY}
+        # Any: options of several types; celery's stubs list retry()'s keywords one by one, without exchange_type
+        options: dict[str, Any] = {"queue": self.queue_name, "exchange": "", "routing_key": self.queue_name,
+                                   "exchange_type": "direct", "countdown": countdown, "max_retries": None,
+                                   "retry_policy": REQUEUE_RETRY}
         try:
             if self.retry_producer is None:
                 return self.retry(exc=exc, **options)
@@ -238,11 +245,14 @@ class EventTask(Task):
         except Reject as rejected:
             # Celery could not publish the retry (broker down) and would drop the message
             # (requeue=False). Keep it: back to this service's queue, or the broker redelivers it.
+            # celery's stubs lack Reject.reason (set by Reject.__init__)
+            reason = rejected.reason  # type: ignore[attr-defined]
             log.warning("%s: could not schedule the retry of %s (%r); the delivery goes back to its queue",
-                        self.service, self.request.id, rejected.reason)
-            raise Reject(rejected.reason, requeue=True) from exc
+                        self.service, self.request.id, reason)
+            raise Reject(reason, requeue=True) from exc
 
-    def dead_letter(self, reason: str, detail: str, args: Any, kwargs: Any, traceback: str = "") -> None:
+    def dead_letter(self, reason: str, detail: str, args: Sequence[object], kwargs: Mapping[str, object],
+                    traceback: str = "") -> None:
         """Store the event in this service's dead letters, then fail the task (acked, not retried).
 
         If the dead letter cannot be stored (database down), the delivery is retried instead:
@@ -254,8 +264,8 @@ class EventTask(Task):
             raise self.retry_later(exc, forever=True) from exc
         raise DeadLettered(reason, detail)
 
-    def record_dead_letter(self, reason: str, detail: str, task_id: str, args: Any, kwargs: Any,
-                           traceback: str = "") -> None:
+    def record_dead_letter(self, reason: str, detail: str, task_id: str, args: Sequence[object],
+                           kwargs: Mapping[str, object], traceback: str = "") -> None:
         envelope = args[0] if args and isinstance(args[0], dict) else {}
         deadletters.record(service=self.service, reason=reason, detail=detail, traceback=traceback,
                            event_id=deadletters.event_id_of(envelope, task_id), event_type=self.name,
@@ -281,6 +291,7 @@ class EventTask(Task):
         lost = int(request.get(LOST_HEADER) or 0)
         redelivered = bool((request.delivery_info or {}).get("redelivered") or request.get("redelivered"))
         if redelivered:
+            assert request.id is not None  # a delivery always has its task id
             lost += idempotency.begin_redelivery(request.id, request.retries or 0)
         if lost >= limit:
             raise InvalidEvent("worker_lost", f"worker lost {lost} times while handling this event (it died "
@@ -289,11 +300,13 @@ class EventTask(Task):
 
     def finish_redelivery(self) -> None:
         try:
+            assert self.request.id is not None  # a delivery always has its task id
             idempotency.end_redelivery(self.request.id, self.request.retries or 0)
         except Exception:  # noqa: BLE001 - a leftover row only counts against a later crash
             log.exception("%s: could not clear the redelivery record of %s", self.service, self.request.id)
 
-    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+    def on_failure(self, exc: BaseException, task_id: str, args: Sequence[object], kwargs: Mapping[str, object],
+                   einfo: ExceptionInfo | None) -> None:
         """Failures that did not pass through :meth:`dead_letter` (a bug in the fabric): record them."""
         if isinstance(exc, DeadLettered):
             return
@@ -307,14 +320,15 @@ class EventTask(Task):
 def delivery_time_limit(handlers: Sequence[Handler], default: float | None) -> float | None:
     """A delivery's hard time limit: the largest limit of the handlers it runs."""
     limits = [h.time_limit if h.time_limit is not None else default for h in handlers]
-    limits = [x for x in limits if x is not None]
-    return max(limits) if limits else None
+    known = [x for x in limits if x is not None]
+    return max(known) if known else None
 
 
 def register_tasks(app: Celery, service: str, handlers: ServiceHandlers, *, queue_name: str,
                    max_retries: int, backoff_base: float, backoff_cap: float,
                    max_redeliveries: int = 3, time_limit: float | None = None,
-                   retry_producer: Any = None, backend: Any = None, base: type[EventTask] | None = None,
+                   retry_producer: Callable[[], AbstractContextManager[Producer]] | None = None,
+                   backend: Backend | None = None, base: type[EventTask] | None = None,
                    event_types: Sequence[str] | None = None,
                    task_name: Callable[[str], str] = lambda event_type: event_type) -> list[str]:
     """Register one task per event type ``handlers`` consume (or of ``event_types``), on ``app``.

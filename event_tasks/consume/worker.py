@@ -10,9 +10,12 @@ channel; see ``app`` for what is left to the host.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..send import publisher
+from ..brokers.rabbitmq.fanout import KombuFanout
 from ..brokers.redis import transport as redis_transport
 from .batching import BatchEventTask, batch_task_name
 from .intake import EventIntake, IntakePlan, RedisIntake, plan_of, set_plan
@@ -25,12 +28,27 @@ from ..brokers.topology import broker_kind, put_queue, service_queue
 
 if TYPE_CHECKING:
     from celery import Celery
+    from celery.backends.base import Backend
+    from kombu import Producer
 
 log = logging.getLogger(__name__)
 
 VISIBILITY_MARGIN = 0.5  # retry countdowns stay below half the Redis visibility timeout
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0
 REDIS_TRANSPORT = "event_tasks.brokers.redis.transport:Transport"
+
+
+class _TaskOptions(TypedDict):
+    """What ``register_tasks`` gets for both the event tasks and the batch tasks of a worker."""
+
+    queue_name: str
+    max_retries: int
+    backoff_base: float
+    backoff_cap: float
+    max_redeliveries: int
+    time_limit: float | None
+    retry_producer: Callable[[], AbstractContextManager[Producer]] | None
+    backend: Backend | None
 
 
 def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
@@ -77,9 +95,10 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
                         "consume step, which can lose a message when a worker is killed mid-consume",
                         app.conf.broker_transport, queue.name)
         check_redis(app.conf.broker_url, require=conf.require_durable_broker)
-    task_options = dict(queue_name=queue.name, max_retries=conf.max_retries, backoff_base=conf.retry_backoff,
-                        backoff_cap=cap, max_redeliveries=conf.max_redeliveries, time_limit=conf.handler_time_limit,
-                        retry_producer=retry_producer, backend=_json_backend(app))
+    task_options: _TaskOptions = dict(queue_name=queue.name, max_retries=conf.max_retries,
+                                      backoff_base=conf.retry_backoff, backoff_cap=cap,
+                                      max_redeliveries=conf.max_redeliveries, time_limit=conf.handler_time_limit,
+                                      retry_producer=retry_producer, backend=_json_backend(app))
     register_tasks(app, service, handlers, **task_options)
     batched = handlers.batched
     if batched:
@@ -112,7 +131,7 @@ def _register_control_command() -> None:
         return
 
     @inspect_command(name=CONTROL_COMMAND)
-    def event_tasks_status(state: Any, **_: Any) -> dict[str, Any]:
+    def event_tasks_status(state: Any, **_: object) -> dict[str, object]:  # Any: Celery's control state (untyped)
         plan = plan_of(state.consumer.app)
         if plan is None:
             return {"service": None, "queue": None, "active": 0, "held": 0}
@@ -145,13 +164,14 @@ def _warn_about_slow_settings(app: Celery) -> None:
                     "DATABASES[...]['OPTIONS']['pool'] = True")
 
 
-def _confirming_producer():
+def _confirming_producer() -> AbstractContextManager[Producer]:
     """The fabric's producer on RabbitMQ (publisher confirms), for retries of event tasks."""
     fanout = publisher.default_publisher().transport
-    return fanout.producer()   # type: ignore[attr-defined]
+    assert isinstance(fanout, KombuFanout)  # used on RabbitMQ only, where the fan-out is kombu's
+    return fanout.producer()
 
 
-def _json_backend(app: Celery) -> Any:
+def _json_backend(app: Celery) -> Backend | None:
     """The result backend for event tasks: the host's, with JSON results.
 
     Results of event tasks are JSON whatever the host chose for its own (``result_serializer``);

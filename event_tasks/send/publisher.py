@@ -61,7 +61,7 @@ class Publisher:
         self.use_outbox = self.conf.outbox
         self.stats: Counter[str] = Counter()
 
-    def prepare(self, event_type: str, data: Mapping[str, Any], key: str | None = None,
+    def prepare(self, event_type: str, data: Mapping[str, object], key: str | None = None,
                 event_id: str | None = None) -> tuple[Event, Prepared]:
         """Validate and build one event and its task body; raises before anything is published."""
         entry = catalog.get(event_type)
@@ -83,7 +83,7 @@ class Publisher:
         event = Event(id=event_id, type=event_type, source=self.service, time=now, key=key, data=loaded)
         return event, Prepared(event_type, event_id, body, argsrepr)
 
-    def send(self, event_type: str, data: Mapping[str, Any], *, key: str | None = None,
+    def send(self, event_type: str, data: Mapping[str, object], *, key: str | None = None,
              id: str | None = None) -> Event:  # noqa: A002 - the envelope's name for it
         event, prepared = self.prepare(event_type, data, key, id)
         if self.use_outbox and self._transactional([(event, prepared)]):
@@ -130,7 +130,7 @@ class Publisher:
             log.warning("%d event(s) not published after commit (%r); written to the outbox, the relay sends them",
                         len(pairs), getattr(exc, "cause", exc))
 
-    def send_many(self, items: Iterable[Sequence[Any]]) -> list[Event]:
+    def send_many(self, items: Iterable[Sequence[Any]]) -> list[Event]:  # Any: (type, data[, key]), checked here
         """Validate every event first (one invalid: nothing is published), then publish them as one batch."""
         pairs = []
         for item in items:
@@ -251,7 +251,7 @@ def reset_default_publisher() -> None:
         _publisher = None
 
 
-def send_events(items: Iterable[Sequence[Any]]) -> list[Event]:
+def send_events(items: Iterable[Sequence[Any]]) -> list[Event]:  # Any: (type, data[, key]), checked by send_many
     """Validate and publish several events at once: items are ``(event_type, data)`` or
     ``(event_type, data, key)``.
 
@@ -263,7 +263,7 @@ def send_events(items: Iterable[Sequence[Any]]) -> list[Event]:
     return default_publisher().send_many(items)
 
 
-def send_event(event_type: str, data: Mapping[str, Any], *, key: str | None = None,
+def send_event(event_type: str, data: Mapping[str, object], *, key: str | None = None,
                id: str | None = None) -> Event:  # noqa: A002 - the envelope's name for it
     """Validate ``data`` against ``event_type``'s schema and publish it to every subscriber.
 

@@ -19,8 +19,8 @@ def known_services() -> list[str]:
     """Services the code knows: those with handlers here, and every producer of the catalog."""
     names = set(consuming_services())
     names.update(e.owner for e in catalog.all())
-    if settings().service:
-        names.add(settings().service)
+    if service := settings().service:
+        names.add(service)
     return sorted(names)
 
 

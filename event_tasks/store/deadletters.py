@@ -10,7 +10,7 @@ import base64
 import datetime as dt
 import json
 import logging
-from typing import Any
+from typing import Any, TypedDict
 
 from django.db import close_old_connections
 from django.utils import timezone
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def record(*, service: str, reason: str, detail: str, event_id: str = "", event_type: str = "",
-           task_id: str = "", traceback: str = "", attempts: int = 1, raw: Any = None) -> DeadLetter:
+           task_id: str = "", traceback: str = "", attempts: int = 1, raw: object = None) -> DeadLetter:
     """Store one dead letter in this service's database and log it."""
     close_old_connections()
     letter = DeadLetter.objects.create(
@@ -35,13 +35,13 @@ def record(*, service: str, reason: str, detail: str, event_id: str = "", event_
     return letter
 
 
-def event_id_of(envelope: Any, task_id: str) -> str:
+def event_id_of(envelope: object, task_id: str) -> str:
     """The event id: from the envelope, else from the task id ``<event id>:<service>``."""
     event_id = envelope.get("id") if isinstance(envelope, dict) else None
     return str(event_id or (task_id.rsplit(":", 1)[0] if ":" in task_id else task_id))
 
 
-def raw_text(raw: Any) -> str:
+def raw_text(raw: object) -> str:
     if raw is None:
         return ""
     if isinstance(raw, (bytes, bytearray)):
@@ -54,7 +54,17 @@ def raw_text(raw: Any) -> str:
     return json.dumps(raw, default=repr, ensure_ascii=False)
 
 
-def message_raw(message: Any) -> dict[str, Any]:
+class MessageRaw(TypedDict):
+    """A kombu message as the ``raw`` of a dead letter (see :func:`message_raw`)."""
+
+    headers: object
+    properties: object
+    content_type: object
+    delivery_info: object
+    body: str
+
+
+def message_raw(message: object) -> MessageRaw:
     """A kombu message as JSON-ready data (body as text, or base64 when it is not text)."""
     return {"headers": _jsonable(getattr(message, "headers", None)),
             "properties": _jsonable(getattr(message, "properties", None)),
@@ -63,7 +73,7 @@ def message_raw(message: Any) -> dict[str, Any]:
             "body": raw_text(getattr(message, "body", None))}
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> object:
     try:
         return json.loads(json.dumps(value, default=repr))
     except (TypeError, ValueError):
@@ -92,7 +102,7 @@ def select(*, ids: list[int] | None = None, service: str | None = None, event_ty
     return list(qs)
 
 
-def as_dict(letter: DeadLetter) -> dict[str, Any]:
+def as_dict(letter: DeadLetter) -> dict[str, object]:
     return {"id": letter.pk, "service": letter.service, "event_id": letter.event_id, "event_type": letter.event_type,
             "task_id": letter.task_id, "reason": letter.reason, "detail": letter.detail, "attempts": letter.attempts,
             "created_at": letter.created_at.isoformat(), "replays": letter.replays,
@@ -100,7 +110,7 @@ def as_dict(letter: DeadLetter) -> dict[str, Any]:
             "traceback": letter.traceback, "raw": letter.raw}
 
 
-def replayable_args(letter: DeadLetter) -> tuple[dict[str, Any], Any]:
+def replayable_args(letter: DeadLetter) -> tuple[dict[str, Any], Any]:  # Any: JSON stored with the dead letter
     """The (envelope, data) to send again; :class:`NotReplayable` if the message was never readable."""
     try:
         raw = json.loads(letter.raw)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models import F
+from django.db.models import F, Field
 from django.utils import timezone
 
 from ..envelope import Event
@@ -31,6 +31,7 @@ def apply(service: str, handler: Handler, event: Event, then: Callable[[], None]
     writes, then ``then`` (the task stores its result row here), then one commit. A handler
     without duplicate suppression runs as it is (``then`` is not called: nothing is written).
     """
+    assert handler.func is not None  # discovery binds the function of every handler a worker runs
     if not handler.deduplicate:   # no mark: the handler runs as it is, in its own transactions if any
         handler.func([event] if handler.batch else event)
         return True
@@ -59,8 +60,11 @@ def insert_mark(alias: str, event: Event, handler: str, service: str) -> None:
     sql = _INSERT_SQL.get(connection.vendor)
     if sql is None:
         opts = ProcessedEvent._meta
-        names = [opts.get_field(f).column for f in ("event_id", "handler", "service", "event_type",
-                                                        "processed_at", "duplicates")]
+        names: list[str] = []
+        for name in ("event_id", "handler", "service", "event_type", "processed_at", "duplicates"):
+            field = opts.get_field(name)
+            assert isinstance(field, Field) and field.column is not None  # plain columns of ProcessedEvent
+            names.append(field.column)
         sql = (f"INSERT INTO {connection.ops.quote_name(opts.db_table)} "
                f"({', '.join(connection.ops.quote_name(n) for n in names)}) VALUES (%s, %s, %s, %s, %s, 0)")
         _INSERT_SQL[connection.vendor] = sql

@@ -26,10 +26,11 @@ import logging
 import os
 import socket
 import uuid
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 from django.db import connections, router, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from ..conf import Settings, settings
@@ -47,7 +48,7 @@ class Publishes(Protocol):
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int | None: ...
 
-    def publish_many(self, batch: Any) -> list[int | None]: ...
+    def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]: ...
 
 
 def database() -> str:
@@ -55,7 +56,7 @@ def database() -> str:
     return settings().database or router.db_for_write(OutboxEvent)
 
 
-def rows(using: str):
+def rows(using: str) -> QuerySet[OutboxEvent]:
     return OutboxEvent.objects.using(using)
 
 
@@ -72,7 +73,7 @@ def enqueue(publisher: Publishes, event: Event, body: str, argsrepr: str, using:
     return enqueue_many(publisher, [(event, Prepared(event.type, event.id, body, argsrepr))], using)[0]
 
 
-def enqueue_many(publisher: Publishes, pairs: list[tuple[Event, Any]], using: str) -> list[OutboxEvent]:
+def enqueue_many(publisher: Publishes, pairs: list[tuple[Event, Prepared]], using: str) -> list[OutboxEvent]:
     """Insert the rows (one insert) claimed by this transaction's on-commit publish, which runs after commit."""
     token = new_token("commit")
     until = timezone.now() + commit_lease(publisher.conf)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from typing import Any
 
 from django.apps import apps
 from django.db import router
@@ -78,7 +77,7 @@ class Pruned:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"dry_run": self.dry_run, **self.counts}
 
 
