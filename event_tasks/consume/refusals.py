@@ -8,8 +8,8 @@ kombu message comes back with the next sweep).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from kombu.common import ignore_errors
 from kombu.message import Message
 
 from ..store import deadletters
@@ -41,11 +41,9 @@ def refuse(service: str, message: Message, reason: str, detail: str) -> None:
         log.exception(
             "could not store dead letter (%s: %s) for message %r; it goes back to the queue", reason, detail, headers
         )
-        # BUG, left as is: ignore_errors wants a Connection; a Message has no connection_errors, so an error here raises AttributeError
-        ignore_errors(message, message.requeue)  # type: ignore[arg-type]
+        settle(message.requeue, "put back")
         return
-    # BUG, left as is: ignore_errors wants a Connection; a Message has no connection_errors, so an error here raises AttributeError
-    ignore_errors(message, message.ack)  # type: ignore[arg-type]
+    settle(message.ack, "acknowledge")
 
 
 def refuse_item(service: str, queue: str, raw: bytes | str) -> bool:
@@ -64,3 +62,15 @@ def refuse_item(service: str, queue: str, raw: bytes | str) -> bool:
         log.exception("could not store the dead letter of an unreadable item of %s; it goes back later", queue)
         return False
     return True
+
+
+def settle(action: Callable[[], None], what: str) -> None:
+    """Acknowledge or requeue a message (``action``); a failure leaves it to the broker.
+
+    The call fails when the connection is gone: the message is then unacknowledged and the broker
+    hands it out again (on Redis, the in-flight sweep puts it back), so nothing is lost and the
+    intake goes on."""
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - a lost connection: the broker redelivers the unacked message
+        log.warning("could not %s a message (%r); the broker hands it out again", what, exc)

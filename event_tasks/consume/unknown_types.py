@@ -16,11 +16,10 @@ import logging
 from collections.abc import Callable
 
 from kombu.asynchronous.timer import Entry, Timer
-from kombu.common import ignore_errors
 from kombu.message import Message
 
 from ..envelope import parse_time
-from .refusals import refuse
+from .refusals import refuse, settle
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +73,7 @@ class UnknownTypes:
         held = self.held.pop(key, None)
         if held is not None:
             message = held[0]
-            # BUG, left as is: ignore_errors wants a Connection; a Message has no connection_errors, so an error here raises AttributeError
-            ignore_errors(message, message.requeue)  # type: ignore[arg-type]
+            settle(message.requeue, "put back")
             self.changed()
 
     def clear(self) -> None:

@@ -72,3 +72,18 @@ def test_a_worker_of_a_service_without_handlers_is_refused_at_start():
     out = start_worker("events.nobody", EVENT_TASKS_SERVICE="nobody", **PROBES)
     assert out.returncode != 0
     assert "consumes events.nobody, but service 'nobody' has no handlers" in out.stderr
+
+
+def test_an_ack_or_requeue_that_fails_leaves_the_message_to_the_broker(caplog):
+    """The intake's ack of a dead-lettered message, or the put-back of a held one, on a lost
+    connection: logged, the worker goes on (the broker hands the unacked message out again)."""
+    from event_tasks.consume.refusals import settle
+
+    def lost() -> None:
+        raise ConnectionResetError("connection lost")
+
+    settle(lost, "acknowledge")
+    assert "could not acknowledge a message" in caplog.text
+    done: list[bool] = []
+    settle(lambda: done.append(True), "put back")
+    assert done == [True]
