@@ -47,3 +47,30 @@ def test_pieces_are_the_message_cut_at_its_slots():
     rendered = template.render(env["type"], "E\x01", body, argsrepr)
     assert "".join(p + s for p, s in zip(pieces, template.SLOTS)) + pieces[-1] == rendered
     assert fill(rendered, "alpha", "events.alpha")["headers"]["id"] == "E\x01:alpha"
+
+
+def test_a_batch_on_a_broker_without_confirms_goes_out_whole():
+    """``send_events`` on kombu's ``memory://`` (no publisher confirms): every message is published
+    on the producer the batch holds (it used to take the producer's lock again and hang)."""
+    import threading
+
+    from kombu import Connection, Queue
+
+    from event_tasks.brokers.message import Prepared
+    from event_tasks.brokers.rabbitmq.fanout import KombuFanout
+    from event_tasks.conf import Settings
+
+    fanout = KombuFanout("memory://", {}, Settings())
+    queue = Queue("events.probe", exchange=fanout.exchange, routing_key="#")
+    with Connection("memory://") as conn:
+        queue(conn.default_channel).declare()
+        batch = [Prepared("org.example.thing.v1", f"id-{i}", '[[{}, {}], {}, {}]', "()") for i in range(3)]
+        done = threading.Event()
+        result: list[object] = []
+        worker = threading.Thread(target=lambda: (result.append(fanout.publish_many(batch)), done.set()), daemon=True)
+        worker.start()
+        assert done.wait(10), "publish_many hung"
+        assert result == [[None, None, None]]
+        got = [queue(conn.default_channel).get(no_ack=True) for _ in range(3)]
+        assert [m.headers["id"] for m in got if m is not None] == ["id-0", "id-1", "id-2"]
+    fanout.close()

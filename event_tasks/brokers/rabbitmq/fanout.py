@@ -82,15 +82,17 @@ class KombuFanout:
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         with self.producer() as producer:
-            producer.publish(
-                body, exchange=self.exchange, routing_key=event_type,
-                headers=headers(event_type, event_id, event_id, argsrepr),
-                content_type="application/json", content_encoding="utf-8",
-                delivery_mode=2, correlation_id=event_id, declare=[self.exchange],
-                retry=True, retry_policy=self.retry_policy,
-            )
-            _count_publish(producer.channel)
-        return None
+            self._publish_on(producer, event_type, event_id, body, argsrepr)
+
+    def _publish_on(self, producer: Producer, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
+        producer.publish(
+            body, exchange=self.exchange, routing_key=event_type,
+            headers=headers(event_type, event_id, event_id, argsrepr),
+            content_type="application/json", content_encoding="utf-8",
+            delivery_mode=2, correlation_id=event_id, declare=[self.exchange],
+            retry=True, retry_policy=self.retry_policy,
+        )
+        _count_publish(producer.channel)
 
     def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]:
         """Publish every message, then wait once for the broker's confirms of all of them.
@@ -106,8 +108,8 @@ class KombuFanout:
             producer.maybe_declare(self.exchange)
             channel = producer.channel
             if not _confirming(channel):   # py-amqp (RabbitMQ); memory:// has no confirms
-                for item in batch:
-                    self.publish(*item)
+                for item in batch:   # on the producer held here (the lock is not re-entrant)
+                    self._publish_on(producer, *item)
                 return [None] * len(batch)
             if not channel._confirm_selected:
                 channel._confirm_selected = True
