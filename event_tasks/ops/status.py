@@ -14,35 +14,36 @@ read it). Per service:
 """
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import datetime as dt
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, Min
 
+from ..brokers.rabbitmq.api import ManagementAPI
+from ..brokers.redis.items import read_item
+from ..brokers.redis.transport import inflight_key
+from ..brokers.topology import BINDING_SEP, is_redis, passive_declare
 from ..conf import settings
+from ..consume.worker import CONTROL_COMMAND
 from ..envelope import parse_time
 from ..errors import ManagementAPIUnavailable
 from ..handlers import consuming_services
 from ..models import DeadLetter, OutboxEvent
 from ..send.publisher import the_app
-from ..brokers.rabbitmq.api import ManagementAPI
-from ..brokers.redis.transport import inflight_key
 from ..store.databases import known_services, service_databases
-from ..brokers.topology import BINDING_SEP, is_redis, passive_declare
-from ..consume.worker import CONTROL_COMMAND
 
 if TYPE_CHECKING:
+    import redis
     from celery import Celery
+    from kombu import Connection
 
 REDIS_PRIORITIES = (3, 6, 9)   # kombu's priority steps other than 0: lists "<queue>␆␖<n>"
 
 
 def collect(app: Celery | None = None, *, services: list[str] | None = None, workers: bool = True,
-            timeout: float | None = None) -> dict[str, Any]:
+            timeout: float | None = None) -> dict[str, Any]:  # Any: a JSON-shaped report (figures of several types)
     """The status of every service (or ``services``): broker, workers and database figures."""
     app = app or the_app()
     conf = settings()
@@ -51,7 +52,7 @@ def collect(app: Celery | None = None, *, services: list[str] | None = None, wor
     databases = service_databases()
     consuming = set(consuming_services())
     notes: list[str] = []
-    seen_workers: dict[str, Any] = {}
+    seen_workers: dict[str, Any] = {}   # Any: the workers' replies, JSON (see inspect_workers)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(inspect_workers, app, timeout) if workers else None
         with app.connection_for_write() as conn:
@@ -64,6 +65,7 @@ def collect(app: Celery | None = None, *, services: list[str] | None = None, wor
     rows = []
     for service in names:
         queue = queues[service]
+        # Any: one row of the JSON-shaped report
         row: dict[str, Any] = {"service": service, "queue": queue, "consumes": service in consuming,
                                **figures.get(queue, {})}
         mine = {name: w for name, w in seen_workers.items() if w.get("service") == service}
@@ -79,13 +81,13 @@ def collect(app: Celery | None = None, *, services: list[str] | None = None, wor
             "notes": notes}
 
 
-def inspect_workers(app: Celery, timeout: float) -> dict[str, Any]:
+def inspect_workers(app: Celery, timeout: float) -> dict[str, Any]:  # Any: the workers' replies, JSON
     """``{worker: {"service", "queue", "active", "held"}}`` from every worker that answers.
 
     Workers that consume an event queue answer the fabric's control command (``worker``); any
     other worker answers Celery's ping and is listed with ``service: None``.
     """
-    found: dict[str, Any] = {}
+    found: dict[str, Any] = {}   # Any: as the workers reply (JSON)
     with app.connection_for_write() as conn:
         replies = app.control.broadcast(CONTROL_COMMAND, reply=True, timeout=timeout, connection=conn) or []
         pings = app.control.broadcast("ping", reply=True, timeout=timeout, connection=conn) or []
@@ -99,7 +101,7 @@ def inspect_workers(app: Celery, timeout: float) -> dict[str, Any]:
     return found
 
 
-def database_figures(alias: str) -> dict[str, Any]:
+def database_figures(alias: str) -> dict[str, Any]:  # Any: JSON-shaped figures (counts, ages, None)
     """Dead letters by reason and the outbox backlog in one service's database."""
     reasons = dict(DeadLetter.objects.using(alias).values_list("reason").annotate(n=Count("id")).order_by())
     backlog = OutboxEvent.objects.using(alias).filter(sent_at__isnull=True).aggregate(n=Count("id"),
@@ -110,7 +112,8 @@ def database_figures(alias: str) -> dict[str, Any]:
                        "oldest_age": round((_now() - oldest).total_seconds(), 3) if oldest else None}}
 
 
-def _broker_figures(conn: Any, queues: list[str], notes: list[str]) -> dict[str, dict[str, Any]]:
+# Any: JSON-shaped figures per queue (counts, ages, flags; None where the broker cannot tell)
+def _broker_figures(conn: Connection, queues: list[str], notes: list[str]) -> dict[str, dict[str, Any]]:
     if is_redis(conn):
         return _redis_figures(conn, queues)
     unacked: dict[str, int] | None = None
@@ -128,10 +131,11 @@ def _broker_figures(conn: Any, queues: list[str], notes: list[str]) -> dict[str,
     return figures
 
 
-def _redis_figures(conn: Any, queues: list[str]) -> dict[str, dict[str, Any]]:
+# Any: as _broker_figures
+def _redis_figures(conn: Connection, queues: list[str]) -> dict[str, dict[str, Any]]:
     figures = {}
     with conn.channel() as channel:
-        client = channel.client
+        client: redis.Redis = channel.client  # type: ignore[attr-defined]  # kombu's stubs: channel() is a bare StdChannel; Redis's has .client
         members = client.smembers(f"_kombu.binding.{settings().exchange}")
         bound = {(m.decode() if isinstance(m, bytes) else m).split(BINDING_SEP)[-1] for m in members}
         for q in queues:
@@ -139,7 +143,9 @@ def _redis_figures(conn: Any, queues: list[str]) -> dict[str, dict[str, Any]]:
             pipe.llen(q)
             for p in REDIS_PRIORITIES:
                 pipe.llen(f"{q}{BINDING_SEP}{p}")
-            pipe.hlen(f"unacked:{q}").llen(inflight_key(q)).lindex(q, -1)
+            pipe.hlen(f"unacked:{q}")
+            pipe.llen(inflight_key(q))
+            pipe.lindex(q, -1)
             *depths, unacked, inflight, oldest = pipe.execute()
             figures[q] = {"exists": q in bound or sum(depths) > 0, "depth": sum(depths), "unacked": unacked + inflight,
                           "consumers": None, "oldest_age": _age_of(oldest)}
@@ -148,26 +154,23 @@ def _redis_figures(conn: Any, queues: list[str]) -> dict[str, dict[str, Any]]:
 
 def _age_of(raw: bytes | None) -> float | None:
     """Seconds since the event in a kombu-on-Redis message was sent (its envelope ``time``)."""
-    if not raw:
+    item = read_item(raw)
+    sent = item.envelope.get("time") if item is not None and item.envelope is not None else None
+    if not isinstance(sent, str):
         return None
     try:
-        message = json.loads(raw)
-        body = message["body"]
-        if (message.get("properties") or {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body).decode("utf-8")
-        envelope = json.loads(body)[0][0]
-        return round(max(0.0, time.time() - parse_time(envelope["time"]).timestamp()), 3)
-    except (ValueError, KeyError, IndexError, TypeError):
+        return round(max(0.0, time.time() - parse_time(sent).timestamp()), 3)
+    except ValueError:   # not an ISO 8601 time with a timezone
         return None
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
-def render(data: dict[str, Any]) -> str:
+def render(data: dict[str, Any]) -> str:  # Any: collect's JSON-shaped report
     """The status as a table (one line per service), then workers and notes."""
-    def num(value: Any) -> str:
+    def num(value: object) -> str:
         return "-" if value is None else (f"{value:.1f}s" if isinstance(value, float) else str(value))
 
     lines = [f"{data['time']}  broker: {data['broker']}",

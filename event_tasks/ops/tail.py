@@ -14,53 +14,74 @@ own copy of every matching event, like a service would; the services' queues are
 """
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from kombu import Consumer, Queue
 
+from ..brokers.redis.items import read_item
+from ..brokers.topology import (
+    events_exchange,
+    is_redis,
+    sweep_tail_bindings,
+    tail_heartbeat_key,
+    tail_queue_prefix,
+    unbind,
+)
 from ..conf import settings
-from ..brokers.topology import events_exchange, is_redis, sweep_tail_bindings, tail_heartbeat_key, tail_queue_prefix, unbind
+
+if TYPE_CHECKING:
+    import redis
+    from celery import Celery
+    from kombu import Connection
+    from kombu.transport.base import StdChannel
+
+#: what the tail yields: ``(envelope, data)``, the event's task arguments (JSON)
+TailEvent = tuple[dict[str, object], object]
 
 
 class Tail:
     """A temporary subscription to ``pattern``; iterate :meth:`events` for ``(envelope, data)`` pairs."""
 
-    def __init__(self, app: Any, pattern: str = "#", lease: float = 30.0) -> None:
+    channel: StdChannel
+    client: redis.Redis   # Redis: the channel's client
+
+    def __init__(self, app: Celery, pattern: str = "#", lease: float = 30.0) -> None:
         self.app = app
         self.pattern = pattern
         self.lease = lease
         self.queue = f"{tail_queue_prefix()}{uuid.uuid4().hex[:12]}"
         self.stop = threading.Event()
-        self.conn: Any = None
+        self.conn: Connection | None = None
         self._redis = False
         self._renewed = 0.0
+        self._received: list[TailEvent] = []
 
     def __enter__(self) -> Tail:
-        self.conn = self.app.connection_for_write()
-        self.conn.ensure_connection(max_retries=3)
-        self._redis = is_redis(self.conn)
-        self.channel = self.conn.channel()
+        self.conn = conn = self.app.connection_for_write()
+        conn.ensure_connection(max_retries=3)
+        self._redis = is_redis(conn)
+        self.channel = conn.channel()
         if self._redis:
-            client = self.channel.client
-            sweep_tail_bindings(client)
+            self.client = self.channel.client  # type: ignore[attr-defined]  # kombu's stubs: channel() is a bare StdChannel; Redis's has .client
+            sweep_tail_bindings(self.client)
             self._renew()
             Queue(self.queue, events_exchange(), routing_key=self.pattern)(self.channel).declare()
         else:
             queue = Queue(self.queue, events_exchange(), routing_key=self.pattern, exclusive=True, auto_delete=True,
                           durable=False)
-            self._received: list[tuple[dict[str, Any], Any]] = []
             self.consumer = Consumer(self.channel, queues=[queue], no_ack=True, accept=["json"],
                                      callbacks=[lambda body, message: self._received.append(_args(body))])
             self.consumer.consume()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
@@ -69,25 +90,27 @@ class Tail:
         try:
             if self._redis:
                 unbind(self.conn, self.queue, self.pattern)
-                self.channel.client.delete(self.queue, tail_heartbeat_key(self.queue))
+                self.client.delete(self.queue, tail_heartbeat_key(self.queue))
         finally:
             self.conn.release()   # RabbitMQ: the exclusive queue goes with the connection
             self.conn = None
 
     def _renew(self) -> None:
-        self.channel.client.set(tail_heartbeat_key(self.queue), "1", px=int(self.lease * 1000))
+        self.client.set(tail_heartbeat_key(self.queue), "1", px=int(self.lease * 1000))
         self._renewed = time.monotonic()
 
-    def events(self, poll: float = 0.5) -> Iterator[tuple[dict[str, Any], Any]]:
+    def events(self, poll: float = 0.5) -> Iterator[TailEvent]:
         """Each matching event as ``(envelope, data)`` until :attr:`stop` is set."""
         while not self.stop.is_set():
             if self._redis:
                 if time.monotonic() - self._renewed > self.lease / 3:
                     self._renew()
-                item = self.channel.client.brpop(self.queue, timeout=max(1, int(poll)))
+                item = self.client.brpop([self.queue], timeout=max(1, int(poll)))
                 if item:
                     yield _redis_args(item[1])
                 continue
+            if self.conn is None:   # closed
+                return
             try:
                 self.conn.drain_events(timeout=poll)
             except TimeoutError:
@@ -99,27 +122,30 @@ class Tail:
                 yield self._received.pop(0)
 
 
-def _args(body: Any) -> tuple[dict[str, Any], Any]:
+def _args(body: object) -> TailEvent:
+    """The ``(envelope, data)`` of a task body kombu decoded (RabbitMQ), or of its JSON text."""
     if isinstance(body, (bytes, str)):
         body = json.loads(body)
-    envelope, data = body[0]
-    return envelope, data
+    args = body[0] if isinstance(body, list) and body else None
+    if not isinstance(args, list) or len(args) != 2 or not isinstance(args[0], dict):
+        raise ValueError(f"not an event's task body: {body!r:.200}")
+    return args[0], args[1]
 
 
-def _redis_args(raw: bytes) -> tuple[dict[str, Any], Any]:
-    message = json.loads(raw)
-    body = message["body"]
-    if (message.get("properties") or {}).get("body_encoding") == "base64":
-        body = base64.b64decode(body).decode("utf-8")
-    return _args(body)
+def _redis_args(raw: bytes | str) -> TailEvent:
+    """An item of the tail's Redis list: kombu's message of an event's task (raises if it is not one)."""
+    item = read_item(raw)
+    if item is None or item.envelope is None or item.args is None or len(item.args) != 2:
+        raise ValueError(f"not an event's task message in the tail's queue: {raw[:200]!r}")
+    return item.envelope, item.args[1]
 
 
-def format_event(envelope: dict[str, Any], data: Any) -> str:
+def format_event(envelope: Mapping[str, object], data: object) -> str:
     return (f"{envelope.get('time')} {envelope.get('type')} id={envelope.get('id')} source={envelope.get('source')} "
             f"key={envelope.get('key')} data={json.dumps(data, sort_keys=True, ensure_ascii=False)}")
 
 
-def run(app: Any, out: Callable[[str], None], err: Callable[[str], None], *, pattern: str = "#",
+def run(app: Celery, out: Callable[[str], None], err: Callable[[str], None], *, pattern: str = "#",
         as_json: bool = False, count: int | None = None, lease: float = 30.0,
         stop: threading.Event | None = None) -> int:
     """The ``events tail`` command: print events until ``count`` were seen or ``stop`` is set."""

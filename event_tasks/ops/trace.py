@@ -20,33 +20,39 @@ service's side. :func:`trace` returns plain data; :func:`render` prints it.
 """
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError
 
 from .. import catalog
+from ..brokers.message import task_id
+from ..brokers.redis.items import QueueItem, read_item
+from ..brokers.redis.transport import inflight_key
+from ..brokers.topology import bindings, is_redis
 from ..conf import settings
-from ..store.deadletters import replayable_args
 from ..errors import EventTasksError, ManagementAPIUnavailable, NotReplayable
 from ..handlers import consuming_services, service_handlers
-from ..brokers.message import task_id
 from ..models import DeadLetter, OutboxEvent, ProcessedEvent, Redelivery
 from ..send.publisher import the_app
-from ..brokers.redis.transport import inflight_key
 from ..store.databases import service_databases
+from ..store.deadletters import replayable_args
 from ..topics import topic_matches
-from ..brokers.topology import bindings, is_redis
+
+if TYPE_CHECKING:
+    import redis
+    from celery import Celery
 
 SCAN_LIMIT = 10_000   # Redis: queue entries searched for a waiting copy
 
 
-def trace(event_id: str, *, services: list[str] | None = None, app: Any = None) -> dict[str, Any]:
+# Any: a JSON-shaped report (rows of records of several kinds, None where nothing is known)
+def trace(event_id: str, *, services: list[str] | None = None, app: Celery | None = None) -> dict[str, Any]:
     """Everything this process can find about ``event_id`` (see the module docstring)."""
     conf = settings()
     databases = service_databases()
+    # Any: each service's records, JSON-shaped (see _read)
     found: dict[str, dict[str, Any]] = {s: _database_records(alias, s, event_id) for s, alias in databases.items()}
     outbox = [dict(r["outbox"], service=s) for s, r in found.items() if r.get("outbox")]
     broker = _broker(event_id, app or the_app())
@@ -90,15 +96,16 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _database_records(alias: str, service: str, event_id: str) -> dict[str, Any]:
+def _database_records(alias: str, service: str, event_id: str) -> dict[str, Any]:  # Any: as _read
     try:
         return _read(alias, service, event_id)
     except DatabaseError as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+# Any: one service's records, JSON-shaped (outbox row, marks, result, redeliveries, dead letters)
 def _read(alias: str, service: str, event_id: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"types": []}
+    out: dict[str, Any] = {"types": []}  # Any: as above
     row = OutboxEvent.objects.using(alias).filter(event_id=event_id).first()
     if row is not None:
         out["outbox"] = {"type": row.event_type, "created_at": _iso(row.created_at), "sent_at": _iso(row.sent_at),
@@ -128,7 +135,7 @@ def _read(alias: str, service: str, event_id: str) -> dict[str, Any]:
     return out
 
 
-def _result(alias: str, tid: str) -> dict[str, Any] | None:
+def _result(alias: str, tid: str) -> dict[str, Any] | None:  # Any: a result row, JSON-shaped (str, None)
     try:
         from django_celery_results.models import TaskResult
     except (ImportError, RuntimeError):   # the host does not store results in its database
@@ -136,10 +143,12 @@ def _result(alias: str, tid: str) -> dict[str, Any] | None:
     row = TaskResult.objects.using(alias).filter(task_id=tid).first()
     if row is None:
         return None
-    return {"task_id": tid, "task": row.task_name, "status": row.status, "worker": row.worker,
-            "created_at": _iso(row.date_created), "done_at": _iso(row.date_done), "args": row.task_args}
+    worker, created = row.worker, row.date_created  # type: ignore[attr-defined]  # fields its stubs lack
+    return {"task_id": tid, "task": row.task_name, "status": row.status, "worker": worker,
+            "created_at": _iso(created), "done_at": _iso(row.date_done), "args": row.task_args}
 
 
+# Any: the JSON-shaped records of _read, and the envelope (JSON)
 def _envelope(outbox: list[dict[str, Any]], found: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The envelope, from the outbox body, a result row's arguments or a dead letter's message."""
     for records in found.values():
@@ -159,10 +168,10 @@ def _envelope(outbox: list[dict[str, Any]], found: dict[str, dict[str, Any]]) ->
     return {}
 
 
-def _broker(event_id: str, app: Any) -> dict[str, Any]:
+def _broker(event_id: str, app: Celery) -> dict[str, Any]:  # Any: JSON-shaped findings (table, copies, notes)
     """The binding table, and (Redis) the copies of the event still in a queue or held by a worker."""
     conf = settings()
-    out: dict[str, Any] = {"kind": None, "table": None, "copies": {}, "envelope": {}, "notes": []}
+    out: dict[str, Any] = {"kind": None, "table": None, "copies": {}, "envelope": {}, "notes": []}  # Any: as above
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=2)
         out["kind"] = "redis" if is_redis(conn) else "rabbitmq"
@@ -176,50 +185,34 @@ def _broker(event_id: str, app: Any) -> dict[str, Any]:
             return out
         queues = {q for _, q in out["table"] or []} | {conf.queue_name(s) for s in consuming_services()}
         with conn.channel() as channel:
+            client = channel.client  # type: ignore[attr-defined]  # kombu's stubs: channel() is a bare StdChannel; Redis's has .client
             for queue in sorted(queues):
-                state, raw = _redis_copy(channel.client, queue, event_id)
-                if state:
+                state, copy = _redis_copy(client, queue, event_id)
+                if state and copy is not None:
                     out["copies"][queue] = state
-                    out["envelope"] = out["envelope"] or _envelope_of(raw)
+                    out["envelope"] = out["envelope"] or copy.envelope or {}
     return out
 
 
-def _redis_copy(client: Any, queue: str, event_id: str) -> tuple[str | None, bytes | None]:
-    """``("waiting", message)`` (in the queue), ``("held", message)`` (taken by a worker, not acknowledged)."""
+def _redis_copy(client: redis.Redis, queue: str, event_id: str) -> tuple[str | None, QueueItem | None]:
+    """``("waiting", copy)`` (in the queue), ``("held", copy)`` (taken by a worker, not acknowledged)."""
     needle = event_id.encode()
     for state, items in (("waiting", client.lrange(queue, 0, SCAN_LIMIT - 1)),
                          ("held", [*client.hvals(f"unacked:{queue}"), *client.lrange(inflight_key(queue), 0, -1)])):
-        for item in items:
-            if needle in item and _copy_of(item, event_id):
+        for raw in items:
+            if needle not in raw:
+                continue
+            item = read_item(raw, unacked=True)   # an unacked entry is [message, exchange, routing key]
+            if item is not None and _copy_of(item, event_id):
                 return state, item
     return None, None
 
 
-def _copy_of(raw: bytes, event_id: str) -> bool:
-    try:
-        message = json.loads(raw)
-        if isinstance(message, list):   # an unacked entry: [message, exchange, routing key]
-            message = message[0]
-        headers = message.get("headers") or {}
-    except (ValueError, AttributeError):
-        return False
-    return headers.get("root_id") == event_id or str(headers.get("id", "")).startswith(event_id + ":")
+def _copy_of(item: QueueItem, event_id: str) -> bool:
+    return item.headers.get("root_id") == event_id or (item.task_id or "").startswith(event_id + ":")
 
 
-def _envelope_of(raw: bytes | None) -> dict[str, Any]:
-    try:
-        message = json.loads(raw)
-        if isinstance(message, list):   # an unacked entry: [message, exchange, routing key]
-            message = message[0]
-        body = message["body"]
-        if (message.get("properties") or {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body).decode("utf-8")
-        envelope = json.loads(body)[0][0]
-        return envelope if isinstance(envelope, dict) else {}
-    except (ValueError, KeyError, IndexError, TypeError):
-        return {}
-
-
+# Any: a row of the report and a service's records (JSON-shaped, see _read)
 def _verdict(row: dict[str, Any], records: dict[str, Any] | None, wanted: list[str], bound: list[str] | None,
              copy: str | None) -> str:
     if records is not None and records.get("error"):
@@ -254,7 +247,7 @@ def _verdict(row: dict[str, Any], records: dict[str, Any] | None, wanted: list[s
            "or published before its queue was bound"
 
 
-def render(data: dict[str, Any]) -> str:
+def render(data: dict[str, Any]) -> str:  # Any: trace's JSON-shaped report
     lines = [f"event {data['event_id']}  type {data['type'] or '(unknown: found nowhere)'}",
              f"  owner {data['owner'] or '-'}; sent by {data['source'] or '?'} at {data['time'] or '?'}"]
     for o in data["outbox"]:

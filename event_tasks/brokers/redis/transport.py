@@ -26,93 +26,51 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from importlib import resources
+from queue import Empty
+from typing import TYPE_CHECKING, Any
 
 from kombu.transport import redis as kombu_redis
-from kombu.utils.json import loads
+from kombu.transport import virtual
+from kombu.utils.json import dumps
 from kombu.utils.objects import cached_property
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from .items import delivery_tag, read_message
+
+if TYPE_CHECKING:
+    import redis
+    from kombu import Connection
+    from kombu.asynchronous import Hub
+    from redis.commands.core import Script
 
 log = logging.getLogger(__name__)
 
 INFLIGHT = "\x06\x16inflight"
 SEEN = "\x06\x16inflight_seen"
 
-# Put back in-flight messages whose delivery tag is in no unacked hash after the grace period.
-SWEEP = """
-local now, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
-local restored = 0
-for _, item in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local ok, message = pcall(cjson.decode, item)
-  local tag = ok and message['properties'] and message['properties']['delivery_tag'] or item
-  if ok and redis.call('HEXISTS', KEYS[2], tag) == 1 then
-    redis.call('LREM', KEYS[1], 1, item)
-    redis.call('HDEL', KEYS[3], tag)
-  else
-    local seen = redis.call('HGET', KEYS[3], tag)
-    if not seen then
-      redis.call('HSET', KEYS[3], tag, now)
-    elseif now - tonumber(seen) >= grace then
-      redis.call('LREM', KEYS[1], 1, item)
-      redis.call('RPUSH', KEYS[4], item)
-      redis.call('HDEL', KEYS[3], tag)
-      restored = restored + 1
-    end
-  end
-end
-return restored
-"""
-
-
-# After a BLMOVE took one message: track it (out of in-flight, into unacked) and take up to ARGV[3]
-# more from the queue, tracked the same way, in one atomic step (each as kombu's QoS would track
-# it: the unacked entry is [message, exchange, routing_key], the index score the time taken).
-TAKE = """
-local now, first, more = ARGV[1], ARGV[2], tonumber(ARGV[3])
--- A queue item that is not a kombu message stays in in-flight, returned apart: the consumer
--- records it as a dead letter, then removes it (or the sweep puts it back if that fails).
-local function track(item)
-  local ok, message = pcall(cjson.decode, item)
-  local properties = ok and type(message) == 'table' and message['properties']
-  local tag = type(properties) == 'table' and properties['delivery_tag']
-  if type(tag) ~= 'string' then return false end
-  local info = properties['delivery_info']
-  if type(info) ~= 'table' then info = {} end
-  redis.call('HSET', KEYS[3], tag, '[' .. item .. ',' .. cjson.encode(info['exchange'] or '') .. ','
-             .. cjson.encode(info['routing_key'] or '') .. ']')
-  redis.call('ZADD', KEYS[4], now, tag)
-  return true
-end
-local taken, unreadable = {}, {}
-if track(first) then
-  redis.call('LREM', KEYS[2], 1, first)
-  taken[#taken + 1] = first
-else
-  unreadable[#unreadable + 1] = first
-end
-for _ = 1, more do
-  local item = redis.call('RPOP', KEYS[1])
-  if not item then break end
-  if track(item) then
-    taken[#taken + 1] = item
-  else
-    redis.call('LPUSH', KEYS[2], item)
-    unreadable[#unreadable + 1] = item
-  end
-end
-return {taken, unreadable}
-"""
+# The sweep puts back in-flight messages no consumer claimed within the grace period; the take
+# tracks the message a BLMOVE took and takes more in the same atomic step (see each script).
+SWEEP = resources.files(__package__).joinpath("sweep.lua").read_text()
+TAKE = resources.files(__package__).joinpath("take.lua").read_text()
 MAX_TAKE = 100   # messages taken in one round trip, within the prefetch window
 
 
-def kombu_message(item: Any) -> dict[str, Any] | None:
+def kombu_message(item: bytes | str) -> dict[str, object] | None:
     """The queue item decoded, if it is a kombu message (JSON with a delivery tag, as TAKE checks
     it); ``None`` if it is anything else."""
-    try:
-        message = loads(kombu_redis.bytes_to_str(item))
-        return message if isinstance(message["properties"]["delivery_tag"], str) else None
-    except Exception:  # noqa: BLE001 - anything else is not one
-        return None
+    message = read_message(item)
+    return message if message is not None and delivery_tag(message) is not None else None
+
+
+def tracked_message(item: bytes | str) -> dict[str, object]:
+    """An item TAKE tracked, decoded (it has a delivery tag, as Lua's cjson reads it); one kombu's
+    JSON cannot read (cjson and Python's json disagree on it) fails the take step, as kombu would."""
+    message = kombu_message(item)
+    if message is None:
+        raise ValueError(f"a tracked queue item is not a kombu message: {item[:200]!r}")
+    return message
 
 
 def inflight_key(queue: str) -> str:
@@ -120,22 +78,26 @@ def inflight_key(queue: str) -> str:
 
 
 class QoS(kombu_redis.QoS):
-    def append(self, message: Any, delivery_tag: str) -> None:
+    channel: Channel
+
+    def append(self, message: virtual.Message, delivery_tag: str) -> None:
         if self.channel._tracked:   # tracked in Redis already, by the TAKE script
-            return kombu_redis.virtual.QoS.append(self, message, delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)
+            return
         taken = self.channel._taken
         if taken is None or not self.channel.events_queue:
-            return super().append(message, delivery_tag)
+            super().append(message, delivery_tag)
+            return
         self.channel._taken = None
         queue, item = taken
         delivery = message.delivery_info
+        raw = message._raw  # type: ignore[attr-defined]  # kombu's stubs omit the payload a virtual Message keeps
         with self.pipe_or_acquire() as pipe:   # MULTI/EXEC: tracked and out of in-flight, or neither
             pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}) \
-                .hset(self.unacked_key, delivery_tag,
-                      kombu_redis.dumps([message._raw, delivery["exchange"], delivery["routing_key"]])) \
+                .hset(self.unacked_key, delivery_tag, dumps([raw, delivery["exchange"], delivery["routing_key"]])) \
                 .lrem(inflight_key(queue), 1, item) \
                 .execute()
-        kombu_redis.virtual.QoS.append(self, message, delivery_tag)
+        virtual.QoS.append(self, message, delivery_tag)
 
     def ack_many(self, delivery_tags: list[str]) -> None:
         """Acknowledge several deliveries in one round trip (a batch, ``batching``)."""
@@ -144,14 +106,15 @@ class QoS(kombu_redis.QoS):
                 pipe.zrem(self.unacked_index_key, tag).hdel(self.unacked_key, tag)
             pipe.execute()
         for tag in delivery_tags:
-            kombu_redis.virtual.QoS.ack(self, tag)
+            virtual.QoS.ack(self, tag)
 
-    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+    def restore_visible(self, start: int = 0, num: int | None = 10, interval: int = 10) -> None:
         if not self.channel.events_queue:
-            return super().restore_visible(start, num, interval)
+            super().restore_visible(start, num, interval)  # type: ignore[arg-type]  # kombu takes None: no limit
+            return
         self.renew_leases()
-        super().restore_visible(start, num, interval)
-        if (self._vrestore_count - 1) % (interval or 1):
+        super().restore_visible(start, num, interval)  # type: ignore[arg-type]  # as above
+        if (self._vrestore_count - 1) % (interval or 1):  # type: ignore[attr-defined]  # kombu's count of restores, not in its stubs
             return
         self.channel.sweep_inflight()
 
@@ -162,38 +125,44 @@ class QoS(kombu_redis.QoS):
         visibility timeout; a live worker renews its own, so a long handler is never given to a
         second consumer while it runs. A dead worker stops renewing and its messages come back.
         """
-        tags = list(self._delivered)
+        tags = list(self._delivered or ())
         if not tags:
             return
         now = time.time()
         with self.channel.conn_or_acquire() as client:
-            client.zadd(self.unacked_index_key, {tag: now for tag in tags}, xx=True)
+            client.zadd(self.unacked_index_key, dict.fromkeys(tags, now), xx=True)
+
+
+_QoS = QoS   # the name QoS inside Channel is its class attribute
 
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+    qos: _QoS
+    connection: Transport
+    connection_errors: tuple[type[BaseException], ...]   # kombu's: the transport's, copied at init
     #: an in-flight message unclaimed this long belongs to a consumer that died
     inflight_grace = 30.0
     #: the event queue this channel serves (set by :meth:`serve_events`); ``None``: a plain kombu channel
     events_queue: str | None = None
-    on_unreadable: Any = None   # set by the intake: records an item that is not a kombu message
+    on_unreadable: Callable[[bytes], object] | None = None   # set by the intake: records an item that is not a kombu message
     _taken: tuple[str, bytes] | None = None
     _tracked: bool = False
     _blmove_queue: str | None = None
 
     def serve_events(self, queue: str, *, visibility_timeout: float, mutex_expire: float,
-                     on_unreadable: Any = None) -> None:
+                     on_unreadable: Callable[[bytes], object] | None = None) -> None:
         """Make this channel the crash-safe consumer of one event queue (before it consumes)."""
         self.events_queue = queue
         self.on_unreadable = on_unreadable
-        self.visibility_timeout = visibility_timeout
+        self.visibility_timeout = visibility_timeout  # type: ignore[assignment]  # kombu's stubs say int; any number of seconds does
         # Each service restores only its own unacked messages, on its own schedule.
         self.unacked_key = f"unacked:{queue}"
         self.unacked_index_key = f"unacked_index:{queue}"
         self.unacked_mutex_key = f"unacked_mutex:{queue}"
         # A sweep that dies holding the restore mutex (broker restart) blocks every later sweep
         # until the mutex expires: kombu's default is 300 s.
-        self.unacked_mutex_expire = mutex_expire
+        self.unacked_mutex_expire = mutex_expire  # type: ignore[assignment]  # as visibility_timeout
         self.unacked_restore_throttle = 1
         self.priority_steps = [0]
         self.connection.cycle.events_channels.add(self)
@@ -204,10 +173,10 @@ class Channel(kombu_redis.Channel):
             cycle.events_channels.discard(self)
         super().close()
 
-    _kept_client: Any = None   # the redis client this channel keeps (see conn_or_acquire)
+    _kept_client: redis.Redis | None = None   # the redis client this channel keeps (see conn_or_acquire)
 
     @contextlib.contextmanager
-    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+    def conn_or_acquire(self, client: redis.Redis | None = None) -> Iterator[redis.Redis]:
         """kombu builds a new redis client object for every ack, track, restore and task-event
         publish (about half a millisecond each, measured); each channel keeps one, on the same
         connection pool (a redis client takes a pooled connection per command: thread-safe)."""
@@ -216,17 +185,17 @@ class Channel(kombu_redis.Channel):
             return
         cached = self._kept_client
         if cached is None or cached.connection_pool is not self.pool:
-            cached = self._kept_client = self._create_client()
+            cached = self._kept_client = self._create_client()  # type: ignore[attr-defined]  # kombu's, not in its stubs
         yield cached
 
-    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:  # Any: redis-py's connection keywords
         # After a lost connection Celery collects it (detaching the transport) and then closes it;
         # restoring or acking through this channel then found no connection info and raised
         # AttributeError, which kills the worker. A connection error is what it is: Celery logs
         # it and goes on, and the messages stay in ``unacked`` until the sweep restores them.
         if self.connection.client is None and self.events_queue:
-            raise kombu_redis.redis.exceptions.ConnectionError("broker connection closed; reconnecting")
-        return super()._connparams(asynchronous)
+            raise RedisConnectionError("broker connection closed; reconnecting")
+        return super()._connparams(asynchronous)  # type: ignore[misc]  # kombu's, not in its stubs
 
     def _atomic_consume(self, queues: list[str]) -> bool:
         return (self.events_queue is not None and queues == [self.events_queue] and not self.global_keyprefix
@@ -244,7 +213,8 @@ class Channel(kombu_redis.Channel):
         queues = list(self.active_queues)
         if not self._atomic_consume(queues):
             self._blmove_queue = None
-            return super()._brpop_start(timeout)
+            super()._brpop_start(timeout)  # type: ignore[misc]  # kombu's, not in its stubs
+            return
         if timeout is None:
             timeout = self.brpop_timeout
         queue = queues[0]
@@ -253,10 +223,10 @@ class Channel(kombu_redis.Channel):
         self._brpop_sent_at = time.monotonic()
         self.client.connection.send_command("BLMOVE", queue, inflight_key(queue), "RIGHT", "LEFT", timeout or 0)
 
-    def _brpop_read(self, **options: Any) -> bool:
+    def _brpop_read(self, **options: Any) -> bool:  # Any: redis-py's parse_response options, passed on
         queue = self._blmove_queue
         if queue is None:
-            return super()._brpop_read(**options)
+            return super()._brpop_read(**options)  # type: ignore[misc]  # kombu's, not in its stubs
         try:
             try:
                 item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
@@ -264,7 +234,7 @@ class Channel(kombu_redis.Channel):
                 self.client.connection.disconnect()
                 raise
             if item is None:
-                raise kombu_redis.Empty()
+                raise Empty()
             room = self.qos.can_consume_max_estimate()
             room = MAX_TAKE if room is None else min(MAX_TAKE, room)
             single = kombu_message(item) if room <= 1 else None
@@ -284,10 +254,10 @@ class Channel(kombu_redis.Channel):
             # Every message is tracked in unacked now. Hold them all in the channel's QoS before the
             # first is delivered (a solo pool runs that task right away): the live worker renews
             # their leases and restores the ones it never delivered if it shuts down.
-            payloads = [loads(kombu_redis.bytes_to_str(raw)) for raw in taken]
+            payloads = [tracked_message(raw) for raw in taken]
             for payload in payloads:
                 held = self.Message(payload, channel=self)
-                kombu_redis.virtual.QoS.append(self.qos, held, held.delivery_tag)
+                virtual.QoS.append(self.qos, held, held.delivery_tag)  # type: ignore[arg-type]  # a virtual Message has its properties' tag
             self._tracked = True
             try:
                 for payload in payloads:
@@ -297,9 +267,9 @@ class Channel(kombu_redis.Channel):
             return True
         finally:
             self._in_poll = None
-            self._flush_brpop_reauth()
+            self._flush_brpop_reauth()  # type: ignore[attr-defined]  # kombu's, not in its stubs
 
-    def refuse_unreadable(self, client: Any, queue: str, raw: bytes) -> None:
+    def refuse_unreadable(self, client: redis.Redis, queue: str, raw: bytes) -> None:
         """An item of the event queue that is not a kombu message: ``on_unreadable(raw)`` records
         it (the intake: a dead letter); then it leaves in-flight. If it could not be recorded it
         stays there, and the sweep puts it back in the queue after the grace period."""
@@ -307,12 +277,12 @@ class Channel(kombu_redis.Channel):
         if self.on_unreadable is not None:
             try:
                 recorded = bool(self.on_unreadable(raw))
-            except Exception:  # noqa: BLE001 - the consumer goes on; the item is not lost
+            except Exception:   # the consumer goes on; the item is not lost
                 log.exception("recording an unreadable item of %s failed", queue)
         else:
             log.error("%s holds an item that is not a kombu message (nothing records it): %r", queue, raw[:200])
         if recorded:
-            client.lrem(inflight_key(queue), 1, raw)
+            client.lrem(inflight_key(queue), 1, raw)  # type: ignore[arg-type]  # redis-py takes bytes; its types say str
 
     def sweep_inflight(self) -> int:
         grace = min(self.inflight_grace, float(self.visibility_timeout))
@@ -327,12 +297,12 @@ class Channel(kombu_redis.Channel):
         return restored
 
     @cached_property
-    def _sweep(self):
-        return self._create_client().register_script(SWEEP)
+    def _sweep(self) -> Script:
+        return self._create_client().register_script(SWEEP)  # type: ignore[attr-defined]  # kombu's, not in its stubs
 
     @cached_property
-    def _take(self):
-        return self._create_client().register_script(TAKE)
+    def _take(self) -> Script:
+        return self._create_client().register_script(TAKE)  # type: ignore[attr-defined]  # kombu's, not in its stubs
 
 
 class Poller(kombu_redis.MultiChannelPoller):
@@ -343,15 +313,18 @@ class Poller(kombu_redis.MultiChannelPoller):
     kombu and each event channel is restored separately.
     """
 
+    _channels: set[kombu_redis.Channel]   # kombu's: the channels it polls
+    _events_restore_tref: Any = None   # Any: the timer entry kombu's hub returns (untyped in its stubs)
+
     def __init__(self) -> None:
         super().__init__()
         self.events_channels: set[Channel] = set()
 
     @property
-    def _host_channels(self) -> set[Any]:
+    def _host_channels(self) -> set[kombu_redis.Channel]:
         return {c for c in self._channels if c not in self.events_channels}
 
-    def maybe_restore_messages(self) -> Any:
+    def maybe_restore_messages(self) -> None:
         channels = self._channels
         try:
             self._channels = self._host_channels
@@ -359,7 +332,7 @@ class Poller(kombu_redis.MultiChannelPoller):
         finally:
             self._channels = channels
 
-    def on_poll_init(self, poller: Any) -> Any:
+    def on_poll_init(self, poller: object) -> None:
         channels = self._channels
         try:
             self._channels = self._host_channels
@@ -382,17 +355,18 @@ class Poller(kombu_redis.MultiChannelPoller):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+    cycle: Poller
     #: seconds between restores of event channels (set by the worker's start-up, ``app``)
     events_restore_interval: float = 10.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # Any: kombu's Transport arguments, passed on
         super().__init__(*args, **kwargs)
         self.cycle = Poller()
 
-    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+    def register_with_event_loop(self, connection: Connection, loop: Hub) -> None:
         super().register_with_event_loop(connection, loop)
         cycle = self.cycle
-        old = getattr(cycle, "_events_restore_tref", None)
+        old = cycle._events_restore_tref
         if old is not None:
             old.cancel()
         cycle._events_restore_tref = loop.call_repeatedly(max(0.5, float(self.events_restore_interval)),
