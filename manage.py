@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Django's command-line utility; EVENT_TASKS_SERVICE says which service it acts as."""
+
 import os
 import sys
 

@@ -5,9 +5,9 @@
 * RabbitMQ: a vhost of our own on the local RabbitMQ (``rabbitmqctl add_vhost``), deleted after;
 * PostgreSQL: a database of our own (``createdb``), dropped after.
 """
+
 from __future__ import annotations
 
-import subprocess
 import uuid
 
 from tests.brokers import PrivatePostgres, RedisServer, rabbitmqctl
@@ -36,7 +36,7 @@ class RabbitVhost:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
 
-    def start(self) -> "RabbitVhost":
+    def start(self) -> RabbitVhost:
         rabbitmqctl("add_vhost", self.name)
         self.created = True
         rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
@@ -46,7 +46,7 @@ class RabbitVhost:
         try:
             out = rabbitmqctl("version")
             return out.strip().splitlines()[-1]
-        except Exception:  # noqa: BLE001
+        except Exception:
             return "?"
 
     def stop(self) -> None:

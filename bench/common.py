@@ -2,6 +2,7 @@
 processes, the plain-Celery comparators, the pre-filled queues, and the rows (``bench.results``).
 
 A section (``bench/sections/<name>.py``) gets one ``Harness`` and uses only what is here."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ from .results import Results
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-BATCH_SIZE = 100      # events per `send_events` call and per `@consumer(..., batch=)` (every section)
+BATCH_SIZE = 100  # events per `send_events` call and per `@consumer(..., batch=)` (every section)
 
 
 def python_cmd() -> str:
@@ -48,8 +49,11 @@ class Harness:
         self.out_dir = out_dir
         self.command = shlex.join([python_cmd(), "-m", "bench", *argv])
         # the command without --only: a section's own command adds --only=<section>
-        self.base = [python_cmd(), "-m", "bench"] + ([f"--rounds={rounds}"] if rounds != 3 else []) + \
-                    ([f"--scale={scale:g}"] if scale != 1.0 else [])
+        self.base = (
+            [python_cmd(), "-m", "bench"]
+            + ([f"--rounds={rounds}"] if rounds != 3 else [])
+            + ([f"--scale={scale:g}"] if scale != 1.0 else [])
+        )
         self.tmp = Path(tempfile.mkdtemp(prefix="et-bench-"))
         self.results = Results(self.command, {})
         self.redis = None
@@ -67,12 +71,16 @@ class Harness:
         self.redis = PrivateRedis().start()
         self.url = self.redis.url
         self.client = self.redis.client()
-        os.environ.pop("CELERY_BROKER_URL", None)   # Celery would prefer it to every app's own broker
-        os.environ.update({
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": f"sqlite:///{self.tmp / 'bench-process.sqlite3'}", "EVENT_TASKS_SERVICE": "lms",
-            "EVENT_TASKS_CONSUMERS_PACKAGE": "bench.services", "EVENT_TASKS_SCHEMAS_PACKAGE": "schemas",
-        })
+        os.environ.pop("CELERY_BROKER_URL", None)  # Celery would prefer it to every app's own broker
+        os.environ.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "config.settings.test",
+                "DATABASE_URL": f"sqlite:///{self.tmp / 'bench-process.sqlite3'}",
+                "EVENT_TASKS_SERVICE": "lms",
+                "EVENT_TASKS_CONSUMERS_PACKAGE": "bench.services",
+                "EVENT_TASKS_SCHEMAS_PACKAGE": "schemas",
+            }
+        )
         sys.path.insert(0, str(ROOT))
         import django
 
@@ -87,13 +95,13 @@ class Harness:
         for p in self.procs:
             try:
                 p.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         for thing in (self.vhost, self.pg, self.redis):
             if thing is not None:
                 try:
                     thing.stop()
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     print(f"cleanup of {thing!r} failed: {exc}", file=sys.stderr)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -149,13 +157,15 @@ class Harness:
 
     def reset_postgres(self) -> str:
         url = self.postgres()
-        self.pg.psql("TRUNCATE event_tasks_processedevent, event_tasks_deadletter, event_tasks_redelivery, "
-                     "event_tasks_outboxevent, django_celery_results_taskresult RESTART IDENTITY")
+        self.pg.psql(
+            "TRUNCATE event_tasks_processedevent, event_tasks_deadletter, event_tasks_redelivery, "
+            "event_tasks_outboxevent, django_celery_results_taskresult RESTART IDENTITY"
+        )
         return url
 
     def db_count(self, db_url: str, sql: str) -> int:
         if db_url.startswith("sqlite:///"):
-            con = sqlite3.connect(db_url[len("sqlite:///"):], timeout=30)
+            con = sqlite3.connect(db_url[len("sqlite:///") :], timeout=30)
             try:
                 return int(con.execute(sql).fetchone()[0])
             finally:
@@ -167,7 +177,7 @@ class Harness:
 
     def db_rows(self, db_url: str, sql: str) -> list[tuple]:
         if db_url.startswith("sqlite:///"):
-            con = sqlite3.connect(db_url[len("sqlite:///"):], timeout=30)
+            con = sqlite3.connect(db_url[len("sqlite:///") :], timeout=30)
             try:
                 return con.execute(sql).fetchall()
             finally:
@@ -184,10 +194,15 @@ class Harness:
         backend = getattr(settings, "CELERY_RESULT_BACKEND", None)
         events = getattr(settings, "CELERY_WORKER_SEND_TASK_EVENTS", False)
         reuse = getattr(settings, "CELERY_DB_REUSE_MAX", None)
-        return (f"result backend {backend!r}{' (extended)' if getattr(settings, 'CELERY_RESULT_EXTENDED', False) else ''}, "
-                f"task events {'on' if events else 'off'}, "
-                + (f"`CELERY_DB_REUSE_MAX={reuse}` (database connections kept across tasks)" if reuse else
-                   "no `CELERY_DB_REUSE_MAX` (Celery's Django fix-up closes the database connection around every task)"))
+        return (
+            f"result backend {backend!r}{' (extended)' if getattr(settings, 'CELERY_RESULT_EXTENDED', False) else ''}, "
+            f"task events {'on' if events else 'off'}, "
+            + (
+                f"`CELERY_DB_REUSE_MAX={reuse}` (database connections kept across tasks)"
+                if reuse
+                else "no `CELERY_DB_REUSE_MAX` (Celery's Django fix-up closes the database connection around every task)"
+            )
+        )
 
     def payloads(self) -> list[dict[str, Any]]:
         from .payload import certificate
@@ -198,15 +213,22 @@ class Harness:
     def fabric_worker(self, service: str, broker_url: str, db_url: str, **env: str):
         from .workers import fabric_env, worker_command
 
-        return self.proc(worker_command("config.celery_app", f"events.{service}", service),
-                         fabric_env(service, broker_url, db_url, **env), f"worker-{service}")
+        return self.proc(
+            worker_command("config.celery_app", f"events.{service}", service),
+            fabric_env(service, broker_url, db_url, **env),
+            f"worker-{service}",
+        )
 
     def plain_worker(self, broker_url: str, **env: str):
         from .workers import fabric_env, worker_command
 
         e = fabric_env(None, broker_url, "sqlite:///unused", BENCH_PLAIN_QUEUE="events.plain", **env)
-        for k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "EVENT_TASKS_CONSUMERS_PACKAGE",
-                  "EVENT_TASKS_SCHEMAS_PACKAGE"):
+        for k in (
+            "DJANGO_SETTINGS_MODULE",
+            "DATABASE_URL",
+            "EVENT_TASKS_CONSUMERS_PACKAGE",
+            "EVENT_TASKS_SCHEMAS_PACKAGE",
+        ):
             e.pop(k, None)
         return self.proc(worker_command("bench.plain_celery", "events.plain", "plain"), e, "worker-plain")
 
@@ -216,8 +238,11 @@ class Harness:
         e = fabric_env(None, self.url, "sqlite:///unused", **env)
         for k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL"):
             e.pop(k, None)
-        return self.proc([PY, "-m", "bench.openedx_bus", "consume", "--url", self.url, "--group", group,
-                          "--mode", mode], e, f"openedx-{group}")
+        return self.proc(
+            [PY, "-m", "bench.openedx_bus", "consume", "--url", self.url, "--group", group, "--mode", mode],
+            e,
+            f"openedx-{group}",
+        )
 
     def plain_queue(self, url: str) -> None:
         from kombu import Connection, Exchange, Queue
@@ -225,8 +250,12 @@ class Harness:
         from .payload import CERTIFICATE_CREATED
 
         with Connection(url) as conn, conn.channel() as ch:
-            Queue("events.plain", Exchange("events", type="topic", durable=True), routing_key=CERTIFICATE_CREATED,
-                  durable=True)(ch).declare()
+            Queue(
+                "events.plain",
+                Exchange("events", type="topic", durable=True),
+                routing_key=CERTIFICATE_CREATED,
+                durable=True,
+            )(ch).declare()
 
     def plain_sender(self, url: str, confirm: bool = False):
         from celery import Celery
@@ -244,8 +273,14 @@ class Harness:
         producer = ctx.__enter__()
 
         def send(i: int) -> None:
-            app.send_task(CERTIFICATE_CREATED, args=[envelope(i), data[i % 16]], exchange=exchange,
-                          routing_key=CERTIFICATE_CREATED, declare=[exchange], producer=producer)
+            app.send_task(
+                CERTIFICATE_CREATED,
+                args=[envelope(i), data[i % 16]],
+                exchange=exchange,
+                routing_key=CERTIFICATE_CREATED,
+                declare=[exchange],
+                producer=producer,
+            )
 
         send.close = lambda: ctx.__exit__(None, None, None)  # type: ignore[attr-defined]
         return send
@@ -268,4 +303,3 @@ class Harness:
     def restore(self, key: str, blob: bytes) -> None:
         self.flush()
         self.client.restore(key, 0, blob, replace=True)
-

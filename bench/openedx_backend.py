@@ -16,6 +16,7 @@ Both systems carry the same signal (``CERTIFICATE_CREATED``, the bench's ``Certi
 
 Every figure is the median of the rounds with min–max; systems alternate within a round.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,15 @@ def run(args, redis, tmp: Path, procs: list) -> None:
     url = redis.url
     client = redis.client()
     os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ.update({"DJANGO_SETTINGS_MODULE": SETTINGS, "DATABASE_URL": f"sqlite:///{tmp / 'producer.sqlite3'}",
-                       "EVENT_TASKS_SERVICE": "lms", "EVENT_TASKS_CONSUMERS_PACKAGE": "bench.services",
-                       "EVENT_TASKS_SCHEMAS_PACKAGE": "event_tasks.openedx.catalog"})
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": SETTINGS,
+            "DATABASE_URL": f"sqlite:///{tmp / 'producer.sqlite3'}",
+            "EVENT_TASKS_SERVICE": "lms",
+            "EVENT_TASKS_CONSUMERS_PACKAGE": "bench.services",
+            "EVENT_TASKS_SCHEMAS_PACKAGE": "event_tasks.openedx.catalog",
+        }
+    )
     import django
 
     django.setup()
@@ -67,8 +74,8 @@ def run(args, redis, tmp: Path, procs: list) -> None:
     from kombu import Connection
 
     from event_tasks.app import install
-    from event_tasks.openedx import create_producer
     from event_tasks.brokers.topology import declare, service_queue
+    from event_tasks.openedx import create_producer
 
     from .openedx_bus import TOPIC, make_producer, sender
     from .payload import CERTIFICATE_CREATED
@@ -90,12 +97,12 @@ def run(args, redis, tmp: Path, procs: list) -> None:
     systems = {"event-tasks": sender(create_producer()), "edx-event-bus-redis": sender(make_producer(url))}
     send_rates: dict[str, list[float]] = {s: [] for s in systems}
     for rnd in range(args.rounds):
-        for name in (list(systems) if rnd % 2 == 0 else list(systems)[::-1]):
+        for name in list(systems) if rnd % 2 == 0 else list(systems)[::-1]:
             send = systems[name]
             client.flushall()
             with Connection(url) as conn:
                 declare(conn, [service_queue(SERVICE, [CERTIFICATE_CREATED])])
-            for i in range(20):   # warm-up: connections, scripts, schemas
+            for i in range(20):  # warm-up: connections, scripts, schemas
                 send(i)
             start = time.perf_counter()
             for i in range(n):
@@ -114,7 +121,7 @@ def run(args, redis, tmp: Path, procs: list) -> None:
 
     consume_rates: dict[str, list[float]] = {"event-tasks": [], "edx-event-bus-redis": []}
     for rnd in range(args.rounds):
-        for name in (list(consume_rates) if rnd % 2 == 0 else list(consume_rates)[::-1]):
+        for name in list(consume_rates) if rnd % 2 == 0 else list(consume_rates)[::-1]:
             done = tmp / f"done-{uuid.uuid4().hex[:6]}"
             env = {"BENCH_DONE_AT": str(n), "BENCH_DONE_FILE": str(done)}
             client.flushall()
@@ -128,16 +135,20 @@ def run(args, redis, tmp: Path, procs: list) -> None:
                 e["EVENT_TASKS_SCHEMAS_PACKAGE"] = "event_tasks.openedx.catalog"
                 w = Proc(worker_command("config.celery_app", queue, SERVICE), e, tmp / f"w-{rnd}.log").start()
                 procs.append(w)
-                secs = drain_redis_lists(client, n, w, queue=queue, extra_lists=(queue + "\x06\x16inflight",),
-                                         unacked=(f"unacked:{queue}",))
+                secs = drain_redis_lists(
+                    client, n, w, queue=queue, extra_lists=(queue + "\x06\x16inflight",), unacked=(f"unacked:{queue}",)
+                )
             else:
                 client.restore(TOPIC, 0, theirs_blob, replace=True)
                 e = fabric_env(None, url, "sqlite:///unused", **env)
                 for k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL"):
                     e.pop(k, None)
                 group = f"svc{rnd}"
-                w = Proc([PY, "-m", "bench.openedx_bus", "consume", "--url", url, "--group", group, "--mode", "noop"],
-                         e, tmp / f"c-{rnd}.log").start()
+                w = Proc(
+                    [PY, "-m", "bench.openedx_bus", "consume", "--url", url, "--group", group, "--mode", "noop"],
+                    e,
+                    tmp / f"c-{rnd}.log",
+                ).start()
                 procs.append(w)
                 secs = drain_stream(client, TOPIC, group, w)
             w.stop()
@@ -147,29 +158,37 @@ def run(args, redis, tmp: Path, procs: list) -> None:
             consume_rates[name].append(n / secs)
 
     in_process = handler_cost(n)
-    print(f"# {n} CERTIFICATE_CREATED events, {args.rounds} rounds, private redis-server {redis.version()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"# {n} CERTIFICATE_CREATED events, {args.rounds} rounds, private redis-server {redis.version()}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"# command: python -m bench.openedx_backend --events {n} --rounds {args.rounds}")
-    for title, rates in (("send (events/s, one thread)", send_rates), ("consume (events/s, one process)",
-                                                                        consume_rates)):
+    for title, rates in (
+        ("send (events/s, one thread)", send_rates),
+        ("consume (events/s, one process)", consume_rates),
+    ):
         print(title)
         for name, values in rates.items():
-            print(f"  {name:22s} median {statistics.median(values):8.0f}   min {min(values):8.0f}   "
-                  f"max {max(values):8.0f}")
+            print(
+                f"  {name:22s} median {statistics.median(values):8.0f}   min {min(values):8.0f}   "
+                f"max {max(values):8.0f}"
+            )
         ours, theirs = statistics.median(rates["event-tasks"]), statistics.median(rates["edx-event-bus-redis"])
         print(f"  ratio event-tasks / edx-event-bus-redis: {ours / theirs:.2f}")
-    print(f"in process, per event: the worker's decoding + validation (dispatch.read_event) and the re-emitting "
-          f"handler to a no-op receiver: {in_process * 1e6:.0f} µs (the rest of a delivery is the fabric's)")
+    print(
+        f"in process, per event: the worker's decoding + validation (delivery.read_event) and the re-emitting "
+        f"handler to a no-op receiver: {in_process * 1e6:.0f} µs (the rest of a delivery is the fabric's)"
+    )
 
 
 def handler_cost(n: int) -> float:
     """Seconds per event of ``read_event`` + ``reemit`` in this process (no broker, no database)."""
     import json
 
-    from event_tasks.send import publisher
-    from event_tasks.consume.dispatch import read_event
+    from event_tasks.consume.delivery import read_event
     from event_tasks.openedx import create_producer
     from event_tasks.openedx.handlers import reemit
+    from event_tasks.send import publisher
     from event_tasks.testing import capture_events
 
     from .openedx_bus import sender

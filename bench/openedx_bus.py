@@ -6,6 +6,7 @@ Producer (in the bench process): ``RedisEventProducer.send`` of ``CERTIFICATE_CR
 Django settings): ``RedisEventConsumer.consume_indefinitely`` of one consumer group (one group
 per consuming service), a no-op receiver on the signal, or one that records the latency.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,13 @@ def sender(producer):
     data = [openedx_certificate(i) for i in range(16)]
 
     def send(i: int) -> None:
-        producer.send(signal=CERTIFICATE_CREATED, topic=TOPIC, event_key_field=EVENT_KEY_FIELD,
-                      event_data={"certificate": data[i % 16]},
-                      event_metadata=CERTIFICATE_CREATED.generate_signal_metadata())
+        producer.send(
+            signal=CERTIFICATE_CREATED,
+            topic=TOPIC,
+            event_key_field=EVENT_KEY_FIELD,
+            event_data={"certificate": data[i % 16]},
+            event_metadata=CERTIFICATE_CREATED.generate_signal_metadata(),
+        )
 
     return send
 
@@ -50,7 +55,9 @@ def consume(url: str, group: str, mode: str) -> None:
     from django.conf import settings
 
     settings.configure(
-        INSTALLED_APPS=[], USE_TZ=True, SECRET_KEY="bench",
+        INSTALLED_APPS=[],
+        USE_TZ=True,
+        SECRET_KEY="bench",
         EVENT_BUS_REDIS_CONNECTION_URL=url,
         EVENT_BUS_REDIS_CONSUMER_POLL_TIMEOUT=1,
     )
@@ -61,9 +68,11 @@ def consume(url: str, group: str, mode: str) -> None:
     from bench.services import count, record_latency
 
     if mode == "latency":
+
         def receiver(sender=None, metadata=None, **kwargs):
             record_latency(metadata.time.timestamp())
     else:
+
         def receiver(sender=None, **kwargs):
             count()
 

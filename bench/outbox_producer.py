@@ -13,6 +13,7 @@ then leaves ``N`` outbox rows pending (sent inside transactions while the broker
 transport that refuses every publish), for ``python manage.py events relay`` to publish.
 Prints one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,11 +39,10 @@ def main() -> None:
     from kombu import Exchange
 
     import event_tasks
+    from bench.payload import CERTIFICATE_CREATED, COURSE_KEY, certificate, envelope
     from event_tasks import send_event
     from event_tasks.conf import settings
     from event_tasks.send.publisher import Publisher, default_publisher
-
-    from bench.payload import CERTIFICATE_CREATED, COURSE_KEY, certificate, envelope
 
     logging.getLogger("event_tasks").setLevel(logging.ERROR)
     n = args.events
@@ -50,9 +50,9 @@ def main() -> None:
     out: dict[str, float | int] = {}
 
     default_publisher()
-    send_event(CERTIFICATE_CREATED, data[0], key=COURSE_KEY)   # connect, load the script
+    send_event(CERTIFICATE_CREATED, data[0], key=COURSE_KEY)  # connect, load the script
     with transaction.atomic():
-        send_event(CERTIFICATE_CREATED, data[0], key=COURSE_KEY)   # first outbox write (warm)
+        send_event(CERTIFICATE_CREATED, data[0], key=COURSE_KEY)  # first outbox write (warm)
 
     start = time.perf_counter()
     for i in range(n):
@@ -68,12 +68,16 @@ def main() -> None:
     send_events = getattr(event_tasks, "send_events", None)
     if send_events is not None:
         with transaction.atomic():
-            send_events([(CERTIFICATE_CREATED, data[0], COURSE_KEY)])   # warm
+            send_events([(CERTIFICATE_CREATED, data[0], COURSE_KEY)])  # warm
         start = time.perf_counter()
         for offset in range(0, n, args.batch):
             with transaction.atomic():
-                send_events([(CERTIFICATE_CREATED, data[i % 16], COURSE_KEY)
-                             for i in range(offset, min(n, offset + args.batch))])
+                send_events(
+                    [
+                        (CERTIFICATE_CREATED, data[i % 16], COURSE_KEY)
+                        for i in range(offset, min(n, offset + args.batch))
+                    ]
+                )
         out["atomic_batch"] = n / (time.perf_counter() - start)
         out["atomic_batch_warm"] = 1
 
@@ -81,9 +85,16 @@ def main() -> None:
     plain.conf.task_serializer = "json"
     exchange = Exchange("events", type="topic", durable=True)
     with plain.producer_or_acquire() as producer:
+
         def publish(i: int) -> None:
-            plain.send_task(CERTIFICATE_CREATED, args=[envelope(i), data[i % 16]], exchange=exchange,
-                            routing_key=CERTIFICATE_CREATED, declare=[exchange], producer=producer)
+            plain.send_task(
+                CERTIFICATE_CREATED,
+                args=[envelope(i), data[i % 16]],
+                exchange=exchange,
+                routing_key=CERTIFICATE_CREATED,
+                declare=[exchange],
+                producer=producer,
+            )
 
         publish(0)
         start = time.perf_counter()
@@ -108,11 +119,12 @@ def main() -> None:
 
     down = Publisher(None, "lms", settings(), transport=Down())
     pending = args.pending
-    if hasattr(down, "send_many"):   # one insert per transaction of 100 rows (the rows are what matters)
+    if hasattr(down, "send_many"):  # one insert per transaction of 100 rows (the rows are what matters)
         for offset in range(0, pending, 100):
             with transaction.atomic():
-                down.send_many([(CERTIFICATE_CREATED, data[i % 16], COURSE_KEY)
-                                for i in range(offset, min(pending, offset + 100))])
+                down.send_many(
+                    [(CERTIFICATE_CREATED, data[i % 16], COURSE_KEY) for i in range(offset, min(pending, offset + 100))]
+                )
     else:
         for i in range(pending):
             with transaction.atomic():

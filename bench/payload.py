@@ -4,6 +4,7 @@ Ours is the product catalog's ``org.openedx.learning.certificate.created.v1``; o
 has the same type (``CERTIFICATE_CREATED``, data ``CertificateData``) with the same fields, so
 the Open edX Redis event bus sends the equivalent event.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,33 +14,53 @@ from typing import Any
 
 CERTIFICATE_CREATED = "org.openedx.learning.certificate.created.v1"
 COURSE_KEY = "course-v1:edX+DemoX+2026"
-START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
-END = dt.datetime(2026, 6, 30, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+END = dt.datetime(2026, 6, 30, tzinfo=dt.UTC)
 
 
 def certificate(i: int = 0) -> dict[str, Any]:
     """Our payload (JSON-ready), as a producer hands it to ``send_event``."""
-    return {"certificate": {
-        "user": {"id": 1000 + i, "is_active": True,
-                 "pii": {"username": f"learner{i}", "email": f"learner{i}@example.com", "name": f"Learner {i}"}},
-        "course": {"course_key": COURSE_KEY, "display_name": "Demo course",
-                   "start": START.isoformat(), "end": END.isoformat()},
-        "mode": "verified", "grade": "0.92", "current_status": "downloadable", "previous_status": "",
-        "download_url": f"https://lms.example.com/certificates/learner{i}-DemoX", "name": f"Learner {i}",
-    }}
+    return {
+        "certificate": {
+            "user": {
+                "id": 1000 + i,
+                "is_active": True,
+                "pii": {"username": f"learner{i}", "email": f"learner{i}@example.com", "name": f"Learner {i}"},
+            },
+            "course": {
+                "course_key": COURSE_KEY,
+                "display_name": "Demo course",
+                "start": START.isoformat(),
+                "end": END.isoformat(),
+            },
+            "mode": "verified",
+            "grade": "0.92",
+            "current_status": "downloadable",
+            "previous_status": "",
+            "download_url": f"https://lms.example.com/certificates/learner{i}-DemoX",
+            "name": f"Learner {i}",
+        }
+    }
 
 
 def envelope(i: int, source: str = "lms") -> dict[str, Any]:
     """The envelope plain Celery / kombu carry (the same one ours builds: id, type, source, time …)."""
-    now = dt.datetime.now(dt.timezone.utc)
-    return {"id": str(uuid.uuid4()), "type": CERTIFICATE_CREATED, "source": source,
-            "time": now.isoformat().replace("+00:00", "Z"), "specversion": "1.0", "key": COURSE_KEY}
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "id": str(uuid.uuid4()),
+        "type": CERTIFICATE_CREATED,
+        "source": source,
+        "time": now.isoformat().replace("+00:00", "Z"),
+        "specversion": "1.0",
+        "key": COURSE_KEY,
+    }
 
 
 def celery_body(i: int) -> str:
     """A protocol-2 task body ``[args, kwargs, embed]`` with ``(envelope, data)`` as the arguments."""
-    return json.dumps([[envelope(i), certificate(i)], {},
-                       {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+    return json.dumps(
+        [[envelope(i), certificate(i)], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    )
 
 
 def openedx_certificate(i: int = 0):
@@ -48,11 +69,18 @@ def openedx_certificate(i: int = 0):
     from openedx_events.learning.data import CertificateData, CourseData, UserData, UserPersonalData
 
     return CertificateData(
-        user=UserData(id=1000 + i, is_active=True,
-                      pii=UserPersonalData(username=f"learner{i}", email=f"learner{i}@example.com",
-                                           name=f"Learner {i}")),
-        course=CourseData(course_key=CourseKey.from_string(COURSE_KEY), display_name="Demo course",
-                          start=START, end=END),
-        mode="verified", grade="0.92", download_url=f"https://lms.example.com/certificates/learner{i}-DemoX",
-        name=f"Learner {i}", current_status="downloadable", previous_status="",
+        user=UserData(
+            id=1000 + i,
+            is_active=True,
+            pii=UserPersonalData(username=f"learner{i}", email=f"learner{i}@example.com", name=f"Learner {i}"),
+        ),
+        course=CourseData(
+            course_key=CourseKey.from_string(COURSE_KEY), display_name="Demo course", start=START, end=END
+        ),
+        mode="verified",
+        grade="0.92",
+        download_url=f"https://lms.example.com/certificates/learner{i}-DemoX",
+        name=f"Learner {i}",
+        current_status="downloadable",
+        previous_status="",
     )

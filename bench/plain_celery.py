@@ -8,6 +8,7 @@ the Celery settings that matter for consuming are set like the fabric's workers:
 late acks, requeue on a lost worker, prefetch multiplier 4 (config/settings/base.py).
 ``BENCH_MODE=latency`` records ``now - envelope.time`` per task instead of doing nothing.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,11 +25,17 @@ MODE = os.environ.get("BENCH_MODE", "noop")
 
 app = Celery("plain", broker=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"), set_as_current=False)
 app.conf.update(
-    task_serializer="json", accept_content=["json"], result_serializer="json",
-    task_ignore_result=True, task_acks_late=True, task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=4, broker_connection_retry_on_startup=True,
-    task_queues=[Queue(QUEUE, Exchange("events", type="topic", durable=True), routing_key=CERTIFICATE_CREATED,
-                       durable=True)],
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    task_ignore_result=True,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=4,
+    broker_connection_retry_on_startup=True,
+    task_queues=[
+        Queue(QUEUE, Exchange("events", type="topic", durable=True), routing_key=CERTIFICATE_CREATED, durable=True)
+    ],
 )
 
 

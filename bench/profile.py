@@ -11,6 +11,7 @@
 
 Figures of a profile are slower than the bench's (the profiler's own cost); read the shares.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,13 +55,14 @@ def profile_send(bench: Harness, events: int, batch: bool) -> None:
     def run() -> None:
         if batch:
             for offset in range(0, events, 100):
-                event_tasks.send_events([(CERTIFICATE_CREATED, data[i % 16], COURSE_KEY)
-                                         for i in range(offset, min(events, offset + 100))])
+                event_tasks.send_events(
+                    [(CERTIFICATE_CREATED, data[i % 16], COURSE_KEY) for i in range(offset, min(events, offset + 100))]
+                )
         else:
             for i in range(events):
                 event_tasks.send_event(CERTIFICATE_CREATED, data[i % 16], key=COURSE_KEY)
 
-    run()   # warm: connections, scripts, codecs
+    run()  # warm: connections, scripts, codecs
     bench.client.config_resetstat()
     profiler = cProfile.Profile()
     started = time.perf_counter()
@@ -88,15 +90,20 @@ def profile_consume(bench: Harness, events: int, service: str) -> None:
     db = bench.reset_postgres() if service.endswith("dedupe") else bench.fresh_sqlite(service)
     raw = Path(tempfile.mkdtemp()) / "consume.txt"
     command = worker_command("config.celery_app", f"events.{service}", service)
-    spy_process = subprocess.Popen([spy, "record", "--format", "raw", "-r", "200", "-o", str(raw), "--", *command],
-                                   env=fabric_env(service, bench.url, db), cwd=Path(__file__).parent.parent,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    spy_process = subprocess.Popen(
+        [spy, "record", "--format", "raw", "-r", "200", "-o", str(raw), "--", *command],
+        env=fabric_env(service, bench.url, db),
+        cwd=Path(__file__).parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     started = time.monotonic()
-    while (bench.client.llen(f"events.{service}") + bench.client.hlen(f"unacked:events.{service}")) and \
-            time.monotonic() - started < 300:
+    while (
+        bench.client.llen(f"events.{service}") + bench.client.hlen(f"unacked:events.{service}")
+    ) and time.monotonic() - started < 300:
         time.sleep(0.05)
     print(f"{events} events drained {time.monotonic() - started:.2f}s after the worker started (start-up included)")
-    spy_process.send_signal(signal.SIGINT)   # py-spy writes its samples, then the worker is stopped
+    spy_process.send_signal(signal.SIGINT)  # py-spy writes its samples, then the worker is stopped
     spy_process.wait(60)
     subprocess.run(["pkill", "-TERM", "-f", "--", " ".join(command[1:8])], check=False)
     shares(raw)

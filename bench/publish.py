@@ -4,6 +4,7 @@
 
     python bench/publish.py [--events 1000] [--rounds 3] [--out DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.run import main  # noqa: E402
-from bench.sections.publish import PUBLISH_EVENTS  # noqa: E402
+from bench.run import main
+from bench.sections.publish import PUBLISH_EVENTS
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -1,4 +1,5 @@
 """Collecting figures (median of the runs, min–max) and writing RESULTS.md and results.jsonl."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,8 +10,13 @@ from pathlib import Path
 from typing import Any
 
 SYSTEMS = ("ours", "celery", "celery-django", "kombu", "openedx")
-LABELS = {"ours": "event-tasks", "celery": "plain Celery", "kombu": "plain kombu", "openedx": "Open edX Redis bus",
-          "celery-django": "plain Celery task, same Django project"}
+LABELS = {
+    "ours": "event-tasks",
+    "celery": "plain Celery",
+    "kombu": "plain kombu",
+    "openedx": "Open edX Redis bus",
+    "celery-django": "plain Celery task, same Django project",
+}
 
 
 @dataclasses.dataclass
@@ -21,8 +27,8 @@ class Figure:
     unit: str
     runs: list[float] = dataclasses.field(default_factory=list)
     higher_is_better: bool = True
-    note: str = ""          # what this system did in this row, if not the obvious
-    status: str = "ok"      # ok | not available | not measured
+    note: str = ""  # what this system did in this row, if not the obvious
+    status: str = "ok"  # ok | not available | not measured
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -43,9 +49,9 @@ class Row:
 class Results:
     def __init__(self, command: str, reproduce: dict[str, str]) -> None:
         self.command = command
-        self.reproduce = reproduce      # section -> command that runs that section alone
+        self.reproduce = reproduce  # section -> command that runs that section alone
         self.rows: dict[tuple[str, str], Row] = {}
-        self.sections: dict[str, str] = {}   # section -> description
+        self.sections: dict[str, str] = {}  # section -> description
         self.section_order: list[str] = []
         self.notes: dict[str, list[str]] = {}
         self.started = time.time()
@@ -64,8 +70,18 @@ class Results:
             self.rows[key] = Row(section, name, unit, higher_is_better, what)
         return self.rows[key]
 
-    def add(self, section: str, row: str, system: str, value: float, unit: str, *, higher_is_better: bool = True,
-            note: str = "", **params: Any) -> Figure:
+    def add(
+        self,
+        section: str,
+        row: str,
+        system: str,
+        value: float,
+        unit: str,
+        *,
+        higher_is_better: bool = True,
+        note: str = "",
+        **params: Any,
+    ) -> Figure:
         r = self.row(section, row, unit, higher_is_better)
         fig = r.figures.get(system)
         if fig is None:
@@ -78,8 +94,9 @@ class Results:
         print(f"  [{section}] {row} | {LABELS.get(system, system)}: {fmt(value, unit)} {unit}", flush=True)
         return fig
 
-    def unavailable(self, section: str, row: str, system: str, reason: str, unit: str = "",
-                    status: str = "not available") -> None:
+    def unavailable(
+        self, section: str, row: str, system: str, reason: str, unit: str = "", status: str = "not available"
+    ) -> None:
         r = self.row(section, row, unit)
         r.figures[system] = Figure(section, row, system, unit, status=status, note=reason)
         print(f"  [{section}] {row} | {LABELS.get(system, system)}: {status} ({reason})", flush=True)
@@ -89,26 +106,46 @@ class Results:
         with open(path, "w") as fh:
             for r in self.rows.values():
                 for system, f in r.figures.items():
-                    fh.write(json.dumps({
-                        "run_started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-                        "command": self.command, "section_command": self.reproduce.get(r.section, self.command),
-                        "section": r.section, "row": r.name, "system": system, "label": LABELS.get(system, system),
-                        "unit": f.unit or r.unit, "higher_is_better": r.higher_is_better, "status": f.status,
-                        "runs": f.runs, "median": f.median, "min": min(f.runs) if f.runs else None,
-                        "max": max(f.runs) if f.runs else None, "note": f.note, "params": f.params,
-                        "machine": meta.get("machine"), "versions": meta.get("versions"),
-                    }) + "\n")
+                    fh.write(
+                        json.dumps(
+                            {
+                                "run_started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+                                "command": self.command,
+                                "section_command": self.reproduce.get(r.section, self.command),
+                                "section": r.section,
+                                "row": r.name,
+                                "system": system,
+                                "label": LABELS.get(system, system),
+                                "unit": f.unit or r.unit,
+                                "higher_is_better": r.higher_is_better,
+                                "status": f.status,
+                                "runs": f.runs,
+                                "median": f.median,
+                                "min": min(f.runs) if f.runs else None,
+                                "max": max(f.runs) if f.runs else None,
+                                "note": f.note,
+                                "params": f.params,
+                                "machine": meta.get("machine"),
+                                "versions": meta.get("versions"),
+                            }
+                        )
+                        + "\n"
+                    )
 
     def markdown(self, meta: dict[str, Any], wall: float) -> str:
         out = ["# event-tasks benchmark results", ""]
-        out.append(f"Made by `{self.command}`{' (what `make bench` runs)' if self.command.endswith('-m bench') else ''}, started "
-                   f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(self.started))}, wall time {wall:.0f} s. "
-                   "Raw figures (every run) are in `bench/results.jsonl`; what each row measures is in `bench/README.md`.")
+        out.append(
+            f"Made by `{self.command}`{' (what `make bench` runs)' if self.command.endswith('-m bench') else ''}, started "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(self.started))}, wall time {wall:.0f} s. "
+            "Raw figures (every run) are in `bench/results.jsonl`; what each row measures is in `bench/README.md`."
+        )
         out.append("")
-        out.append("Every cell is the **median of the runs (min–max)**; the number of runs is given per section. "
-                   "Ratio columns are *ours ÷ theirs* of the medians: above 1 means event-tasks is faster for "
-                   "rates (events/s) and slower or bigger for latencies and memory. All systems ran in the same "
-                   "invocation, interleaved round by round, on the same private brokers.")
+        out.append(
+            "Every cell is the **median of the runs (min–max)**; the number of runs is given per section. "
+            "Ratio columns are *ours ÷ theirs* of the medians: above 1 means event-tasks is faster for "
+            "rates (events/s) and slower or bigger for latencies and memory. All systems ran in the same "
+            "invocation, interleaved round by round, on the same private brokers."
+        )
         out.append("")
         out.append("## Machine and versions")
         out.append("")

@@ -1,5 +1,6 @@
 """``python -m bench``: every benchmark row, our figure beside plain Celery, plain kombu and the
 Open edX Redis event bus, measured in the same invocation. See bench/README.md."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,8 @@ from typing import Any
 from .common import BENCH, ROOT, Harness
 from .sections import ALL
 
-MODULES = {m.NAME: m for m in ALL if m.NAME}     # --only name -> section module
-SECTIONS = tuple(MODULES)                        # ("publish", "consume", "latency", "outbox", "rabbitmq")
+MODULES = {m.NAME: m for m in ALL if m.NAME}  # --only name -> section module
+SECTIONS = tuple(MODULES)  # ("publish", "consume", "latency", "outbox", "rabbitmq")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,8 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs per figure (default 3; the median is reported)")
     parser.add_argument("--only", default="", help=f"comma-separated sections: {','.join(SECTIONS)}")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every event count (development: 0.1)")
-    parser.add_argument("--out", help="where RESULTS.md and results.jsonl go (default: bench/ for a full "
-                                      "run at scale 1, else a temporary directory)")
+    parser.add_argument(
+        "--out",
+        help="where RESULTS.md and results.jsonl go (default: bench/ for a full "
+        "run at scale 1, else a temporary directory)",
+    )
     args = parser.parse_args(argv)
     sections = [s for s in (args.only.split(",") if args.only else SECTIONS) if s]
     unknown = set(sections) - set(SECTIONS)
@@ -67,7 +71,9 @@ class Bench(Harness):
                 if path.is_file() and path.suffix in (".py", ".lua", ".json") and "__pycache__" not in path.parts:
                     digest.update(str(path.relative_to(ROOT)).encode())
                     digest.update(path.read_bytes())
-        dirty = [line[3:] for line in git("status", "--porcelain", "--", "event_tasks", "config", "schemas").splitlines()]
+        dirty = [
+            line[3:] for line in git("status", "--porcelain", "--", "event_tasks", "config", "schemas").splitlines()
+        ]
         return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty, "digest": digest.hexdigest()[:12]}
 
     def run(self) -> None:
@@ -97,8 +103,19 @@ class Bench(Harness):
 
     def meta(self, load_before: tuple[float, float, float]) -> dict[str, Any]:
         versions = {"Python": platform.python_version()}
-        for dist in ("celery", "kombu", "redis", "Django", "django-celery-results", "marshmallow", "psycopg",
-                     "openedx-events", "edx-event-bus-redis", "walrus", "fastavro"):
+        for dist in (
+            "celery",
+            "kombu",
+            "redis",
+            "Django",
+            "django-celery-results",
+            "marshmallow",
+            "psycopg",
+            "openedx-events",
+            "edx-event-bus-redis",
+            "walrus",
+            "fastavro",
+        ):
             try:
                 versions[dist] = importlib.metadata.version(dist)
             except importlib.metadata.PackageNotFoundError:
@@ -118,19 +135,28 @@ class Bench(Harness):
             pass
         after = self.code_state()
         before = self.code_before
-        code = (f"commit {before['commit']}"
-                + (f" with uncommitted changes in {', '.join(before['uncommitted'])}" if before["uncommitted"] else "")
-                + f" (digest of event_tasks/, config/, schemas/, bench/: {before['digest']})")
+        code = (
+            f"commit {before['commit']}"
+            + (f" with uncommitted changes in {', '.join(before['uncommitted'])}" if before["uncommitted"] else "")
+            + f" (digest of event_tasks/, config/, schemas/, bench/: {before['digest']})"
+        )
         if after["digest"] != before["digest"] or after["uncommitted"] != before["uncommitted"]:
-            code += (f"; **the code changed during the run** (now commit {after['commit']}, digest {after['digest']}): "
-                     "workers started late in the run may have run the newer code")
+            code += (
+                f"; **the code changed during the run** (now commit {after['commit']}, digest {after['digest']}): "
+                "workers started late in the run may have run the newer code"
+            )
         elif after["commit"] != before["commit"]:
-            code += (f"; HEAD moved to {after['commit']} during the run, but none of the measured files changed "
-                     "(same digest)")
-        machine = {"code measured": code, "CPU": f"{os.cpu_count()} cores, {cpu}", "kernel": platform.release(),
-                   "load average (1/5/15 min) at start": " / ".join(f"{x:.2f}" for x in load_before),
-                   "load average at end": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
-                   "other work": "the machine is shared: other processes (e.g. another test suite) may have "
-                                 "run at the same time; the load averages above say how busy it was"}
+            code += (
+                f"; HEAD moved to {after['commit']} during the run, but none of the measured files changed "
+                "(same digest)"
+            )
+        machine = {
+            "code measured": code,
+            "CPU": f"{os.cpu_count()} cores, {cpu}",
+            "kernel": platform.release(),
+            "load average (1/5/15 min) at start": " / ".join(f"{x:.2f}" for x in load_before),
+            "load average at end": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "other work": "the machine is shared: other processes (e.g. another test suite) may have "
+            "run at the same time; the load averages above say how busy it was",
+        }
         return {"machine": machine, "versions": versions}
-

@@ -1,4 +1,5 @@
 """Worker subprocesses for the consume, latency and memory rows, and how to watch them drain."""
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,16 @@ SCHEMAS_PACKAGE = "schemas"
 
 def fabric_env(service: str | None, broker_url: str, database_url: str, **extra: str) -> dict[str, str]:
     """The environment of one of our services' processes (worker, manage.py)."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "CELERY_BROKER_URL": broker_url,
-           "DATABASE_URL": database_url, "EVENT_TASKS_CONSUMERS_PACKAGE": CONSUMERS_PACKAGE,
-           "EVENT_TASKS_SCHEMAS_PACKAGE": SCHEMAS_PACKAGE, "PYTHONUNBUFFERED": "1", **extra}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "CELERY_BROKER_URL": broker_url,
+        "DATABASE_URL": database_url,
+        "EVENT_TASKS_CONSUMERS_PACKAGE": CONSUMERS_PACKAGE,
+        "EVENT_TASKS_SCHEMAS_PACKAGE": SCHEMAS_PACKAGE,
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
     env.pop("EVENT_TASKS_SERVICE", None)
     for name in ("BENCH_DONE_AT", "BENCH_DONE_FILE", "BENCH_LATENCY_FILE", "BENCH_MODE"):
         if name not in extra:
@@ -39,8 +47,26 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 def worker_command(app: str, queue: str, name: str) -> list[str]:
     """What both workers run: one process (-P solo), the same flags, Celery's default log level."""
-    return [PY, "-m", "celery", "-A", app, "worker", "-Q", queue, "-P", "solo", "-c", "1",
-            "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle", "-l", "WARNING"]
+    return [
+        PY,
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "worker",
+        "-Q",
+        queue,
+        "-P",
+        "solo",
+        "-c",
+        "1",
+        "-n",
+        f"{name}-{uuid.uuid4().hex[:6]}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "WARNING",
+    ]
 
 
 class Proc:
@@ -53,11 +79,12 @@ class Proc:
         self.process: subprocess.Popen | None = None
         self.started_at = 0.0
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         out = open(self.log, "ab")
         self.started_at = time.monotonic()
-        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         out.close()
         return self
 
@@ -71,8 +98,9 @@ class Proc:
 
     def check(self) -> None:
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"{' '.join(self.command[:6])} exited with {self.process.returncode}:\n"
-                               f"{self.output()[-3000:]}")
+            raise RuntimeError(
+                f"{' '.join(self.command[:6])} exited with {self.process.returncode}:\n{self.output()[-3000:]}"
+            )
 
     def output(self) -> str:
         try:
@@ -123,13 +151,23 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.00
         if proc is not None:
             proc.check()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}"
-                               + (f"; log tail:\n{proc.output()[-2000:]}" if proc else ""))
+            raise TimeoutError(
+                f"timed out after {timeout:.0f}s waiting for {what}"
+                + (f"; log tail:\n{proc.output()[-2000:]}" if proc else "")
+            )
         time.sleep(interval)
 
 
-def drain_redis_lists(client: Any, n: int, proc: Proc, *, queue: str, extra_lists: tuple[str, ...] = (),
-                      unacked: tuple[str, ...] = (), timeout: float = 300) -> float:
+def drain_redis_lists(
+    client: Any,
+    n: int,
+    proc: Proc,
+    *,
+    queue: str,
+    extra_lists: tuple[str, ...] = (),
+    unacked: tuple[str, ...] = (),
+    timeout: float = 300,
+) -> float:
     """Seconds from the first message taken off ``queue`` until it, ``extra_lists`` and the
     ``unacked`` hashes are all empty (polled every 5 ms)."""
 
@@ -143,10 +181,20 @@ def drain_redis_lists(client: Any, n: int, proc: Proc, *, queue: str, extra_list
         values = pipe.execute()
         return values[0], sum(values)
 
-    start = wait_until(lambda: time.perf_counter() if depth()[0] < n else None, 120, f"the first message of {queue}",
-                       interval=0.002, proc=proc)
-    end = wait_until(lambda: time.perf_counter() if depth()[1] == 0 else None, timeout, f"{queue} to drain",
-                     interval=0.005, proc=proc)
+    start = wait_until(
+        lambda: time.perf_counter() if depth()[0] < n else None,
+        120,
+        f"the first message of {queue}",
+        interval=0.002,
+        proc=proc,
+    )
+    end = wait_until(
+        lambda: time.perf_counter() if depth()[1] == 0 else None,
+        timeout,
+        f"{queue} to drain",
+        interval=0.005,
+        proc=proc,
+    )
     return end - start
 
 
@@ -156,15 +204,26 @@ def drain_stream(client: Any, stream: str, group: str, proc: Proc, timeout: floa
     def info() -> dict[str, Any] | None:
         try:
             groups = client.xinfo_groups(stream)
-        except Exception:  # noqa: BLE001 - the group does not exist yet
+        except Exception:
             return None
         for g in groups:
             if g["name"] in (group, group.encode()):
                 return g
         return None
 
-    start = wait_until(lambda: time.perf_counter() if (info() or {}).get("entries-read") else None, 120,
-                       f"the first entry of {stream}", interval=0.002, proc=proc)
-    end = wait_until(lambda: time.perf_counter() if (lambda g: g is not None and g["lag"] == 0 and g["pending"] == 0)(info())
-                     else None, timeout, f"{stream} to drain", proc=proc)
+    start = wait_until(
+        lambda: time.perf_counter() if (info() or {}).get("entries-read") else None,
+        120,
+        f"the first entry of {stream}",
+        interval=0.002,
+        proc=proc,
+    )
+    end = wait_until(
+        lambda: (
+            time.perf_counter() if (lambda g: g is not None and g["lag"] == 0 and g["pending"] == 0)(info()) else None
+        ),
+        timeout,
+        f"{stream} to drain",
+        proc=proc,
+    )
     return end - start

@@ -5,6 +5,7 @@ processes have it too); ``install(app)`` is the one line event-tasks adds. It ch
 the app's own configuration: a worker whose ``-Q`` names ``events.<service>`` consumes that
 service's events beside whatever else it consumes.
 """
+
 import os
 
 from celery import Celery

@@ -9,6 +9,7 @@ which is harmless: that is what makes the handlers idempotent.
 This module is not a service (it is not a package, so it has no queue); it is a helper the
 services' handlers share.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,14 @@ def is_stale(held: Any, event: Event) -> bool:
     return held is not None and event.time < held
 
 
-def apply_latest(model: type[M], event: Event, *, lookup: Mapping[str, Any], values: Mapping[str, Any],
-                 time_field: str = "last_event_time") -> tuple[M, bool]:
+def apply_latest(
+    model: type[M],
+    event: Event,
+    *,
+    lookup: Mapping[str, Any],
+    values: Mapping[str, Any],
+    time_field: str = "last_event_time",
+) -> tuple[M, bool]:
     """Create or update the row ``lookup`` with ``values``, unless it holds newer state.
 
     Returns ``(row, applied)``. The row is locked (``select_for_update``) for the rest of the
@@ -52,8 +59,14 @@ def apply_latest(model: type[M], event: Event, *, lookup: Mapping[str, Any], val
                 if row is None:  # not a race: another unique constraint refused the values
                     raise
         if is_stale(getattr(row, time_field), event):
-            log.debug("%s %s: ignored, %s holds newer state (%s > %s)", event.type, event.id,
-                      model.__name__, getattr(row, time_field), event.time)
+            log.debug(
+                "%s %s: ignored, %s holds newer state (%s > %s)",
+                event.type,
+                event.id,
+                model.__name__,
+                getattr(row, time_field),
+                event.time,
+            )
             return row, False
         for name, value in values.items():
             setattr(row, name, value)

@@ -7,6 +7,7 @@ virtualenv's ``bin`` first on ``PATH`` so the Procfile's ``celery`` and ``python
 honcho stops every process as soon as one exits, so the one-shot ``release`` line never runs
 under it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     from event_tasks.handlers import consuming_services
 
     broker_url = settings.CELERY_BROKER_URL
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": args.settings, "PYTHONUNBUFFERED": "1",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": args.settings,
+        "PYTHONUNBUFFERED": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     env.pop("EVENT_TASKS_SERVICE", None)
     processes = procfile_processes(ROOT / "Procfile")
     chosen = args.processes or [p for p in processes if p != "release"]
@@ -55,15 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         services = sorted(set(consuming_services()) | {p.split("_", 1)[1] for p in chosen if p.startswith("relay_")})
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda s: _run([sys.executable, "manage.py", "migrate", "-v", "0"],
-                                         {**env, "EVENT_TASKS_SERVICE": s}), services))
+            list(
+                pool.map(
+                    lambda s: _run(
+                        [sys.executable, "manage.py", "migrate", "-v", "0"], {**env, "EVENT_TASKS_SERVICE": s}
+                    ),
+                    services,
+                )
+            )
         _run([sys.executable, "manage.py", "migrate", "-v", "0"], env)
         print(f"databases migrated: {', '.join(services)} (+ tooling) under {settings.VAR_DIR}")
         for line in _run([sys.executable, "manage.py", "events", "declare"], env).splitlines():
             print(f"release: {line}")
         print(f"starting {', '.join(chosen)} (Ctrl-C stops them all)", flush=True)
-        return subprocess.call([str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start", *chosen],
-                               cwd=ROOT, env=env)
+        return subprocess.call(
+            [str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start", *chosen], cwd=ROOT, env=env
+        )
     except KeyboardInterrupt:
         return 0
     finally:

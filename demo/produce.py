@@ -2,6 +2,7 @@
 
 Each step goes through the public ``send_event``, exactly as the producing service's code would.
 """
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ the workers with honcho; send the scenario (demo/scenario.py) from each producin
 process; hand one malformed message to the LMS to show a dead letter; wait until every service
 processed its events; print each service's projection and compare with the expected counts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -64,9 +66,23 @@ def _redis_answers(url: str) -> bool:
 
 def _start_redis(url: str, var_dir: Path) -> subprocess.Popen[bytes]:
     port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[-1]
-    proc = subprocess.Popen(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(var_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(var_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     from event_tasks.testing import wait_until
 
     wait_until(lambda: _redis_answers(url), 20, 0.05, f"redis-server on port {port}")
@@ -87,9 +103,10 @@ def _count_results(db: Path) -> int:
     try:
         con = sqlite3.connect(db, timeout=10)
         try:
-            return con.execute("SELECT (SELECT count(DISTINCT event_id) FROM event_tasks_processedevent) + "
-                               "(SELECT count(*) FROM django_celery_results_taskresult WHERE status = 'FAILURE')"
-                               ).fetchone()[0]
+            return con.execute(
+                "SELECT (SELECT count(DISTINCT event_id) FROM event_tasks_processedevent) + "
+                "(SELECT count(*) FROM django_celery_results_taskresult WHERE status = 'FAILURE')"
+            ).fetchone()[0]
         finally:
             con.close()
     except sqlite3.OperationalError:
@@ -103,36 +120,50 @@ def _inject_invalid(broker_url: str, steps: list[Any], handlers: dict[str, Any])
     from kombu import Connection, Exchange, Producer
 
     from event_tasks import catalog
-    from event_tasks.envelope import SPECVERSION
     from event_tasks.brokers.message import encode_body, headers
+    from event_tasks.envelope import SPECVERSION
 
     step = next(s for s in steps if handlers[DEAD_LETTER_SERVICE].for_type(s.event_type))
     required = sorted(n for n, f in catalog.get(step.event_type).schema_instance.fields.items() if f.required)
     data = {k: v for k, v in step.data.items() if k != required[0]}
     event_id = str(uuid.uuid4())
-    envelope = {"id": event_id, "type": step.event_type, "source": step.producer,
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "specversion": SPECVERSION, "key": None}
+    envelope = {
+        "id": event_id,
+        "type": step.event_type,
+        "source": step.producer,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "specversion": SPECVERSION,
+        "key": None,
+    }
     body, argsrepr = encode_body(envelope, data)
     with Connection(broker_url) as conn:
         Producer(conn.channel()).publish(
-            body, exchange=Exchange(""), routing_key=f"events.{DEAD_LETTER_SERVICE}", content_type="application/json",
-            content_encoding="utf-8", delivery_mode=2,
-            headers=headers(step.event_type, event_id, f"{event_id}:{DEAD_LETTER_SERVICE}", argsrepr))
+            body,
+            exchange=Exchange(""),
+            routing_key=f"events.{DEAD_LETTER_SERVICE}",
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+            headers=headers(step.event_type, event_id, f"{event_id}:{DEAD_LETTER_SERVICE}", argsrepr),
+        )
     return event_id
 
 
-def run(broker_url: str | None = None, var_dir: Path | None = None,
-        settings_module: str = "config.settings.local", echo: Callable[[str], None] = print,
-        timeout: float = 90.0) -> Report:
+def run(
+    broker_url: str | None = None,
+    var_dir: Path | None = None,
+    settings_module: str = "config.settings.local",
+    echo: Callable[[str], None] = print,
+    timeout: float = 90.0,
+) -> Report:
     started = time.monotonic()
     _setup_django(settings_module)
+    from django.conf import settings
     from kombu import Connection
 
     from demo.scenario import EXPECTED, STEPS
     from event_tasks.handlers import consuming_services, service_handlers
     from event_tasks.testing import wait_until
-
-    from django.conf import settings
 
     broker_url = broker_url or settings.CELERY_BROKER_URL
     var_dir = (var_dir or ROOT / "var" / "demo").resolve()
@@ -143,9 +174,15 @@ def run(broker_url: str | None = None, var_dir: Path | None = None,
     deliveries = Counter({s: sum(1 for st in STEPS if handlers[s].for_type(st.event_type)) for s in services})
     deliveries[DEAD_LETTER_SERVICE] += 1
 
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, "CELERY_BROKER_URL": broker_url,
-           "EVENT_TASKS_VAR_DIR": str(var_dir), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "CELERY_WORKER_CONCURRENCY": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "CELERY_BROKER_URL": broker_url,
+        "EVENT_TASKS_VAR_DIR": str(var_dir),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "CELERY_WORKER_CONCURRENCY": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     for key in ("EVENT_TASKS_SERVICE", "DATABASE_URL", "EVENT_TASKS_CONSUMERS_PACKAGE", "EVENT_TASKS_SCHEMAS_PACKAGE"):
         env.pop(key, None)
 
@@ -162,8 +199,14 @@ def run(broker_url: str | None = None, var_dir: Path | None = None,
                 channel.queue_purge(f"events.{s}")
 
         with ThreadPoolExecutor(len(services)) as pool:
-            list(pool.map(lambda s: _run([sys.executable, "manage.py", "migrate", "-v", "0"],
-                                         {**env, "EVENT_TASKS_SERVICE": s}), services))
+            list(
+                pool.map(
+                    lambda s: _run(
+                        [sys.executable, "manage.py", "migrate", "-v", "0"], {**env, "EVENT_TASKS_SERVICE": s}
+                    ),
+                    services,
+                )
+            )
         echo(f"databases: one per service under {var_dir}")
         for line in _run([sys.executable, "manage.py", "events", "declare"], env).splitlines():
             echo(f"  release: {line}")
@@ -171,12 +214,21 @@ def run(broker_url: str | None = None, var_dir: Path | None = None,
         log_path = var_dir / "honcho.log"
         log = open(log_path, "wb")
         workers = [f"worker_{s}" for s in services]
-        honcho = subprocess.Popen([str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(ROOT),
-                                   "start", *workers], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        honcho = subprocess.Popen(
+            [str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start", *workers],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
-        wait_until(lambda: log_path.read_text(errors="replace").count(" ready.") >= len(workers), timeout, 0.1,
-                   lambda: f"{len(workers)} workers to be ready; honcho log:\n{log_path.read_text()[-3000:]}")
+        wait_until(
+            lambda: log_path.read_text(errors="replace").count(" ready.") >= len(workers),
+            timeout,
+            0.1,
+            lambda: f"{len(workers)} workers to be ready; honcho log:\n{log_path.read_text()[-3000:]}",
+        )
         echo(f"workers: {', '.join(workers)} (honcho, Procfile)")
 
         sent = 0
@@ -192,12 +244,22 @@ def run(broker_url: str | None = None, var_dir: Path | None = None,
         def processed() -> bool:
             return all(_count_results(var_dir / f"{s}.sqlite3") >= n for s, n in deliveries.items())
 
-        wait_until(processed, timeout, 0.2, lambda: "every service to process its events: " + ", ".join(
-            f"{s} {_count_results(var_dir / f'{s}.sqlite3')}/{n}" for s, n in deliveries.items()))
+        wait_until(
+            processed,
+            timeout,
+            0.2,
+            lambda: (
+                "every service to process its events: "
+                + ", ".join(f"{s} {_count_results(var_dir / f'{s}.sqlite3')}/{n}" for s, n in deliveries.items())
+            ),
+        )
 
         with ThreadPoolExecutor(len(services)) as pool:
-            outputs = list(pool.map(lambda s: _run([sys.executable, "-m", "demo.summary"],
-                                                   {**env, "EVENT_TASKS_SERVICE": s}), services))
+            outputs = list(
+                pool.map(
+                    lambda s: _run([sys.executable, "-m", "demo.summary"], {**env, "EVENT_TASKS_SERVICE": s}), services
+                )
+            )
         summaries = {s: json.loads(o.strip().splitlines()[-1]) for s, o in zip(services, outputs)}
     finally:
         if honcho is not None and honcho.poll() is None:
@@ -227,8 +289,10 @@ def run(broker_url: str | None = None, var_dir: Path | None = None,
 def print_report(report: Report, echo: Callable[[str], None] = print) -> None:
     for service, summary in report.summaries.items():
         results = summary["results"]
-        echo(f"\n== {service} (queue events.{service}, own database) — "
-             f"{report.deliveries[service]} deliveries: {summary['applied']} applied, {results['FAILURE']} failed")
+        echo(
+            f"\n== {service} (queue events.{service}, own database) — "
+            f"{report.deliveries[service]} deliveries: {summary['applied']} applied, {results['FAILURE']} failed"
+        )
         counts = summary.get("counts", {})
         echo("   counts: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
         for row in summary.get("rows", [])[:12]:
@@ -239,9 +303,11 @@ def print_report(report: Report, echo: Callable[[str], None] = print) -> None:
             echo(f"   {service}: {d['event_type']} {d['event_id']} [{d['reason']}] {d['detail'][:160]}")
     total = sum(report.deliveries.values())
     if report.ok:
-        echo(f"\nOK: {report.events_sent} events from their producers reached {len(report.summaries)} services "
-             f"({total} deliveries incl. the bad message); projections match demo/scenario.py; "
-             f"{report.seconds:.1f} s")
+        echo(
+            f"\nOK: {report.events_sent} events from their producers reached {len(report.summaries)} services "
+            f"({total} deliveries incl. the bad message); projections match demo/scenario.py; "
+            f"{report.seconds:.1f} s"
+        )
     else:
         echo("\nMISMATCH:\n  " + "\n  ".join(report.mismatches))
 

@@ -1,4 +1,5 @@
 """Print one service's projection as JSON: ``EVENT_TASKS_SERVICE=<service> python -m demo.summary``."""
+
 from __future__ import annotations
 
 import importlib
@@ -21,11 +22,19 @@ def main() -> None:
     report = module.summary()
     # A delivery that succeeded leaves duplicate marks (a result row only if it was retried first).
     report["applied"] = ProcessedEvent.objects.values("event_id").distinct().count()
-    report["results"] = {status: TaskResult.objects.filter(status=status).count()
-                         for status in ("SUCCESS", "FAILURE", "RETRY")}
+    report["results"] = {
+        status: TaskResult.objects.filter(status=status).count() for status in ("SUCCESS", "FAILURE", "RETRY")
+    }
     report["dead_letters"] = [
-        {"event_type": d.event_type, "event_id": d.event_id, "reason": d.reason, "detail": d.detail[:300],
-         "attempts": d.attempts} for d in DeadLetter.objects.order_by("id")]
+        {
+            "event_type": d.event_type,
+            "event_id": d.event_id,
+            "reason": d.reason,
+            "detail": d.detail[:300],
+            "attempts": d.attempts,
+        }
+        for d in DeadLetter.objects.order_by("id")
+    ]
     print(json.dumps(report, default=str))
 
 

@@ -8,8 +8,9 @@ Public API (kept small; docs/architecture.md, "Public API"):
 
 Errors are in :mod:`event_tasks.errors`; the catalog is :mod:`event_tasks.catalog`.
 """
+
 from .envelope import Event
 from .handlers import consumer
 from .send.publisher import send_event, send_events
 
-__all__ = ["send_event", "send_events", "consumer", "Event"]
+__all__ = ["Event", "consumer", "send_event", "send_events"]

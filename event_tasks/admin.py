@@ -1,4 +1,5 @@
 """Admin pages in every service: dead letters (with replay), the outbox, processed events."""
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -34,8 +35,11 @@ class FailingFilter(admin.SimpleListFilter):
     parameter_name = "delivery"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[OutboxEvent]) -> list[tuple[str, str]]:
-        return [("failing", "failing on its own (waits for a retry)"), ("pending", "not sent yet"),
-                ("claimed", "claimed by a relay or a sender")]
+        return [
+            ("failing", "failing on its own (waits for a retry)"),
+            ("pending", "not sent yet"),
+            ("claimed", "claimed by a relay or a sender"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> QuerySet[OutboxEvent]:
         if self.value() == "failing":
@@ -49,13 +53,23 @@ class FailingFilter(admin.SimpleListFilter):
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "event_type", "event_id", "sent_at", "attempts", "next_attempt_at",
-                    "claimed_by", "short_error")
+    list_display = (
+        "id",
+        "created_at",
+        "event_type",
+        "event_id",
+        "sent_at",
+        "attempts",
+        "next_attempt_at",
+        "claimed_by",
+        "short_error",
+    )
     list_filter = (FailingFilter, "event_type", ("sent_at", admin.EmptyFieldListFilter))
 
     @admin.display(description="last error")
     def short_error(self, obj: OutboxEvent) -> str:
         return obj.last_error[:120]
+
     search_fields = ("event_id", "event_type", "key")
     readonly_fields = [f.name for f in OutboxEvent._meta.fields]
 

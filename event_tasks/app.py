@@ -28,6 +28,7 @@ This module is imported by the host's Celery module, usually before Django is se
 imports nothing that needs Django's models; the consume side (``worker``) is imported when a
 worker starts.
 """
+
 from __future__ import annotations
 
 import functools
@@ -38,10 +39,10 @@ from typing import TYPE_CHECKING, ParamSpec
 from celery import signals
 from kombu import Exchange, Queue
 
-from .send import publisher
+from .brokers.topology import declare, put_queue
 from .conf import settings
 from .errors import EventTasksError
-from .brokers.topology import declare, put_queue
+from .send import publisher
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -65,6 +66,7 @@ def install(app: Celery) -> Celery:
 def _stop_on_misconfiguration(handler: Callable[P, None]) -> Callable[P, None]:
     """Celery logs and swallows exceptions of signal handlers; a misconfigured service must not
     start as if nothing were wrong, so the worker exits with the error's message instead."""
+
     @functools.wraps(handler)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
@@ -92,7 +94,7 @@ def _on_import_modules(sender: Celery, **_: object) -> None:
 
 @_stop_on_misconfiguration
 def _on_worker_init(sender: object = None, **_: object) -> None:
-    app: Celery | None = getattr(sender, "app", None)   # the worker (celery.apps.worker.Worker) that starts
+    app: Celery | None = getattr(sender, "app", None)  # the worker (celery.apps.worker.Worker) that starts
     if app is None or not getattr(app, "_event_tasks_installed", False):
         return
     conf = settings()
@@ -102,12 +104,12 @@ def _on_worker_init(sender: object = None, **_: object) -> None:
     name = conf.queue_name(conf.require_service())
     if name not in queues:
         return
-    if queues._consume_from is None:    # type: ignore[attr-defined]  # celery-types lack Queues._consume_from; no -Q: Celery consumes every known queue; events are opt-in
+    if queues._consume_from is None:  # type: ignore[attr-defined]  # celery-types lack Queues._consume_from; no -Q: Celery consumes every known queue; events are opt-in
         queues.deselect([name])
         return
     if name not in queues.consume_from:
         return
-    from .consume.worker import prepare_worker   # the consume side needs Django's models: import it now
+    from .consume.worker import prepare_worker  # the consume side needs Django's models: import it now
 
     prepare_worker(app, conf)
 
@@ -115,10 +117,10 @@ def _on_worker_init(sender: object = None, **_: object) -> None:
 def _on_worker_ready(sender: object = None, **_: object) -> None:
     # Celery's consumer declared the queue and its bindings; also drop bindings of a handler
     # that was removed, or its events would keep arriving as "unknown type".
-    app: Celery | None = getattr(sender, "app", None)   # the worker's consumer (celery.worker.consumer.Consumer)
+    app: Celery | None = getattr(sender, "app", None)  # the worker's consumer (celery.worker.consumer.Consumer)
     if app is None or not getattr(app, "_event_tasks_installed", False):
         return
-    from .consume.intake import plan_of   # the consume side, imported once a worker runs (see above)
+    from .consume.intake import plan_of  # the consume side, imported once a worker runs (see above)
 
     plan = plan_of(app)
     if plan is None:
@@ -126,5 +128,5 @@ def _on_worker_ready(sender: object = None, **_: object) -> None:
     try:
         with app.connection_for_write() as conn:
             declare(conn, [plan.queue])
-    except Exception:  # noqa: BLE001 - pruning is housekeeping; the worker runs without it
+    except Exception:
         log.exception("could not prune stale subscriptions of %s", plan.queue.name)

@@ -5,6 +5,7 @@ The catalog is one or more installed packages (``EVENT_TASKS_SCHEMAS_PACKAGE``; 
 services share openedx-events. Each module declares its types with :func:`event_type`. Tools
 read the catalog through :func:`get` and :func:`all`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,9 +14,8 @@ import pkgutil
 import re
 import sys
 import threading
-from typing import TypedDict
-
 from collections.abc import Mapping
+from typing import TypedDict
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields
 
@@ -24,7 +24,7 @@ from .conf import settings
 from .errors import ConfigurationError, EventValidationError, UnknownEventType
 from .topics import topic_matches
 
-__all__ = ["EventType", "EventSchema", "event_type", "get", "all", "matching", "load"]
+__all__ = ["EventSchema", "EventType", "all", "event_type", "get", "load", "matching"]
 
 # A hyphen inside a word is allowed: openedx-events has org.openedx.enterprise.subsidy.redemption-reversed.v1.
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+\.v[0-9]+$")
@@ -69,7 +69,7 @@ class EventType:
             done = codec(data)
             if done is not None:
                 loaded, wire = done
-                assert wire is not None   # a codec compiled with wire=True returns the wire form
+                assert wire is not None  # a codec compiled with wire=True returns the wire form
                 return loaded, wire
         try:
             loaded = schema.load(data)
@@ -110,7 +110,6 @@ class EventType:
             object.__setattr__(self, "_instance", inst)
         return inst
 
-
     @property
     def receive_schema_instance(self) -> Schema:
         """The schema as consumers use it: unknown fields ignored at every level (built once)."""
@@ -147,13 +146,19 @@ def event_type(name: str, *, schema: type[Schema], owner: str, description: str)
     """Declare an event type in the catalog and return its name (use it as the constant)."""
     if not TYPE_NAME.match(name):
         raise ConfigurationError(
-            f"Event type name {name!r} is not of the form org.openedx.<domain>.<subject>.<action>.v<N>")
+            f"Event type name {name!r} is not of the form org.openedx.<domain>.<subject>.<action>.v<N>"
+        )
     if not (isinstance(schema, type) and issubclass(schema, Schema)):
         raise ConfigurationError(f"Event type {name!r}: schema must be a marshmallow Schema class")
     if not owner or not description:
         raise ConfigurationError(f"Event type {name!r} needs an owner (producing service) and a description")
-    entry = EventType(name=name, schema=schema, owner=owner, description=description.strip(),
-                      module=sys._getframe(1).f_globals.get("__name__", ""))
+    entry = EventType(
+        name=name,
+        schema=schema,
+        owner=owner,
+        description=description.strip(),
+        module=sys._getframe(1).f_globals.get("__name__", ""),
+    )
     with _lock:
         existing = _registry.get(name)
         if existing is not None and existing.schema is not schema:
@@ -177,8 +182,10 @@ def load(package: str | None = None) -> None:
             try:
                 pkg = importlib.import_module(name)
             except ImportError as exc:
-                raise ConfigurationError(f"The catalog package {name!r} (EVENT_TASKS_SCHEMAS_PACKAGE) cannot be "
-                                         f"imported: {exc}. Install it, or point the setting at the right package.") from exc
+                raise ConfigurationError(
+                    f"The catalog package {name!r} (EVENT_TASKS_SCHEMAS_PACKAGE) cannot be "
+                    f"imported: {exc}. Install it, or point the setting at the right package."
+                ) from exc
             for info in pkgutil.iter_modules(getattr(pkg, "__path__", []), prefix=name + "."):
                 importlib.import_module(info.name)
             _loaded_from.add(name)
@@ -200,8 +207,9 @@ def all(package: str | None = None) -> list[EventType]:  # noqa: A001 - the publ
     packages = _packages(package)
     load(package)
     prefixes = tuple(p + "." for p in packages)
-    return sorted((e for e in _registry.values() if e.module.startswith(prefixes) or e.module in packages),
-                  key=lambda e: e.name)
+    return sorted(
+        (e for e in _registry.values() if e.module.startswith(prefixes) or e.module in packages), key=lambda e: e.name
+    )
 
 
 def matching(pattern: str, package: str | None = None) -> list[EventType]:
@@ -220,8 +228,10 @@ class CatalogRow(TypedDict):
 
 def describe() -> list[CatalogRow]:
     """A JSON-ready listing (used by ``manage.py events catalog``)."""
-    return [{"type": e.name, "owner": e.owner, "description": e.description,
-             "fields": sorted(e.schema_instance.fields)} for e in all()]
+    return [
+        {"type": e.name, "owner": e.owner, "description": e.description, "fields": sorted(e.schema_instance.fields)}
+        for e in all()
+    ]
 
 
 def _as_dict(messages: object) -> dict[str, object]:

@@ -21,6 +21,7 @@ such fields are walked the same way. A field of any other class, or with field-l
 ``deserialize``). ``tests/unit/test_codec.py`` checks the equality on generated payloads of every
 catalog type, valid and broken.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -86,7 +87,7 @@ def _compile_schema(schema: Schema, unknown: str, wire: bool) -> _Walk | None:
             raise _UNDECIDED
         loaded: dict[str, object] = {}
         out: dict[str, object] | None = {} if wire else None
-        later: list[tuple[str, str, fields.Field]] = []   # serialized by the field itself, once loaded is whole
+        later: list[tuple[str, str, fields.Field]] = []  # serialized by the field itself, once loaded is whole
         for name, key, field, code in plan:
             if key in data:
                 if code is not None:
@@ -97,17 +98,17 @@ def _compile_schema(schema: Schema, unknown: str, wire: bool) -> _Walk | None:
                 # the field's own deserialize, as Schema.load calls it
                 loaded[name] = field.deserialize(data[key], key, data)
             elif field.required:
-                raise _UNDECIDED   # marshmallow's error to report
+                raise _UNDECIDED  # marshmallow's error to report
             elif field.load_default is not missing:
                 default = field.load_default
-                loaded[name] = default() if callable(default) else default   # not validated, as in marshmallow
+                loaded[name] = default() if callable(default) else default  # not validated, as in marshmallow
             elif field.dump_default is missing:
                 continue
             if out is not None:
-                out[key] = missing   # holds the key's place in the field order
+                out[key] = missing  # holds the key's place in the field order
                 later.append((name, key, field))
-        for name, key, field in later:   # the field's own serialize, as Schema.dump calls it
-            assert out is not None   # later is only filled when out is
+        for name, key, field in later:  # the field's own serialize, as Schema.dump calls it
+            assert out is not None  # later is only filled when out is
             sent = field.serialize(name, loaded)
             if sent is missing:
                 del out[key]
@@ -140,9 +141,23 @@ def _no_check(value: object) -> None:
 # for these the codec calls both directly (Field.deserialize minus its per-call overhead). A field
 # class of a catalog can say the same of itself with the class attribute ``codec_direct = True``
 # (set on that class itself: a subclass of it is not trusted until it says so too).
-_DIRECT = frozenset({fields.Raw, fields.Email, fields.Url, fields.Integer, fields.Float, fields.Decimal,
-                     fields.Boolean, fields.UUID, fields.DateTime, fields.AwareDateTime, fields.NaiveDateTime,
-                     fields.Date, fields.Time})
+_DIRECT = frozenset(
+    {
+        fields.Raw,
+        fields.Email,
+        fields.Url,
+        fields.Integer,
+        fields.Float,
+        fields.Decimal,
+        fields.Boolean,
+        fields.UUID,
+        fields.DateTime,
+        fields.AwareDateTime,
+        fields.NaiveDateTime,
+        fields.Date,
+        fields.Time,
+    }
+)
 
 
 def _compile_field(field: fields.Field, key: str | None, wire: bool) -> _FieldCodec | None:
@@ -153,35 +168,48 @@ def _compile_field(field: fields.Field, key: str | None, wire: bool) -> _FieldCo
     check = _validators(field)
     code: _FieldCodec | None = None
     if kind is fields.String:
+
         def string(value: object, data: Mapping[str, object] | None) -> tuple[object, object]:
             if type(value) is not str:
-                raise _UNDECIDED   # bytes are decoded by marshmallow
+                raise _UNDECIDED  # bytes are decoded by marshmallow
             check(value)
             return value, value
+
         code = string
     elif kind in _DIRECT or kind.__dict__.get("codec_direct") is True:
         deserialize, serialize = field._deserialize, field._serialize
 
         def direct(value: object, data: Mapping[str, object] | None) -> tuple[object, object]:
             if value is None:
-                raise _UNDECIDED   # allowed or not: handled below / marshmallow's error
+                raise _UNDECIDED  # allowed or not: handled below / marshmallow's error
             loaded = deserialize(value, key, data)
             check(loaded)
             return loaded, (serialize(loaded, key, None) if wire else None)
+
         code = direct
     # (isinstance beside ``kind is``: true whenever kind is that exact class; it narrows field for mypy)
-    elif kind is fields.Nested and isinstance(field, fields.Nested) and not field.many and not field.schema.many and field.only is None and not field.exclude:
+    elif (
+        kind is fields.Nested
+        and isinstance(field, fields.Nested)
+        and not field.many
+        and not field.schema.many
+        and field.only is None
+        and not field.exclude
+    ):
         nested_schema = field.schema
         walk = _compile_schema(nested_schema, field.unknown or nested_schema.unknown, wire)
         if walk is not None:
+
             def nested(value: object, data: Mapping[str, object] | None) -> tuple[object, object]:
                 loaded, out = walk(value)
                 check(loaded)
                 return loaded, out
+
             code = nested
     elif kind is fields.List and isinstance(field, fields.List):
         inner = _compile_field(field.inner, None, wire)
         if inner is not None:
+
             def sequence(value: object, data: Mapping[str, object] | None) -> tuple[object, object]:
                 if type(value) is not list:
                     raise _UNDECIDED
@@ -189,6 +217,7 @@ def _compile_field(field: fields.Field, key: str | None, wire: bool) -> _FieldCo
                 loaded = [pair[0] for pair in pairs]
                 check(loaded)
                 return loaded, ([pair[1] for pair in pairs] if wire else None)
+
             code = sequence
     if code is None or not field.allow_none:
         return code
@@ -196,4 +225,5 @@ def _compile_field(field: fields.Field, key: str | None, wire: bool) -> _FieldCo
 
     def nullable(value: object, data: Mapping[str, object] | None) -> tuple[object, object]:
         return (None, None) if value is None else inline(value, data)
+
     return nullable

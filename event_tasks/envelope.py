@@ -5,6 +5,7 @@ so a reader knows them already. On the wire an event is a Celery task whose two 
 arguments are the envelope (``id``, ``type``, ``source``, ``time``, ``specversion``, ``key``)
 and the payload (``data``), both JSON.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,7 @@ class Event:
     source: str
     time: dt.datetime
     key: str | None
-    data: Mapping[str, Any]   # Any: the payload as its schema loads it (any field's value: str, datetime, list …)
+    data: Mapping[str, Any]  # Any: the payload as its schema loads it (any field's value: str, datetime, list …)
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, MappingProxyType):
@@ -40,12 +41,18 @@ class Event:
 
     def envelope(self) -> dict[str, str | None]:
         """The envelope as it travels (JSON-ready, without the payload)."""
-        return {"id": self.id, "type": self.type, "source": self.source,
-                "time": format_time(self.time), "specversion": SPECVERSION, "key": self.key}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "time": format_time(self.time),
+            "specversion": SPECVERSION,
+            "key": self.key,
+        }
 
 
 def format_time(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_time(value: str) -> dt.datetime:
@@ -72,13 +79,17 @@ def read_envelope(envelope: object, expected_type: str | None = None) -> dict[st
     if envelope.get("key") is not None and not isinstance(envelope["key"], str):
         raise InvalidEvent("invalid_envelope", "envelope field 'key' must be a string or null")
     if envelope["specversion"] != SPECVERSION:
-        raise InvalidEvent("unsupported_version",
-                           f"specversion {envelope['specversion']!r}; this service reads {SPECVERSION!r}")
+        raise InvalidEvent(
+            "unsupported_version", f"specversion {envelope['specversion']!r}; this service reads {SPECVERSION!r}"
+        )
     if expected_type is not None and envelope["type"] != expected_type:
-        raise InvalidEvent("invalid_envelope",
-                           f"envelope type {envelope['type']!r} does not match the task name {expected_type!r}")
+        raise InvalidEvent(
+            "invalid_envelope", f"envelope type {envelope['type']!r} does not match the task name {expected_type!r}"
+        )
     try:
         time = parse_time(envelope["time"])
     except ValueError as exc:
-        raise InvalidEvent("invalid_envelope", f"envelope time {envelope['time']!r} is not an ISO 8601 UTC time: {exc}") from None
+        raise InvalidEvent(
+            "invalid_envelope", f"envelope time {envelope['time']!r} is not an ISO 8601 UTC time: {exc}"
+        ) from None
     return {**envelope, "time": time}

@@ -2,6 +2,7 @@
 
 Each message says what went wrong *and* what to do about it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -43,11 +44,15 @@ class UnknownService(ConfigurationError):
     def __init__(self, service: str | None):
         self.service = service
         if not service:
-            msg = ("EVENT_TASKS_SERVICE is not set: every process that sends or consumes events must say which "
-                   "service it is. Set EVENT_TASKS_SERVICE in the service's Django settings (e.g. 'lms').")
+            msg = (
+                "EVENT_TASKS_SERVICE is not set: every process that sends or consumes events must say which "
+                "service it is. Set EVENT_TASKS_SERVICE in the service's Django settings (e.g. 'lms')."
+            )
         else:
-            msg = (f"EVENT_TASKS_SERVICE={service!r} is not a service name: use lower-case letters, digits and "
-                   "underscores, starting with a letter (it names the service's queue, events.<service>).")
+            msg = (
+                f"EVENT_TASKS_SERVICE={service!r} is not a service name: use lower-case letters, digits and "
+                "underscores, starting with a letter (it names the service's queue, events.<service>)."
+            )
         super().__init__(msg)
 
 
@@ -62,15 +67,18 @@ class RetentionTooShort(ConfigurationError):
             f"{setting}={days:g} keeps duplicate marks for {days * 86400:.0f} s, but a message can still be "
             f"redelivered up to {window:.0f} s after it was first applied ({why}); pruning earlier would let a "
             f"redelivered copy run its handlers twice. Set {setting} to at least {window / 86400:.2f} days "
-            "(a few days more is wise), or lower those limits. Nothing was pruned.")
+            "(a few days more is wise), or lower those limits. Nothing was pruned."
+        )
 
 
 class OpenedxEventsMissing(ConfigurationError):
     """``event_tasks.openedx`` was imported without the ``openedx`` extra installed."""
 
     def __init__(self, cause: str = ""):
-        super().__init__("event_tasks.openedx needs openedx-events: pip install 'event-tasks[openedx]' "
-                         "(openedx-events 10.5 on Python 3.11)" + (f" ({cause})" if cause else ""))
+        super().__init__(
+            "event_tasks.openedx needs openedx-events: pip install 'event-tasks[openedx]' "
+            "(openedx-events 10.5 on Python 3.11)" + (f" ({cause})" if cause else "")
+        )
 
 
 class UnknownEventType(EventTasksError):
@@ -80,8 +88,11 @@ class UnknownEventType(EventTasksError):
         self.event_type = event_type
         super().__init__(
             f"Unknown event type {event_type!r}: it is not in the catalog. "
-            + (hint or "Define it with event_tasks.catalog.event_type(...) in a module of the catalog package "
-                       "(EVENT_TASKS_SCHEMAS_PACKAGE).")
+            + (
+                hint
+                or "Define it with event_tasks.catalog.event_type(...) in a module of the catalog package "
+                "(EVENT_TASKS_SCHEMAS_PACKAGE)."
+            )
         )
 
 
@@ -91,12 +102,15 @@ class EventValidationError(EventTasksError):
     def __init__(self, event_type: str, errors: Mapping[str, object]):
         self.event_type = event_type
         self.errors = dict(errors)
-        super().__init__(f"Invalid payload for event type {event_type!r}; nothing was published. "
-                         f"Bad fields: {self.describe()}")
+        super().__init__(
+            f"Invalid payload for event type {event_type!r}; nothing was published. Bad fields: {self.describe()}"
+        )
 
     def describe(self) -> str:
         """``field: problem, …`` for every bad field."""
-        return ", ".join(f"{name}: {_flatten(msg)}" for name, msg in sorted(self.errors.items(), key=lambda kv: str(kv[0])))
+        return ", ".join(
+            f"{name}: {_flatten(msg)}" for name, msg in sorted(self.errors.items(), key=lambda kv: str(kv[0]))
+        )
 
     @property
     def fields(self) -> list[str]:
@@ -107,8 +121,15 @@ class PayloadTooLarge(EventValidationError):
     def __init__(self, event_type: str, size: int, limit: int):
         self.size = size
         self.limit = limit
-        super().__init__(event_type, {"_payload": [f"{size} bytes encoded, the limit is {limit} bytes "
-                                                   "(EVENT_TASKS_MAX_PAYLOAD_BYTES); send a reference instead of the content"]})
+        super().__init__(
+            event_type,
+            {
+                "_payload": [
+                    f"{size} bytes encoded, the limit is {limit} bytes "
+                    "(EVENT_TASKS_MAX_PAYLOAD_BYTES); send a reference instead of the content"
+                ]
+            },
+        )
 
 
 class PublishError(EventTasksError):
@@ -118,9 +139,11 @@ class PublishError(EventTasksError):
         self.event_type = event_type
         self.event_id = event_id
         self.cause = cause
-        super().__init__(f"Could not publish event {event_id} of type {event_type!r}: {cause!r}. "
-                         "The broker is unreachable or refused it; retry later, or send inside "
-                         "transaction.atomic() so the outbox keeps it until the broker is back.")
+        super().__init__(
+            f"Could not publish event {event_id} of type {event_type!r}: {cause!r}. "
+            "The broker is unreachable or refused it; retry later, or send inside "
+            "transaction.atomic() so the outbox keeps it until the broker is back."
+        )
 
 
 class InvalidEvent(EventTasksError):
@@ -146,8 +169,10 @@ class NotReplayable(EventTasksError):
 
     def __init__(self, letter_id: int, reason: str):
         self.letter_id = letter_id
-        super().__init__(f"Dead letter #{letter_id} ({reason}) holds no readable event to replay; inspect it "
-                         "with `events deadletters show` and discard it, or fix the producer and resend.")
+        super().__init__(
+            f"Dead letter #{letter_id} ({reason}) holds no readable event to replay; inspect it "
+            "with `events deadletters show` and discard it, or fix the producer and resend."
+        )
 
 
 def _flatten(msg: object) -> str:
@@ -164,10 +189,12 @@ class ManagementAPIUnavailable(EventTasksError):
     def __init__(self, url: str, cause: str):
         self.url = url
         self.cause = cause
-        super().__init__(f"The RabbitMQ management API at {url} did not answer ({cause}). Listing bindings needs it: "
-                         "enable it on the broker (`rabbitmq-plugins enable rabbitmq_management`) and set "
-                         "EVENT_TASKS_RABBITMQ_MANAGEMENT_URL = 'http://user:password@host:15672' if it is not on the "
-                         "broker's host at port 15672 with the broker's credentials.")
+        super().__init__(
+            f"The RabbitMQ management API at {url} did not answer ({cause}). Listing bindings needs it: "
+            "enable it on the broker (`rabbitmq-plugins enable rabbitmq_management`) and set "
+            "EVENT_TASKS_RABBITMQ_MANAGEMENT_URL = 'http://user:password@host:15672' if it is not on the "
+            "broker's host at port 15672 with the broker's credentials."
+        )
 
 
 class BatchRefused(EventTasksError):
@@ -181,9 +208,11 @@ class BatchRefused(EventTasksError):
         self.accepted = accepted
         self.failed = failed
         first = min(failed)
-        super().__init__(f"{len(failed)} message(s) of a batch refused, the first (#{first}): {failed[first]!r}; "
-                         f"the {len(accepted)} accepted are on the broker: send the others again once the "
-                         "cause is fixed (consumers suppress a duplicate)")
+        super().__init__(
+            f"{len(failed)} message(s) of a batch refused, the first (#{first}): {failed[first]!r}; "
+            f"the {len(accepted)} accepted are on the broker: send the others again once the "
+            "cause is fixed (consumers suppress a duplicate)"
+        )
 
 
 class UnsupportedSignal(EventTasksError, TypeError):

@@ -12,6 +12,7 @@ that installs several services' apps in one tooling process, like this repositor
 
 A service's subscriptions (queue bindings) are derived from its handlers, never listed twice.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,10 +34,18 @@ _MARK = "__event_tasks_subscriptions__"
 ExceptionTypes = tuple[type[BaseException], ...]
 
 
-def consumer(event_type_or_pattern: str, *, name: str | None = None, deduplicate: bool = True,
-             max_retries: int | None = None, retry_for: Iterable[type[BaseException]] | None = None,
-             dont_retry: Iterable[type[BaseException]] = (), time_limit: float | None = None,
-             batch: int | None = None, batch_wait: float = 0.05) -> Callable[[F], F]:
+def consumer(
+    event_type_or_pattern: str,
+    *,
+    name: str | None = None,
+    deduplicate: bool = True,
+    max_retries: int | None = None,
+    retry_for: Iterable[type[BaseException]] | None = None,
+    dont_retry: Iterable[type[BaseException]] = (),
+    time_limit: float | None = None,
+    batch: int | None = None,
+    batch_wait: float = 0.05,
+) -> Callable[[F], F]:
     """Mark ``handler(event)`` as consuming an event type or a topic pattern (``*``, ``#``).
 
     Stack the decorator to consume several types with one function.
@@ -57,8 +66,10 @@ def consumer(event_type_or_pattern: str, *, name: str | None = None, deduplicate
       A batched type has no other handler in its service.
     """
     if not isinstance(event_type_or_pattern, str) or not event_type_or_pattern:
-        raise ConfigurationError("@consumer needs an event type or a topic pattern, e.g. "
-                                 "@consumer('org.openedx.learning.certificate.created.v1')")
+        raise ConfigurationError(
+            "@consumer needs an event type or a topic pattern, e.g. "
+            "@consumer('org.openedx.learning.certificate.created.v1')"
+        )
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ConfigurationError("@consumer(name=...) must be a non-empty string")
     if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
@@ -71,8 +82,18 @@ def consumer(event_type_or_pattern: str, *, name: str | None = None, deduplicate
         raise ConfigurationError("@consumer(batch_wait=...) must be a number of seconds > 0")
     retry = _exception_types("retry_for", (Exception,) if retry_for is None else retry_for)
     dont = _exception_types("dont_retry", dont_retry)
-    unbound = Handler(event_type_or_pattern, None, deduplicate, name or "", max_retries, retry, dont, time_limit,
-                      batch, float(batch_wait))
+    unbound = Handler(
+        event_type_or_pattern,
+        None,
+        deduplicate,
+        name or "",
+        max_retries,
+        retry,
+        dont,
+        time_limit,
+        batch,
+        float(batch_wait),
+    )
 
     def mark(func: F) -> F:
         if not callable(func):
@@ -178,21 +199,33 @@ def build(service: str, handlers: Iterable[Handler], schemas_package: str | None
     names: dict[str, Callable[..., None] | None] = {}
     for h in found:
         if not catalog.matching(h.pattern, schemas_package):
-            raise UnknownEventType(h.pattern, f"Handler {h.name} of service {service!r} subscribes to it, but no "
-                                              "event type in the catalog matches. Fix the name or add the type to "
-                                              "the catalog.")
+            raise UnknownEventType(
+                h.pattern,
+                f"Handler {h.name} of service {service!r} subscribes to it, but no "
+                "event type in the catalog matches. Fix the name or add the type to "
+                "the catalog.",
+            )
         other = names.setdefault(h.name, h.func)
         if other is not h.func:
-            raise ConfigurationError(f"Two handlers of service {service!r} are named {h.name!r}; duplicate "
-                                     "suppression keys on the name: give one of them another @consumer(name=...)")
-    found.sort(key=lambda h: (h.func.__module__, h.func.__code__.co_firstlineno if h.func is not None and hasattr(h.func, "__code__") else 0,
-                              h.pattern))
+            raise ConfigurationError(
+                f"Two handlers of service {service!r} are named {h.name!r}; duplicate "
+                "suppression keys on the name: give one of them another @consumer(name=...)"
+            )
+    found.sort(
+        key=lambda h: (
+            h.func.__module__,
+            h.func.__code__.co_firstlineno if h.func is not None and hasattr(h.func, "__code__") else 0,
+            h.pattern,
+        )
+    )
     built = ServiceHandlers(service, tuple(found), schemas_package)
     for event_type in built.event_types:
         chosen = built.for_type(event_type)
         if any(h.batch for h in chosen) and len(chosen) > 1:
-            raise ConfigurationError(f"{event_type} has a batch handler in service {service!r} and other handlers too "
-                                     f"({', '.join(h.name for h in chosen)}): a batched type has one handler")
+            raise ConfigurationError(
+                f"{event_type} has a batch handler in service {service!r} and other handlers too "
+                f"({', '.join(h.name for h in chosen)}): a batched type has one handler"
+            )
     return built
 
 
@@ -216,7 +249,7 @@ def discovered() -> dict[str | None, tuple[Handler, ...]]:
             full = f"{config.name}.{module_name}"
             if importlib.util.find_spec(full) is None:
                 continue
-            module = importlib.import_module(full)   # errors in a handlers module surface, as Celery's do
+            module = importlib.import_module(full)  # errors in a handlers module surface, as Celery's do
             service = getattr(config, "event_tasks_service", None) or settings().service
             if service is not None:
                 check_service_name(service)

@@ -5,6 +5,7 @@ the library never changes the host's app on its own). The work itself is ``reten
 ``python manage.py events prune`` does the same from cron. This module imports before Django is
 set up (a host's ``celery.py`` imports it), so the models are imported only when the task runs.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -1,4 +1,5 @@
 """Tables the fabric keeps in each service's own database."""
+
 from __future__ import annotations
 
 from django.db import models
@@ -42,8 +43,10 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["service", "reason", "created_at"]),
-                   models.Index(fields=["replayed_at"], name="event_tasks_dl_replayed")]   # retention
+        indexes = [
+            models.Index(fields=["service", "reason", "created_at"]),
+            models.Index(fields=["replayed_at"], name="event_tasks_dl_replayed"),
+        ]  # retention
 
     def __str__(self) -> str:
         return f"{self.service}: {self.event_type or '?'} {self.event_id or ''} ({self.reason})"
@@ -65,12 +68,15 @@ class OutboxEvent(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
-    next_attempt_at = models.DateTimeField(null=True, blank=True,
-                                           help_text="A row that failed on its own waits until then (backoff)")
-    claimed_by = models.CharField(max_length=128, blank=True,
-                                  help_text="Who is publishing it: a relay, or the on-commit publish of the sender")
-    claimed_until = models.DateTimeField(null=True, blank=True,
-                                         help_text="The claim's lease: after it, another relay may take the row")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="A row that failed on its own waits until then (backoff)"
+    )
+    claimed_by = models.CharField(
+        max_length=128, blank=True, help_text="Who is publishing it: a relay, or the on-commit publish of the sender"
+    )
+    claimed_until = models.DateTimeField(
+        null=True, blank=True, help_text="The claim's lease: after it, another relay may take the row"
+    )
 
     class Meta:
         ordering = ["id"]
@@ -112,4 +118,4 @@ class Redelivery(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["task_id", "retries"], name="event_tasks_redelivery_once")]
-        indexes = [models.Index(fields=["last_at"], name="event_tasks_redelivery_last")]   # retention
+        indexes = [models.Index(fields=["last_at"], name="event_tasks_redelivery_last")]  # retention

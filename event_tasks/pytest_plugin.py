@@ -15,6 +15,7 @@ point, so a project that installs event-tasks has them without any import):
 
 Nothing here imports Django or Celery until a fixture is used.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
@@ -28,8 +29,11 @@ if TYPE_CHECKING:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addini("event_tasks_celery_app", "the `celery -A` argument of the service's worker "
-                                            "(for the event_worker fixture)", default="")
+    parser.addini(
+        "event_tasks_celery_app",
+        "the `celery -A` argument of the service's worker (for the event_worker fixture)",
+        default="",
+    )
 
 
 @pytest.fixture
@@ -59,12 +63,28 @@ def event_worker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
 
     started: list[ServiceWorker] = []
 
-    def start(service: str, *, broker_url: str, env: Mapping[str, str] | None = None, app: str | None = None,
-              pool: str = "solo", concurrency: int = 1, extra_queues: tuple[str, ...] = (),
-              cwd: str | None = None, timeout: float = 60.0) -> ServiceWorker:
-        worker = ServiceWorker(service, env={"CELERY_BROKER_URL": broker_url, **(env or {})},
-                               log_dir=str(tmp_path), app=app or _default_app(request.config), pool=pool,
-                               concurrency=concurrency, extra_queues=extra_queues, cwd=cwd)
+    def start(
+        service: str,
+        *,
+        broker_url: str,
+        env: Mapping[str, str] | None = None,
+        app: str | None = None,
+        pool: str = "solo",
+        concurrency: int = 1,
+        extra_queues: tuple[str, ...] = (),
+        cwd: str | None = None,
+        timeout: float = 60.0,
+    ) -> ServiceWorker:
+        worker = ServiceWorker(
+            service,
+            env={"CELERY_BROKER_URL": broker_url, **(env or {})},
+            log_dir=str(tmp_path),
+            app=app or _default_app(request.config),
+            pool=pool,
+            concurrency=concurrency,
+            extra_queues=extra_queues,
+            cwd=cwd,
+        )
         started.append(worker)
         worker.start(timeout=timeout)
         return worker

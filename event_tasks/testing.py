@@ -10,6 +10,7 @@
 * :func:`wait_until` polls a condition with a timeout instead of sleeping;
 * :class:`ServiceWorker` runs one service's real Celery worker in a subprocess.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,26 +27,39 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from . import catalog
-from .send import publisher
 from .conf import settings
 from .envelope import Event
 from .handlers import service_handlers
+from .send import publisher
 
 if TYPE_CHECKING:
     from .brokers.message import Prepared
-    from .consume.dispatch import Outcome
+    from .consume.delivery import Outcome
 
 T = TypeVar("T")
 
 
-def make_event(event_type: str, data: Mapping[str, object], *, key: str | None = None,
-               source: str = "test", id: str | None = None, time: dt.datetime | None = None) -> Event:
+def make_event(
+    event_type: str,
+    data: Mapping[str, object],
+    *,
+    key: str | None = None,
+    source: str = "test",
+    id: str | None = None,
+    time: dt.datetime | None = None,
+) -> Event:
     """An event of ``event_type`` as a consuming worker would see it (raises like ``send_event``)."""
     entry = catalog.get(event_type)
     _, wire = entry.encode(data)
     loaded = entry.decode(json.loads(json.dumps(wire)))
-    return Event(id=id or str(uuid.uuid4()), type=event_type, source=source,
-                 time=time or dt.datetime.now(dt.timezone.utc), key=key, data=loaded)
+    return Event(
+        id=id or str(uuid.uuid4()),
+        type=event_type,
+        source=source,
+        time=time or dt.datetime.now(dt.UTC),
+        key=key,
+        data=loaded,
+    )
 
 
 @dataclasses.dataclass
@@ -97,11 +111,12 @@ class _Recorder:
 class _CapturingPublisher(publisher.Publisher):
     def __init__(self, service: str, captured: CapturedEvents) -> None:
         super().__init__(None, service, settings(), transport=_Recorder())
-        self.use_outbox = False   # record at once: a test's transaction may never commit
+        self.use_outbox = False  # record at once: a test's transaction may never commit
         self.captured = captured
 
-    def send(self, event_type: str, data: Mapping[str, object], *, key: str | None = None,
-             id: str | None = None) -> Event:  # noqa: A002
+    def send(
+        self, event_type: str, data: Mapping[str, object], *, key: str | None = None, id: str | None = None
+    ) -> Event:
         event = super().send(event_type, data, key=key, id=id)
         self.captured.events.append(event)
         return event
@@ -133,9 +148,17 @@ def capture_events(service: str | None = None) -> Iterator[CapturedEvents]:
             publisher._publisher = previous
 
 
-def run_handlers(event_type: str, data: Mapping[str, object], *, service: str | None = None,
-                 key: str | None = None, id: str | None = None, source: str = "test",
-                 time: dt.datetime | None = None, retries: int = 0) -> Outcome:
+def run_handlers(
+    event_type: str,
+    data: Mapping[str, object],
+    *,
+    service: str | None = None,
+    key: str | None = None,
+    id: str | None = None,
+    source: str = "test",
+    time: dt.datetime | None = None,
+    retries: int = 0,
+) -> Outcome:
     """Run ``service``'s handlers for one event in this process, as its worker would.
 
     The event is validated and JSON round-tripped (:func:`make_event`); each handler runs through
@@ -144,7 +167,7 @@ def run_handlers(event_type: str, data: Mapping[str, object], *, service: str | 
     ``"dead_letter"`` (``outcome.reason``), with ``applied``, ``duplicates`` and ``failures``.
     ``retries`` is the retry number of this delivery (0: the first attempt).
     """
-    from .consume.dispatch import deliver   # needs Django's models: this module must import before setup (wait_until)
+    from .consume.delivery import deliver  # needs Django's models: this module must import before setup (wait_until)
 
     service = service or settings().require_service()
     event = make_event(event_type, data, key=key, source=source, id=id, time=time)
@@ -154,8 +177,12 @@ def run_handlers(event_type: str, data: Mapping[str, object], *, service: str | 
     return deliver(service, handlers, event, retries=retries, default_max_retries=settings().max_retries)
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
-               message: str | Callable[[], str] = "condition") -> T:
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    message: str | Callable[[], str] = "condition",
+) -> T:
     """Return ``predicate()`` as soon as it is truthy; ``TimeoutError`` after ``timeout`` seconds."""
     deadline = _time.monotonic() + timeout
     while True:
@@ -176,10 +203,20 @@ class ServiceWorker:
     ``events.<service>`` and the ``extra_queues`` (the host's own), from ``cwd``.
     """
 
-    def __init__(self, service: str, *, env: Mapping[str, str], log_dir: str,
-                 app: str = "config.celery_app", pool: str = "solo", concurrency: int = 1,
-                 queue_prefix: str = "events.", extra_args: tuple[str, ...] = (),
-                 extra_queues: tuple[str, ...] = (), cwd: str | None = None) -> None:
+    def __init__(
+        self,
+        service: str,
+        *,
+        env: Mapping[str, str],
+        log_dir: str,
+        app: str = "config.celery_app",
+        pool: str = "solo",
+        concurrency: int = 1,
+        queue_prefix: str = "events.",
+        extra_args: tuple[str, ...] = (),
+        extra_queues: tuple[str, ...] = (),
+        cwd: str | None = None,
+    ) -> None:
         self.service = service
         self.env = dict(env)
         self.app = app
@@ -194,19 +231,39 @@ class ServiceWorker:
         self.starts = 0
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues,
-                "-P", self.pool, "-c", str(self.concurrency), "-n", f"{self.service}-{uuid.uuid4().hex[:6]}@%h",
-                "--without-gossip", "--without-mingle", "-l", "INFO", "-f", self.log_path,
-                *self.extra_args]
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            self.app,
+            "worker",
+            "-Q",
+            self.queues,
+            "-P",
+            self.pool,
+            "-c",
+            str(self.concurrency),
+            "-n",
+            f"{self.service}-{uuid.uuid4().hex[:6]}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+            "-f",
+            self.log_path,
+            *self.extra_args,
+        ]
 
     def start(self, wait: bool = True, timeout: float = 60.0) -> ServiceWorker:
         if self.running:
             raise RuntimeError(f"worker {self.service} already running")
         env = {**os.environ, **self.env, "EVENT_TASKS_SERVICE": self.service}
         self._ready_marks = self.log().count(" ready.")
-        out = open(self.log_path + ".out", "ab")
-        self.process = subprocess.Popen(self.command(), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True, cwd=self.cwd)
+        out = open(self.log_path + ".out", "ab")  # noqa: SIM115 - the worker writes it for as long as it runs
+        self.process = subprocess.Popen(
+            self.command(), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.cwd
+        )
         out.close()
         self.starts += 1
         if wait:
@@ -216,7 +273,9 @@ class ServiceWorker:
     def wait_ready(self, timeout: float = 60.0) -> None:
         def ready() -> bool:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"worker {self.service} exited with {self.process.returncode}:\n{self.output()[-4000:]}")
+                raise RuntimeError(
+                    f"worker {self.service} exited with {self.process.returncode}:\n{self.output()[-4000:]}"
+                )
             return self.log().count(" ready.") > self._ready_marks
 
         wait_until(ready, timeout, 0.05, f"worker {self.service} to be ready")

@@ -3,6 +3,7 @@
 The same rules run in Python (catalog checks) and in the Redis publish script, and match
 what RabbitMQ's topic exchange does.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

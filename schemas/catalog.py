@@ -12,6 +12,7 @@ openedx-events defines no discovery events; these names follow its style. Course
 events carry the whole current record (including a program's full course list), so a consumer
 replaces what it holds instead of applying a diff.
 """
+
 from __future__ import annotations
 
 from marshmallow import fields, validate

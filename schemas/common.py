@@ -5,6 +5,7 @@ No event types are declared here. The nested schemas follow the data classes of 
 same as the Open edX signal it mirrors. Every nested schema subclasses ``EventSchema``, so
 unknown fields are rejected at every level, not only at the top.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -15,9 +16,20 @@ from marshmallow import ValidationError, fields, validate
 from event_tasks.catalog import EventSchema
 
 __all__ = [
-    "COURSE_KEY", "CATALOG_COURSE_KEY", "USAGE_KEY", "UTCDateTime", "CourseKey", "CatalogCourseKey",
-    "UsageKey", "Price", "Currency", "NonEmpty", "UserPersonalDataSchema", "UserDataSchema",
-    "CourseDataSchema", "ProgramDataSchema",
+    "CATALOG_COURSE_KEY",
+    "COURSE_KEY",
+    "USAGE_KEY",
+    "CatalogCourseKey",
+    "CourseDataSchema",
+    "CourseKey",
+    "Currency",
+    "NonEmpty",
+    "Price",
+    "ProgramDataSchema",
+    "UTCDateTime",
+    "UsageKey",
+    "UserDataSchema",
+    "UserPersonalDataSchema",
 ]
 
 _PART = r"[A-Za-z0-9_.~-]+"
@@ -42,47 +54,48 @@ class UTCDateTime(fields.AwareDateTime):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
         loaded = super()._deserialize(value, attr, data, **kwargs)
-        return loaded.astimezone(dt.timezone.utc)
+        return loaded.astimezone(dt.UTC)
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         if isinstance(value, dt.datetime) and value.tzinfo is None:
             raise ValidationError("Not a valid aware datetime.")
         if isinstance(value, dt.datetime):
-            value = value.astimezone(dt.timezone.utc)
+            value = value.astimezone(dt.UTC)
         return super()._serialize(value, attr, obj, **kwargs)
 
 
-def CourseKey(**kwargs: Any) -> fields.String:  # noqa: N802 - reads like a field class
+def CourseKey(**kwargs: Any) -> fields.String:
     """A course run key (``course-v1:Org+Course+Run``)."""
-    return fields.String(validate=validate.Regexp(COURSE_KEY, error="Not a course run key "
-                                                  "(course-v1:Org+Course+Run)."), **kwargs)
+    return fields.String(
+        validate=validate.Regexp(COURSE_KEY, error="Not a course run key (course-v1:Org+Course+Run)."), **kwargs
+    )
 
 
-def CatalogCourseKey(**kwargs: Any) -> fields.String:  # noqa: N802
+def CatalogCourseKey(**kwargs: Any) -> fields.String:
     """A catalog course key (``Org+Course``): the course, all runs together."""
-    return fields.String(validate=validate.Regexp(CATALOG_COURSE_KEY, error="Not a catalog course "
-                                                  "key (Org+Course)."), **kwargs)
+    return fields.String(
+        validate=validate.Regexp(CATALOG_COURSE_KEY, error="Not a catalog course key (Org+Course)."), **kwargs
+    )
 
 
-def UsageKey(**kwargs: Any) -> fields.String:  # noqa: N802
+def UsageKey(**kwargs: Any) -> fields.String:
     """A block usage key (``block-v1:Org+Course+Run+type@<type>+block@<id>``)."""
     return fields.String(validate=validate.Regexp(USAGE_KEY, error="Not a block usage key."), **kwargs)
 
 
-def NonEmpty(**kwargs: Any) -> fields.String:  # noqa: N802
+def NonEmpty(**kwargs: Any) -> fields.String:
     """A string that must not be empty."""
     return fields.String(validate=validate.Length(min=1), **kwargs)
 
 
-def Price(**kwargs: Any) -> fields.Decimal:  # noqa: N802
+def Price(**kwargs: Any) -> fields.Decimal:
     """A non-negative amount with two decimals; a string on the wire (no float rounding)."""
     return fields.Decimal(places=2, as_string=True, validate=validate.Range(min=0), **kwargs)
 
 
-def Currency(**kwargs: Any) -> fields.String:  # noqa: N802
+def Currency(**kwargs: Any) -> fields.String:
     """An ISO 4217 currency code, e.g. ``USD``."""
-    return fields.String(validate=validate.Regexp(r"^[A-Z]{3}$", error="Not an ISO 4217 currency code."),
-                         **kwargs)
+    return fields.String(validate=validate.Regexp(r"^[A-Z]{3}$", error="Not an ISO 4217 currency code."), **kwargs)
 
 
 class UserPersonalDataSchema(EventSchema):

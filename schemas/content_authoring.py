@@ -9,6 +9,7 @@ One addition: ``catalog_info.status`` (Studio's publication state of the run), w
 needs and openedx-events' ``CourseCatalogData`` does not carry. The run part of the key is not
 sent separately: it is the last part of ``course_key``.
 """
+
 from __future__ import annotations
 
 from marshmallow import fields, validate

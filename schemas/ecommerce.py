@@ -7,6 +7,7 @@ subscribe to the same events without going through ecommerce.
 openedx-events defines no order events; these names follow its style. Both events carry the
 whole order, so either one alone is enough to build the consumer's record.
 """
+
 from __future__ import annotations
 
 from marshmallow import fields, validate

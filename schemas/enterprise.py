@@ -18,6 +18,7 @@ enrollment payload reuses the field names of openedx-events' ``LicensedEnterpris
 ``EnterpriseCourseEnrollment`` and ``EnterpriseCustomerUser`` (a subset of them). A license event's
 type says what happened; its payload is the license as it is afterwards.
 """
+
 from __future__ import annotations
 
 from marshmallow import fields, validate
@@ -67,8 +68,9 @@ class LicenseSchema(EventSchema):
     subscription_plan_uuid = fields.UUID(required=True)
     enterprise_customer_uuid = fields.UUID(required=True)
     user_email = fields.Email(required=True)
-    lms_user_id = fields.Integer(strict=True, load_default=None,
-                                 validate=validate.Range(min=1))  # known once the learner activates
+    lms_user_id = fields.Integer(
+        strict=True, load_default=None, validate=validate.Range(min=1)
+    )  # known once the learner activates
     assigned_date = UTCDateTime(required=True)
     activation_date = UTCDateTime(load_default=None)
     revoked_date = UTCDateTime(load_default=None)

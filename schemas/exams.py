@@ -8,6 +8,7 @@ Names and payloads follow openedx-events (``EXAM_ATTEMPT_SUBMITTED``, ``…_VERI
 ``…_REJECTED``, ``…_ERRORED``, ``…_RESET``; domain ``learning``) so the exams service can
 keep emitting what Open edX already defines.
 """
+
 from __future__ import annotations
 
 from marshmallow import fields, validate

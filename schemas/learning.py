@@ -13,6 +13,7 @@ Names and payloads follow openedx-events (``COURSE_ENROLLMENT_CREATED``, ``CERTI
 openedx-events counterpart; its name follows the same style. The exam attempt events are in
 ``schemas/exams.py`` (their producer is the exams service).
 """
+
 from __future__ import annotations
 
 from marshmallow import fields, validate
@@ -23,9 +24,21 @@ from .common import CourseDataSchema, NonEmpty, ProgramDataSchema, UserDataSchem
 
 #: Certificate states as the LMS names them (``current_status`` / ``previous_status``).
 CERTIFICATE_STATUSES = (
-    "deleted", "deleting", "downloadable", "error", "generating", "notpassing", "restricted",
-    "unavailable", "auditing", "audit_passing", "audit_notpassing", "honor_passing", "unverified",
-    "invalidated", "requesting",
+    "deleted",
+    "deleting",
+    "downloadable",
+    "error",
+    "generating",
+    "notpassing",
+    "restricted",
+    "unavailable",
+    "auditing",
+    "audit_passing",
+    "audit_notpassing",
+    "honor_passing",
+    "unverified",
+    "invalidated",
+    "requesting",
 )
 #: What a learner said about a program.
 PROGRAM_INTENTS = ("intends_to_pursue", "considering", "not_pursuing")

@@ -5,6 +5,7 @@
 * PostgreSQL: a database of our own on the machine's server (``createdb``, optionally a copy of a
   migrated template database), dropped after.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,7 @@ import redis
 
 from event_tasks.testing import wait_until
 
-
-DATABASES = 256   # DB numbers of a private redis-server: a fresh one per test module that asks
+DATABASES = 256  # DB numbers of a private redis-server: a fresh one per test module that asks
 
 
 def free_port() -> int:
@@ -50,10 +50,27 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-                "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", self.appendfsync,
-                "--databases", str(DATABASES),
-                "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")]
+        args = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.dir,
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            self.appendfsync,
+            "--databases",
+            str(DATABASES),
+            "--daemonize",
+            "no",
+            "--logfile",
+            os.path.join(self.dir, "redis.log"),
+        ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
 
@@ -141,13 +158,17 @@ class PrivateRabbitMQ:
         return f"http://guest:guest@127.0.0.1:{self.management_port}"
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "RABBITMQ_NODENAME": self.node, "RABBITMQ_DIST_PORT": str(self.dist_port),
-                "RABBITMQ_CONFIG_FILE": os.path.join(self.dir, "rabbitmq.conf"),
-                "RABBITMQ_MNESIA_BASE": os.path.join(self.dir, "mnesia"),
-                "RABBITMQ_LOG_BASE": os.path.join(self.dir, "log"),
-                "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(self.dir, "enabled_plugins"),
-                "RABBITMQ_FEATURE_FLAGS_FILE": os.path.join(self.dir, "feature_flags"),
-                "RABBITMQ_PLUGINS_EXPAND_DIR": os.path.join(self.dir, "plugins-expand")}
+        return {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": os.path.join(self.dir, "rabbitmq.conf"),
+            "RABBITMQ_MNESIA_BASE": os.path.join(self.dir, "mnesia"),
+            "RABBITMQ_LOG_BASE": os.path.join(self.dir, "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(self.dir, "enabled_plugins"),
+            "RABBITMQ_FEATURE_FLAGS_FILE": os.path.join(self.dir, "feature_flags"),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": os.path.join(self.dir, "plugins-expand"),
+        }
 
     def start(self) -> PrivateRabbitMQ:
         for sub in ("mnesia", "log"):
@@ -158,19 +179,26 @@ class PrivateRabbitMQ:
                 fh.write(f"management.tcp.port = {self.management_port}\nmanagement.tcp.ip = 127.0.0.1\n")
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as fh:
             fh.write("[rabbitmq_management].\n" if self.management_port else "[].\n")
-        if os.geteuid() == 0:   # rabbitmq-server drops to the rabbitmq user
+        if os.geteuid() == 0:  # rabbitmq-server drops to the rabbitmq user
             subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", self.dir], check=True)
         log = open(os.path.join(self.dir, "server.out"), "ab")
-        self.process = subprocess.Popen(["rabbitmq-server"], env=self._env(), stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            ["rabbitmq-server"], env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
 
         def up() -> bool:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"rabbitmq-server exited: {open(os.path.join(self.dir, 'server.out')).read()[-3000:]}")
-            return subprocess.run([ctl, "-n", self.node, "-q", "await_startup", "--timeout", "2"],
-                                  capture_output=True, timeout=30).returncode == 0
+                raise RuntimeError(
+                    f"rabbitmq-server exited: {open(os.path.join(self.dir, 'server.out')).read()[-3000:]}"
+                )
+            return (
+                subprocess.run(
+                    [ctl, "-n", self.node, "-q", "await_startup", "--timeout", "2"], capture_output=True, timeout=30
+                ).returncode
+                == 0
+            )
 
         wait_until(up, 90, 0.25, f"private RabbitMQ node {self.node}")
         return self
@@ -213,14 +241,22 @@ class PrivatePostgres:
 
     def start(self) -> PrivatePostgres:
         template = ["-T", self.template] if self.template else []
-        subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", *template, self.name], check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            ["createdb", "-h", "127.0.0.1", "-U", "postgres", *template, self.name],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         self.created = True
         return self
 
     def psql(self, sql: str) -> str:
-        out = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", self.name, "-qAtc", sql],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", self.name, "-qAtc", sql],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"psql failed: {out.stderr}")
         return out.stdout
@@ -228,11 +264,14 @@ class PrivatePostgres:
     def version(self) -> str:
         try:
             return self.psql("SHOW server_version").strip()
-        except Exception:  # noqa: BLE001
+        except Exception:
             return "?"
 
     def stop(self) -> None:
         if self.created:
-            subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", self.name],
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", self.name],
+                capture_output=True,
+                timeout=60,
+            )
             self.created = False

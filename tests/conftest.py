@@ -1,4 +1,5 @@
 """Shared fixtures: real brokers (private Redis server, private RabbitMQ vhost) and platforms."""
+
 from __future__ import annotations
 
 import shutil
@@ -115,8 +116,12 @@ def platform(broker_url: str, workdir: Path, probe_template_db: Path, request: p
 
 
 # Short Redis redelivery for crash tests: a killed worker's event is back within ~5 s.
-CRASH_ENV = {"EVENT_TASKS_VISIBILITY_TIMEOUT": "4", "EVENT_TASKS_HANDLER_TIME_LIMIT": "3",
-             "EVENT_TASKS_RESTORE_INTERVAL": "1", "CELERY_WORKER_LOST_WAIT": "0.5"}
+CRASH_ENV = {
+    "EVENT_TASKS_VISIBILITY_TIMEOUT": "4",
+    "EVENT_TASKS_HANDLER_TIME_LIMIT": "3",
+    "EVENT_TASKS_RESTORE_INTERVAL": "1",
+    "CELERY_WORKER_LOST_WAIT": "0.5",
+}
 
 
 @pytest.fixture(scope="module")

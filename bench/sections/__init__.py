@@ -8,8 +8,9 @@
 The shared machinery (private brokers, workers, row recording) is ``bench.common.Harness``;
 ``bench.run`` orders the sections and writes the results.
 """
+
 from __future__ import annotations
 
 from . import consume, latency, outbox, publish, rabbitmq, unmeasured
 
-ALL = (publish, consume, latency, outbox, rabbitmq, unmeasured)   # the order of RESULTS.md
+ALL = (publish, consume, latency, outbox, rabbitmq, unmeasured)  # the order of RESULTS.md

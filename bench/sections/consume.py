@@ -1,5 +1,6 @@
 """Consume on Redis: one ``-P solo`` worker draining a pre-filled queue (restored with DUMP/RESTORE,
 so every run drains the same messages), a fresh worker and database each run."""
+
 from __future__ import annotations
 
 import inspect
@@ -15,9 +16,12 @@ CONSUME_EVENTS = 3000
 def describe(bench: Harness) -> None:
     r = bench.results
     rounds = f"{bench.rounds} runs per figure"
-    r.section("Consume on Redis", f"One worker (`-P solo`), a queue pre-filled with {bench.n(CONSUME_EVENTS)} "
-              f"events; time from the first message taken until the queue and its unacked messages are empty; "
-              f"{rounds}, each with a fresh worker (and fresh database).")
+    r.section(
+        "Consume on Redis",
+        f"One worker (`-P solo`), a queue pre-filled with {bench.n(CONSUME_EVENTS)} "
+        f"events; time from the first message taken until the queue and its unacked messages are empty; "
+        f"{rounds}, each with a fresh worker (and fresh database).",
+    )
 
 
 def run(bench: Harness) -> None:
@@ -30,10 +34,13 @@ def run(bench: Harness) -> None:
     n = bench.n(CONSUME_EVENTS, 100)
     batch_supported = "batch" in inspect.signature(event_tasks.consumer).parameters
     noop_row = "no-op handler, duplicate suppression off"
-    rows = {"noop": noop_row, "dedupe": "no-op handler, duplicate suppression on, SQLite",
-            "dedupe-pg": "no-op handler, duplicate suppression on, PostgreSQL",
-            "batched": f"batched handler (`@consumer(..., batch={BATCH_SIZE})`), no-op",
-            "batchdedupe-pg": f"batched handler (batch={BATCH_SIZE}), duplicate suppression on, PostgreSQL"}
+    rows = {
+        "noop": noop_row,
+        "dedupe": "no-op handler, duplicate suppression on, SQLite",
+        "dedupe-pg": "no-op handler, duplicate suppression on, PostgreSQL",
+        "batched": f"batched handler (`@consumer(..., batch={BATCH_SIZE})`), no-op",
+        "batchdedupe-pg": f"batched handler (batch={BATCH_SIZE}), duplicate suppression on, PostgreSQL",
+    }
     # pre-filled queues, restored (DUMP/RESTORE) before every run: every run drains the same messages
     blobs = {"noop": bench.fill_ours("noop", n), "dedupe": bench.fill_ours("dedupe", n)}
     if batch_supported:
@@ -53,8 +60,9 @@ def run(bench: Harness) -> None:
     assert bench.client.xlen(TOPIC) == n
     blobs["openedx"] = bench.client.dump(TOPIC)
     bench.postgres()
-    systems = ["noop", "plain", "plain-django", "openedx", "dedupe", "dedupe-pg"] + \
-        (["batched", "batchdedupe-pg"] if batch_supported else [])
+    systems = ["noop", "plain", "plain-django", "openedx", "dedupe", "dedupe-pg"] + (
+        ["batched", "batchdedupe-pg"] if batch_supported else []
+    )
     for rnd in range(bench.rounds):
         for system in systems:
             done = bench.tmp / f"done-{uuid.uuid4().hex[:6]}"
@@ -66,8 +74,11 @@ def run(bench: Harness) -> None:
             elif system == "plain-django":
                 bench.restore("events.plain", blobs["plain"])
                 db = bench.fresh_sqlite("plaintask")
-                w = bench.proc(worker_command("config.celery_app", "events.plain", "plaintask"),
-                               fabric_env("plaintask", bench.url, db, **env), "worker-plaintask")
+                w = bench.proc(
+                    worker_command("config.celery_app", "events.plain", "plaintask"),
+                    fabric_env("plaintask", bench.url, db, **env),
+                    "worker-plaintask",
+                )
                 secs = drain_redis_lists(bench.client, n, w, queue="events.plain", unacked=("unacked",))
             elif system == "openedx":
                 bench.restore(TOPIC, blobs["openedx"])
@@ -80,8 +91,14 @@ def run(bench: Harness) -> None:
                 bench.restore(queue, blobs[service])
                 db = bench.reset_postgres() if system.endswith("-pg") else bench.fresh_sqlite(service)
                 w = bench.fabric_worker(service, bench.url, db, **env)
-                secs = drain_redis_lists(bench.client, n, w, queue=queue,
-                                         extra_lists=(queue + "\x06\x16inflight",), unacked=(f"unacked:{queue}",))
+                secs = drain_redis_lists(
+                    bench.client,
+                    n,
+                    w,
+                    queue=queue,
+                    extra_lists=(queue + "\x06\x16inflight",),
+                    unacked=(f"unacked:{queue}",),
+                )
             bench.stop(w)
             if not done.exists():
                 raise RuntimeError(f"{system}: the handler did not run {n} times; log:\n{w.output()[-3000:]}")
@@ -103,35 +120,57 @@ def run(bench: Harness) -> None:
                         continue
                     bench.results.add(sec, row, "openedx", rate, "events/s", events=n)
             elif system == "plain-django":
-                bench.results.add(sec, noop_row, "celery-django", rate, "events/s", events=n,
-                                  note="a no-op task in this Django project (`celery -A config.celery_app`, "
-                                      "service `plaintask`, no event queue): the project's Celery settings "
-                                      "without the fabric")
+                bench.results.add(
+                    sec,
+                    noop_row,
+                    "celery-django",
+                    rate,
+                    "events/s",
+                    events=n,
+                    note="a no-op task in this Django project (`celery -A config.celery_app`, "
+                    "service `plaintask`, no event queue): the project's Celery settings "
+                    "without the fabric",
+                )
             else:
                 bench.results.add(sec, rows[system], "ours", rate, "events/s", events=n)
     for row in rows.values():
         if row == noop_row or (row in (rows["batched"], rows["batchdedupe-pg"]) and not batch_supported):
             continue
         r = bench.results.row(sec, row, "events/s")
-        for system, what in (("celery", "a no-op task: plain Celery has no duplicate suppression (its no-op "
-                                        "figure, same rounds)"),
-                             ("openedx", "a no-op receiver: the Open edX bus has no duplicate suppression "
-                                         "(its no-op figure, same rounds)")):
+        for system, what in (
+            ("celery", "a no-op task: plain Celery has no duplicate suppression (its no-op figure, same rounds)"),
+            (
+                "openedx",
+                "a no-op receiver: the Open edX bus has no duplicate suppression (its no-op figure, same rounds)",
+            ),
+        ):
             if system in r.figures:
                 r.figures[system].note = what
     if not batch_supported:
-        bench.results.unavailable(sec, rows["batched"], "ours", "`@consumer` has no `batch=` option in this "
-                                  f"checkout (signature: {inspect.signature(event_tasks.consumer)})", "events/s")
-    bench.results.note(sec, "Each system as it ships: event-tasks runs `celery -A config.celery_app` with "
-                           f"`config.settings.test` ({bench.host_settings()}); plain Celery is "
-                           "`bench/plain_celery.py` (no Django, no result backend, late acks, prefetch ×4, the "
-                           "same worker flags); the Open edX consumer loop (`RedisEventConsumer."
-                           "consume_indefinitely`: XREADGROUP of one entry + XACK per event).")
+        bench.results.unavailable(
+            sec,
+            rows["batched"],
+            "ours",
+            "`@consumer` has no `batch=` option in this "
+            f"checkout (signature: {inspect.signature(event_tasks.consumer)})",
+            "events/s",
+        )
+    bench.results.note(
+        sec,
+        "Each system as it ships: event-tasks runs `celery -A config.celery_app` with "
+        f"`config.settings.test` ({bench.host_settings()}); plain Celery is "
+        "`bench/plain_celery.py` (no Django, no result backend, late acks, prefetch ×4, the "
+        "same worker flags); the Open edX consumer loop (`RedisEventConsumer."
+        "consume_indefinitely`: XREADGROUP of one entry + XACK per event).",
+    )
     import bench.services.batched.handlers as batched
 
     if batch_supported:
         r = bench.results.row(sec, rows["batched"], "events/s")
         if "ours" in r.figures:
-            r.figures["ours"].note = ("`@consumer(TYPE, batch=100, deduplicate=False)`" if not batched.DEDUPLICATE
-                                      else "`@consumer(TYPE, batch=100)` (duplicate suppression on: the library "
-                                           "refused `deduplicate=False` with `batch`)") + ", SQLite"
+            r.figures["ours"].note = (
+                "`@consumer(TYPE, batch=100, deduplicate=False)`"
+                if not batched.DEDUPLICATE
+                else "`@consumer(TYPE, batch=100)` (duplicate suppression on: the library "
+                "refused `deduplicate=False` with `batch`)"
+            ) + ", SQLite"

@@ -1,5 +1,6 @@
 """Publish on Redis, and Batch publish on Redis (measured in the same rounds as the 3-services
 row): events/s of one producer thread, every system on the same private redis-server."""
+
 from __future__ import annotations
 
 import time
@@ -10,20 +11,26 @@ from ..common import BATCH_SIZE, Harness
 
 NAME = "publish"
 TITLES = ("Publish on Redis", "Batch publish on Redis")
-PUBLISH_EVENTS = {1: 1000, 3: 1000, 10: 400, 30: 150}          # subscribed services -> events per run
-BINDINGS_EVENTS = {10: 1000, 100: 500, 1000: 150}               # bindings in the table -> events per run
+PUBLISH_EVENTS = {1: 1000, 3: 1000, 10: 400, 30: 150}  # subscribed services -> events per run
+BINDINGS_EVENTS = {10: 1000, 100: 500, 1000: 150}  # bindings in the table -> events per run
 
 
 def describe(bench: Harness) -> None:
     r = bench.results
     rounds = f"{bench.rounds} runs per figure"
-    r.section("Publish on Redis", f"Events/s of one producer process (in-process, one thread) on a private "
-              f"redis-server, every system publishing the same certificate event; {rounds}. *Subscribed "
-              f"services*: that many queues bound to the type; *bindings*: the subscription table holds that many "
-              f"bindings, 3 of which match. Events per run: {sizes_text(bench)}.")
-    r.section("Batch publish on Redis", f"`event_tasks.send_events(items)` in calls of {BATCH_SIZE} events, 3 "
-              f"subscribed services; {rounds}. The comparators have no batch API: their figures are their "
-              f"per-event sends of the 3-services row, measured in the same rounds.")
+    r.section(
+        "Publish on Redis",
+        f"Events/s of one producer process (in-process, one thread) on a private "
+        f"redis-server, every system publishing the same certificate event; {rounds}. *Subscribed "
+        f"services*: that many queues bound to the type; *bindings*: the subscription table holds that many "
+        f"bindings, 3 of which match. Events per run: {sizes_text(bench)}.",
+    )
+    r.section(
+        "Batch publish on Redis",
+        f"`event_tasks.send_events(items)` in calls of {BATCH_SIZE} events, 3 "
+        f"subscribed services; {rounds}. The comparators have no batch API: their figures are their "
+        f"per-event sends of the 3-services row, measured in the same rounds.",
+    )
 
 
 def sizes_text(bench: Harness) -> str:
@@ -56,8 +63,14 @@ def publishers(bench: Harness) -> tuple[dict[str, Callable[[int], None]], Any]:
     producer = plain_producer_ctx.__enter__()
 
     def celery(i: int) -> None:
-        plain.send_task(CERTIFICATE_CREATED, args=[envelope(i), data[i % 16]], exchange=exchange,
-                        routing_key=CERTIFICATE_CREATED, declare=[exchange], producer=producer)
+        plain.send_task(
+            CERTIFICATE_CREATED,
+            args=[envelope(i), data[i % 16]],
+            exchange=exchange,
+            routing_key=CERTIFICATE_CREATED,
+            declare=[exchange],
+            producer=producer,
+        )
 
     conn = Connection(bench.url)
     kombu_producer = Producer(conn.channel())
@@ -66,11 +79,28 @@ def publishers(bench: Harness) -> tuple[dict[str, Callable[[int], None]], Any]:
     def kombu(i: int) -> None:
         env = envelope(i)
         kombu_producer.publish(
-            [[env, data[i % 16]], {}, embed], exchange=exchange, routing_key=CERTIFICATE_CREATED,
-            declare=[exchange], serializer="json", delivery_mode=2,
-            headers={"lang": "py", "task": CERTIFICATE_CREATED, "id": env["id"], "root_id": env["id"],
-                     "parent_id": None, "group": None, "retries": 0, "eta": None, "expires": None,
-                     "timelimit": [None, None], "argsrepr": "", "kwargsrepr": "{}", "origin": "bench"})
+            [[env, data[i % 16]], {}, embed],
+            exchange=exchange,
+            routing_key=CERTIFICATE_CREATED,
+            declare=[exchange],
+            serializer="json",
+            delivery_mode=2,
+            headers={
+                "lang": "py",
+                "task": CERTIFICATE_CREATED,
+                "id": env["id"],
+                "root_id": env["id"],
+                "parent_id": None,
+                "group": None,
+                "retries": 0,
+                "eta": None,
+                "expires": None,
+                "timelimit": [None, None],
+                "argsrepr": "",
+                "kwargsrepr": "{}",
+                "origin": "bench",
+            },
+        )
 
     openedx = openedx_bus.sender(openedx_bus.make_producer(bench.url))
     return {"ours": ours, "celery": celery, "kombu": kombu, "openedx": openedx}, plain_producer_ctx
@@ -92,10 +122,12 @@ def setup_table(bench: Harness, subscribed: int, bindings: int) -> list[str]:
                 keys = []
                 for k in range(q * per_queue, min(others, (q + 1) * per_queue)):
                     # other services' subscriptions: mostly exact types, some patterns
-                    keys.append(f"org.openedx.domain{k}.#" if k % 3 == 0
-                                else f"org.openedx.learning.thing{k}.changed.v1")
-                Queue(f"events.other{q:03d}", bindings=[binding(exchange, routing_key=key) for key in keys],
-                      durable=True)(ch).declare()
+                    keys.append(
+                        f"org.openedx.domain{k}.#" if k % 3 == 0 else f"org.openedx.learning.thing{k}.changed.v1"
+                    )
+                Queue(
+                    f"events.other{q:03d}", bindings=[binding(exchange, routing_key=key) for key in keys], durable=True
+                )(ch).declare()
     table = bench.client.scard("_kombu.binding.events")
     assert table == max(bindings, subscribed), (table, bindings)
     return [f"events.{s}" for s in services]
@@ -103,8 +135,11 @@ def setup_table(bench: Harness, subscribed: int, bindings: int) -> list[str]:
 
 def commands(bench: Harness) -> int:
     stats = bench.client.info("commandstats")
-    return sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_llen", "cmdstat_xlen",
-                                                                   "cmdstat_del", "cmdstat_ping"))
+    return sum(
+        v["calls"]
+        for k, v in stats.items()
+        if k not in ("cmdstat_info", "cmdstat_llen", "cmdstat_xlen", "cmdstat_del", "cmdstat_ping")
+    )
 
 
 def clear_published(bench: Harness, queues: list[str]) -> None:
@@ -132,22 +167,24 @@ def run(bench: Harness) -> None:
     sec = "Publish on Redis"
     batch_sec = "Batch publish on Redis"
     send, plain_producer_ctx = publishers(bench)
-    scenarios = [(f"{s} subscribed service{'s' if s > 1 else ''}", s, s, bench.n(PUBLISH_EVENTS[s]))
-                 for s in PUBLISH_EVENTS]
-    scenarios += [(f"{b:,} bindings in the table (3 match)", 3, b, bench.n(BINDINGS_EVENTS[b]))
-                  for b in BINDINGS_EVENTS]
+    scenarios = [
+        (f"{s} subscribed service{'s' if s > 1 else ''}", s, s, bench.n(PUBLISH_EVENTS[s])) for s in PUBLISH_EVENTS
+    ]
+    scenarios += [
+        (f"{b:,} bindings in the table (3 match)", 3, b, bench.n(BINDINGS_EVENTS[b])) for b in BINDINGS_EVENTS
+    ]
     from ..payload import CERTIFICATE_CREATED, COURSE_KEY
 
     data = bench.payloads()
     for label, subscribed, bindings, n in scenarios:
         queues = setup_table(bench, subscribed, bindings)
-        for fn in send.values():                   # warm every path on this table
+        for fn in send.values():  # warm every path on this table
             fn(0)
         clear_published(bench, queues)
         with_batch = send_events is not None and label.startswith("3 subscribed")
         for rnd in range(bench.rounds):
             order = list(send)
-            order = order[rnd % len(order):] + order[:rnd % len(order)]
+            order = order[rnd % len(order) :] + order[: rnd % len(order)]
             if with_batch:
                 order.append("ours-batch")
             for system in order:
@@ -155,8 +192,12 @@ def run(bench: Harness) -> None:
                 start = time.perf_counter()
                 if system == "ours-batch":
                     for offset in range(0, n, BATCH_SIZE):
-                        send_events([(CERTIFICATE_CREATED, data[i % 16], COURSE_KEY)
-                                     for i in range(offset, min(n, offset + BATCH_SIZE))])
+                        send_events(
+                            [
+                                (CERTIFICATE_CREATED, data[i % 16], COURSE_KEY)
+                                for i in range(offset, min(n, offset + BATCH_SIZE))
+                            ]
+                        )
                 else:
                     fn = send[system]
                     for i in range(n):
@@ -166,31 +207,51 @@ def run(bench: Harness) -> None:
                 check_published(bench, "ours" if system == "ours-batch" else system, queues, n)
                 clear_published(bench, queues)
                 if system == "ours-batch":
-                    bench.results.add(batch_sec, f"batches of {BATCH_SIZE}, 3 subscribed services", "ours", rate,
-                                      "events/s", events=n, redis_commands_per_event=per_event)
+                    bench.results.add(
+                        batch_sec,
+                        f"batches of {BATCH_SIZE}, 3 subscribed services",
+                        "ours",
+                        rate,
+                        "events/s",
+                        events=n,
+                        redis_commands_per_event=per_event,
+                    )
                 else:
-                    bench.results.add(sec, label, system, rate, "events/s", events=n,
-                                      redis_commands_per_event=per_event)
+                    bench.results.add(
+                        sec, label, system, rate, "events/s", events=n, redis_commands_per_event=per_event
+                    )
         if with_batch:
             row = bench.results.row(sec, label, "events/s")
             for system in ("celery", "kombu", "openedx"):
                 f = row.figures[system]
                 for v in f.runs:
-                    bench.results.add(batch_sec, f"batches of {BATCH_SIZE}, 3 subscribed services", system, v,
-                                      "events/s", note="no batch API: one send per event (the 3-services "
-                                                      "row's figures of the same rounds)")
+                    bench.results.add(
+                        batch_sec,
+                        f"batches of {BATCH_SIZE}, 3 subscribed services",
+                        system,
+                        v,
+                        "events/s",
+                        note="no batch API: one send per event (the 3-services row's figures of the same rounds)",
+                    )
     if send_events is None:
         for system, why in (("ours", "`event_tasks.send_events` does not exist in this checkout (being added)"),):
-            bench.results.unavailable(batch_sec, f"batches of {BATCH_SIZE}, 3 subscribed services", system, why,
-                                      "events/s")
+            bench.results.unavailable(
+                batch_sec, f"batches of {BATCH_SIZE}, 3 subscribed services", system, why, "events/s"
+            )
     plain_producer_ctx.__exit__(None, None, None)
-    bench.results.note(sec, "event-tasks validates every payload against the catalog schema (its compiled codec: "
-                           "marshmallow's fields without the schema machinery, decision 0012) and pushes one copy "
-                           "per subscribed queue with one Lua script (EVALSHA); plain "
-                           "Celery and kombu route through kombu's topic exchange on Redis (SMEMBERS of the binding "
-                           "table, then one LPUSH round trip per matching queue) and validate nothing; the Open edX "
-                           "bus serializes with Avro and does one XADD per event whatever the number of consumers "
-                           "(each consuming service is a consumer group on one stream).")
-    bench.results.note(sec, "The Open edX producer swallows publish errors (it logs them and returns): its figure "
-                           "is for sends that were not confirmed to the caller; the counts were checked after "
-                           "every run for every system.")
+    bench.results.note(
+        sec,
+        "event-tasks validates every payload against the catalog schema (its compiled codec: "
+        "marshmallow's fields without the schema machinery, decision 0012) and pushes one copy "
+        "per subscribed queue with one Lua script (EVALSHA); plain "
+        "Celery and kombu route through kombu's topic exchange on Redis (SMEMBERS of the binding "
+        "table, then one LPUSH round trip per matching queue) and validate nothing; the Open edX "
+        "bus serializes with Avro and does one XADD per event whatever the number of consumers "
+        "(each consuming service is a consumer group on one stream).",
+    )
+    bench.results.note(
+        sec,
+        "The Open edX producer swallows publish errors (it logs them and returns): its figure "
+        "is for sends that were not confirmed to the caller; the counts were checked after "
+        "every run for every system.",
+    )

@@ -1,5 +1,6 @@
 """RabbitMQ: a private vhost on the local RabbitMQ; publish with and without publisher confirms, and one
 ``-P solo`` worker draining pre-filled queues."""
+
 from __future__ import annotations
 
 import time
@@ -17,9 +18,12 @@ RABBIT_CONSUME_EVENTS = 500
 def describe(bench: Harness) -> None:
     r = bench.results
     rounds = f"{bench.rounds} runs per figure"
-    r.section("RabbitMQ", f"A private vhost on the local RabbitMQ; 3 queues bound to the type (durable, "
-              f"persistent messages); publish: {bench.n(RABBIT_PUBLISH_EVENTS)} events per run from one process; "
-              f"consume: one `-P solo` worker, {bench.n(RABBIT_CONSUME_EVENTS)} pre-filled events; {rounds}.")
+    r.section(
+        "RabbitMQ",
+        f"A private vhost on the local RabbitMQ; 3 queues bound to the type (durable, "
+        f"persistent messages); publish: {bench.n(RABBIT_PUBLISH_EVENTS)} events per run from one process; "
+        f"consume: one `-P solo` worker, {bench.n(RABBIT_CONSUME_EVENTS)} pre-filled events; {rounds}.",
+    )
 
 
 def run(bench: Harness) -> None:
@@ -37,7 +41,7 @@ def run(bench: Harness) -> None:
     sec = "RabbitMQ"
     try:
         bench.vhost = RabbitVhost().start()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         for row in ("publish, 3 subscribed services", "consume, one `-P solo` worker"):
             for system in ("ours", "celery", "kombu"):
                 bench.results.unavailable(sec, row, system, f"no RabbitMQ: {exc}", "events/s", "not measured")
@@ -65,20 +69,44 @@ def run(bench: Harness) -> None:
         def send(i: int) -> None:
             env = envelope(i)
             producer.publish(
-                [[env, data[i % 16]], {}, embed], exchange=exchange, routing_key=CERTIFICATE_CREATED,
-                declare=[exchange], serializer="json", delivery_mode=2,
-                headers={"lang": "py", "task": CERTIFICATE_CREATED, "id": env["id"], "root_id": env["id"],
-                         "parent_id": None, "group": None, "retries": 0, "eta": None, "expires": None,
-                         "timelimit": [None, None], "argsrepr": "", "kwargsrepr": "{}", "origin": "bench"})
+                [[env, data[i % 16]], {}, embed],
+                exchange=exchange,
+                routing_key=CERTIFICATE_CREATED,
+                declare=[exchange],
+                serializer="json",
+                delivery_mode=2,
+                headers={
+                    "lang": "py",
+                    "task": CERTIFICATE_CREATED,
+                    "id": env["id"],
+                    "root_id": env["id"],
+                    "parent_id": None,
+                    "group": None,
+                    "retries": 0,
+                    "eta": None,
+                    "expires": None,
+                    "timelimit": [None, None],
+                    "argsrepr": "",
+                    "kwargsrepr": "{}",
+                    "origin": "bench",
+                },
+            )
+
         return send
 
     def ours_batch(n: int) -> None:
         for first in range(0, n, BATCH_SIZE):
-            event_tasks.send_events([(CERTIFICATE_CREATED, data[i % 16], COURSE_KEY)
-                                     for i in range(first, min(n, first + BATCH_SIZE))])
+            event_tasks.send_events(
+                [(CERTIFICATE_CREATED, data[i % 16], COURSE_KEY) for i in range(first, min(n, first + BATCH_SIZE))]
+            )
 
-    systems = {"ours": ours, "ours (send_events)": None, "celery": celery, "kombu": kombu_send(True),
-               "kombu (no confirms)": kombu_send(False)}
+    systems = {
+        "ours": ours,
+        "ours (send_events)": None,
+        "celery": celery,
+        "kombu": kombu_send(True),
+        "kombu (no confirms)": kombu_send(False),
+    }
     batch_row = f"`send_events`, batches of {BATCH_SIZE}, 3 subscribed services (publisher confirms)"
 
     def depths(names: list[str]) -> list[int]:
@@ -99,7 +127,7 @@ def run(bench: Harness) -> None:
     row = "publish, 3 subscribed services (publisher confirms)"
     for rnd in range(bench.rounds):
         order = list(systems)
-        order = order[rnd % len(order):] + order[:rnd % len(order)]
+        order = order[rnd % len(order) :] + order[: rnd % len(order)]
         for system in order:
             start = time.perf_counter()
             if systems[system] is None:
@@ -108,33 +136,63 @@ def run(bench: Harness) -> None:
                 for i in range(n):
                     systems[system](i)
             rate = n / (time.perf_counter() - start)
-            got = wait_until(lambda: (lambda d: d if all(x == n for x in d) else None)(depths(queues)), 10,
-                             f"{system}: {n} messages in each queue")
+            got = wait_until(
+                lambda: (lambda d: d if all(x == n for x in d) else None)(depths(queues)),
+                10,
+                f"{system}: {n} messages in each queue",
+            )
             assert got
             purge(queues)
             if system == "ours (send_events)":
-                bench.results.add(sec, batch_row, "ours", rate, "events/s", events=n,
-                                  note="publish the batch, then wait once for every confirm")
+                bench.results.add(
+                    sec,
+                    batch_row,
+                    "ours",
+                    rate,
+                    "events/s",
+                    events=n,
+                    note="publish the batch, then wait once for every confirm",
+                )
                 continue
-            if system in ("celery", "kombu"):   # no batch API: their per-event sends of the same rounds
-                bench.results.add(sec, batch_row, system, rate, "events/s", events=n,
-                                  note="no batch API: one confirmed send per event (same rounds)")
+            if system in ("celery", "kombu"):  # no batch API: their per-event sends of the same rounds
+                bench.results.add(
+                    sec,
+                    batch_row,
+                    system,
+                    rate,
+                    "events/s",
+                    events=n,
+                    note="no batch API: one confirmed send per event (same rounds)",
+                )
             if system == "kombu (no confirms)":
-                bench.results.add(sec, "publish, 3 subscribed services, no publisher confirms", "kombu", rate,
-                                  "events/s", events=n)
+                bench.results.add(
+                    sec, "publish, 3 subscribed services, no publisher confirms", "kombu", rate, "events/s", events=n
+                )
             else:
-                bench.results.add(sec, row, system, rate, "events/s", events=n,
-                                  note={"ours": "`send_event`: KombuFanout, one publish to the topic exchange, "
-                                               "confirm awaited per event",
-                                        "celery": "`send_task` with `broker_transport_options="
-                                                 "{'confirm_publish': True}`",
-                                        "kombu": "`Producer.publish` on a connection with `confirm_publish`"
-                                        }.get(system, ""))
+                bench.results.add(
+                    sec,
+                    row,
+                    system,
+                    rate,
+                    "events/s",
+                    events=n,
+                    note={
+                        "ours": "`send_event`: KombuFanout, one publish to the topic exchange, "
+                        "confirm awaited per event",
+                        "celery": "`send_task` with `broker_transport_options={'confirm_publish': True}`",
+                        "kombu": "`Producer.publish` on a connection with `confirm_publish`",
+                    }.get(system, ""),
+                )
     celery.close()
     for c in conns.values():
         c.release()
-    bench.results.unavailable(sec, "publish, 3 subscribed services, no publisher confirms", "ours",
-                              "event-tasks always publishes with confirms on RabbitMQ", "events/s")
+    bench.results.unavailable(
+        sec,
+        "publish, 3 subscribed services, no publisher confirms",
+        "ours",
+        "event-tasks always publishes with confirms on RabbitMQ",
+        "events/s",
+    )
     # -- consume --
     n = bench.n(RABBIT_CONSUME_EVENTS, 100)
     with Connection(url) as conn, conn.channel() as ch:
@@ -159,10 +217,16 @@ def run(bench: Harness) -> None:
                 w = bench.fabric_worker("noop", url, bench.fresh_sqlite("noop-amqp"), **env)
             else:
                 w = bench.plain_worker(url, **env)
-            start = wait_until(lambda: time.time() if depths([queue])[0] < n else None, 120,
-                               f"the first message of {queue}", interval=0.002, proc=w)
-            wait_until(lambda: done.exists() and done.read_text(), 600, f"{system} to handle {n} events",
-                       interval=0.01, proc=w)
+            start = wait_until(
+                lambda: time.time() if depths([queue])[0] < n else None,
+                120,
+                f"the first message of {queue}",
+                interval=0.002,
+                proc=w,
+            )
+            wait_until(
+                lambda: done.exists() and done.read_text(), 600, f"{system} to handle {n} events", interval=0.01, proc=w
+            )
             end = float(done.read_text())
             wait_until(lambda: depths([queue])[0] == 0, 30, f"{queue} to be empty", proc=w)
             bench.stop(w)
@@ -170,11 +234,18 @@ def run(bench: Harness) -> None:
                 ch.queue_delete(queue)
             bench.results.add(sec, consume_row, system, n / (end - start), "events/s", events=n)
     plain_fill.close()
-    bench.results.unavailable(sec, consume_row, "openedx", "the Open edX event bus has no RabbitMQ "
-                              "implementation (Redis Streams and Kafka only)", "events/s")
-    bench.results.unavailable(sec, row, "openedx", "no RabbitMQ implementation of the Open edX event bus",
-                              "events/s")
-    bench.results.note(sec, "Consume end = the wall time at which the handler ran for the last expected event "
-                           "(written by the handler; its ack follows in the same loop iteration): without the "
-                           "management plugin AMQP gives no count of unacknowledged messages. Start = the first "
-                           "time the ready count dropped below the pre-filled count (polled every 2 ms).")
+    bench.results.unavailable(
+        sec,
+        consume_row,
+        "openedx",
+        "the Open edX event bus has no RabbitMQ implementation (Redis Streams and Kafka only)",
+        "events/s",
+    )
+    bench.results.unavailable(sec, row, "openedx", "no RabbitMQ implementation of the Open edX event bus", "events/s")
+    bench.results.note(
+        sec,
+        "Consume end = the wall time at which the handler ran for the last expected event "
+        "(written by the handler; its ack follows in the same loop iteration): without the "
+        "management plugin AMQP gives no count of unacknowledged messages. Start = the first "
+        "time the ready count dropped below the pre-filled count (polled every 2 ms).",
+    )

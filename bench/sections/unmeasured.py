@@ -1,10 +1,11 @@
 """What could not be measured here: rows this machine or these systems cannot give, and why. Not an
 ``--only`` section: every invocation ends with it."""
+
 from __future__ import annotations
 
 from ..common import Harness
 
-NAME = None    # not an --only section: it always runs, after the others
+NAME = None  # not an --only section: it always runs, after the others
 TITLES = ("What could not be measured here",)
 
 
@@ -16,18 +17,34 @@ def describe(bench: Harness) -> None:
 def run(bench: Harness) -> None:
     sec = "What could not be measured here"
     rows = [
-        ("Open edX event bus on RabbitMQ", "openedx", "not measurable",
-         "edx-event-bus-redis is Redis Streams only; the other Open edX bus is Kafka (edx-event-bus-kafka), "
-         "and there is no Kafka broker here"),
-        ("publish / consume across machines (network round trips)", "ours", "not measurable",
-         "one 2-core machine, loopback only: every round trip here is ~0.05 ms, so figures dominated by round "
-         "trips (kombu's one LPUSH per queue, one confirm per publish) would be much slower on a real network"),
-        ("prefork pool, several workers, several services consuming at once", "ours", "not measurable",
-         "2 cores shared by producer, broker, database and workers: a multi-worker throughput figure would "
-         "measure CPU contention, not the fabric"),
-        ("Redis with AOF persistence (`appendfsync everysec`), as production requires", "ours", "not measurable",
-         "the private Redis runs without persistence (like the test suite's private Redis) so that disk does "
-         "not dominate; production settings cost more per write for every system alike"),
+        (
+            "Open edX event bus on RabbitMQ",
+            "openedx",
+            "not measurable",
+            "edx-event-bus-redis is Redis Streams only; the other Open edX bus is Kafka (edx-event-bus-kafka), "
+            "and there is no Kafka broker here",
+        ),
+        (
+            "publish / consume across machines (network round trips)",
+            "ours",
+            "not measurable",
+            "one 2-core machine, loopback only: every round trip here is ~0.05 ms, so figures dominated by round "
+            "trips (kombu's one LPUSH per queue, one confirm per publish) would be much slower on a real network",
+        ),
+        (
+            "prefork pool, several workers, several services consuming at once",
+            "ours",
+            "not measurable",
+            "2 cores shared by producer, broker, database and workers: a multi-worker throughput figure would "
+            "measure CPU contention, not the fabric",
+        ),
+        (
+            "Redis with AOF persistence (`appendfsync everysec`), as production requires",
+            "ours",
+            "not measurable",
+            "the private Redis runs without persistence (like the test suite's private Redis) so that disk does "
+            "not dominate; production settings cost more per write for every system alike",
+        ),
     ]
     if bench.vhost is None and "rabbitmq" not in bench.sections:
         rows.append(("RabbitMQ rows", "ours", "not measured", "section not selected in this invocation"))

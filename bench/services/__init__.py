@@ -12,6 +12,7 @@ What a handler does besides nothing is driven by the environment of its worker:
   without the management plugin);
 * ``BENCH_LATENCY_FILE``: append ``now - event.time`` (seconds) per event (latency runs).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ def count(n: int = 1) -> None:
     if _done_at and _calls >= _done_at and _done_file:
         with open(_done_file, "w") as fh:
             fh.write(repr(time.time()))
-        _calls = -(10 ** 12)   # write once
+        _calls = -(10**12)  # write once
 
 
 _latency = None

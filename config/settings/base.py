@@ -7,6 +7,7 @@ its projection models, its admin pages) and uses its own database. A process wit
 consumer app. Defaults run the demo on one machine (Redis on 127.0.0.1:6379, one SQLite file
 per service under var/, created on first use).
 """
+
 from __future__ import annotations
 
 import os
@@ -121,22 +122,28 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
-TEMPLATES = [{
-    "BACKEND": "django.template.backends.django.DjangoTemplates",
-    "DIRS": [],
-    "APP_DIRS": True,
-    "OPTIONS": {"context_processors": [
-        "django.template.context_processors.request",
-        "django.contrib.auth.context_processors.auth",
-        "django.contrib.messages.context_processors.messages",
-    ]},
-}]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
 
 # --- each service has its own database ---------------------------------------------------------
 VAR_DIR = Path(env("EVENT_TASKS_VAR_DIR", str(BASE_DIR / "var")))
 _default_db = f"sqlite:///{VAR_DIR / ((EVENT_TASKS_SERVICE or 'tooling') + '.sqlite3')}"
 # <SERVICE>_DATABASE_URL (e.g. LMS_DATABASE_URL) lets one environment file serve every Procfile line.
-_db_url = (env(f"{EVENT_TASKS_SERVICE.upper()}_DATABASE_URL") if EVENT_TASKS_SERVICE else None) or env("DATABASE_URL", _default_db)
+_db_url = (env(f"{EVENT_TASKS_SERVICE.upper()}_DATABASE_URL") if EVENT_TASKS_SERVICE else None) or env(
+    "DATABASE_URL", _default_db
+)
 
 
 def database(url: str) -> dict:
@@ -153,14 +160,16 @@ def database(url: str) -> dict:
         # A handler's transaction holds the write lock: the wait stays well below the handler time limit,
         # so a delivery stuck behind a hung handler fails and is retried instead of being killed with it.
         db.setdefault("OPTIONS", {}).update(
-            timeout=min(30.0, EVENT_TASKS_HANDLER_TIME_LIMIT / 2), transaction_mode="IMMEDIATE",
-            init_command="PRAGMA journal_mode=WAL;")
+            timeout=min(30.0, EVENT_TASKS_HANDLER_TIME_LIMIT / 2),
+            transaction_mode="IMMEDIATE",
+            init_command="PRAGMA journal_mode=WAL;",
+        )
     return db
 
 
 DATABASES = {"default": database(_db_url)}
 if _db_url == _default_db:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)   # a fresh checkout can migrate at once
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # a fresh checkout can migrate at once
 if not EVENT_TASKS_SERVICE:
     # A tooling process (an operator's `events status` / `events trace`) also reads every service
     # database named by <SERVICE>_DATABASE_URL, under the service's name (event_tasks.store.databases).
@@ -200,9 +209,11 @@ EVENT_TASKS_KEEP_RESULTS_DAYS = env_float("EVENT_TASKS_KEEP_RESULTS_DAYS", 14.0)
 EVENT_TASKS_KEEP_DEADLETTERS_DAYS = env_float("EVENT_TASKS_KEEP_DEADLETTERS_DAYS", 30.0)
 EVENT_TASKS_PRUNE_BATCH = env_int("EVENT_TASKS_PRUNE_BATCH", 1000)
 CELERY_BEAT_SCHEDULE = {
-    f"events-prune-{app.rsplit('.', 1)[1]}": {"task": "event_tasks.prune",   # = maintenance.beat_entry(...)
-                                              "schedule": env_float("EVENT_TASKS_PRUNE_EVERY", 3600.0),
-                                              "options": {"queue": f"maintenance.{app.rsplit('.', 1)[1]}"}}
+    f"events-prune-{app.rsplit('.', 1)[1]}": {
+        "task": "event_tasks.prune",  # = maintenance.beat_entry(...)
+        "schedule": env_float("EVENT_TASKS_PRUNE_EVERY", 3600.0),
+        "options": {"queue": f"maintenance.{app.rsplit('.', 1)[1]}"},
+    }
     for app in consumer_apps(CONSUMERS_PACKAGE, None)
 }
 
@@ -213,6 +224,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"event_tasks": {"handlers": ["console"], "level": env("EVENT_TASKS_LOG_LEVEL", "INFO"),
-                                "propagate": False}},
+    "loggers": {
+        "event_tasks": {"handlers": ["console"], "level": env("EVENT_TASKS_LOG_LEVEL", "INFO"), "propagate": False}
+    },
 }

@@ -1,5 +1,6 @@
 """Local development and the demo: everything on this machine, DEBUG on."""
-from .base import *  # noqa: F401,F403
+
+from .base import *  # noqa: F403
 from .base import DATABASES, EVENT_TASKS_SERVICE, VAR_DIR, _db_url, _default_db, database, env_bool
 
 DEBUG = env_bool("DJANGO_DEBUG", True)

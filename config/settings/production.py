@@ -1,7 +1,8 @@
 """Production: secrets and addresses come from the environment; refuse to start without them."""
+
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import *  # noqa: F401,F403
+from .base import *  # noqa: F403
 from .base import env
 
 DEBUG = False

@@ -1,5 +1,6 @@
 """The test suite: same as local, quicker retries so retry/dead-letter tests finish fast."""
-from .base import *  # noqa: F401,F403
+
+from .base import *  # noqa: F403
 from .base import env_float, env_int
 
 EVENT_TASKS_MAX_RETRIES = env_int("EVENT_TASKS_MAX_RETRIES", 3)

@@ -1,7 +1,14 @@
 from django.contrib import admin
 
-from .models import (CatalogCourse, CatalogCourseRun, CatalogProgram, Certificate, ProgramCourse,
-                     ProgramIntent, UserGrade)
+from .models import (
+    CatalogCourse,
+    CatalogCourseRun,
+    CatalogProgram,
+    Certificate,
+    ProgramCourse,
+    ProgramIntent,
+    UserGrade,
+)
 
 
 @admin.register(Certificate)
@@ -13,8 +20,15 @@ class CertificateAdmin(admin.ModelAdmin):
 
 @admin.register(UserGrade)
 class UserGradeAdmin(admin.ModelAdmin):
-    list_display = ("user_id", "course_run_key", "percent_grade", "letter_grade", "is_passing",
-                    "grade_event_time", "passing_event_time")
+    list_display = (
+        "user_id",
+        "course_run_key",
+        "percent_grade",
+        "letter_grade",
+        "is_passing",
+        "grade_event_time",
+        "passing_event_time",
+    )
     list_filter = ("is_passing",)
     search_fields = ("course_run_key",)
 

@@ -8,4 +8,4 @@ class CredentialsConfig(AppConfig):
     label = "credentials"
     verbose_name = "Credentials (event projection)"
     default_auto_field = "django.db.models.BigAutoField"
-    event_tasks_service = "credentials"   # whose handlers these are, in a process that installs several services
+    event_tasks_service = "credentials"  # whose handlers these are, in a process that installs several services

@@ -11,6 +11,7 @@ From discovery, a mirror of the catalog (use case 2):
 * :class:`CatalogCourse` and its :class:`CatalogCourseRun` rows;
 * :class:`CatalogProgram` and its membership, :class:`ProgramCourse`.
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -34,8 +35,11 @@ class Certificate(models.Model):
     last_event_time = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user_id", "course_run_key"],
-                                               name="credentials_one_certificate_per_learner_run")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "course_run_key"], name="credentials_one_certificate_per_learner_run"
+            )
+        ]
         ordering = ["course_run_key", "username"]
 
     def __str__(self) -> str:
@@ -59,8 +63,9 @@ class UserGrade(models.Model):
     passing_event_time = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user_id", "course_run_key"],
-                                               name="credentials_one_grade_per_learner_run")]
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "course_run_key"], name="credentials_one_grade_per_learner_run")
+        ]
         ordering = ["course_run_key", "user_id"]
 
     def __str__(self) -> str:
@@ -83,8 +88,11 @@ class ProgramIntent(models.Model):
     last_event_time = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user_id", "program_uuid"],
-                                               name="credentials_one_intent_per_learner_program")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "program_uuid"], name="credentials_one_intent_per_learner_program"
+            )
+        ]
         ordering = ["program_title", "username"]
 
     def __str__(self) -> str:
@@ -153,8 +161,9 @@ class ProgramCourse(models.Model):
     course_key = models.CharField(max_length=255)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["program", "course_uuid"],
-                                               name="credentials_course_once_per_program")]
+        constraints = [
+            models.UniqueConstraint(fields=["program", "course_uuid"], name="credentials_course_once_per_program")
+        ]
         ordering = ["program", "course_key"]
 
     def __str__(self) -> str:

@@ -8,4 +8,4 @@ class DiscoveryConfig(AppConfig):
     label = "discovery"
     verbose_name = "Course discovery (event projection)"
     default_auto_field = "django.db.models.BigAutoField"
-    event_tasks_service = "discovery"   # whose handlers these are, in a process that installs several services
+    event_tasks_service = "discovery"  # whose handlers these are, in a process that installs several services

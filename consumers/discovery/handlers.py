@@ -9,6 +9,7 @@ Consumes:
   type, today ``…created.v1`` and ``…changed.v1``, and any the LMS adds later, is counted
   (use case 9: discovery subscribed after the fact; the LMS did not change).
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,9 @@ def create_course_run(event: Event) -> None:
     key = event.data["course"]["course_key"]
     course_key, run = split_course_key(key)
     # Only creates: if catalog_info.changed got here first, the row already holds more.
-    CourseRun.objects.get_or_create(key=key, defaults={
-        "course_key": course_key, "run": run, "last_event_time": event.time})
+    CourseRun.objects.get_or_create(
+        key=key, defaults={"course_key": course_key, "run": run, "last_event_time": event.time}
+    )
 
 
 @consumer(COURSE_CATALOG_INFO_CHANGED)
@@ -48,19 +50,24 @@ def update_course_run(event: Event) -> None:
     info = event.data["catalog_info"]
     schedule = info["schedule_data"]
     course_key, run = split_course_key(info["course_key"])
-    apply_latest(CourseRun, event, lookup={"key": info["course_key"]}, values={
-        "course_key": course_key,
-        "run": run,
-        "title": info["name"],
-        "start": schedule["start"],
-        "end": schedule["end"],
-        "enrollment_start": schedule["enrollment_start"],
-        "enrollment_end": schedule["enrollment_end"],
-        "pacing_type": PACING_TYPE[schedule["pacing"]],
-        "status": info["status"],
-        "hidden": info["hidden"],
-        "invitation_only": info["invitation_only"],
-    })
+    apply_latest(
+        CourseRun,
+        event,
+        lookup={"key": info["course_key"]},
+        values={
+            "course_key": course_key,
+            "run": run,
+            "title": info["name"],
+            "start": schedule["start"],
+            "end": schedule["end"],
+            "enrollment_start": schedule["enrollment_start"],
+            "enrollment_end": schedule["enrollment_end"],
+            "pacing_type": PACING_TYPE[schedule["pacing"]],
+            "status": info["status"],
+            "hidden": info["hidden"],
+            "invitation_only": info["invitation_only"],
+        },
+    )
 
 
 @consumer(ENROLLMENT_EVENTS)
@@ -70,7 +77,12 @@ def record_enrollment(event: Event) -> None:
     if enrollment is None:  # a future type under the pattern with another payload shape
         log.info("%s %s: no 'enrollment' in the payload; nothing to count", event.type, event.id)
         return
-    apply_latest(CourseRunEnrollment, event, lookup={
-        "course_run_key": enrollment["course"]["course_key"],
-        "user_id": enrollment["user"]["id"],
-    }, values={"mode": enrollment["mode"], "is_active": enrollment["is_active"]})
+    apply_latest(
+        CourseRunEnrollment,
+        event,
+        lookup={
+            "course_run_key": enrollment["course"]["course_key"],
+            "user_id": enrollment["user"]["id"],
+        },
+        values={"mode": enrollment["mode"], "is_active": enrollment["is_active"]},
+    )

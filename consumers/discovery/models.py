@@ -4,6 +4,7 @@
 * :class:`CourseRunEnrollment`: each learner's enrollment per run, kept to count enrollments
   (use case 9: discovery subscribed to the LMS enrollment events without the LMS changing).
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -52,8 +53,11 @@ class CourseRunEnrollment(models.Model):
     last_event_time = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["course_run_key", "user_id"],
-                                               name="discovery_one_enrollment_per_learner_run")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["course_run_key", "user_id"], name="discovery_one_enrollment_per_learner_run"
+            )
+        ]
         ordering = ["course_run_key", "user_id"]
 
     def __str__(self) -> str:

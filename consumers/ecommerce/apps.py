@@ -8,4 +8,4 @@ class EcommerceConfig(AppConfig):
     label = "ecommerce"
     verbose_name = "Ecommerce (event projection)"
     default_auto_field = "django.db.models.BigAutoField"
-    event_tasks_service = "ecommerce"   # whose handlers these are, in a process that installs several services
+    event_tasks_service = "ecommerce"  # whose handlers these are, in a process that installs several services

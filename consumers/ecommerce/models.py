@@ -4,6 +4,7 @@
   they were fulfilled;
 * :class:`Enrollment`: each learner's enrollment mode per run (what upgrades and refunds need).
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -62,8 +63,11 @@ class Enrollment(models.Model):
     last_event_time = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user_id", "course_run_key"],
-                                               name="ecommerce_one_enrollment_per_learner_run")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "course_run_key"], name="ecommerce_one_enrollment_per_learner_run"
+            )
+        ]
         ordering = ["course_run_key", "username"]
 
     def __str__(self) -> str:

@@ -8,4 +8,4 @@ class EnterpriseCatalogConfig(AppConfig):
     label = "enterprise_catalog"
     verbose_name = "Enterprise catalog (event projection)"
     default_auto_field = "django.db.models.BigAutoField"
-    event_tasks_service = "enterprise_catalog"   # whose handlers these are, in a process that installs several services
+    event_tasks_service = "enterprise_catalog"  # whose handlers these are, in a process that installs several services

@@ -5,6 +5,7 @@
 * :class:`ContentMetadata`: each course run's metadata as Publisher published it, what enterprise
   catalogs list (use case 8, from discovery).
 """
+
 from __future__ import annotations
 
 from django.db import models

@@ -8,4 +8,4 @@ class LicenseManagerConfig(AppConfig):
     label = "license_manager"
     verbose_name = "License manager (event projection)"
     default_auto_field = "django.db.models.BigAutoField"
-    event_tasks_service = "license_manager"   # whose handlers these are, in a process that installs several services
+    event_tasks_service = "license_manager"  # whose handlers these are, in a process that installs several services

@@ -5,6 +5,7 @@ Consumes, from the LMS (use case 5):
 * ``org.openedx.enterprise.licensed_course_enrollment.changed.v1``: a learner's license-backed
   enrollment was created, unenrolled or revoked.
 """
+
 from __future__ import annotations
 
 from consumers.projection import apply_latest
@@ -20,12 +21,17 @@ def record_licensed_enrollment(event: Event) -> None:
     licensed = event.data["licensed_course_enrollment"]
     enrollment = licensed["enterprise_course_enrollment"]
     customer_user = enrollment["enterprise_customer_user"]
-    apply_latest(LicensedEnrollment, event, lookup={"uuid": licensed["uuid"]}, values={
-        "license_uuid": licensed["license_uuid"],
-        "enterprise_customer_uuid": customer_user["enterprise_customer_uuid"],
-        "lms_user_id": customer_user["user_id"],
-        "course_run_key": enrollment["course_id"],
-        "is_revoked": licensed["is_revoked"],
-        "unenrolled": bool(enrollment["unenrolled"]),
-        "unenrolled_at": enrollment["unenrolled_at"],
-    })
+    apply_latest(
+        LicensedEnrollment,
+        event,
+        lookup={"uuid": licensed["uuid"]},
+        values={
+            "license_uuid": licensed["license_uuid"],
+            "enterprise_customer_uuid": customer_user["enterprise_customer_uuid"],
+            "lms_user_id": customer_user["user_id"],
+            "course_run_key": enrollment["course_id"],
+            "is_revoked": licensed["is_revoked"],
+            "unenrolled": bool(enrollment["unenrolled"]),
+            "unenrolled_at": enrollment["unenrolled_at"],
+        },
+    )

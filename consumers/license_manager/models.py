@@ -3,6 +3,7 @@
 * :class:`LicensedEnrollment`: each course enrollment a license pays for, and whether it still
   stands (what license utilisation and revocation rules need).
 """
+
 from __future__ import annotations
 
 from django.db import models

@@ -1,4 +1,5 @@
 """What the license manager's projection holds, for the demo and operators (JSON-ready)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -5,8 +5,17 @@ from .models import CourseMode, ExamOutcome, LearnerLicense, PublishedCourseRun
 
 @admin.register(ExamOutcome)
 class ExamOutcomeAdmin(admin.ModelAdmin):
-    list_display = ("username", "course_run_key", "usage_key", "status", "credit_requirement_status",
-                    "completed", "grade_zeroed", "certificate_blocked", "last_event_time")
+    list_display = (
+        "username",
+        "course_run_key",
+        "usage_key",
+        "status",
+        "credit_requirement_status",
+        "completed",
+        "grade_zeroed",
+        "certificate_blocked",
+        "last_event_time",
+    )
     list_filter = ("status", "credit_requirement_status", "exam_type")
     search_fields = ("username", "course_run_key", "usage_key")
 

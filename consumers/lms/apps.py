@@ -8,4 +8,4 @@ class LmsConfig(AppConfig):
     label = "lms"
     verbose_name = "LMS (event projection)"
     default_auto_field = "django.db.models.BigAutoField"
-    event_tasks_service = "lms"   # whose handlers these are, in a process that installs several services
+    event_tasks_service = "lms"  # whose handlers these are, in a process that installs several services

@@ -7,6 +7,7 @@
 * :class:`PublishedCourseRun` and its :class:`CourseMode` rows: runs as Publisher published them,
   with their enrollment window and seats (use case 8, from discovery).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -36,16 +37,18 @@ class ExamOutcome(models.Model):
     usage_key = models.CharField(max_length=255, help_text="The exam's subsection")
     exam_type = models.CharField(max_length=32)
     status = models.CharField(max_length=16, choices=Status.choices)
-    credit_requirement_status = models.CharField(max_length=16, choices=Credit.choices,
-                                                 help_text="The exam as a credit requirement")
+    credit_requirement_status = models.CharField(
+        max_length=16, choices=Credit.choices, help_text="The exam as a credit requirement"
+    )
     completed = models.BooleanField(help_text="The exam subsection counts as completed")
     grade_zeroed = models.BooleanField(help_text="The subsection grade is overridden to zero")
     certificate_blocked = models.BooleanField(help_text="No certificate while this stands")
     last_event_time = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user_id", "usage_key"],
-                                               name="lms_one_exam_outcome_per_learner_exam")]
+        constraints = [
+            models.UniqueConstraint(fields=["user_id", "usage_key"], name="lms_one_exam_outcome_per_learner_exam")
+        ]
         ordering = ["course_run_key", "usage_key", "user_id"]
 
     def __str__(self) -> str:
@@ -113,8 +116,7 @@ class CourseMode(models.Model):
     expiration_datetime = models.DateTimeField(null=True, blank=True, help_text="Upgrade deadline")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["course_run", "mode_slug"],
-                                               name="lms_one_mode_slug_per_run")]
+        constraints = [models.UniqueConstraint(fields=["course_run", "mode_slug"], name="lms_one_mode_slug_per_run")]
         ordering = ["course_run", "mode_slug"]
 
     def __str__(self) -> str:

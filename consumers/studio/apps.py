@@ -8,4 +8,4 @@ class StudioConfig(AppConfig):
     label = "studio"
     verbose_name = "Studio (event projection)"
     default_auto_field = "django.db.models.BigAutoField"
-    event_tasks_service = "studio"   # whose handlers these are, in a process that installs several services
+    event_tasks_service = "studio"  # whose handlers these are, in a process that installs several services

@@ -3,6 +3,7 @@
 * :class:`PublishedSchedule`: the schedule and pacing Publisher published for a course run,
   which Studio shows on the run's schedule settings instead of asking discovery.
 """
+
 from __future__ import annotations
 
 from django.db import models

@@ -4,6 +4,7 @@ Queued events and the subscription table live in Redis. Without AOF a restart fo
 eviction, memory pressure deletes them. Production needs ``appendonly yes``, ``appendfsync
 everysec`` (or ``always``) and ``maxmemory-policy noeviction``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,15 +37,18 @@ def check_redis(url: str, *, require: bool) -> list[str]:
 
     try:
         problems = redis_problems(url)
-    except redis.ResponseError as exc:   # CONFIG disabled (managed Redis): say so, do not guess
+    except redis.ResponseError as exc:  # CONFIG disabled (managed Redis): say so, do not guess
         log.warning("could not check Redis persistence settings (%s); make sure the broker persists", exc)
         return []
     except redis.RedisError as exc:
         log.warning("could not reach Redis to check its persistence settings: %s", exc)
         return []
     if problems:
-        text = ("Redis can lose queued events and subscriptions: " + "; ".join(problems)
-                + ". Set them in redis.conf (see README, Delivery guarantees).")
+        text = (
+            "Redis can lose queued events and subscriptions: "
+            + "; ".join(problems)
+            + ". Set them in redis.conf (see README, Delivery guarantees)."
+        )
         if require:
             raise ConfigurationError(text + " (EVENT_TASKS_REQUIRE_DURABLE_BROKER is on)")
         log.warning(text)

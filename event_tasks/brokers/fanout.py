@@ -10,6 +10,7 @@
 Both keep their connection for the life of the process (one per PID: see ``send.publisher``), so
 the host's Celery producer pool, transport options and confirm settings stay as the host set them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ from .topology import broker_kind
 
 class Fanout(Protocol):
     errors: tuple[type[BaseException], ...]
-    connection_errors: tuple[type[BaseException], ...]   # the broker is unreachable (not: it refused a message)
+    connection_errors: tuple[type[BaseException], ...]  # the broker is unreachable (not: it refused a message)
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int | None:
         """Publish; return how many queues got a copy (``None`` when the broker routes)."""
@@ -37,7 +38,6 @@ class Fanout(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
-
 
 
 def fanout_for(url: str, transport_options: Mapping[str, object], conf: Settings) -> Fanout:

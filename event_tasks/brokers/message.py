@@ -4,6 +4,7 @@ The task name is the event type; the arguments are ``(envelope, data)``. Each se
 has its own task id ``<event id>:<service>``. Everything that does not change per event
 (header template, serializers) is prepared once.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,8 +22,8 @@ ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 
 # Counted by the worker's main process when it sends a delivery back to its queue, in the copy's
 # headers (no database write there: a hung handler may hold the database's locks).
-LOST_HEADER = "event_tasks_lost"            # the pool process died while running the handlers
-TIMEOUTS_HEADER = "event_tasks_timeouts"    # the handlers ran past the delivery's hard time limit
+LOST_HEADER = "event_tasks_lost"  # the pool process died while running the handlers
+TIMEOUTS_HEADER = "event_tasks_timeouts"  # the handlers ran past the delivery's hard time limit
 
 
 class Prepared(NamedTuple):
@@ -32,7 +33,6 @@ class Prepared(NamedTuple):
     event_id: str
     body: str
     argsrepr: str
-
 
 
 def task_id(event_id: str, service: str) -> str:
@@ -46,20 +46,34 @@ def encode_body(envelope: Mapping[str, object], data: Mapping[str, object]) -> t
     """``(body, argsrepr)``: the protocol-2 body and what Flower shows as the arguments."""
     args = _dumps([envelope, data])
     body = f"[{args},{{}},{_EMBED_JSON}]"
-    return body, (args if len(args) <= ARGSREPR_LIMIT else args[:ARGSREPR_LIMIT - 3] + "...")
+    return body, (args if len(args) <= ARGSREPR_LIMIT else args[: ARGSREPR_LIMIT - 3] + "...")
 
 
 def headers(event_type: str, event_id: str, task_id_: str, body_args_repr: str) -> dict[str, object]:
     return {
-        "lang": "py", "task": event_type, "id": task_id_, "shadow": None, "eta": None,
-        "expires": None, "group": None, "group_index": None, "retries": 0,
-        "timelimit": [None, None], "root_id": event_id, "parent_id": None,
-        "argsrepr": body_args_repr, "kwargsrepr": "{}", "origin": ORIGIN,
-        "ignore_result": None, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+        "lang": "py",
+        "task": event_type,
+        "id": task_id_,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": event_id,
+        "parent_id": None,
+        "argsrepr": body_args_repr,
+        "kwargsrepr": "{}",
+        "origin": ORIGIN,
+        "ignore_result": None,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
     }
 
 
-SERVICE_SLOT = "\x01"   # raw control characters never occur in JSON text: unambiguous slots
+SERVICE_SLOT = "\x01"  # raw control characters never occur in JSON text: unambiguous slots
 QUEUE_SLOT = "\x02"
 
 
@@ -91,7 +105,7 @@ class RedisMessageTemplate:
     def pieces(self, event_type: str, event_id: str, body: str, argsrepr: str) -> list[str]:
         """The message cut at its :data:`SLOTS` (one more piece than slots), built that way."""
         eid = _dumps(event_id)
-        tid = eid[:-1] + ":"   # "<event id>:  -- the service name, then the closing quote, follow
+        tid = eid[:-1] + ":"  # "<event id>:  -- the service name, then the closing quote, follow
         return [
             f'{{"body":"{base64.b64encode(body.encode()).decode()}",'
             f'"content-encoding":"utf-8","content-type":"application/json",'

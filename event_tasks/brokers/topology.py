@@ -9,6 +9,7 @@ Each queue is declared with the *default* exchange as its own exchange (routing 
 name) and the topic bindings as extra ``bindings``: Celery's retries and kombu's restores then go
 straight back to the same queue and never through ``events`` (see docs/decisions/0001).
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,13 @@ def service_queue(service: str, patterns: Iterable[str]) -> Queue:
     conf = settings()
     name = conf.queue_name(service)
     exchange = events_exchange()
-    queue = Queue(name, exchange=Exchange(""), routing_key=name, durable=True,
-                  bindings=[binding(exchange, routing_key=p) for p in sorted(set(patterns))])
+    queue = Queue(
+        name,
+        exchange=Exchange(""),
+        routing_key=name,
+        durable=True,
+        bindings=[binding(exchange, routing_key=p) for p in sorted(set(patterns))],
+    )
     # kombu drops the queue's own exchange when it has bindings; the default exchange ("", a
     # name that is never declared or bound) is what routes retries straight back here.
     queue.exchange = Exchange("")
@@ -56,7 +62,7 @@ def put_queue(app: Celery, queue: Queue) -> None:
     queues = app.amqp.queues
     dict.__setitem__(queues, queue.name, queue)
     # celery-types lack Queues._consume_from (the queues -Q selected; None: all of them)
-    selected = queues._consume_from   # type: ignore[attr-defined]
+    selected = queues._consume_from  # type: ignore[attr-defined]
     if selected is not None and queue.name in selected:
         selected[queue.name] = queue
 
@@ -161,6 +167,7 @@ def unbind(connection: Connection, queue: str, routing_key: str) -> None:
 # bindings of tail queues without a heartbeat (a killed tail) are removed by the next declare
 # (a worker start, a deploy), tail or `events topology verify --prune`.
 
+
 def tail_queue_prefix() -> str:
     return settings().queue_prefix + "tail."
 
@@ -187,12 +194,17 @@ def sweep_tail_bindings(client: redis.Redis) -> list[str]:
 def broker_kind(url: str) -> str:
     """``"redis"``, ``"amqp"`` or ``"memory"`` (unit tests) for a broker URL; ConfigurationError otherwise."""
     scheme = (url or "").split("://", 1)[0]
-    for kind, schemes in (("redis", ("redis", "rediss", "redis+socket")), ("amqp", ("amqp", "amqps", "pyamqp")),
-                          ("memory", ("memory",))):
+    for kind, schemes in (
+        ("redis", ("redis", "rediss", "redis+socket")),
+        ("amqp", ("amqp", "amqps", "pyamqp")),
+        ("memory", ("memory",)),
+    ):
         if scheme in schemes:
             return kind
-    raise ConfigurationError(f"Unsupported broker {scheme!r} in CELERY_BROKER_URL: event-tasks runs on "
-                             "Redis (redis://) or RabbitMQ (amqp://)")
+    raise ConfigurationError(
+        f"Unsupported broker {scheme!r} in CELERY_BROKER_URL: event-tasks runs on "
+        "Redis (redis://) or RabbitMQ (amqp://)"
+    )
 
 
 def is_redis(connection: Connection) -> bool:

@@ -13,6 +13,7 @@
   one bad event is retried or dead-lettered alone and the others are applied on their own.
   Redeliveries and retries are never batched, so poison messages are counted one by one.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,14 +29,15 @@ from kombu.asynchronous.timer import Entry, Timer
 from kombu.message import Message
 from kombu.serialization import prepare_accept_content
 
-from ..store import deadletters
-from .dispatch import EventTask, backoff, read_event
-from .lost import REQUEUE_RETRY
+from ..brokers.message import ARGSREPR_LIMIT, LOST_HEADER, TIMEOUTS_HEADER, task_id
 from ..envelope import Event
 from ..errors import InvalidEvent
 from ..handlers import Handler
-from ..brokers.message import ARGSREPR_LIMIT, LOST_HEADER, TIMEOUTS_HEADER, task_id
 from ..models import ProcessedEvent
+from ..store import deadletters
+from .delivery import backoff, read_event
+from .dispatch import EventTask
+from .lost import REQUEUE_RETRY
 
 log = logging.getLogger(__name__)
 BATCH_SUFFIX = ":batch"
@@ -72,7 +74,7 @@ class BatchMessage(Message):
     def ack(self, multiple: bool = False) -> None:
         pending = [part for part in self.parts if not part.acknowledged]
         ack_many = getattr(getattr(self.channel, "qos", None), "ack_many", None)
-        if ack_many is not None and pending:   # the Redis event channel: one round trip for the batch
+        if ack_many is not None and pending:  # the Redis event channel: one round trip for the batch
             ack_many([part.delivery_tag for part in pending])
             for part in pending:
                 part._state = "ACK"  # type: ignore[attr-defined]  # kombu's stubs lack Message._state
@@ -99,20 +101,37 @@ def batch_message(event_type: str, service: str, parts: Sequence[Message]) -> Ba
     body = json.dumps([[items], {}, _EMBED], separators=(",", ":"))
     batch_id = f"batch-{uuid.uuid4()}:{service}"
     first = parts[0]
-    headers = {**first.headers, "task": batch_task_name(event_type), "id": batch_id, "root_id": batch_id,
-               "parent_id": None, "retries": 0, "eta": None, "expires": None,
-               "argsrepr": f"({len(parts)} events: {', '.join(str(i[0].get('id')) for i in items)[:ARGSREPR_LIMIT]})"}
-    return BatchMessage(parts, body=body, delivery_tag=f"{batch_id}", content_type="application/json",
-                        content_encoding="utf-8", delivery_info=dict(first.delivery_info or {}),
-                        properties={**(first.properties or {}), "correlation_id": batch_id},
-                        headers=headers, accept=prepare_accept_content(["json"]), channel=first.channel)
+    headers = {
+        **first.headers,
+        "task": batch_task_name(event_type),
+        "id": batch_id,
+        "root_id": batch_id,
+        "parent_id": None,
+        "retries": 0,
+        "eta": None,
+        "expires": None,
+        "argsrepr": f"({len(parts)} events: {', '.join(str(i[0].get('id')) for i in items)[:ARGSREPR_LIMIT]})",
+    }
+    return BatchMessage(
+        parts,
+        body=body,
+        delivery_tag=f"{batch_id}",
+        content_type="application/json",
+        content_encoding="utf-8",
+        delivery_info=dict(first.delivery_info or {}),
+        properties={**(first.properties or {}), "correlation_id": batch_id},
+        headers=headers,
+        accept=prepare_accept_content(["json"]),
+        channel=first.channel,
+    )
 
 
 class Batcher:
     """Holds fresh deliveries of batched types until a batch is full or ``batch_wait`` passed."""
 
-    def __init__(self, timer: Timer, service: str, handler: Callable[[Message], object],
-                 specs: Mapping[str, tuple[int, float]]) -> None:
+    def __init__(
+        self, timer: Timer, service: str, handler: Callable[[Message], object], specs: Mapping[str, tuple[int, float]]
+    ) -> None:
         self.timer = timer
         self.service = service
         self.handler = handler
@@ -122,9 +141,15 @@ class Batcher:
 
     def wants(self, name: str, message: Message) -> bool:
         headers = message.headers
-        return (name in self.specs and not headers.get("retries") and not headers.get("eta")
-                and not (message.delivery_info or {}).get("redelivered") and not headers.get("redelivered")
-                and not headers.get(LOST_HEADER) and not headers.get(TIMEOUTS_HEADER))
+        return (
+            name in self.specs
+            and not headers.get("retries")
+            and not headers.get("eta")
+            and not (message.delivery_info or {}).get("redelivered")
+            and not headers.get("redelivered")
+            and not headers.get(LOST_HEADER)
+            and not headers.get(TIMEOUTS_HEADER)
+        )
 
     def add(self, name: str, message: Message) -> None:
         buffer = self.buffers.setdefault(name, [])
@@ -152,20 +177,27 @@ class Batcher:
         self.buffers.clear()
 
 
-def deliver_batch(service: str, handler: Handler, events: Sequence[Event],
-                  on_success: Callable[[list[str], list[str]], None] | None = None) -> tuple[list[str], list[str]]:
+def deliver_batch(
+    service: str,
+    handler: Handler,
+    events: Sequence[Event],
+    on_success: Callable[[list[str], list[str]], None] | None = None,
+) -> tuple[list[str], list[str]]:
     """Apply ``events`` with ``handler`` in one transaction; ``(applied ids, duplicate ids)``."""
     ids = [e.id for e in events]
     with transaction.atomic():
         if handler.deduplicate:
-            done = set(ProcessedEvent.objects.filter(handler=handler.name, event_id__in=ids)
-                       .values_list("event_id", flat=True))
+            done = set(
+                ProcessedEvent.objects.filter(handler=handler.name, event_id__in=ids).values_list("event_id", flat=True)
+            )
             fresh = [e for e in events if e.id not in done]
-            ProcessedEvent.objects.bulk_create([ProcessedEvent(event_id=e.id, handler=handler.name, service=service,
-                                                               event_type=e.type) for e in fresh])
+            ProcessedEvent.objects.bulk_create(
+                [ProcessedEvent(event_id=e.id, handler=handler.name, service=service, event_type=e.type) for e in fresh]
+            )
             if done:
                 ProcessedEvent.objects.filter(handler=handler.name, event_id__in=done).update(
-                    duplicates=F("duplicates") + 1)
+                    duplicates=F("duplicates") + 1
+                )
         else:
             fresh, done = list(events), set()
         if fresh:
@@ -197,10 +229,16 @@ class BatchEventTask(EventTask):
                 for item, invalid in unreadable:
                     envelope = item[0] if isinstance(item, list) and item and isinstance(item[0], dict) else {}
                     event_id = str(envelope.get("id") or "")
-                    deadletters.record(service=self.service, reason=invalid.reason, detail=invalid.detail, event_id=event_id,
-                                       event_type=self.event_type, task_id=task_id(event_id, self.service),
-                                       raw={"args": item, "kwargs": {}})
-            except Exception as exc:   # database down: nothing is acknowledged before it is recorded
+                    deadletters.record(
+                        service=self.service,
+                        reason=invalid.reason,
+                        detail=invalid.detail,
+                        event_id=event_id,
+                        event_type=self.event_type,
+                        task_id=task_id(event_id, self.service),
+                        raw={"args": item, "kwargs": {}},
+                    )
+            except Exception as exc:  # database down: nothing is acknowledged before it is recorded
                 raise Reject(f"could not store dead letters: {exc!r}", requeue=True) from exc
         if not events:
             return {"events": 0, "dead_letters": len(unreadable)}
@@ -208,32 +246,52 @@ class BatchEventTask(EventTask):
         try:
             applied, duplicates = deliver_batch(self.service, handler, events, self.store_batch_success)
         except Exception as exc:  # noqa: BLE001 - any failure: each event goes on alone
-            log.warning("%s: batch of %d %s failed (%r); splitting it into single deliveries", self.service,
-                        len(events), self.event_type, exc)
+            log.warning(
+                "%s: batch of %d %s failed (%r); splitting it into single deliveries",
+                self.service,
+                len(events),
+                self.event_type,
+                exc,
+            )
             self.split(events, items)
             return {"events": len(events), "split": True, "error": repr(exc)}
-        return {"events": len(events), "applied": len(applied), "duplicates": len(duplicates),
-                "dead_letters": len(unreadable)}
+        return {
+            "events": len(events),
+            "applied": len(applied),
+            "duplicates": len(duplicates),
+            "dead_letters": len(unreadable),
+        }
 
     def store_batch_success(self, applied: list[str], duplicates: list[str]) -> None:
         assert self.request.id is not None  # a delivery always has its task id
-        self.backend.store_result(self.request.id, {"service": self.service, "applied": applied,
-                                                    "duplicates": duplicates}, "SUCCESS", request=self.request)
+        self.backend.store_result(
+            self.request.id,
+            {"service": self.service, "applied": applied, "duplicates": duplicates},
+            "SUCCESS",
+            request=self.request,
+        )
 
     def split(self, events: Sequence[Event], items: list[Any]) -> None:  # Any: the batch's items, JSON
         """Send each event back to this service's queue as a single delivery (attempt 2)."""
         by_id = {item[0]["id"]: item for item in items if isinstance(item, list) and isinstance(item[0], dict)}
         try:
             for event in events:
-                options: _SplitOptions = {"task_id": task_id(event.id, self.service), "queue": self.queue_name, "exchange": "",
-                           "routing_key": self.queue_name, "exchange_type": "direct", "retries": 1,
-                           "countdown": backoff(0, self.retry_backoff_base, self.retry_backoff_cap),
-                           "serializer": "json", "root_id": event.id,
-                           "retry_policy": REQUEUE_RETRY}
+                options: _SplitOptions = {
+                    "task_id": task_id(event.id, self.service),
+                    "queue": self.queue_name,
+                    "exchange": "",
+                    "routing_key": self.queue_name,
+                    "exchange_type": "direct",
+                    "retries": 1,
+                    "countdown": backoff(0, self.retry_backoff_base, self.retry_backoff_cap),
+                    "serializer": "json",
+                    "root_id": event.id,
+                    "retry_policy": REQUEUE_RETRY,
+                }
                 if self.retry_producer is None:
                     self.app.send_task(self.event_type, args=by_id[event.id], **options)
                 else:
                     with self.retry_producer() as producer:
                         self.app.send_task(self.event_type, args=by_id[event.id], producer=producer, **options)
-        except Exception as exc:   # broker down: keep the whole batch, it comes back (and is not batched again)
+        except Exception as exc:  # broker down: keep the whole batch, it comes back (and is not batched again)
             raise Reject(f"could not split the batch: {exc!r}", requeue=True) from exc

@@ -1,7 +1,7 @@
 """The consume path: one Celery task per event type a service consumes.
 
 The task (named after the event type) checks the envelope and payload, builds the
-:class:`~event_tasks.Event` and runs the service's handlers for that type (:func:`deliver`):
+:class:`~event_tasks.Event` and runs the service's handlers for that type (``delivery.deliver``):
 
 * not a readable event (bad arguments, envelope, version, payload) → dead letter at once,
   never retried;
@@ -17,14 +17,13 @@ The task (named after the event type) checks the envelope and payload, builds th
 * a delivery whose worker died ``EVENT_TASKS_MAX_REDELIVERIES`` times (a poison message) goes
   to the dead letters instead of killing the next worker.
 
-:func:`deliver` is the same decision, without Celery: ``event_tasks.testing.run_handlers`` uses it.
+The decision itself, without Celery, is ``delivery.deliver`` (``event_tasks.testing.run_handlers``
+uses it too).
 """
+
 from __future__ import annotations
 
-import dataclasses
 import logging
-import random
-import traceback as tb
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -33,12 +32,11 @@ from celery import Task, states
 from celery.exceptions import Reject
 from django.db import close_old_connections
 
-from .. import catalog
-from ..store import deadletters, idempotency
-from ..envelope import Event, read_envelope
-from ..errors import DeadLettered, EventValidationError, InvalidEvent
-from ..handlers import Handler, ServiceHandlers
 from ..brokers.message import LOST_HEADER, TIMEOUTS_HEADER
+from ..errors import DeadLettered, InvalidEvent
+from ..handlers import Handler, ServiceHandlers
+from ..store import deadletters, idempotency
+from .delivery import backoff, deliver, read_event
 from .lost import REQUEUE_RETRY, EventRequest
 
 if TYPE_CHECKING:
@@ -48,96 +46,6 @@ if TYPE_CHECKING:
     from kombu import Producer
 
 log = logging.getLogger(__name__)
-
-
-def backoff(retries: int, base: float, cap: float) -> float:
-    """Seconds before retry ``retries + 1``: exponential, with jitter (half fixed, half random).
-
-    Celery's own helper takes whole seconds only; sub-second bases matter in tests.
-    """
-    ceiling = min(cap, base * (2 ** retries))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-@dataclasses.dataclass
-class Failure:
-    handler: Handler
-    exception: Exception   # deliver() catches Exception only
-    traceback: str
-    retryable: bool
-
-
-@dataclasses.dataclass
-class Outcome:
-    """What one delivery of an event did, and what happens next.
-
-    ``decision``: ``"done"`` (acknowledge), ``"retry"`` (back to the service's queue after a
-    backoff) or ``"dead_letter"`` (``reason`` says why: ``max_retries`` or ``not_retried``).
-    """
-
-    event: Event
-    attempt: int
-    applied: list[str] = dataclasses.field(default_factory=list)
-    duplicates: list[str] = dataclasses.field(default_factory=list)
-    failures: list[Failure] = dataclasses.field(default_factory=list)
-    decision: str = "done"
-    reason: str = ""
-
-    @property
-    def detail(self) -> str:
-        return "; ".join(f"{f.handler.name}: {type(f.exception).__name__}: {f.exception}" for f in self.failures)
-
-    @property
-    def traceback(self) -> str:
-        return "\n".join(f.traceback for f in self.failures)
-
-
-def deliver(service: str, handlers: Sequence[Handler], event: Event, *, retries: int,
-            default_max_retries: int, on_success: Callable[[list[str], list[str]], None] | None = None) -> Outcome:
-    """Run ``handlers`` for ``event`` (retry number ``retries``) and decide what happens next.
-
-    ``on_success(applied, duplicates)`` records a successful delivery (the task's result row)
-    inside the last handler's transaction, next to its duplicate mark: no commit of its own. It
-    is not called when the last handler writes no mark (``deduplicate=False``, or a duplicate).
-    """
-    outcome = Outcome(event, attempt=retries + 1)
-    last = len(handlers) - 1
-    for index, handler in enumerate(handlers):
-        then = None
-        if on_success is not None and index == last and not outcome.failures:
-            def then(name: str = handler.name) -> None:
-                on_success([*outcome.applied, name], list(outcome.duplicates))
-        try:
-            applied = idempotency.apply(service, handler, event, then)
-        except Exception as exc:  # a handler's failure must not stop the other handlers
-            outcome.failures.append(Failure(handler, exc, tb.format_exc(), handler.retryable(exc)))
-            continue
-        (outcome.applied if applied else outcome.duplicates).append(handler.name)
-    if not outcome.failures:
-        return outcome
-    if not all(f.retryable for f in outcome.failures):
-        outcome.decision, outcome.reason = "dead_letter", "not_retried"
-    elif any(retries >= f.handler.retries_allowed(default_max_retries) for f in outcome.failures):
-        outcome.decision, outcome.reason = "dead_letter", "max_retries"
-    else:
-        outcome.decision = "retry"
-    return outcome
-
-
-def read_event(event_type: str, args: tuple[object, ...], kwargs: Mapping[str, object]) -> Event:
-    """The event in a task's arguments ``(envelope, data)``; :class:`InvalidEvent` saying what is wrong."""
-    if kwargs or len(args) != 2:
-        raise InvalidEvent("invalid_arguments",
-                           f"expected the arguments (envelope, data), got {len(args)} positional "
-                           f"and {sorted(kwargs)} keyword arguments")
-    envelope = read_envelope(args[0], expected_type=event_type)
-    entry = catalog.get(event_type)
-    try:
-        data = entry.decode(args[1])
-    except EventValidationError as exc:
-        raise InvalidEvent("invalid_payload", f"payload is not a valid {event_type}; bad fields: {exc.describe()}") from None
-    return Event(id=envelope["id"], type=envelope["type"], source=envelope["source"],
-                 time=envelope["time"], key=envelope.get("key"), data=data)
 
 
 class EventTask(Task):
@@ -171,7 +79,7 @@ class EventTask(Task):
     retry_backoff_base: float = 2.0
     retry_backoff_cap: float = 300.0
     max_redeliveries: int = 3
-    retry_producer: Callable[[], AbstractContextManager[Producer]] | None = None   # the producer retries go out with
+    retry_producer: Callable[[], AbstractContextManager[Producer]] | None = None  # the producer retries go out with
 
     def run(self, *args: object, **kwargs: object) -> str:
         # Celery's Django fixup closes connections around tasks unless told to reuse them
@@ -182,7 +90,7 @@ class EventTask(Task):
             tracked = self.check_redelivery()
         except InvalidEvent as exc:
             self.dead_letter(exc.reason, exc.detail, args, kwargs)
-        except Exception as exc:   # our own bookkeeping failed (database down): keep the event
+        except Exception as exc:  # our own bookkeeping failed (database down): keep the event
             raise self.retry_later(exc, forever=True) from exc
         # A result row exists only where an earlier attempt left one (RETRY, or a redelivery after a
         # lost worker): a first delivery that succeeds writes nothing but its duplicate marks.
@@ -194,14 +102,19 @@ class EventTask(Task):
 
         earlier = bool(self.request.retries) or tracked
         try:
-            outcome = deliver(self.service, self.handlers.for_type(event.type), event,
-                              retries=self.request.retries or 0, default_max_retries=self.default_max_retries,
-                              on_success=store if earlier else None)
+            outcome = deliver(
+                self.service,
+                self.handlers.for_type(event.type),
+                event,
+                retries=self.request.retries or 0,
+                default_max_retries=self.default_max_retries,
+                on_success=store if earlier else None,
+            )
         finally:
             if tracked:
                 self.finish_redelivery()
         if earlier and outcome.decision == "done" and not stored:
-            store(outcome.applied, outcome.duplicates)    # no mark was written in this attempt
+            store(outcome.applied, outcome.duplicates)  # no mark was written in this attempt
         if outcome.decision == "dead_letter":
             self.dead_letter(outcome.reason, outcome.detail, args, kwargs, traceback=outcome.traceback)
         if outcome.decision == "retry":
@@ -210,8 +123,10 @@ class EventTask(Task):
         # What the worker's log line and Flower's task-succeeded event show (no result is stored:
         # ignore_result). A short string: Celery builds saferepr() of the return value for every
         # task, ~19 µs for the result dict, ~2 µs for this (measured).
-        return f"{event.id} {self.service}: applied {', '.join(outcome.applied) or '-'}; " \
-               f"duplicates {', '.join(outcome.duplicates) or '-'}"
+        return (
+            f"{event.id} {self.service}: applied {', '.join(outcome.applied) or '-'}; "
+            f"duplicates {', '.join(outcome.duplicates) or '-'}"
+        )
 
     def result(self, event_id: str, applied: list[str], duplicates: list[str]) -> dict[str, object]:
         return {"event": event_id, "service": self.service, "applied": applied, "duplicates": duplicates}
@@ -219,8 +134,9 @@ class EventTask(Task):
     def store_success(self, event_id: str, applied: list[str], duplicates: list[str]) -> None:
         """The delivery's SUCCESS row (what Flower's and the admin's result pages show)."""
         assert self.request.id is not None  # a delivery always has its task id
-        self.backend.store_result(self.request.id, self.result(event_id, applied, duplicates), states.SUCCESS,
-                                  request=self.request)
+        self.backend.store_result(
+            self.request.id, self.result(event_id, applied, duplicates), states.SUCCESS, request=self.request
+        )
 
     def retry_later(self, exc: Exception, forever: bool = False) -> BaseException:
         """Send this delivery back to this service's own queue after a backoff (Celery ``retry``).
@@ -231,12 +147,24 @@ class EventTask(Task):
         """
         retries = self.request.retries
         countdown = backoff(retries, self.retry_backoff_base, self.retry_backoff_cap)
-        log.warning("%s: %s failed (attempt %d), retrying in %.2fs: %r", self.service, self.request.id,
-                    retries + 1, countdown, exc)
+        log.warning(
+            "%s: %s failed (attempt %d), retrying in %.2fs: %r",
+            self.service,
+            self.request.id,
+            retries + 1,
+            countdown,
+            exc,
+        )
         # Any: options of several types; celery's stubs list retry()'s keywords one by one, without exchange_type
-        options: dict[str, Any] = {"queue": self.queue_name, "exchange": "", "routing_key": self.queue_name,
-                                   "exchange_type": "direct", "countdown": countdown, "max_retries": None,
-                                   "retry_policy": REQUEUE_RETRY}
+        options: dict[str, Any] = {
+            "queue": self.queue_name,
+            "exchange": "",
+            "routing_key": self.queue_name,
+            "exchange_type": "direct",
+            "countdown": countdown,
+            "max_retries": None,
+            "retry_policy": REQUEUE_RETRY,
+        }
         try:
             if self.retry_producer is None:
                 return self.retry(exc=exc, **options)
@@ -247,12 +175,17 @@ class EventTask(Task):
             # (requeue=False). Keep it: back to this service's queue, or the broker redelivers it.
             # celery's stubs lack Reject.reason (set by Reject.__init__)
             reason = rejected.reason  # type: ignore[attr-defined]
-            log.warning("%s: could not schedule the retry of %s (%r); the delivery goes back to its queue",
-                        self.service, self.request.id, reason)
+            log.warning(
+                "%s: could not schedule the retry of %s (%r); the delivery goes back to its queue",
+                self.service,
+                self.request.id,
+                reason,
+            )
             raise Reject(reason, requeue=True) from exc
 
-    def dead_letter(self, reason: str, detail: str, args: Sequence[object], kwargs: Mapping[str, object],
-                    traceback: str = "") -> None:
+    def dead_letter(
+        self, reason: str, detail: str, args: Sequence[object], kwargs: Mapping[str, object], traceback: str = ""
+    ) -> None:
         """Store the event in this service's dead letters, then fail the task (acked, not retried).
 
         If the dead letter cannot be stored (database down), the delivery is retried instead:
@@ -264,13 +197,27 @@ class EventTask(Task):
             raise self.retry_later(exc, forever=True) from exc
         raise DeadLettered(reason, detail)
 
-    def record_dead_letter(self, reason: str, detail: str, task_id: str, args: Sequence[object],
-                           kwargs: Mapping[str, object], traceback: str = "") -> None:
+    def record_dead_letter(
+        self,
+        reason: str,
+        detail: str,
+        task_id: str,
+        args: Sequence[object],
+        kwargs: Mapping[str, object],
+        traceback: str = "",
+    ) -> None:
         envelope = args[0] if args and isinstance(args[0], dict) else {}
-        deadletters.record(service=self.service, reason=reason, detail=detail, traceback=traceback,
-                           event_id=deadletters.event_id_of(envelope, task_id), event_type=self.name,
-                           task_id=task_id, attempts=(self.request.retries or 0) + 1,
-                           raw={"args": args, "kwargs": kwargs})
+        deadletters.record(
+            service=self.service,
+            reason=reason,
+            detail=detail,
+            traceback=traceback,
+            event_id=deadletters.event_id_of(envelope, task_id),
+            event_type=self.name,
+            task_id=task_id,
+            attempts=(self.request.retries or 0) + 1,
+            raw={"args": args, "kwargs": kwargs},
+        )
 
     def check_redelivery(self) -> bool:
         """Give up on a delivery that lost its pool process too often (it would loop forever).
@@ -286,33 +233,51 @@ class EventTask(Task):
         limit = self.max_redeliveries
         timeouts = int(request.get(TIMEOUTS_HEADER) or 0)
         if timeouts >= limit:
-            raise InvalidEvent("time_limit", f"handlers ran past the hard time limit ({self.time_limit}s) "
-                                             f"{timeouts} times (EVENT_TASKS_MAX_REDELIVERIES={limit})")
+            raise InvalidEvent(
+                "time_limit",
+                f"handlers ran past the hard time limit ({self.time_limit}s) "
+                f"{timeouts} times (EVENT_TASKS_MAX_REDELIVERIES={limit})",
+            )
         lost = int(request.get(LOST_HEADER) or 0)
         redelivered = bool((request.delivery_info or {}).get("redelivered") or request.get("redelivered"))
         if redelivered:
             assert request.id is not None  # a delivery always has its task id
             lost += idempotency.begin_redelivery(request.id, request.retries or 0)
         if lost >= limit:
-            raise InvalidEvent("worker_lost", f"worker lost {lost} times while handling this event (it died "
-                                              f"while the handlers ran; EVENT_TASKS_MAX_REDELIVERIES={limit})")
+            raise InvalidEvent(
+                "worker_lost",
+                f"worker lost {lost} times while handling this event (it died "
+                f"while the handlers ran; EVENT_TASKS_MAX_REDELIVERIES={limit})",
+            )
         return redelivered
 
     def finish_redelivery(self) -> None:
         try:
             assert self.request.id is not None  # a delivery always has its task id
             idempotency.end_redelivery(self.request.id, self.request.retries or 0)
-        except Exception:  # noqa: BLE001 - a leftover row only counts against a later crash
+        except Exception:
             log.exception("%s: could not clear the redelivery record of %s", self.service, self.request.id)
 
-    def on_failure(self, exc: BaseException, task_id: str, args: Sequence[object], kwargs: Mapping[str, object],
-                   einfo: ExceptionInfo | None) -> None:
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: Sequence[object],
+        kwargs: Mapping[str, object],
+        einfo: ExceptionInfo | None,
+    ) -> None:
         """Failures that did not pass through :meth:`dead_letter` (a bug in the fabric): record them."""
         if isinstance(exc, DeadLettered):
             return
         try:
-            self.record_dead_letter("internal_error", f"{type(exc).__name__}: {exc}", task_id, args, kwargs,
-                                    str(einfo.traceback) if einfo is not None else "")
+            self.record_dead_letter(
+                "internal_error",
+                f"{type(exc).__name__}: {exc}",
+                task_id,
+                args,
+                kwargs,
+                str(einfo.traceback) if einfo is not None else "",
+            )
         except Exception:
             log.exception("%s: could not store the dead letter of %s", self.service, task_id)
 
@@ -324,26 +289,44 @@ def delivery_time_limit(handlers: Sequence[Handler], default: float | None) -> f
     return max(known) if known else None
 
 
-def register_tasks(app: Celery, service: str, handlers: ServiceHandlers, *, queue_name: str,
-                   max_retries: int, backoff_base: float, backoff_cap: float,
-                   max_redeliveries: int = 3, time_limit: float | None = None,
-                   retry_producer: Callable[[], AbstractContextManager[Producer]] | None = None,
-                   backend: Backend | None = None, base: type[EventTask] | None = None,
-                   event_types: Sequence[str] | None = None,
-                   task_name: Callable[[str], str] = lambda event_type: event_type) -> list[str]:
+def register_tasks(
+    app: Celery,
+    service: str,
+    handlers: ServiceHandlers,
+    *,
+    queue_name: str,
+    max_retries: int,
+    backoff_base: float,
+    backoff_cap: float,
+    max_redeliveries: int = 3,
+    time_limit: float | None = None,
+    retry_producer: Callable[[], AbstractContextManager[Producer]] | None = None,
+    backend: Backend | None = None,
+    base: type[EventTask] | None = None,
+    event_types: Sequence[str] | None = None,
+    task_name: Callable[[str], str] = lambda event_type: event_type,
+) -> list[str]:
     """Register one task per event type ``handlers`` consume (or of ``event_types``), on ``app``.
 
     ``base`` and ``task_name`` make the batch tasks (``batching``). Returns the names."""
     names = []
-    for event_type in (handlers.event_types if event_types is None else event_types):
+    for event_type in handlers.event_types if event_types is None else event_types:
         name = task_name(event_type)
-        attrs = {"name": name, "event_type": event_type, "service": service, "queue_name": queue_name,
-                 "handlers": handlers, "default_max_retries": max_retries, "max_retries": None,
-                 "retry_backoff_base": backoff_base, "retry_backoff_cap": backoff_cap,
-                 "max_redeliveries": max_redeliveries,
-                 "time_limit": delivery_time_limit(handlers.for_type(event_type), time_limit),
-                 "retry_producer": staticmethod(retry_producer) if retry_producer else None,
-                 "__module__": __name__}
+        attrs = {
+            "name": name,
+            "event_type": event_type,
+            "service": service,
+            "queue_name": queue_name,
+            "handlers": handlers,
+            "default_max_retries": max_retries,
+            "max_retries": None,
+            "retry_backoff_base": backoff_base,
+            "retry_backoff_cap": backoff_cap,
+            "max_redeliveries": max_redeliveries,
+            "time_limit": delivery_time_limit(handlers.for_type(event_type), time_limit),
+            "retry_producer": staticmethod(retry_producer) if retry_producer else None,
+            "__module__": __name__,
+        }
         cls = base or EventTask
         task_cls = type(f"{cls.__name__}_{service}_{name.replace('.', '_').replace(':', '_')}", (cls,), attrs)
         task = task_cls()

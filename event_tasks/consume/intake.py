@@ -28,6 +28,7 @@ What the step does in a worker is fixed at start-up by ``worker.prepare_worker``
 
 The host's task consumer, its queues, ids and decode path are left as they are.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -124,15 +125,19 @@ class EventIntake(bootsteps.StartStopStep):
         self.channel = c.connection.channel()
         redis = plan.redis
         if is_redis(c.connection) and redis is not None:
-            self.channel.serve_events(queue.name, on_unreadable=lambda raw: refuse_item(plan.service, queue.name, raw),
-                                      visibility_timeout=redis.visibility_timeout, mutex_expire=redis.mutex_expire)
+            self.channel.serve_events(
+                queue.name,
+                on_unreadable=lambda raw: refuse_item(plan.service, queue.name, raw),
+                visibility_timeout=redis.visibility_timeout,
+                mutex_expire=redis.mutex_expire,
+            )
         handler = _task_handler(c)
         self.batcher = Batcher(c.timer, plan.service, handler, plan.batching)
-        extra = plan.prefetch_extra   # room for a batch being filled
+        extra = plan.prefetch_extra  # room for a batch being filled
 
         def ours(value: int) -> int:
             # held unknown types do not count against the prefetch: known events keep flowing
-            return value + extra + len(self.unknown.held) if value else 0   # 0: no limit
+            return value + extra + len(self.unknown.held) if value else 0  # 0: no limit
 
         def refresh_prefetch() -> None:
             if self.consumer is not None:
@@ -140,10 +145,16 @@ class EventIntake(bootsteps.StartStopStep):
                 self.consumer.qos(prefetch_count=ours(base), apply_global=False)
 
         self.unknown = UnknownTypes(c.timer, plan.service, plan.unknown_type_wait, refresh_prefetch)
-        self.consumer = Consumer(self.channel, queues=[queue], accept=["json"], auto_declare=True,
-                                 on_message=_checked(c.app, plan, handler, self.batcher, self.unknown),
-                                 on_decode_error=lambda message, exc: refuse(
-                                     plan.service, message, "undecodable", f"{type(exc).__name__}: {exc}"))
+        self.consumer = Consumer(
+            self.channel,
+            queues=[queue],
+            accept=["json"],
+            auto_declare=True,
+            on_message=_checked(c.app, plan, handler, self.batcher, self.unknown),
+            on_decode_error=lambda message, exc: refuse(
+                plan.service, message, "undecodable", f"{type(exc).__name__}: {exc}"
+            ),
+        )
         prefetch = c.qos.value if c.qos is not None else c.initial_prefetch_count
         self.consumer.qos(prefetch_count=ours(prefetch), apply_global=False)
         if c.qos is not None:
@@ -175,7 +186,7 @@ class EventIntake(bootsteps.StartStopStep):
         if self.consumer is not None:
             ignore_errors(c, self.consumer.cancel)
         if getattr(self, "batcher", None) is not None:
-            self.batcher.clear()   # held messages are not acked: the broker hands them out again
+            self.batcher.clear()  # held messages are not acked: the broker hands them out again
         if getattr(self, "unknown", None) is not None:
             self.unknown.clear()
 
@@ -209,7 +220,7 @@ def _task_handler(c: WorkerConsumer) -> Callable[[Message], None]:
         p = ppartial(p, *args, **kwargs)  # type: ignore[arg-type]  # vine's stubs: a promise; it wraps any callable
         try:
             p()
-        except Exception:  # noqa: BLE001 - as Celery's immediate path: log, the worker goes on
+        except Exception:
             log.exception("acknowledging a delivery failed")
         return p
 
@@ -217,11 +228,16 @@ def _task_handler(c: WorkerConsumer) -> Callable[[Message], None]:
     try:
         return c.create_task_handler()
     finally:
-        del c.call_soon_ack   # the host's task handler keeps Celery's own
+        del c.call_soon_ack  # the host's task handler keeps Celery's own
 
 
-def _checked(app: Celery, plan: IntakePlan, handler: Callable[[Message], None], batcher: Batcher | None = None,
-             unknown: UnknownTypes | None = None) -> Callable[[Message], None]:
+def _checked(
+    app: Celery,
+    plan: IntakePlan,
+    handler: Callable[[Message], None],
+    batcher: Batcher | None = None,
+    unknown: UnknownTypes | None = None,
+) -> Callable[[Message], None]:
     """The intake's ``on_message``: refuse, hold, batch, or hand to Celery (see the module docstring)."""
     service = plan.service
     suffix = ":" + service
@@ -230,8 +246,12 @@ def _checked(app: Celery, plan: IntakePlan, handler: Callable[[Message], None], 
     def on_message(message: Message) -> None:
         body = message.body
         if body is not None and len(body) > limit:
-            return refuse(service, message, "too_large", f"message body of {len(body)} bytes is over "
-                                                        f"EVENT_TASKS_MAX_PAYLOAD_BYTES ({limit - FRAMING_BYTES})")
+            return refuse(
+                service,
+                message,
+                "too_large",
+                f"message body of {len(body)} bytes is over EVENT_TASKS_MAX_PAYLOAD_BYTES ({limit - FRAMING_BYTES})",
+            )
         headers = message.headers
         if not isinstance(headers, dict) or "task" not in headers:
             return refuse(service, message, "not_a_task", "message has no Celery task headers")
@@ -240,10 +260,11 @@ def _checked(app: Celery, plan: IntakePlan, handler: Callable[[Message], None], 
         if not isinstance(task, EventTask) or task.service != service:
             if unknown is not None:
                 return unknown.take(name, message)
-            return refuse(service, message, "unknown_type",
-                           f"service {service!r} has no handler for event type {name!r}")
+            return refuse(
+                service, message, "unknown_type", f"service {service!r} has no handler for event type {name!r}"
+            )
         try:
-            message.decode()   # kombu refuses what is not JSON here (accept=["json"]); cached for Celery
+            message.decode()  # kombu refuses what is not JSON here (accept=["json"]); cached for Celery
         except Exception as exc:  # noqa: BLE001 - every decode problem is a dead letter, never a crash
             reason = "content_disallowed" if isinstance(exc, ContentDisallowed) else "undecodable"
             return refuse(service, message, reason, f"{type(exc).__name__}: {exc}")

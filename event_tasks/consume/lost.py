@@ -57,7 +57,7 @@ class EventRequest(Request):
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
         if isinstance(exc, (SystemExit, KeyboardInterrupt)) and not (self._already_cancelled or self._already_revoked):
-            exc = WorkerLostError(f"the pool process exited ({exc!r})")   # as Celery reads it
+            exc = WorkerLostError(f"the pool process exited ({exc!r})")  # as Celery reads it
         if isinstance(exc, (TimeLimitExceeded, WorkerLostError)):
             task_ready(self)
             self.send_back(TIMEOUTS_HEADER if isinstance(exc, TimeLimitExceeded) else LOST_HEADER, exc)
@@ -66,9 +66,10 @@ class EventRequest(Request):
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         if soft:
-            return super().on_timeout(soft, timeout)
+            super().on_timeout(soft, timeout)
+            return
         task_ready(self)
-        self.send_back(TIMEOUTS_HEADER, TimeLimitExceeded(timeout))   # usually done already in on_failure
+        self.send_back(TIMEOUTS_HEADER, TimeLimitExceeded(timeout))  # usually done already in on_failure
 
     def send_back(self, header: str, exc: BaseException) -> None:
         if self.acknowledged or getattr(self, "_event_tasks_sent_back", False):
@@ -78,28 +79,49 @@ class EventRequest(Request):
         task = cast("EventTask", self.task)  # cast: EventRequest is the Request of event tasks only
         if getattr(message, "parts", None) is not None:
             # a batch of deliveries: all of them go back and come again one by one
-            log.error("%s: batch %s lost its pool process (%r); its events go back to the queue",
-                      task.service, self.id, exc)
+            log.error(
+                "%s: batch %s lost its pool process (%r); its events go back to the queue", task.service, self.id, exc
+            )
             self.reject(requeue=True)
             return
         headers: dict[str, Any] = dict(message.headers)  # Any: header values are JSON (kombu's stubs say str)
         headers[header] = int(headers.get(header) or 0) + 1
         try:
             with send_back_producer(task) as producer:
-                producer.publish(message.body, exchange="", routing_key=task.queue_name, headers=headers,
-                                 content_type=message.content_type, content_encoding=message.content_encoding,
-                                 delivery_mode=2, retry=True, retry_policy=REQUEUE_RETRY)
+                producer.publish(
+                    message.body,
+                    exchange="",
+                    routing_key=task.queue_name,
+                    headers=headers,
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    delivery_mode=2,
+                    retry=True,
+                    retry_policy=REQUEUE_RETRY,
+                )
         except Exception as send_exc:  # noqa: BLE001 - the broker keeps the original instead
-            log.error("%s: could not send %s back after %r (%r); it goes back to the queue as it is",
-                      task.service, self.id, exc, send_exc)
+            log.error(
+                "%s: could not send %s back after %r (%r); it goes back to the queue as it is",
+                task.service,
+                self.id,
+                exc,
+                send_exc,
+            )
             self.reject(requeue=True)
             return
         self.acknowledge()
-        log.error("%s: %s lost its pool process (%r); sent back to %s (%s=%d)", task.service, self.id, exc,
-                  task.queue_name, header, headers[header])
+        log.error(
+            "%s: %s lost its pool process (%r); sent back to %s (%s=%d)",
+            task.service,
+            self.id,
+            exc,
+            task.queue_name,
+            header,
+            headers[header],
+        )
         self.send_event("task-retried", exception=safe_repr(exc), traceback="")
 
 
-def send_back_producer(task: "EventTask") -> AbstractContextManager[Producer]:
+def send_back_producer(task: EventTask) -> AbstractContextManager[Producer]:
     """The producer a delivery goes back to its queue with (the confirming one on RabbitMQ)."""
     return task.retry_producer() if task.retry_producer is not None else task.app.producer_or_acquire()

@@ -37,7 +37,7 @@ def refuse(service: str, message: Message, reason: str, detail: str) -> None:
             task_id=task_id,
             raw=raw,
         )
-    except Exception:  # noqa: BLE001 - the worker goes on; the message is not lost
+    except Exception:
         log.exception(
             "could not store dead letter (%s: %s) for message %r; it goes back to the queue", reason, detail, headers
         )
@@ -58,7 +58,7 @@ def refuse_item(service: str, queue: str, raw: bytes | str) -> bool:
             detail=f"an item of {queue} is not a kombu message (JSON with a delivery tag)",
             raw={"body": text[:FRAMING_BYTES] + (CUT if len(text) > FRAMING_BYTES else "")},
         )
-    except Exception:  # noqa: BLE001 - the worker goes on; the item is not lost
+    except Exception:
         log.exception("could not store the dead letter of an unreadable item of %s; it goes back later", queue)
         return False
     return True

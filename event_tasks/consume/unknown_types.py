@@ -48,7 +48,9 @@ class UnknownTypes:
                 else f"no worker of {service!r} had a handler for it within {self.wait:g} s "
                 "(EVENT_TASKS_UNKNOWN_TYPE_WAIT)"
             )
-            refuse(service, message, "unknown_type", f"service {service!r} has no handler for event type {name!r}: {why}")
+            refuse(
+                service, message, "unknown_type", f"service {service!r} has no handler for event type {name!r}: {why}"
+            )
             return
         task_id = str(message.headers.get("id", ""))
         if len(self.sightings) > 10_000:
@@ -90,4 +92,4 @@ def age_of(message: Message) -> float | None:
         sent = parse_time(envelope["time"])
     except Exception:  # noqa: BLE001 - unreadable: not worth waiting for
         return None
-    return max(0.0, (dt.datetime.now(dt.timezone.utc) - sent).total_seconds())
+    return max(0.0, (dt.datetime.now(dt.UTC) - sent).total_seconds())

@@ -7,6 +7,7 @@ app, fixes the intake's :class:`~event_tasks.consume.intake.IntakePlan` and adds
 the event tasks, the event queue, the intake step's plan, the Redis transport of the event
 channel; see ``app`` for what is left to the host.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,17 +15,17 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from ..send import publisher
+from ..brokers.check import check_redis
 from ..brokers.rabbitmq.fanout import KombuFanout
 from ..brokers.redis import transport as redis_transport
-from .batching import BatchEventTask, batch_task_name
-from .intake import EventIntake, IntakePlan, RedisIntake, plan_of, set_plan
-from ..brokers.check import check_redis
+from ..brokers.topology import broker_kind, put_queue, service_queue
 from ..conf import Settings, settings
-from .dispatch import register_tasks
 from ..errors import ConfigurationError
 from ..handlers import service_handlers
-from ..brokers.topology import broker_kind, put_queue, service_queue
+from ..send import publisher
+from .batching import BatchEventTask, batch_task_name
+from .dispatch import register_tasks
+from .intake import EventIntake, IntakePlan, RedisIntake, plan_of, set_plan
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -60,7 +61,8 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
         raise ConfigurationError(
             f"This worker consumes {conf.queue_name(service)}, but service {service!r} has no handlers: put "
             f"@consumer functions in a '{conf.handlers_module}' module of an installed app (or import them there), "
-            f"or drop {conf.queue_name(service)} from -Q")
+            f"or drop {conf.queue_name(service)} from -Q"
+        )
     queue = service_queue(service, handlers.patterns)
     put_queue(app, queue)
     kind = broker_kind(app.conf.broker_url or "")
@@ -74,11 +76,14 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
                 f"EVENT_TASKS_HANDLER_TIME_LIMIT ({conf.handler_time_limit:g} s) must be below RabbitMQ's "
                 f"consumer_timeout ({conf.rabbitmq_consumer_timeout:g} s, EVENT_TASKS_RABBITMQ_CONSUMER_TIMEOUT): "
                 "past it the broker closes the channel and hands the event to another consumer while the handler "
-                "still runs")
+                "still runs"
+            )
         longest = max((h.time_limit or 0 for h in handlers.handlers), default=0)
         if longest >= conf.rabbitmq_consumer_timeout:
-            raise ConfigurationError(f"A handler of {service!r} has time_limit={longest:g} s, past RabbitMQ's "
-                                     f"consumer_timeout ({conf.rabbitmq_consumer_timeout:g} s): lower it")
+            raise ConfigurationError(
+                f"A handler of {service!r} has time_limit={longest:g} s, past RabbitMQ's "
+                f"consumer_timeout ({conf.rabbitmq_consumer_timeout:g} s): lower it"
+            )
         retry_producer = _confirming_producer
     if kind == "redis":
         visibility = float(conf.visibility_timeout or options.get("visibility_timeout") or DEFAULT_VISIBILITY_TIMEOUT)
@@ -91,24 +96,45 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
             redis_transport.Transport.events_restore_interval = float(conf.restore_interval)
             redis = RedisIntake(visibility_timeout=visibility, mutex_expire=max(10, 3 * conf.restore_interval))
         else:
-            log.warning("broker_transport is %r (set by the host): %s is consumed with that transport's own "
-                        "consume step, which can lose a message when a worker is killed mid-consume",
-                        app.conf.broker_transport, queue.name)
+            log.warning(
+                "broker_transport is %r (set by the host): %s is consumed with that transport's own "
+                "consume step, which can lose a message when a worker is killed mid-consume",
+                app.conf.broker_transport,
+                queue.name,
+            )
         check_redis(app.conf.broker_url, require=conf.require_durable_broker)
-    task_options: _TaskOptions = dict(queue_name=queue.name, max_retries=conf.max_retries,
-                                      backoff_base=conf.retry_backoff, backoff_cap=cap,
-                                      max_redeliveries=conf.max_redeliveries, time_limit=conf.handler_time_limit,
-                                      retry_producer=retry_producer, backend=_json_backend(app))
+    task_options: _TaskOptions = dict(
+        queue_name=queue.name,
+        max_retries=conf.max_retries,
+        backoff_base=conf.retry_backoff,
+        backoff_cap=cap,
+        max_redeliveries=conf.max_redeliveries,
+        time_limit=conf.handler_time_limit,
+        retry_producer=retry_producer,
+        backend=_json_backend(app),
+    )
     register_tasks(app, service, handlers, **task_options)
     batched = handlers.batched
     if batched:
-        register_tasks(app, service, handlers, base=BatchEventTask, event_types=sorted(batched),
-                       task_name=batch_task_name, **task_options)
-    plan = IntakePlan(service=service, queue=queue, max_payload_bytes=conf.max_payload_bytes,
-                      unknown_type_wait=float(conf.unknown_type_wait), redis=redis,
-                      batching={t: (h.batch or 1, h.batch_wait) for t, h in batched.items()})
+        register_tasks(
+            app,
+            service,
+            handlers,
+            base=BatchEventTask,
+            event_types=sorted(batched),
+            task_name=batch_task_name,
+            **task_options,
+        )
+    plan = IntakePlan(
+        service=service,
+        queue=queue,
+        max_payload_bytes=conf.max_payload_bytes,
+        unknown_type_wait=float(conf.unknown_type_wait),
+        redis=redis,
+        batching={t: (h.batch or 1, h.batch_wait) for t, h in batched.items()},
+    )
     set_plan(app, plan)
-    app.steps["consumer"].add(EventIntake)   # a set: a second prepare_worker adds nothing
+    app.steps["consumer"].add(EventIntake)  # a set: a second prepare_worker adds nothing
     _register_control_command()
     _warn_about_slow_settings(app)
     return plan
@@ -148,20 +174,29 @@ def _warn_about_slow_settings(app: Celery) -> None:
     conf = settings()
 
     if django_settings.DEBUG:
-        log.warning("DEBUG is on in this worker: Django keeps every query of every event in memory for the life of "
-                    "the process and runs them through its debug cursor; turn DEBUG off for workers")
+        log.warning(
+            "DEBUG is on in this worker: Django keeps every query of every event in memory for the life of "
+            "the process and runs them through its debug cursor; turn DEBUG off for workers"
+        )
     limit = conf.handler_time_limit
     for alias, db in django_settings.DATABASES.items():
         wait = (db.get("OPTIONS") or {}).get("timeout", 5)
         if db.get("ENGINE", "").endswith("sqlite3") and limit and float(wait) >= limit:
-            log.warning("SQLite database %r waits %ss for a lock, not less than EVENT_TASKS_HANDLER_TIME_LIMIT (%ss): "
-                        "a hung handler holds the write lock, and the deliveries waiting behind it would pass "
-                        "their time limit too; set OPTIONS['timeout'] below the limit", alias, wait, limit)
+            log.warning(
+                "SQLite database %r waits %ss for a lock, not less than EVENT_TASKS_HANDLER_TIME_LIMIT (%ss): "
+                "a hung handler holds the write lock, and the deliveries waiting behind it would pass "
+                "their time limit too; set OPTIONS['timeout'] below the limit",
+                alias,
+                wait,
+                limit,
+            )
     pooled = any((db.get("OPTIONS") or {}).get("pool") for db in django_settings.DATABASES.values())
     if not app.conf.get("db_reuse_max") and not pooled:
-        log.warning("Celery's Django fixup closes the database connection before and after every task, so each event "
-                    "opens a new connection: set CELERY_DB_REUSE_MAX (e.g. 1000), or on PostgreSQL "
-                    "DATABASES[...]['OPTIONS']['pool'] = True")
+        log.warning(
+            "Celery's Django fixup closes the database connection before and after every task, so each event "
+            "opens a new connection: set CELERY_DB_REUSE_MAX (e.g. 1000), or on PostgreSQL "
+            "DATABASES[...]['OPTIONS']['pool'] = True"
+        )
 
 
 def _confirming_producer() -> AbstractContextManager[Producer]:

@@ -21,6 +21,7 @@ the types; ``producer``, ``consumer`` and ``handlers`` are the three ends above.
 
 May import: core, brokers, store, send, consume, ops.
 """
+
 from __future__ import annotations
 
 from ..errors import OpenedxEventsMissing
@@ -34,4 +35,4 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 from .consumer import EventTasksConsumer
 from .producer import EventTasksProducer, create_producer
 
-__all__ = ["EventTasksProducer", "create_producer", "EventTasksConsumer"]
+__all__ = ["EventTasksConsumer", "EventTasksProducer", "create_producer"]

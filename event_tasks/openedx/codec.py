@@ -8,6 +8,7 @@ sourcehost, time, sourcelib). ``metadata`` is never a data key of a signal: open
 the metadata to receivers under that name. The envelope's ``id`` is the metadata id, so a signal
 produced twice (two topics, a retried send) is one event to every consumer.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -64,14 +65,20 @@ def metadata_to_dict(metadata: EventsMetadata) -> MetadataDict:
 
 def metadata_from_dict(data: MetadataDict) -> EventsMetadata:
     # EventsMetadata.from_json (10.5) drops minorversion, so the fields are read here, the same way.
-    return EventsMetadata(event_type=data["event_type"], id=uuid.UUID(data["id"]),
-                          minorversion=int(data["minorversion"]), source=data["source"],
-                          sourcehost=data["sourcehost"], time=dt.datetime.fromisoformat(data["time"]),
-                          sourcelib=tuple(data["sourcelib"]))
+    return EventsMetadata(
+        event_type=data["event_type"],
+        id=uuid.UUID(data["id"]),
+        minorversion=int(data["minorversion"]),
+        source=data["source"],
+        sourcehost=data["sourcehost"],
+        time=dt.datetime.fromisoformat(data["time"]),
+        sourcelib=tuple(data["sourcelib"]),
+    )
 
 
-def to_payload(signal: OpenEdxPublicSignal, event_data: Mapping[str, object],
-               metadata: EventsMetadata) -> dict[str, object]:
+def to_payload(
+    signal: OpenEdxPublicSignal, event_data: Mapping[str, object], metadata: EventsMetadata
+) -> dict[str, object]:
     """The event payload of one sent signal (JSON-ready)."""
     payload = serializer(signal).to_dict({key: event_data[key] for key in signal.init_data})
     payload[METADATA] = metadata_to_dict(metadata)

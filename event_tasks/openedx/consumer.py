@@ -18,6 +18,7 @@ stopped. What the arguments mean here:
 A worker started as ``celery -A proj worker -Q events.<service>`` does the same without
 ``consume_events``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,7 +57,8 @@ class EventTasksConsumer(EventBusConsumer):
             raise ConfigurationError(
                 f"consume_events -g {self.group_id!r}: the group is the consuming service, and this process is "
                 f"service {configured!r} (EVENT_TASKS_SERVICE). Run consume_events -g {configured}: every consumer "
-                "of a service shares its queue; a second group would split the events, not copy them")
+                "of a service shares its queue; a second group would split the events, not copy them"
+            )
         return configured
 
     def worker_argv(self) -> list[str]:

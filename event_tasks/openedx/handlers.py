@@ -14,6 +14,7 @@ the last retry, dead-lettered with the reason: not logged and acknowledged as th
 Kafka backends do. On a retry every receiver runs again: receivers of an event bus must be
 idempotent, as they already are for those backends' replays.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,14 +27,14 @@ from ..handlers import consumer
 from .codec import from_payload, signal_for
 
 log = logging.getLogger(__name__)
-NAME = "event_tasks.openedx.reemit"   # duplicate suppression keys on it: never rename
+NAME = "event_tasks.openedx.reemit"  # duplicate suppression keys on it: never rename
 
 
 def reemit(event: Event) -> None:
     """Send the event's signal to this service's receivers with the producer's metadata."""
     signal = signal_for(event.type)
     metadata, data = from_payload(signal, dict(event.data))
-    RequestCache.clear_all_namespaces()   # receivers may rely on a per-request cache, as in a web request
+    RequestCache.clear_all_namespaces()  # receivers may rely on a per-request cache, as in a web request
     responses = signal.send_event_with_custom_metadata(metadata, **data)
     failures = [(receiver, result) for receiver, result in responses if isinstance(result, BaseException)]
     if not failures:
@@ -41,8 +42,13 @@ def reemit(event: Event) -> None:
     first = failures[0][1]
     if len(failures) > 1:
         others = ", ".join(f"{_name(r)}: {e!r}" for r, e in failures[1:])
-        log.error("%d receivers of %s (event %s) raised; retrying for all. Also failed: %s",
-                  len(failures), event.type, event.id, others)
+        log.error(
+            "%d receivers of %s (event %s) raised; retrying for all. Also failed: %s",
+            len(failures),
+            event.type,
+            event.id,
+            others,
+        )
         first.add_note(f"{len(failures) - 1} other receiver(s) of {event.type} failed too: {others}")
     raise first
 

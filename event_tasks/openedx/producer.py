@@ -9,6 +9,7 @@ Routing is by event type, not topic: every service subscribed to the type gets i
 whatever topic the producer names. A signal enabled on two topics is sent twice with one id, and
 consumers apply it once (duplicate suppression).
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,16 +27,28 @@ log = logging.getLogger(__name__)
 class EventTasksProducer(EventBusProducer):
     """Sends openedx-events signals as event-tasks events (one instance per process)."""
 
-    def send(self, *, signal: OpenEdxPublicSignal, topic: str, event_key_field: str, event_data: dict[str, object],
-             event_metadata: EventsMetadata) -> None:
+    def send(
+        self,
+        *,
+        signal: OpenEdxPublicSignal,
+        topic: str,
+        event_key_field: str,
+        event_data: dict[str, object],
+        event_metadata: EventsMetadata,
+    ) -> None:
         try:
-            send_event(signal.event_type, to_payload(signal, event_data, event_metadata),
-                       key=event_key(event_data, event_key_field), id=str(event_metadata.id))
-        except Exception:   # openedx-events' serializer raises plain exceptions; send_event EventTasksError
+            send_event(
+                signal.event_type,
+                to_payload(signal, event_data, event_metadata),
+                key=event_key(event_data, event_key_field),
+                id=str(event_metadata.id),
+            )
+        except Exception:  # openedx-events' serializer raises plain exceptions; send_event EventTasksError
             # openedx-events calls producers from a signal receiver, which send_robust turns into a
             # log line at INFO; say it loudly here, then raise (DEBUG, send_robust=False: the caller sees it).
-            log.exception("event-tasks could not send %s (id %s, topic %s)", signal.event_type, event_metadata.id,
-                          topic)
+            log.exception(
+                "event-tasks could not send %s (id %s, topic %s)", signal.event_type, event_metadata.id, topic
+            )
             raise
 
 

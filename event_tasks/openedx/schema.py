@@ -9,6 +9,7 @@ attribute without a default is required; one with ``default=None`` may be null. 
 openedx-events cannot serialize (``KNOWN_UNSERIALIZABLE_SIGNALS``, or its Avro schema fails) has
 no schema here either.
 """
+
 # No `from __future__ import annotations`: it would bind the name `annotations`, which this module
 # defines (the function below), and type checkers would see the __future__ feature in its place.
 import datetime as dt
@@ -43,6 +44,7 @@ class FieldOptions(TypedDict, total=False):
 def _parses_with(read: Callable[[str], object], name: str) -> Callable[[str], None]:
     """A validator: ``read(value)`` must not raise. Results are cached per string (parsing an opaque
     key costs about as much as the rest of the payload's validation, and keys repeat)."""
+
     @lru_cache(maxsize=4096)
     def problem(value: str) -> str | None:
         try:
@@ -55,6 +57,7 @@ def _parses_with(read: Callable[[str], object], name: str) -> Callable[[str], No
         message = problem(value)
         if message is not None:
             raise ValidationError(message)
+
     return check
 
 
@@ -72,8 +75,7 @@ def field_for(data_type: Any, **options: Unpack[FieldOptions]) -> fields.Field:
     """The marshmallow field of one openedx-events data type."""
     if data_type in STRING_TYPES:
         name = data_type.__name__
-        return fields.String(validate=_parses_with(STRING_TYPES[data_type], name),
-                             metadata={"format": name}, **options)
+        return fields.String(validate=_parses_with(STRING_TYPES[data_type], name), metadata={"format": name}, **options)
     if data_type is int or data_type in SIMPLE:
         return _simple(data_type, **options)
     origin = get_origin(data_type)
@@ -124,8 +126,14 @@ class _MetadataField(fields.Nested):
         self.event_type = event_type
         super().__init__(MetadataSchema, required=True, **kwargs)
 
-    def _deserialize(self, value: object, attr: str | None, data: Mapping[str, object] | None,
-                     partial: bool | Sequence[str] | Set[str] | None = None, **kwargs: object) -> dict[str, object]:
+    def _deserialize(
+        self,
+        value: object,
+        attr: str | None,
+        data: Mapping[str, object] | None,
+        partial: bool | Sequence[str] | Set[str] | None = None,
+        **kwargs: object,
+    ) -> dict[str, object]:
         loaded = super()._deserialize(value, attr, data, partial=partial, **kwargs)
         if loaded.get("event_type") != self.event_type:
             raise ValidationError({"event_type": [f"must be {self.event_type!r}"]})
@@ -169,12 +177,19 @@ _ANNOTATION = re.compile(r"^# \.\. (event_[a-z_]+): ?(.*)$")
 def annotations(event_type: str) -> dict[str, str]:
     """The ``.. event_*`` annotations openedx-events writes above a signal (description, owner repository …)."""
     signal = OpenEdxPublicSignal.get_signal_by_type(event_type)
-    module = next((m for m in list(sys.modules.values())
-                   if getattr(m, "__name__", "").startswith("openedx_events.") and m.__name__.endswith(".signals")
-                   and any(v is signal for v in vars(m).values())), None)
+    module = next(
+        (
+            m
+            for m in list(sys.modules.values())
+            if getattr(m, "__name__", "").startswith("openedx_events.")
+            and m.__name__.endswith(".signals")
+            and any(v is signal for v in vars(m).values())
+        ),
+        None,
+    )
     if module is None or not getattr(module, "__file__", None):
         return {}
-    assert module.__file__ is not None   # checked just above
+    assert module.__file__ is not None  # checked just above
     blocks: list[dict[str, str]] = []
     current: dict[str, str] = {}
     last = ""

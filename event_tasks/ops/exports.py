@@ -11,6 +11,7 @@ schemas inlined, ``allow_none`` as a ``null`` type): nothing is written by hand 
   whose handlers take the type (as this process sees them: run it in a tooling process that
   installs every service's handlers, e.g. the release step).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,14 +34,18 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 def _converter() -> OpenAPIConverter:
     # None: inline nested schemas (apispec documents it; its annotation says the resolver returns str)
     plugin = MarshmallowPlugin(schema_name_resolver=lambda schema: None)  # type: ignore[arg-type,return-value]  # see above
-    APISpec("event-tasks catalog", "1", "3.1.0", plugins=[plugin])          # binds the plugin's converter
-    assert plugin.converter is not None                                      # (set by APISpec, just above)
+    APISpec("event-tasks catalog", "1", "3.1.0", plugins=[plugin])  # binds the plugin's converter
+    assert plugin.converter is not None  # (set by APISpec, just above)
     plugin.converter.add_attribute_function(_decimal_as_string)
     return plugin.converter
 
 
-# Any: ret is the JSON Schema property apispec has built so far (untyped JSON)
-def _decimal_as_string(self: OpenAPIConverter, field: fields.Field, ret: dict[str, Any], **_: object) -> dict[str, object]:
+def _decimal_as_string(
+    self: OpenAPIConverter,
+    field: fields.Field,
+    ret: dict[str, Any],  # Any: the JSON Schema property apispec has built so far (untyped JSON)
+    **_: object,
+) -> dict[str, object]:
     """``Decimal(as_string=True)`` travels as a string ("12.50"); apispec calls it a number.
 
     Its range stays as ``x-minimum``/``x-maximum`` (JSON Schema ranges apply to numbers only).
@@ -64,8 +69,16 @@ def payload_schema(entry: catalog.EventType, converter: OpenAPIConverter | None 
 def json_schemas() -> dict[str, dict[str, object]]:
     """``{event type: JSON Schema document}`` for every type of the catalog."""
     converter = _converter()
-    return {e.name: {"$schema": JSON_SCHEMA_DIALECT, "$id": f"{e.name}.json", **payload_schema(e, converter),
-                     "x-owner": e.owner, "x-version": e.version} for e in catalog.all()}
+    return {
+        e.name: {
+            "$schema": JSON_SCHEMA_DIALECT,
+            "$id": f"{e.name}.json",
+            **payload_schema(e, converter),
+            "x-owner": e.owner,
+            "x-version": e.version,
+        }
+        for e in catalog.all()
+    }
 
 
 def consumers_by_type() -> dict[str, list[str]]:
@@ -88,32 +101,55 @@ def asyncapi(title: str = "event-tasks catalog", version: str = "1.0.0") -> dict
     for entry in catalog.all():
         key = entry.name
         schemas[key] = payload_schema(entry, converter)
-        messages[key] = {"name": entry.name, "title": entry.name, "summary": entry.description,
-                         "contentType": "application/json", "payload": {"$ref": f"#/components/schemas/{key}"},
-                         "x-owner": entry.owner}
-        channels[key] = {"address": entry.name, "description": entry.description,
-                         "messages": {key: {"$ref": f"#/components/messages/{key}"}},
-                         "bindings": {"amqp": {"is": "routingKey", "bindingVersion": "0.3.0",
-                                               "exchange": {"name": conf.exchange, "type": "topic", "durable": True,
-                                                            "autoDelete": False}}}}
+        messages[key] = {
+            "name": entry.name,
+            "title": entry.name,
+            "summary": entry.description,
+            "contentType": "application/json",
+            "payload": {"$ref": f"#/components/schemas/{key}"},
+            "x-owner": entry.owner,
+        }
+        channels[key] = {
+            "address": entry.name,
+            "description": entry.description,
+            "messages": {key: {"$ref": f"#/components/messages/{key}"}},
+            "bindings": {
+                "amqp": {
+                    "is": "routingKey",
+                    "bindingVersion": "0.3.0",
+                    "exchange": {"name": conf.exchange, "type": "topic", "durable": True, "autoDelete": False},
+                }
+            },
+        }
         ref = {"$ref": f"#/channels/{key}"}
         message = [{"$ref": f"#/channels/{key}/messages/{key}"}]
         operations[f"{entry.owner}.send.{key}"] = {
-            "action": "send", "channel": ref, "messages": message, "summary": f"{entry.owner} publishes {key}",
-            "x-service": entry.owner}
+            "action": "send",
+            "channel": ref,
+            "messages": message,
+            "summary": f"{entry.owner} publishes {key}",
+            "x-service": entry.owner,
+        }
         for service in consumers.get(key, []):
             operations[f"{service}.receive.{key}"] = {
-                "action": "receive", "channel": ref, "messages": message,
+                "action": "receive",
+                "channel": ref,
+                "messages": message,
                 "summary": f"{service} consumes {key} from its queue {conf.queue_name(service)}",
-                "x-service": service, "x-queue": conf.queue_name(service)}
+                "x-service": service,
+                "x-queue": conf.queue_name(service),
+            }
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": title, "version": version,
-                 "description": "Every event type of the catalog. Each event travels as a Celery task message "
-                                "(protocol 2, JSON) named after its type, with arguments (envelope, data): the "
-                                "envelope carries id, type, source, time, specversion and key (CloudEvents names); "
-                                "the payload described here is `data`. Each consuming service gets its own copy on "
-                                f"its queue {conf.queue_prefix}<service>."},
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "Every event type of the catalog. Each event travels as a Celery task message "
+            "(protocol 2, JSON) named after its type, with arguments (envelope, data): the "
+            "envelope carries id, type, source, time, specversion and key (CloudEvents names); "
+            "the payload described here is `data`. Each consuming service gets its own copy on "
+            f"its queue {conf.queue_prefix}<service>.",
+        },
         "defaultContentType": "application/json",
         "channels": channels,
         "operations": dict(sorted(operations.items())),

@@ -19,6 +19,7 @@ serves Prometheus metrics registers it (``REGISTRY.register(StatusCollector())``
 ``python manage.py events metrics --port N`` serves it alone (:func:`serve`). Owned by operations;
 what is counted belongs to ``status`` (broker and database figures) and ``models``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,9 @@ log = logging.getLogger(__name__)
 PREFIX = "event_tasks_"
 
 
-def read_status(app: Celery | None = None, services: list[str] | None = None, workers: bool = False,
-                timeout: float | None = None) -> dict[str, Any]:  # Any: status.collect's JSON-shaped report
+def read_status(
+    app: Celery | None = None, services: list[str] | None = None, workers: bool = False, timeout: float | None = None
+) -> dict[str, Any]:  # Any: status.collect's JSON-shaped report
     """The data of ``events status`` (broker and database figures per service)."""
     from .status import collect
 
@@ -54,14 +56,14 @@ def duplicates_by_handler(alias: str) -> dict[str, int]:
     """``{handler: copies skipped}`` in one service's database (``ProcessedEvent.duplicates``)."""
     from django.db.models import Sum
 
-    rows = (ProcessedEvent.objects.using(alias).values("handler").annotate(n=Sum("duplicates"))
-            .order_by("handler"))
+    rows = ProcessedEvent.objects.using(alias).values("handler").annotate(n=Sum("duplicates")).order_by("handler")
     return {row["handler"]: int(row["n"] or 0) for row in rows}
 
 
 # Any: data is status.collect's JSON-shaped report (rows of figures, None where a broker cannot tell)
 def families(data: dict[str, Any], duplicates: dict[str, dict[str, int]]) -> list[Metric]:
     """Prometheus metric families for one status reading (``duplicates``: ``{service: {handler: n}}``)."""
+
     def gauge(name: str, doc: str, labels: tuple[str, ...] = ("service",)) -> GaugeMetricFamily:
         return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
 
@@ -73,21 +75,27 @@ def families(data: dict[str, Any], duplicates: dict[str, dict[str, int]]) -> lis
     dead = gauge("dead_letters", "Dead letters the service holds now, by reason.", ("service", "reason"))
     pending = gauge("outbox_pending", "Outbox rows not published yet.")
     outbox_age = gauge("outbox_oldest_age_seconds", "Age of the oldest outbox row not published yet.")
-    dups = CounterMetricFamily(PREFIX + "duplicates_suppressed", "Redelivered copies a handler skipped "
-                               "(already applied).", labels=["service", "handler"])
+    dups = CounterMetricFamily(
+        PREFIX + "duplicates_suppressed",
+        "Redelivered copies a handler skipped (already applied).",
+        labels=["service", "handler"],
+    )
     for row in data["services"]:
         service = row["service"]
         if row.get("exists") or row.get("consumes"):
             depth.add_metric([service, row["queue"]], row.get("depth") or 0)
-            for family, value in ((unacked, row.get("unacked")), (oldest, row.get("oldest_age")),
-                                  (consumers, row.get("consumers"))):
+            for family, value in (
+                (unacked, row.get("unacked")),
+                (oldest, row.get("oldest_age")),
+                (consumers, row.get("consumers")),
+            ):
                 if value is not None:
                     family.add_metric([service], value)
         if data.get("workers") is not None:
             workers.add_metric([service], len(row.get("workers") or []))
         letters = row.get("dead_letters")
         if letters is not None:
-            by_reason = {reason: 0 for reason in DeadLetter.Reason.values}
+            by_reason = dict.fromkeys(DeadLetter.Reason.values, 0)
             by_reason.update(letters["by_reason"])
             for reason, count in sorted(by_reason.items()):
                 dead.add_metric([service, reason], count)
@@ -109,10 +117,16 @@ class StatusCollector(Collector):
     Flower's ``flower_worker_online`` usually tells enough); ``read``: the status source (tests).
     """
 
-    def __init__(self, app: Celery | None = None, *, services: list[str] | None = None, workers: bool = False,
-                 # Any: read returns status.collect's JSON-shaped report
-                 timeout: float | None = None, read: Callable[..., dict[str, Any]] = read_status,
-                 read_duplicates: Callable[[str], dict[str, int]] = duplicates_by_handler) -> None:
+    def __init__(
+        self,
+        app: Celery | None = None,
+        *,
+        services: list[str] | None = None,
+        workers: bool = False,
+        timeout: float | None = None,
+        read: Callable[..., dict[str, Any]] = read_status,  # Any: status.collect's JSON-shaped report
+        read_duplicates: Callable[[str], dict[str, int]] = duplicates_by_handler,
+    ) -> None:
         self.app = app
         self.services = services
         self.workers = workers
@@ -121,27 +135,32 @@ class StatusCollector(Collector):
         self.read_duplicates = read_duplicates
 
     def describe(self) -> list[Metric]:
-        return []   # nothing is read when the collector is registered; names come with each scrape
+        return []  # nothing is read when the collector is registered; names come with each scrape
 
     def collect(self) -> Iterator[Metric]:
         started = time.monotonic()
         up = GaugeMetricFamily(PREFIX + "up", "1 if the last scrape read the broker and the databases.")
         try:
             data = self.read(self.app, services=self.services, workers=self.workers, timeout=self.timeout)
-            duplicates = {row["service"]: self.read_duplicates(row["database"])
-                          for row in data["services"] if row.get("database")}
+            duplicates = {
+                row["service"]: self.read_duplicates(row["database"]) for row in data["services"] if row.get("database")
+            }
             found = families(data, duplicates)
-        except Exception as exc:  # noqa: BLE001 - a scrape reports the failure as a metric, never as a crash
-            log.warning("event_tasks metrics: reading the status failed (event_tasks_up 0): %r", exc,
-                        exc_info=log.isEnabledFor(logging.DEBUG))
+        except Exception as exc:
+            log.warning(
+                "event_tasks metrics: reading the status failed (event_tasks_up 0): %r",
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             up.add_metric([], 0)
             found = []
         else:
             up.add_metric([], 1)
         yield from found
         yield up
-        yield GaugeMetricFamily(PREFIX + "scrape_duration_seconds", "Seconds the last scrape took.",
-                                value=time.monotonic() - started)
+        yield GaugeMetricFamily(
+            PREFIX + "scrape_duration_seconds", "Seconds the last scrape took.", value=time.monotonic() - started
+        )
 
 
 def _close_connections() -> None:
@@ -159,8 +178,9 @@ def registry(collector: StatusCollector) -> CollectorRegistry:
     return reg
 
 
-def serve(collector: StatusCollector, port: int, address: str = "127.0.0.1",
-          on_ready: Callable[[int], None] | None = None) -> WSGIServer:
+def serve(
+    collector: StatusCollector, port: int, address: str = "127.0.0.1", on_ready: Callable[[int], None] | None = None
+) -> WSGIServer:
     """A WSGI server with ``/metrics`` for ``collector``; returns it (call ``serve_forever()``).
 
     One request at a time in the calling thread, so the collector's database connections stay in
@@ -189,8 +209,14 @@ def serve(collector: StatusCollector, port: int, address: str = "127.0.0.1",
     return server
 
 
-def run(port: int, address: str = "127.0.0.1", *, services: list[str] | None = None, workers: bool = False,
-        write: Callable[[str], object] = print) -> None:
+def run(
+    port: int,
+    address: str = "127.0.0.1",
+    *,
+    services: list[str] | None = None,
+    workers: bool = False,
+    write: Callable[[str], object] = print,
+) -> None:
     """``events metrics``: serve ``/metrics`` until SIGTERM or Ctrl-C.
 
     The server runs in one thread of its own (every scrape, and so every database connection,

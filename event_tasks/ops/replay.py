@@ -4,6 +4,7 @@ Replay sends the event to that dead letter's service queue only, with its origin
 consumers' duplicate suppression makes a second replay a no-op. The delivery's failed task
 result is forgotten: the replayed delivery starts afresh (the dead letter keeps the failure).
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,11 +12,11 @@ import logging
 from django.db.models import F
 from django.utils import timezone
 
-from ..store.deadletters import replayable_args
 from ..brokers.message import encode_body
-from ..models import DeadLetter
 from ..conf import settings
+from ..models import DeadLetter
 from ..send.publisher import Publisher, default_publisher, the_app
+from ..store.deadletters import replayable_args
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def replay(letter: DeadLetter, publisher: Publisher | None = None) -> str:
     queue = publisher.publish_to(letter.service, envelope["type"], envelope["id"], body, argsrepr)
     if letter.task_id:
         # The replayed delivery starts afresh; the dead letter keeps the failure and its traceback.
-        assert publisher.app is not None   # a publisher built without an app has no result backend to forget in
+        assert publisher.app is not None  # a publisher built without an app has no result backend to forget in
         publisher.app.backend.forget(letter.task_id)
     DeadLetter.objects.filter(pk=letter.pk).update(replays=F("replays") + 1, replayed_at=timezone.now())
     log.info("replayed dead letter #%s (%s %s) to %s", letter.pk, envelope["type"], envelope["id"], queue)

@@ -7,6 +7,7 @@ list or the reverse. ``python manage.py events schema snapshot`` records the cat
 deployed (commit the file); ``events schema check`` compares the code's catalog with it and names
 each breaking change (CI runs it).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,9 @@ class FieldShape(TypedDict):
 
     type: str
     required: bool
-    many: NotRequired[bool]                      # Nested
-    fields: NotRequired[dict[str, FieldShape]]   # Nested
-    items: NotRequired[FieldShape]               # List
+    many: NotRequired[bool]  # Nested
+    fields: NotRequired[dict[str, FieldShape]]  # Nested
+    items: NotRequired[FieldShape]  # List
 
 
 class TypeShape(TypedDict):
@@ -73,8 +74,9 @@ def breaking_changes(old: Mapping[str, TypeShape], new: Mapping[str, TypeShape])
     return problems
 
 
-def _compare(event_type: str, prefix: str, before: Mapping[str, FieldShape], after: Mapping[str, FieldShape],
-             out: list[str]) -> None:
+def _compare(
+    event_type: str, prefix: str, before: Mapping[str, FieldShape], after: Mapping[str, FieldShape], out: list[str]
+) -> None:
     hint = "a breaking change needs a new version of the event type (….v2) beside this one"
     for name, old in sorted(before.items()):
         path = f"{prefix}{name}"

@@ -12,6 +12,7 @@ read it). Per service:
 * database (the service's own, see ``servicedbs``): dead letters by reason, outbox backlog
   (``pending``) and the age of its oldest pending row; ``None`` where this process cannot read it.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -39,11 +40,12 @@ if TYPE_CHECKING:
     from celery import Celery
     from kombu import Connection
 
-REDIS_PRIORITIES = (3, 6, 9)   # kombu's priority steps other than 0: lists "<queue>␆␖<n>"
+REDIS_PRIORITIES = (3, 6, 9)  # kombu's priority steps other than 0: lists "<queue>␆␖<n>"
 
 
-def collect(app: Celery | None = None, *, services: list[str] | None = None, workers: bool = True,
-            timeout: float | None = None) -> dict[str, Any]:  # Any: a JSON-shaped report (figures of several types)
+def collect(
+    app: Celery | None = None, *, services: list[str] | None = None, workers: bool = True, timeout: float | None = None
+) -> dict[str, Any]:  # Any: a JSON-shaped report (figures of several types)
     """The status of every service (or ``services``): broker, workers and database figures."""
     app = app or the_app()
     conf = settings()
@@ -52,7 +54,7 @@ def collect(app: Celery | None = None, *, services: list[str] | None = None, wor
     databases = service_databases()
     consuming = set(consuming_services())
     notes: list[str] = []
-    seen_workers: dict[str, Any] = {}   # Any: the workers' replies, JSON (see inspect_workers)
+    seen_workers: dict[str, Any] = {}  # Any: the workers' replies, JSON (see inspect_workers)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(inspect_workers, app, timeout) if workers else None
         with app.connection_for_write() as conn:
@@ -66,8 +68,12 @@ def collect(app: Celery | None = None, *, services: list[str] | None = None, wor
     for service in names:
         queue = queues[service]
         # Any: one row of the JSON-shaped report
-        row: dict[str, Any] = {"service": service, "queue": queue, "consumes": service in consuming,
-                               **figures.get(queue, {})}
+        row: dict[str, Any] = {
+            "service": service,
+            "queue": queue,
+            "consumes": service in consuming,
+            **figures.get(queue, {}),
+        }
         mine = {name: w for name, w in seen_workers.items() if w.get("service") == service}
         row["workers"] = sorted(mine)
         row["active"] = sum(w.get("active", 0) for w in mine.values()) if workers else None
@@ -76,9 +82,13 @@ def collect(app: Celery | None = None, *, services: list[str] | None = None, wor
         row["database"] = alias
         row.update(database_figures(alias) if alias else {"dead_letters": None, "outbox": None})
         rows.append(row)
-    return {"time": _now().isoformat(), "broker": broker, "services": rows,
-            "workers": {name: seen_workers[name] for name in sorted(seen_workers)} if workers else None,
-            "notes": notes}
+    return {
+        "time": _now().isoformat(),
+        "broker": broker,
+        "services": rows,
+        "workers": {name: seen_workers[name] for name in sorted(seen_workers)} if workers else None,
+        "notes": notes,
+    }
 
 
 def inspect_workers(app: Celery, timeout: float) -> dict[str, Any]:  # Any: the workers' replies, JSON
@@ -87,7 +97,7 @@ def inspect_workers(app: Celery, timeout: float) -> dict[str, Any]:  # Any: the 
     Workers that consume an event queue answer the fabric's control command (``worker``); any
     other worker answers Celery's ping and is listed with ``service: None``.
     """
-    found: dict[str, Any] = {}   # Any: as the workers reply (JSON)
+    found: dict[str, Any] = {}  # Any: as the workers reply (JSON)
     with app.connection_for_write() as conn:
         replies = app.control.broadcast(CONTROL_COMMAND, reply=True, timeout=timeout, connection=conn) or []
         pings = app.control.broadcast("ping", reply=True, timeout=timeout, connection=conn) or []
@@ -104,12 +114,17 @@ def inspect_workers(app: Celery, timeout: float) -> dict[str, Any]:  # Any: the 
 def database_figures(alias: str) -> dict[str, Any]:  # Any: JSON-shaped figures (counts, ages, None)
     """Dead letters by reason and the outbox backlog in one service's database."""
     reasons = dict(DeadLetter.objects.using(alias).values_list("reason").annotate(n=Count("id")).order_by())
-    backlog = OutboxEvent.objects.using(alias).filter(sent_at__isnull=True).aggregate(n=Count("id"),
-                                                                                       oldest=Min("created_at"))
+    backlog = (
+        OutboxEvent.objects.using(alias).filter(sent_at__isnull=True).aggregate(n=Count("id"), oldest=Min("created_at"))
+    )
     oldest = backlog["oldest"]
-    return {"dead_letters": {"total": sum(reasons.values()), "by_reason": dict(sorted(reasons.items()))},
-            "outbox": {"pending": backlog["n"],
-                       "oldest_age": round((_now() - oldest).total_seconds(), 3) if oldest else None}}
+    return {
+        "dead_letters": {"total": sum(reasons.values()), "by_reason": dict(sorted(reasons.items()))},
+        "outbox": {
+            "pending": backlog["n"],
+            "oldest_age": round((_now() - oldest).total_seconds(), 3) if oldest else None,
+        },
+    }
 
 
 # Any: JSON-shaped figures per queue (counts, ages, flags; None where the broker cannot tell)
@@ -117,17 +132,23 @@ def _broker_figures(conn: Connection, queues: list[str], notes: list[str]) -> di
     if is_redis(conn):
         return _redis_figures(conn, queues)
     unacked: dict[str, int] | None = None
-    try:   # only the management API knows unacked counts; its counters lag a few seconds
-        api = ManagementAPI.for_broker(conn.as_uri(include_password=True), settings().rabbitmq_management_url,
-                                       timeout=2.0)
+    try:  # only the management API knows unacked counts; its counters lag a few seconds
+        api = ManagementAPI.for_broker(
+            conn.as_uri(include_password=True), settings().rabbitmq_management_url, timeout=2.0
+        )
         unacked = {q["name"]: q.get("messages_unacknowledged", 0) for q in api.queues()}
     except ManagementAPIUnavailable as exc:
         notes.append(f"unacked counts need the RabbitMQ management API: {exc.cause}")
     figures = {}
     for q in queues:
         depth, consumers = passive_declare(conn, q)
-        figures[q] = {"exists": depth is not None, "depth": depth or 0, "consumers": consumers or 0,
-                      "unacked": unacked.get(q, 0) if unacked is not None else None, "oldest_age": None}
+        figures[q] = {
+            "exists": depth is not None,
+            "depth": depth or 0,
+            "consumers": consumers or 0,
+            "unacked": unacked.get(q, 0) if unacked is not None else None,
+            "oldest_age": None,
+        }
     return figures
 
 
@@ -147,8 +168,13 @@ def _redis_figures(conn: Connection, queues: list[str]) -> dict[str, dict[str, A
             pipe.llen(inflight_key(q))
             pipe.lindex(q, -1)
             *depths, unacked, inflight, oldest = pipe.execute()
-            figures[q] = {"exists": q in bound or sum(depths) > 0, "depth": sum(depths), "unacked": unacked + inflight,
-                          "consumers": None, "oldest_age": _age_of(oldest)}
+            figures[q] = {
+                "exists": q in bound or sum(depths) > 0,
+                "depth": sum(depths),
+                "unacked": unacked + inflight,
+                "consumers": None,
+                "oldest_age": _age_of(oldest),
+            }
     return figures
 
 
@@ -160,7 +186,7 @@ def _age_of(raw: bytes | None) -> float | None:
         return None
     try:
         return round(max(0.0, time.time() - parse_time(sent).timestamp()), 3)
-    except ValueError:   # not an ISO 8601 time with a timezone
+    except ValueError:  # not an ISO 8601 time with a timezone
         return None
 
 
@@ -170,12 +196,15 @@ def _now() -> dt.datetime:
 
 def render(data: dict[str, Any]) -> str:  # Any: collect's JSON-shaped report
     """The status as a table (one line per service), then workers and notes."""
+
     def num(value: object) -> str:
         return "-" if value is None else (f"{value:.1f}s" if isinstance(value, float) else str(value))
 
-    lines = [f"{data['time']}  broker: {data['broker']}",
-             f"{'service':20} {'queue':28} {'depth':>6} {'oldest':>8} {'unacked':>7} {'active':>6} {'held':>5} "
-             f"{'workers':>7} {'dead':>5} {'outbox':>6} {'outbox age':>10}  dead letters by reason"]
+    lines = [
+        f"{data['time']}  broker: {data['broker']}",
+        f"{'service':20} {'queue':28} {'depth':>6} {'oldest':>8} {'unacked':>7} {'active':>6} {'held':>5} "
+        f"{'workers':>7} {'dead':>5} {'outbox':>6} {'outbox age':>10}  dead letters by reason",
+    ]
     for row in data["services"]:
         dead = row.get("dead_letters")
         outbox = row.get("outbox")
@@ -187,13 +216,19 @@ def render(data: dict[str, Any]) -> str:  # Any: collect's JSON-shaped report
             f"{num(row.get('held')):>5} {len(row['workers']) if data.get('workers') is not None else '-':>7} "
             f"{num(dead['total'] if dead else None):>5} {num(outbox['pending'] if outbox else None):>6} "
             f"{num(outbox['oldest_age'] if outbox else None):>10}  "
-            + (", ".join(f"{k}={v}" for k, v in dead["by_reason"].items()) if dead else
-               ("" if row.get("database") else "(database not reachable here)")))
+            + (
+                ", ".join(f"{k}={v}" for k, v in dead["by_reason"].items())
+                if dead
+                else ("" if row.get("database") else "(database not reachable here)")
+            )
+        )
     if data.get("workers"):
         lines.append("workers:")
         for name, w in data["workers"].items():
-            lines.append(f"  {name:40} {w.get('service') or '(no event queue)':20} active={w.get('active', 0)} "
-                         f"held={w.get('held', 0)}")
+            lines.append(
+                f"  {name:40} {w.get('service') or '(no event queue)':20} active={w.get('active', 0)} "
+                f"held={w.get('held', 0)}"
+            )
     elif data.get("workers") is not None:
         lines.append("workers: none answered")
     lines.extend(f"note: {n}" for n in data.get("notes", []))

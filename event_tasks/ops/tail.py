@@ -12,6 +12,7 @@ own copy of every matching event, like a service would; the services' queues are
   ``events topology verify --prune`` once the lease has run out. Until then its list collects
   the copies the fan-out pushes there.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,7 @@ class Tail:
     """A temporary subscription to ``pattern``; iterate :meth:`events` for ``(envelope, data)`` pairs."""
 
     channel: StdChannel
-    client: redis.Redis   # Redis: the channel's client
+    client: redis.Redis  # Redis: the channel's client
 
     def __init__(self, app: Celery, pattern: str = "#", lease: float = 30.0) -> None:
         self.app = app
@@ -73,15 +74,22 @@ class Tail:
             self._renew()
             Queue(self.queue, events_exchange(), routing_key=self.pattern)(self.channel).declare()
         else:
-            queue = Queue(self.queue, events_exchange(), routing_key=self.pattern, exclusive=True, auto_delete=True,
-                          durable=False)
-            self.consumer = Consumer(self.channel, queues=[queue], no_ack=True, accept=["json"],
-                                     callbacks=[lambda body, message: self._received.append(_args(body))])
+            queue = Queue(
+                self.queue, events_exchange(), routing_key=self.pattern, exclusive=True, auto_delete=True, durable=False
+            )
+            self.consumer = Consumer(
+                self.channel,
+                queues=[queue],
+                no_ack=True,
+                accept=["json"],
+                callbacks=[lambda body, message: self._received.append(_args(body))],
+            )
             self.consumer.consume()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -92,7 +100,7 @@ class Tail:
                 unbind(self.conn, self.queue, self.pattern)
                 self.client.delete(self.queue, tail_heartbeat_key(self.queue))
         finally:
-            self.conn.release()   # RabbitMQ: the exclusive queue goes with the connection
+            self.conn.release()  # RabbitMQ: the exclusive queue goes with the connection
             self.conn = None
 
     def _renew(self) -> None:
@@ -109,13 +117,13 @@ class Tail:
                 if item:
                     yield _redis_args(item[1])
                 continue
-            if self.conn is None:   # closed
+            if self.conn is None:  # closed
                 return
             try:
                 self.conn.drain_events(timeout=poll)
             except TimeoutError:
                 pass
-            except OSError as exc:   # socket.timeout is an OSError
+            except OSError as exc:  # socket.timeout is an OSError
                 if "timed out" not in str(exc):
                     raise
             while self._received:
@@ -141,13 +149,23 @@ def _redis_args(raw: bytes | str) -> TailEvent:
 
 
 def format_event(envelope: Mapping[str, object], data: object) -> str:
-    return (f"{envelope.get('time')} {envelope.get('type')} id={envelope.get('id')} source={envelope.get('source')} "
-            f"key={envelope.get('key')} data={json.dumps(data, sort_keys=True, ensure_ascii=False)}")
+    return (
+        f"{envelope.get('time')} {envelope.get('type')} id={envelope.get('id')} source={envelope.get('source')} "
+        f"key={envelope.get('key')} data={json.dumps(data, sort_keys=True, ensure_ascii=False)}"
+    )
 
 
-def run(app: Celery, out: Callable[[str], None], err: Callable[[str], None], *, pattern: str = "#",
-        as_json: bool = False, count: int | None = None, lease: float = 30.0,
-        stop: threading.Event | None = None) -> int:
+def run(
+    app: Celery,
+    out: Callable[[str], None],
+    err: Callable[[str], None],
+    *,
+    pattern: str = "#",
+    as_json: bool = False,
+    count: int | None = None,
+    lease: float = 30.0,
+    stop: threading.Event | None = None,
+) -> int:
     """The ``events tail`` command: print events until ``count`` were seen or ``stop`` is set."""
     from .. import catalog
 
@@ -159,8 +177,11 @@ def run(app: Celery, out: Callable[[str], None], err: Callable[[str], None], *, 
             tail.stop = stop
         err(f"listening on {tail.queue} <- {pattern} ({settings().exchange}); Ctrl-C to stop")
         for envelope, data in tail.events():
-            out(json.dumps({"envelope": envelope, "data": data}, sort_keys=True, ensure_ascii=False) if as_json
-                else format_event(envelope, data))
+            out(
+                json.dumps({"envelope": envelope, "data": data}, sort_keys=True, ensure_ascii=False)
+                if as_json
+                else format_event(envelope, data)
+            )
             seen += 1
             if count is not None and seen >= count:
                 break

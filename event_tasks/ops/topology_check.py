@@ -20,6 +20,7 @@ Drift, each a reason to exit non-zero:
 :func:`prune` removes stale bindings and those of orphan queues (RabbitMQ: kombu's
 ``queue_unbind``); missing ones are what ``events declare`` is for.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,9 +29,17 @@ from typing import TYPE_CHECKING, cast
 
 from kombu import Connection
 
+from ..brokers.topology import (
+    bindings,
+    is_redis,
+    is_tail_queue,
+    passive_declare,
+    redis_bindings,
+    tail_heartbeat_key,
+    unbind,
+)
 from ..conf import settings
 from ..handlers import consuming_services, service_handlers
-from ..brokers.topology import redis_bindings, bindings, is_redis, is_tail_queue, passive_declare, tail_heartbeat_key, unbind
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -55,9 +64,9 @@ class Drift:
 @dataclasses.dataclass
 class Report:
     broker: str
-    expected: dict[str, list[str]]            # queue -> patterns its handlers ask for
-    bound: list[tuple[str, str]]              # (routing key, queue) on the broker
-    consumers: dict[str, int | None]          # queue -> consumer count (None: the broker cannot tell)
+    expected: dict[str, list[str]]  # queue -> patterns its handlers ask for
+    bound: list[tuple[str, str]]  # (routing key, queue) on the broker
+    consumers: dict[str, int | None]  # queue -> consumer count (None: the broker cannot tell)
     drift: list[Drift]
     pruned: list[Drift] = dataclasses.field(default_factory=list)
 
@@ -66,10 +75,15 @@ class Report:
         return not self.drift
 
     def as_dict(self) -> dict[str, object]:
-        return {"broker": self.broker, "ok": self.ok, "expected": self.expected,
-                "bound": [{"queue": q, "routing_key": k} for k, q in self.bound],
-                "consumers": self.consumers, "drift": [d.as_dict() for d in self.drift],
-                "pruned": [d.as_dict() for d in self.pruned]}
+        return {
+            "broker": self.broker,
+            "ok": self.ok,
+            "expected": self.expected,
+            "bound": [{"queue": q, "routing_key": k} for k, q in self.bound],
+            "consumers": self.consumers,
+            "drift": [d.as_dict() for d in self.drift],
+            "pruned": [d.as_dict() for d in self.pruned],
+        }
 
 
 def expected(services: Iterable[str] | None = None) -> dict[str, list[str]]:
@@ -110,11 +124,21 @@ def verify(connection: Connection, services: Iterable[str] | None = None, *, che
                 drift.extend(Drift("stale_binding", queue, k, "an `events tail` that is gone") for k in sorted(keys))
             continue
         if queue in every_service_queue:
-            continue   # a service left out by --service
-        drift.append(Drift("orphan_queue", queue, detail="bound on " + conf.exchange + ", consumed by no service of "
-                           "the code: " + ", ".join(sorted(keys))))
-    return Report("redis" if is_redis(connection) else "rabbitmq", wanted, bound,
-                  {q: consumers.get(q) for q in sorted(wanted)}, drift)
+            continue  # a service left out by --service
+        drift.append(
+            Drift(
+                "orphan_queue",
+                queue,
+                detail="bound on " + conf.exchange + ", consumed by no service of the code: " + ", ".join(sorted(keys)),
+            )
+        )
+    return Report(
+        "redis" if is_redis(connection) else "rabbitmq",
+        wanted,
+        bound,
+        {q: consumers.get(q) for q in sorted(wanted)},
+        drift,
+    )
 
 
 def prune(connection: Connection, report: Report) -> list[Drift]:
@@ -142,10 +166,10 @@ def _queues(connection: Connection, names: set[str]) -> tuple[dict[str, int | No
     """Consumer counts and which of ``names`` exist (Redis: a queue exists while it has a binding or messages)."""
     if is_redis(connection):
         with connection.channel() as channel:
-            client = cast("RedisChannel", channel).client   # is_redis: a Redis channel (stubs: StdChannel)
+            client = cast("RedisChannel", channel).client  # is_redis: a Redis channel (stubs: StdChannel)
             bound = {q for _, q in redis_bindings(client)}
             existing = {n for n in names if n in bound or client.exists(n)}
-        return {n: None for n in names}, existing
+        return dict.fromkeys(names), existing
     # The management API's counters lag (statistics every few seconds): ask the broker itself.
     consumers: dict[str, int | None] = {}
     for name in names:
@@ -157,15 +181,23 @@ def _live_tails(connection: Connection, queues: list[str]) -> set[str]:
     if not queues:
         return set()
     if not is_redis(connection):
-        return set(queues)   # exclusive queues: RabbitMQ removes them with their tail's connection
+        return set(queues)  # exclusive queues: RabbitMQ removes them with their tail's connection
     with connection.channel() as channel:
         # is_redis: a Redis channel (the stubs type every channel() as StdChannel)
         return {q for q in queues if cast("RedisChannel", channel).client.exists(tail_heartbeat_key(q))}
 
 
-def run_verify(app: Celery, out: Callable[[str], object], err: Callable[[str], object], *,  # noqa: C901
-               services: list[str] | None = None, prune: bool = False, ignore_consumers: bool = False,
-               json: bool = False, **_: object) -> int:  # noqa: A002
+def run_verify(
+    app: Celery,
+    out: Callable[[str], object],
+    err: Callable[[str], object],
+    *,
+    services: list[str] | None = None,
+    prune: bool = False,
+    ignore_consumers: bool = False,
+    json: bool = False,
+    **_: object,
+) -> int:
     """The ``events topology verify`` command: 0 in line with the code, 1 drift, 2 cannot verify."""
     import json as json_module
 

@@ -18,6 +18,7 @@ a queued copy. Databases are the ones this process can read (``servicedbs``): ru
 configured with the services' databases, or as one service (``EVENT_TASKS_SERVICE``) to see that
 service's side. :func:`trace` returns plain data; :func:`render` prints it.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     import redis
     from celery import Celery
 
-SCAN_LIMIT = 10_000   # Redis: queue entries searched for a waiting copy
+SCAN_LIMIT = 10_000  # Redis: queue entries searched for a waiting copy
 
 
 # Any: a JSON-shaped report (rows of records of several kinds, None where nothing is known)
@@ -61,28 +62,49 @@ def trace(event_id: str, *, services: list[str] | None = None, app: Celery | Non
         row.pop("body")
     event_type = envelope.get("type") or next((t for r in found.values() for t in r.get("types", [])), None)
     consumers = {s for s in consuming_services() if event_type and service_handlers(s).for_type(event_type)}
-    with_copies = {q[len(conf.queue_prefix):] for q in broker["copies"] if q.startswith(conf.queue_prefix)}
-    names = sorted(set(services) if services else
-                   consumers | with_copies | {s for s, r in found.items() if r.get("records")})
+    with_copies = {q[len(conf.queue_prefix) :] for q in broker["copies"] if q.startswith(conf.queue_prefix)}
+    names = sorted(
+        set(services) if services else consumers | with_copies | {s for s, r in found.items() if r.get("records")}
+    )
     rows = []
     for service in names:
         records = found.get(service)
-        wanted = sorted(h.pattern for h in service_handlers(service).for_type(event_type)) if event_type and \
-            service in consuming_services() else []
+        wanted = (
+            sorted(h.pattern for h in service_handlers(service).for_type(event_type))
+            if event_type and service in consuming_services()
+            else []
+        )
         queue = conf.queue_name(service)
         copy = broker["copies"].get(queue)
         table = broker["table"]
-        bound = None if table is None or not event_type else \
-            sorted(k for k, q in table if q == queue and topic_matches(k, event_type))
-        row = {"service": service, "subscribed_in_code": wanted, "bound_now": bound, "queued": copy,
-               "database": databases.get(service), **(records or {})}
+        bound = (
+            None
+            if table is None or not event_type
+            else sorted(k for k, q in table if q == queue and topic_matches(k, event_type))
+        )
+        row = {
+            "service": service,
+            "subscribed_in_code": wanted,
+            "bound_now": bound,
+            "queued": copy,
+            "database": databases.get(service),
+            **(records or {}),
+        }
         for private in ("outbox", "types", "records", "envelope"):
             row.pop(private, None)
         row["verdict"] = _verdict(row, records, wanted, bound, copy)
         rows.append(row)
-    return {"event_id": event_id, "type": event_type, "owner": _owner(event_type), "source": envelope.get("source"),
-            "time": envelope.get("time"), "outbox": outbox, "broker": broker["kind"], "notes": broker["notes"],
-            "services": rows}
+    return {
+        "event_id": event_id,
+        "type": event_type,
+        "owner": _owner(event_type),
+        "source": envelope.get("source"),
+        "time": envelope.get("time"),
+        "outbox": outbox,
+        "broker": broker["kind"],
+        "notes": broker["notes"],
+        "services": rows,
+    }
 
 
 def _owner(event_type: str | None) -> str | None:
@@ -108,12 +130,21 @@ def _read(alias: str, service: str, event_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {"types": []}  # Any: as above
     row = OutboxEvent.objects.using(alias).filter(event_id=event_id).first()
     if row is not None:
-        out["outbox"] = {"type": row.event_type, "created_at": _iso(row.created_at), "sent_at": _iso(row.sent_at),
-                         "attempts": row.attempts, "last_error": row.last_error, "body": row.body}
+        out["outbox"] = {
+            "type": row.event_type,
+            "created_at": _iso(row.created_at),
+            "sent_at": _iso(row.sent_at),
+            "attempts": row.attempts,
+            "last_error": row.last_error,
+            "body": row.body,
+        }
         out["types"].append(row.event_type)
     marks = list(ProcessedEvent.objects.using(alias).filter(event_id=event_id).order_by("processed_at"))
-    out["applied"] = [{"handler": m.handler, "at": _iso(m.processed_at), "duplicates_suppressed": m.duplicates}
-                      for m in marks if m.service == service or not m.service]
+    out["applied"] = [
+        {"handler": m.handler, "at": _iso(m.processed_at), "duplicates_suppressed": m.duplicates}
+        for m in marks
+        if m.service == service or not m.service
+    ]
     out["types"].extend(m.event_type for m in marks)
     tid = task_id(event_id, service)
     out["result"] = _result(alias, tid)
@@ -121,31 +152,49 @@ def _read(alias: str, service: str, event_id: str) -> dict[str, Any]:
         out["types"].append(out["result"]["task"])
     out["redeliveries"] = {r.retries: r.count for r in Redelivery.objects.using(alias).filter(task_id=tid)}
     letters = DeadLetter.objects.using(alias).filter(event_id=event_id).order_by("created_at")
-    out["dead_letters"] = [{"id": d.pk, "reason": d.reason, "attempts": d.attempts, "at": _iso(d.created_at),
-                            "detail": d.detail[:300], "replays": d.replays, "replayed_at": _iso(d.replayed_at)}
-                           for d in letters if d.service == service]
+    out["dead_letters"] = [
+        {
+            "id": d.pk,
+            "reason": d.reason,
+            "attempts": d.attempts,
+            "at": _iso(d.created_at),
+            "detail": d.detail[:300],
+            "replays": d.replays,
+            "replayed_at": _iso(d.replayed_at),
+        }
+        for d in letters
+        if d.service == service
+    ]
     out["types"].extend(d.event_type for d in letters if d.event_type)
     for letter in letters:
         try:
             out.setdefault("envelope", replayable_args(letter)[0])
         except NotReplayable:
             continue
-    out["records"] = bool(out.get("outbox") or out["applied"] or out["result"] or out["redeliveries"]
-                          or out["dead_letters"])
+    out["records"] = bool(
+        out.get("outbox") or out["applied"] or out["result"] or out["redeliveries"] or out["dead_letters"]
+    )
     return out
 
 
 def _result(alias: str, tid: str) -> dict[str, Any] | None:  # Any: a result row, JSON-shaped (str, None)
     try:
         from django_celery_results.models import TaskResult
-    except (ImportError, RuntimeError):   # the host does not store results in its database
+    except (ImportError, RuntimeError):  # the host does not store results in its database
         return None
     row = TaskResult.objects.using(alias).filter(task_id=tid).first()
     if row is None:
         return None
     worker, created = row.worker, row.date_created  # type: ignore[attr-defined]  # fields its stubs lack
-    return {"task_id": tid, "task": row.task_name, "status": row.status, "worker": worker,
-            "created_at": _iso(created), "done_at": _iso(row.date_done), "args": row.task_args}
+    return {
+        "task_id": tid,
+        "task": row.task_name,
+        "status": row.status,
+        "worker": worker,
+        "created_at": _iso(created),
+        "done_at": _iso(row.date_done),
+        "args": row.task_args,
+    }
 
 
 # Any: the JSON-shaped records of _read, and the envelope (JSON)
@@ -158,7 +207,7 @@ def _envelope(outbox: list[dict[str, Any]], found: dict[str, dict[str, Any]]) ->
     for text in texts:
         try:
             value = json.loads(text)
-            while isinstance(value, str):   # results may hold the arguments' JSON as a JSON string
+            while isinstance(value, str):  # results may hold the arguments' JSON as a JSON string
                 value = json.loads(value)
             envelope = value[0][0] if isinstance(value[0], list) else value[0]
             if isinstance(envelope, dict) and envelope.get("id"):
@@ -180,8 +229,9 @@ def _broker(event_id: str, app: Celery) -> dict[str, Any]:  # Any: JSON-shaped f
         except ManagementAPIUnavailable as exc:
             out["notes"].append(f"bindings not listed: {exc.cause} (RabbitMQ needs its management API)")
         if not is_redis(conn):
-            out["notes"].append("RabbitMQ cannot show a queued copy without redelivering it: see `events status` "
-                                "for the queue's depth")
+            out["notes"].append(
+                "RabbitMQ cannot show a queued copy without redelivering it: see `events status` for the queue's depth"
+            )
             return out
         queues = {q for _, q in out["table"] or []} | {conf.queue_name(s) for s in consuming_services()}
         with conn.channel() as channel:
@@ -197,12 +247,14 @@ def _broker(event_id: str, app: Celery) -> dict[str, Any]:  # Any: JSON-shaped f
 def _redis_copy(client: redis.Redis, queue: str, event_id: str) -> tuple[str | None, QueueItem | None]:
     """``("waiting", copy)`` (in the queue), ``("held", copy)`` (taken by a worker, not acknowledged)."""
     needle = event_id.encode()
-    for state, items in (("waiting", client.lrange(queue, 0, SCAN_LIMIT - 1)),
-                         ("held", [*client.hvals(f"unacked:{queue}"), *client.lrange(inflight_key(queue), 0, -1)])):
+    for state, items in (
+        ("waiting", client.lrange(queue, 0, SCAN_LIMIT - 1)),
+        ("held", [*client.hvals(f"unacked:{queue}"), *client.lrange(inflight_key(queue), 0, -1)]),
+    ):
         for raw in items:
             if needle not in raw:
                 continue
-            item = read_item(raw, unacked=True)   # an unacked entry is [message, exchange, routing key]
+            item = read_item(raw, unacked=True)  # an unacked entry is [message, exchange, routing key]
             if item is not None and _copy_of(item, event_id):
                 return state, item
     return None, None
@@ -212,9 +264,13 @@ def _copy_of(item: QueueItem, event_id: str) -> bool:
     return item.headers.get("root_id") == event_id or (item.task_id or "").startswith(event_id + ":")
 
 
-# Any: a row of the report and a service's records (JSON-shaped, see _read)
-def _verdict(row: dict[str, Any], records: dict[str, Any] | None, wanted: list[str], bound: list[str] | None,
-             copy: str | None) -> str:
+def _verdict(
+    row: dict[str, Any],  # Any: a row of the report (JSON-shaped, see _read)
+    records: dict[str, Any] | None,  # Any: a service's records (JSON-shaped, see _read)
+    wanted: list[str],
+    bound: list[str] | None,
+    copy: str | None,
+) -> str:
     if records is not None and records.get("error"):
         return "its database could not be read: " + records["error"]
     letters = row.get("dead_letters") or []
@@ -239,17 +295,23 @@ def _verdict(row: dict[str, Any], records: dict[str, Any] | None, wanted: list[s
             return "the producer (its outbox row is above); no handler of its own takes this type"
         return "not subscribed: no handler of this service takes this type"
     if bound == []:
-        return ("no binding: its queue is not bound to this type on the broker, so it never got a copy "
-                "(run `events declare`; `events topology verify` shows the drift)")
+        return (
+            "no binding: its queue is not bound to this type on the broker, so it never got a copy "
+            "(run `events declare`; `events topology verify` shows the drift)"
+        )
     if records is None:
         return "its database is not readable here (configure it, or run trace as that service)"
-    return "no trace: not delivered yet (queued on RabbitMQ, or its worker is down: `events status`), " \
-           "or published before its queue was bound"
+    return (
+        "no trace: not delivered yet (queued on RabbitMQ, or its worker is down: `events status`), "
+        "or published before its queue was bound"
+    )
 
 
 def render(data: dict[str, Any]) -> str:  # Any: trace's JSON-shaped report
-    lines = [f"event {data['event_id']}  type {data['type'] or '(unknown: found nowhere)'}",
-             f"  owner {data['owner'] or '-'}; sent by {data['source'] or '?'} at {data['time'] or '?'}"]
+    lines = [
+        f"event {data['event_id']}  type {data['type'] or '(unknown: found nowhere)'}",
+        f"  owner {data['owner'] or '-'}; sent by {data['source'] or '?'} at {data['time'] or '?'}",
+    ]
     for o in data["outbox"]:
         state = f"published {o['sent_at']}" if o["sent_at"] else f"NOT published yet ({o['last_error'] or 'pending'})"
         lines.append(f"  outbox of {o['service']}: written {o['created_at']}, {state}, attempts {o['attempts']}")
@@ -258,19 +320,27 @@ def render(data: dict[str, Any]) -> str:  # Any: trace's JSON-shaped report
     for row in data["services"]:
         lines.append(f"  {row['service']}: {row['verdict']}")
         for a in row.get("applied") or []:
-            lines.append(f"      applied by {a['handler']} at {a['at']}"
-                         + (f" ({a['duplicates_suppressed']} duplicate(s) suppressed)" if a["duplicates_suppressed"] else ""))
+            lines.append(
+                f"      applied by {a['handler']} at {a['at']}"
+                + (f" ({a['duplicates_suppressed']} duplicate(s) suppressed)" if a["duplicates_suppressed"] else "")
+            )
         if row.get("result"):
             r = row["result"]
             lines.append(f"      result {r['status']} ({r['task_id']}) created {r['created_at']} done {r['done_at']}")
         for retries, count in (row.get("redeliveries") or {}).items():
-            lines.append(f"      a redelivered attempt (retry #{retries}) is running or never finished; {count} earlier "
-                         "one(s) never finished (worker died or time limit)")
+            lines.append(
+                f"      a redelivered attempt (retry #{retries}) is running or never finished; {count} earlier "
+                "one(s) never finished (worker died or time limit)"
+            )
         for d in row.get("dead_letters") or []:
-            lines.append(f"      dead letter #{d['id']} [{d['reason']}] at {d['at']} after {d['attempts']} attempt(s), "
-                         f"replays {d['replays']}: {d['detail'][:120]}")
+            lines.append(
+                f"      dead letter #{d['id']} [{d['reason']}] at {d['at']} after {d['attempts']} attempt(s), "
+                f"replays {d['replays']}: {d['detail'][:120]}"
+            )
         if row.get("bound_now") is not None and row["subscribed_in_code"]:
-            lines.append(f"      bound now: {', '.join(row['bound_now']) or 'NO'}; handlers ask for "
-                         f"{', '.join(row['subscribed_in_code'])}")
+            lines.append(
+                f"      bound now: {', '.join(row['bound_now']) or 'NO'}; handlers ask for "
+                f"{', '.join(row['subscribed_in_code'])}"
+            )
     lines.extend(f"  note: {n}" for n in data["notes"])
     return "\n".join(lines)

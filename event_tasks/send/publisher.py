@@ -14,6 +14,7 @@ The process's publisher is built on first use from the Celery app the host hande
 changed), one per PID. Everything that can be built once (schemas, script, templates,
 connections) is built once.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,26 +31,25 @@ from django.db import connections as db_connections
 from django.db import transaction as db_transaction
 
 from .. import catalog
+from ..brokers.fanout import Fanout, fanout_for
+from ..brokers.message import Prepared, encode_body
 from ..conf import Settings, settings
 from ..envelope import SPECVERSION, Event, format_time
-from ..errors import ConfigurationError, EventValidationError, PayloadTooLarge, PublishError
-from ..brokers.fanout import Fanout, fanout_for
-from ..brokers.message import Prepared
-from ..errors import BatchRefused
-from ..brokers.message import encode_body
+from ..errors import BatchRefused, ConfigurationError, EventValidationError, PayloadTooLarge, PublishError
 
 if TYPE_CHECKING:
     from celery import Celery
 
 log = logging.getLogger(__name__)
-MAX_ID = 64   # the envelope id is stored in 64-character columns (dead letters, duplicate marks, outbox)
+MAX_ID = 64  # the envelope id is stored in 64-character columns (dead letters, duplicate marks, outbox)
 
 
 class Publisher:
     """Validates and publishes events for one producing service."""
 
-    def __init__(self, app: Celery | None, service: str, conf: Settings | None = None, *,
-                 transport: Fanout | None = None) -> None:
+    def __init__(
+        self, app: Celery | None, service: str, conf: Settings | None = None, *, transport: Fanout | None = None
+    ) -> None:
         self.app = app
         self.service = service
         self.conf = conf or settings()
@@ -61,30 +61,41 @@ class Publisher:
         self.use_outbox = self.conf.outbox
         self.stats: Counter[str] = Counter()
 
-    def prepare(self, event_type: str, data: Mapping[str, object], key: str | None = None,
-                event_id: str | None = None) -> tuple[Event, Prepared]:
+    def prepare(
+        self, event_type: str, data: Mapping[str, object], key: str | None = None, event_id: str | None = None
+    ) -> tuple[Event, Prepared]:
         """Validate and build one event and its task body; raises before anything is published."""
         entry = catalog.get(event_type)
         if key is not None and not isinstance(key, str):
             raise EventValidationError(event_type, {"key": [f"must be a string or None, not {type(key).__name__}"]})
-        if event_id is not None and not (isinstance(event_id, str) and 0 < len(event_id) <= MAX_ID
-                                         and event_id.isprintable() and ":" not in event_id):
-            raise EventValidationError(event_type, {"id": [f"must be a printable string of 1 to {MAX_ID} characters "
-                                                           "without ':' (e.g. a UUID), or None"]})
+        if event_id is not None and not (
+            isinstance(event_id, str) and 0 < len(event_id) <= MAX_ID and event_id.isprintable() and ":" not in event_id
+        ):
+            raise EventValidationError(
+                event_type,
+                {"id": [f"must be a printable string of 1 to {MAX_ID} characters without ':' (e.g. a UUID), or None"]},
+            )
         loaded, wire = entry.encode(data)
         event_id = event_id or str(uuid.uuid4())
-        now = dt.datetime.now(dt.timezone.utc)
-        envelope = {"id": event_id, "type": event_type, "source": self.service,
-                    "time": format_time(now), "specversion": SPECVERSION, "key": key}
+        now = dt.datetime.now(dt.UTC)
+        envelope = {
+            "id": event_id,
+            "type": event_type,
+            "source": self.service,
+            "time": format_time(now),
+            "specversion": SPECVERSION,
+            "key": key,
+        }
         body, argsrepr = encode_body(envelope, wire)
-        size = len(body) if body.isascii() else len(body.encode("utf-8"))   # bytes, as the consumer counts them
+        size = len(body) if body.isascii() else len(body.encode("utf-8"))  # bytes, as the consumer counts them
         if size > self.conf.max_payload_bytes:
             raise PayloadTooLarge(event_type, size, self.conf.max_payload_bytes)
         event = Event(id=event_id, type=event_type, source=self.service, time=now, key=key, data=loaded)
         return event, Prepared(event_type, event_id, body, argsrepr)
 
-    def send(self, event_type: str, data: Mapping[str, object], *, key: str | None = None,
-             id: str | None = None) -> Event:  # noqa: A002 - the envelope's name for it
+    def send(
+        self, event_type: str, data: Mapping[str, object], *, key: str | None = None, id: str | None = None
+    ) -> Event:
         event, prepared = self.prepare(event_type, data, key, id)
         if self.use_outbox and self._transactional([(event, prepared)]):
             return event
@@ -102,7 +113,7 @@ class Publisher:
         open_ = [c.alias for c in db_connections.all(initialized_only=True) if c.in_atomic_block]
         if not open_:
             return False
-        from ..store import outbox   # needs Django's models; this module must import before setup
+        from ..store import outbox  # needs Django's models; this module must import before setup
 
         using = outbox.database()
         if using in open_:
@@ -127,8 +138,11 @@ class Publisher:
             if isinstance(refused, BatchRefused):
                 pairs = [pair for i, pair in enumerate(pairs) if i not in set(refused.accepted)]
             outbox.write_unclaimed(pairs, using, exc)
-            log.warning("%d event(s) not published after commit (%r); written to the outbox, the relay sends them",
-                        len(pairs), getattr(exc, "cause", exc))
+            log.warning(
+                "%d event(s) not published after commit (%r); written to the outbox, the relay sends them",
+                len(pairs),
+                getattr(exc, "cause", exc),
+            )
 
     def send_many(self, items: Iterable[Sequence[Any]]) -> list[Event]:  # Any: (type, data[, key]), checked here
         """Validate every event first (one invalid: nothing is published), then publish them as one batch."""
@@ -149,7 +163,7 @@ class Publisher:
         """Publish prepared events as one batch; :class:`PublishError` (naming the first) if the broker fails."""
         try:
             copies = self.transport.publish_many(batch)
-        except BatchRefused as exc:   # some went out: the error names the first refused one (``cause``: which)
+        except BatchRefused as exc:  # some went out: the error names the first refused one (``cause``: which)
             self.stats["published"] += len(exc.accepted)
             self.stats["failed"] += len(batch) - len(exc.accepted)
             first = batch[min(exc.failed)]
@@ -213,9 +227,11 @@ def the_app() -> Celery:
     if not _apps:
         path = settings().celery_app
         if not path:
-            raise ConfigurationError("event-tasks does not know the service's Celery app: call "
-                                     "event_tasks.app.install(app) where the app is created (e.g. proj/celery.py), "
-                                     "or set EVENT_TASKS_CELERY_APP = 'proj.celery:app'")
+            raise ConfigurationError(
+                "event-tasks does not know the service's Celery app: call "
+                "event_tasks.app.install(app) where the app is created (e.g. proj/celery.py), "
+                "or set EVENT_TASKS_CELERY_APP = 'proj.celery:app'"
+            )
         app = symbol_by_name(path)
         use_app(app)
     return _apps[-1]
@@ -246,7 +262,7 @@ def reset_default_publisher() -> None:
         if _publisher is not None and _publisher[0] == os.getpid():
             try:
                 _publisher[1].transport.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection must not fail the caller
+            except Exception:
                 log.debug("closing the publisher's connection failed", exc_info=True)
         _publisher = None
 
@@ -263,8 +279,7 @@ def send_events(items: Iterable[Sequence[Any]]) -> list[Event]:  # Any: (type, d
     return default_publisher().send_many(items)
 
 
-def send_event(event_type: str, data: Mapping[str, object], *, key: str | None = None,
-               id: str | None = None) -> Event:  # noqa: A002 - the envelope's name for it
+def send_event(event_type: str, data: Mapping[str, object], *, key: str | None = None, id: str | None = None) -> Event:
     """Validate ``data`` against ``event_type``'s schema and publish it to every subscriber.
 
     Raises :class:`~event_tasks.errors.UnknownEventType` or

@@ -10,6 +10,7 @@ others go out: one poison row never blocks the relay.
 
 Sent rows are pruned after ``EVENT_TASKS_OUTBOX_RETENTION`` seconds (``retention.py``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,11 +22,10 @@ import time
 from django.db import DatabaseError, close_old_connections
 from django.db.models import Q
 
-from ..store import outbox, retention
-from ..errors import PublishError
 from ..brokers.message import Prepared
-from ..errors import BatchRefused
+from ..errors import BatchRefused, PublishError
 from ..models import OutboxEvent
+from ..store import outbox, retention
 from .publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,19 @@ class Deferred:
 class Relay:
     """Publishes committed, unsent outbox rows it claimed; backs off while the broker is down."""
 
-    def __init__(self, publisher: Publisher, *, batch: int = 200, grace: float | None = None,
-                 idle: float = 0.5, max_backoff: float = 30.0, retention: float | None = None,
-                 lease: float | None = None, using: str | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        *,
+        batch: int = 200,
+        grace: float | None = None,
+        idle: float = 0.5,
+        max_backoff: float = 30.0,
+        retention: float | None = None,
+        lease: float | None = None,
+        using: str | None = None,
+        name: str | None = None,
+    ) -> None:
         conf = publisher.conf
         self.publisher = publisher
         self.batch = batch
@@ -57,15 +67,16 @@ class Relay:
         self.stop = threading.Event()
         self.sent = 0
         self.failures = 0
-        self.deferred: list[Deferred] = []      # rows deferred by this relay, most recent last (bounded)
-        self.claimed = 0                        # rows claimed by the last round
+        self.deferred: list[Deferred] = []  # rows deferred by this relay, most recent last (bounded)
+        self.claimed = 0  # rows claimed by the last round
         self._round = 0
         self._last_prune = 0.0
 
     def claim(self) -> list[OutboxEvent]:
         self._round += 1
-        return outbox.claim(self.using, f"{self.name}#{self._round}", batch=self.batch, lease=self.lease,
-                            grace=self.grace)
+        return outbox.claim(
+            self.using, f"{self.name}#{self._round}", batch=self.batch, lease=self.lease, grace=self.grace
+        )
 
     def run_once(self) -> int:
         """Publish one claimed batch; return how many were sent. Raises PublishError when the broker is down."""
@@ -91,11 +102,11 @@ class Relay:
             return 0
         try:
             self.publisher.publish_many([_prepared(r) for r in readable])
-        except Exception as exc:   # noqa: BLE001 - sorted below: the broker, or one of the rows
+        except Exception as exc:  # noqa: BLE001 - sorted below: the broker, or one of the rows
             if self.publisher.unreachable(exc):
                 return self._broker_down(readable, exc)
             refused = getattr(exc, "cause", None)
-            if isinstance(refused, BatchRefused):    # the broker says which ones: no need to try each
+            if isinstance(refused, BatchRefused):  # the broker says which ones: no need to try each
                 sent = outbox.mark_sent(self.using, Q(pk__in=[readable[i].pk for i in refused.accepted]))
                 for i, error in refused.failed.items():
                     self._defer(readable[i], error)
@@ -104,11 +115,11 @@ class Relay:
                 return sent + (self.publish(rest) if rest else 0)
         else:
             return outbox.mark_sent(self.using, Q(pk__in=[r.pk for r in readable]))
-        sent = 0                                   # refused, not unreachable: find the row(s) at fault
+        sent = 0  # refused, not unreachable: find the row(s) at fault
         for i, row in enumerate(readable):
             try:
                 self.publisher.publish(*_prepared(row))
-            except Exception as exc:   # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
                 if self.publisher.unreachable(exc):
                     self.sent += sent
                     return self._broker_down(readable[i:], exc)
@@ -127,9 +138,16 @@ class Relay:
     def _defer(self, row: OutboxEvent, exc: BaseException) -> None:
         at = outbox.defer(self.using, row, exc, self.publisher.conf)
         cause = getattr(exc, "cause", exc)
-        log.warning("outbox relay: event %s (%s, row #%d) failed on its own, attempt %d: %r; the others go on, "
-                    "it is retried at %s", row.event_id, row.event_type, row.pk, row.attempts + 1, cause,
-                    at.isoformat(timespec="seconds"))
+        log.warning(
+            "outbox relay: event %s (%s, row #%d) failed on its own, attempt %d: %r; the others go on, "
+            "it is retried at %s",
+            row.event_id,
+            row.event_type,
+            row.pk,
+            row.attempts + 1,
+            cause,
+            at.isoformat(timespec="seconds"),
+        )
         self.deferred = [*self.deferred[-99:], Deferred(row, repr(cause), at)]
 
     def prune(self) -> int:
@@ -150,7 +168,7 @@ class Relay:
                 log.warning("outbox relay: broker unavailable (%s); retrying in %.1fs", exc.cause, backoff)
                 self.stop.wait(backoff)
                 continue
-            except DatabaseError as exc:   # the database is down or restarting: the rows wait there
+            except DatabaseError as exc:  # the database is down or restarting: the rows wait there
                 backoff = min(self.max_backoff, max(0.2, backoff * 2))
                 log.warning("outbox relay: database unavailable (%s); retrying in %.1fs", exc, backoff)
                 self.stop.wait(backoff)

@@ -8,6 +8,7 @@ an alias named like the service (``DATABASES["lms"]``, how this repository's dem
 ``EVENT_TASKS_SERVICE_DATABASES = {"lms": "lms_replica"}`` (a read replica is enough).
 A service without a reachable database is reported as such, never guessed.
 """
+
 from __future__ import annotations
 
 from .. import catalog

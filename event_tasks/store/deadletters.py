@@ -4,6 +4,7 @@ Written by the event task (after the last retry, or for an invalid event) and by
 event-queue consumer (``intake``: messages that never became a task: undecodable, pickle,
 unknown type). Replaying them is an operation: ``replay.py``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,17 +22,34 @@ from ..models import DeadLetter
 log = logging.getLogger(__name__)
 
 
-def record(*, service: str, reason: str, detail: str, event_id: str = "", event_type: str = "",
-           task_id: str = "", traceback: str = "", attempts: int = 1, raw: object = None) -> DeadLetter:
+def record(
+    *,
+    service: str,
+    reason: str,
+    detail: str,
+    event_id: str = "",
+    event_type: str = "",
+    task_id: str = "",
+    traceback: str = "",
+    attempts: int = 1,
+    raw: object = None,
+) -> DeadLetter:
     """Store one dead letter in this service's database and log it."""
     close_old_connections()
     letter = DeadLetter.objects.create(
-        service=service, reason=reason, detail=detail[:10_000], event_id=(event_id or "")[:64],
-        event_type=(event_type or "")[:255], task_id=(task_id or "")[:255],
-        traceback=traceback or "", attempts=attempts, raw=raw_text(raw),
+        service=service,
+        reason=reason,
+        detail=detail[:10_000],
+        event_id=(event_id or "")[:64],
+        event_type=(event_type or "")[:255],
+        task_id=(task_id or "")[:255],
+        traceback=traceback or "",
+        attempts=attempts,
+        raw=raw_text(raw),
     )
-    log.error("dead letter #%s in %s: %s %s (%s): %s", letter.pk, service, event_type or "?",
-              event_id or "", reason, detail)
+    log.error(
+        "dead letter #%s in %s: %s %s (%s): %s", letter.pk, service, event_type or "?", event_id or "", reason, detail
+    )
     return letter
 
 
@@ -66,11 +84,13 @@ class MessageRaw(TypedDict):
 
 def message_raw(message: object) -> MessageRaw:
     """A kombu message as JSON-ready data (body as text, or base64 when it is not text)."""
-    return {"headers": _jsonable(getattr(message, "headers", None)),
-            "properties": _jsonable(getattr(message, "properties", None)),
-            "content_type": getattr(message, "content_type", None),
-            "delivery_info": _jsonable(getattr(message, "delivery_info", None)),
-            "body": raw_text(getattr(message, "body", None))}
+    return {
+        "headers": _jsonable(getattr(message, "headers", None)),
+        "properties": _jsonable(getattr(message, "properties", None)),
+        "content_type": getattr(message, "content_type", None),
+        "delivery_info": _jsonable(getattr(message, "delivery_info", None)),
+        "body": raw_text(getattr(message, "body", None)),
+    }
 
 
 def _jsonable(value: object) -> object:
@@ -82,8 +102,16 @@ def _jsonable(value: object) -> object:
 
 # -- acting on dead letters (manage.py events deadletters, the admin) ---------------------------
 
-def select(*, ids: list[int] | None = None, service: str | None = None, event_type: str | None = None,
-           reason: str | None = None, older_than: float | None = None, newer_than: float | None = None) -> list[DeadLetter]:
+
+def select(
+    *,
+    ids: list[int] | None = None,
+    service: str | None = None,
+    event_type: str | None = None,
+    reason: str | None = None,
+    older_than: float | None = None,
+    newer_than: float | None = None,
+) -> list[DeadLetter]:
     """Dead letters matching every given filter (ages in seconds), oldest first."""
     qs = DeadLetter.objects.order_by("id")
     if ids:
@@ -103,11 +131,21 @@ def select(*, ids: list[int] | None = None, service: str | None = None, event_ty
 
 
 def as_dict(letter: DeadLetter) -> dict[str, object]:
-    return {"id": letter.pk, "service": letter.service, "event_id": letter.event_id, "event_type": letter.event_type,
-            "task_id": letter.task_id, "reason": letter.reason, "detail": letter.detail, "attempts": letter.attempts,
-            "created_at": letter.created_at.isoformat(), "replays": letter.replays,
-            "replayed_at": letter.replayed_at.isoformat() if letter.replayed_at else None,
-            "traceback": letter.traceback, "raw": letter.raw}
+    return {
+        "id": letter.pk,
+        "service": letter.service,
+        "event_id": letter.event_id,
+        "event_type": letter.event_type,
+        "task_id": letter.task_id,
+        "reason": letter.reason,
+        "detail": letter.detail,
+        "attempts": letter.attempts,
+        "created_at": letter.created_at.isoformat(),
+        "replays": letter.replays,
+        "replayed_at": letter.replayed_at.isoformat() if letter.replayed_at else None,
+        "traceback": letter.traceback,
+        "raw": letter.raw,
+    }
 
 
 def replayable_args(letter: DeadLetter) -> tuple[dict[str, Any], Any]:  # Any: JSON stored with the dead letter

@@ -7,6 +7,7 @@
   redelivered (kombu/RabbitMQ flag it ``redelivered``) started and never finished; the task
   gives up on it after ``EVENT_TASKS_MAX_REDELIVERIES``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,7 @@ def apply(service: str, handler: Handler, event: Event, then: Callable[[], None]
     without duplicate suppression runs as it is (``then`` is not called: nothing is written).
     """
     assert handler.func is not None  # discovery binds the function of every handler a worker runs
-    if not handler.deduplicate:   # no mark: the handler runs as it is, in its own transactions if any
+    if not handler.deduplicate:  # no mark: the handler runs as it is, in its own transactions if any
         handler.func([event] if handler.batch else event)
         return True
     marked = False
@@ -46,7 +47,7 @@ def apply(service: str, handler: Handler, event: Event, then: Callable[[], None]
                 then()
     except IntegrityError:
         if marked:
-            raise   # the handler's own integrity error: a failure like any other
+            raise  # the handler's own integrity error: a failure like any other
         ProcessedEvent.objects.filter(event_id=event.id, handler=handler.name).update(duplicates=F("duplicates") + 1)
         log.info("%s: skipped duplicate of event %s for %s", service, event.id, handler.name)
         return False
@@ -65,12 +66,15 @@ def insert_mark(alias: str, event: Event, handler: str, service: str) -> None:
             field = opts.get_field(name)
             assert isinstance(field, Field) and field.column is not None  # plain columns of ProcessedEvent
             names.append(field.column)
-        sql = (f"INSERT INTO {connection.ops.quote_name(opts.db_table)} "
-               f"({', '.join(connection.ops.quote_name(n) for n in names)}) VALUES (%s, %s, %s, %s, %s, 0)")
+        sql = (
+            f"INSERT INTO {connection.ops.quote_name(opts.db_table)} "
+            f"({', '.join(connection.ops.quote_name(n) for n in names)}) VALUES (%s, %s, %s, %s, %s, 0)"
+        )
         _INSERT_SQL[connection.vendor] = sql
     with connection.cursor() as cursor:
-        cursor.execute(sql, [event.id, handler, service, event.type,
-                             connection.ops.adapt_datetimefield_value(timezone.now())])
+        cursor.execute(
+            sql, [event.id, handler, service, event.type, connection.ops.adapt_datetimefield_value(timezone.now())]
+        )
 
 
 _INSERT_SQL: dict[str, str] = {}

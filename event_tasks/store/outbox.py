@@ -18,6 +18,7 @@ publishing and marking): consumers' duplicate suppression makes that harmless.
 A row that fails on its own (refused by the broker, or unreadable) is deferred with backoff
 (``attempts``, ``next_attempt_at``, ``last_error``) so it never blocks the rows behind it.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,9 +34,9 @@ from django.db import connections, router, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from ..brokers.message import Prepared
 from ..conf import Settings, settings
 from ..envelope import Event
-from ..brokers.message import Prepared
 from ..errors import BatchRefused
 from ..models import OutboxEvent
 
@@ -77,9 +78,20 @@ def enqueue_many(publisher: Publishes, pairs: list[tuple[Event, Prepared]], usin
     """Insert the rows (one insert) claimed by this transaction's on-commit publish, which runs after commit."""
     token = new_token("commit")
     until = timezone.now() + commit_lease(publisher.conf)
-    created = rows(using).bulk_create([
-        OutboxEvent(event_id=event.id, event_type=event.type, key=event.key, body=prepared.body,
-                    argsrepr=prepared.argsrepr, claimed_by=token, claimed_until=until) for event, prepared in pairs])
+    created = rows(using).bulk_create(
+        [
+            OutboxEvent(
+                event_id=event.id,
+                event_type=event.type,
+                key=event.key,
+                body=prepared.body,
+                argsrepr=prepared.argsrepr,
+                claimed_by=token,
+                claimed_until=until,
+            )
+            for event, prepared in pairs
+        ]
+    )
     batch = [prepared for _, prepared in pairs]
     transaction.on_commit(lambda: publish_committed(publisher, batch, token, using), using=using, robust=True)
     return created
@@ -101,32 +113,49 @@ def publish_committed(publisher: Publishes, batch: list[Prepared], token: str, u
             return True
     try:
         publisher.publish_many(batch)
-    except Exception as exc:   # noqa: BLE001 - whatever failed, the relay publishes the rows later
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the relay publishes the rows later
         refused = getattr(exc, "cause", None)
-        if isinstance(refused, BatchRefused):   # some went out: those are sent
+        if isinstance(refused, BatchRefused):  # some went out: those are sent
             mark_sent(using, Q(event_id__in=[batch[i].event_id for i in refused.accepted]))
         release(using, Q(claimed_by=token, event_id__in=[p.event_id for p in batch]), exc)
-        log.warning("outbox: %d event(s) not published after commit (%s); the relay will retry",
-                    len(batch), getattr(exc, "cause", exc))
+        log.warning(
+            "outbox: %d event(s) not published after commit (%s); the relay will retry",
+            len(batch),
+            getattr(exc, "cause", exc),
+        )
         return False
-    mark_sent(using, Q(event_id__in=[p.event_id for p in batch]))   # published: sent, whoever holds it now
+    mark_sent(using, Q(event_id__in=[p.event_id for p in batch]))  # published: sent, whoever holds it now
     return True
 
 
 def write_unclaimed(pairs: list[tuple[Event, Prepared]], using: str, error: BaseException) -> None:
     """Rows for events whose direct publish failed after another database's commit: the relay sends them."""
-    rows(using).bulk_create([
-        OutboxEvent(event_id=event.id, event_type=event.type, key=event.key, body=prepared.body,
-                    argsrepr=prepared.argsrepr, attempts=1, last_error=_error_text(error))
-        for event, prepared in pairs], ignore_conflicts=True)
+    rows(using).bulk_create(
+        [
+            OutboxEvent(
+                event_id=event.id,
+                event_type=event.type,
+                key=event.key,
+                body=prepared.body,
+                argsrepr=prepared.argsrepr,
+                attempts=1,
+                last_error=_error_text(error),
+            )
+            for event, prepared in pairs
+        ],
+        ignore_conflicts=True,
+    )
 
 
 # -- claims (the relay) ------------------------------------------------------------------------
 def due(now: dt.datetime, grace: float) -> Q:
     """Unsent rows nobody holds (or whose claim expired), not waiting for a backoff, older than ``grace``."""
-    return (Q(sent_at__isnull=True) & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            & Q(created_at__lte=now - dt.timedelta(seconds=grace)))
+    return (
+        Q(sent_at__isnull=True)
+        & (Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        & Q(created_at__lte=now - dt.timedelta(seconds=grace))
+    )
 
 
 def claim(using: str, token: str, *, batch: int, lease: float, grace: float) -> list[OutboxEvent]:
@@ -143,12 +172,17 @@ def claim(using: str, token: str, *, batch: int, lease: float, grace: float) -> 
     condition = due(now, grace)
     if connections[using].features.has_select_for_update_skip_locked:
         with transaction.atomic(using=using):
-            ids = list(rows(using).select_for_update(skip_locked=True).filter(condition)
-                       .order_by("id").values_list("pk", flat=True)[:batch])
+            ids = list(
+                rows(using)
+                .select_for_update(skip_locked=True)
+                .filter(condition)
+                .order_by("id")
+                .values_list("pk", flat=True)[:batch]
+            )
             if ids:
                 rows(using).filter(pk__in=ids).update(claimed_by=token, claimed_until=until)
     else:
-        for _ in range(5):   # another relay took these very rows between our SELECT and UPDATE: look again
+        for _ in range(5):  # another relay took these very rows between our SELECT and UPDATE: look again
             ids = list(rows(using).filter(condition).order_by("id").values_list("pk", flat=True)[:batch])
             if not ids or rows(using).filter(condition, pk__in=ids).update(claimed_by=token, claimed_until=until):
                 break
@@ -159,14 +193,20 @@ def claim(using: str, token: str, *, batch: int, lease: float, grace: float) -> 
 
 def mark_sent(using: str, which: Q) -> int:
     """Published: ``sent_at`` set; ``claimed_by`` stays, to show who sent it (the admin's column)."""
-    return rows(using).filter(which, sent_at__isnull=True).update(
-        sent_at=timezone.now(), attempts=F("attempts") + 1, claimed_until=None, next_attempt_at=None)
+    return (
+        rows(using)
+        .filter(which, sent_at__isnull=True)
+        .update(sent_at=timezone.now(), attempts=F("attempts") + 1, claimed_until=None, next_attempt_at=None)
+    )
 
 
 def release(using: str, which: Q, error: BaseException) -> int:
     """Give rows back after a failure that is not theirs (the broker is down): due again at once."""
-    return rows(using).filter(which, sent_at__isnull=True).update(
-        attempts=F("attempts") + 1, last_error=_error_text(error), claimed_by="", claimed_until=None)
+    return (
+        rows(using)
+        .filter(which, sent_at__isnull=True)
+        .update(attempts=F("attempts") + 1, last_error=_error_text(error), claimed_by="", claimed_until=None)
+    )
 
 
 def defer(using: str, row: OutboxEvent, error: BaseException, conf: Settings) -> dt.datetime:
@@ -175,7 +215,8 @@ def defer(using: str, row: OutboxEvent, error: BaseException, conf: Settings) ->
     wait = min(conf.outbox_backoff_max, conf.outbox_backoff * 2 ** min(attempts - 1, 30))
     at = timezone.now() + dt.timedelta(seconds=wait)
     rows(using).filter(pk=row.pk, sent_at__isnull=True).update(
-        attempts=attempts, last_error=_error_text(error), next_attempt_at=at, claimed_by="", claimed_until=None)
+        attempts=attempts, last_error=_error_text(error), next_attempt_at=at, claimed_by="", claimed_until=None
+    )
     return at
 
 

@@ -15,6 +15,7 @@ A duplicate mark pruned while a copy of its event can still arrive lets that cop
 handlers again; :func:`check` refuses to start (``RetentionTooShort``) when
 ``EVENT_TASKS_KEEP_PROCESSED_DAYS`` is shorter than :func:`redelivery_window`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,7 @@ from ..models import DeadLetter, OutboxEvent, ProcessedEvent, Redelivery
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
-DEFAULT_VISIBILITY_TIMEOUT = 3600.0   # kombu's Redis default
+DEFAULT_VISIBILITY_TIMEOUT = 3600.0  # kombu's Redis default
 
 
 def redelivery_window(conf: Settings, visibility_timeout: float | None = None) -> tuple[float, str]:
@@ -51,10 +52,12 @@ def redelivery_window(conf: Settings, visibility_timeout: float | None = None) -
     redelivered = comeback * (conf.max_redeliveries + 1)
     retried = conf.retry_backoff_max * conf.max_retries
     republished = conf.outbox_lease + conf.outbox_backoff_max + conf.outbox_grace
-    why = (f"{comeback:.0f} s until a lost delivery returns × {conf.max_redeliveries + 1} deliveries "
-           f"(EVENT_TASKS_MAX_REDELIVERIES={conf.max_redeliveries}) + {conf.max_retries} retries × "
-           f"{conf.retry_backoff_max:.0f} s (EVENT_TASKS_RETRY_BACKOFF_MAX) + outbox re-publish "
-           f"{republished:.0f} s (lease, backoff max, grace)")
+    why = (
+        f"{comeback:.0f} s until a lost delivery returns × {conf.max_redeliveries + 1} deliveries "
+        f"(EVENT_TASKS_MAX_REDELIVERIES={conf.max_redeliveries}) + {conf.max_retries} retries × "
+        f"{conf.retry_backoff_max:.0f} s (EVENT_TASKS_RETRY_BACKOFF_MAX) + outbox re-publish "
+        f"{republished:.0f} s (lease, backoff max, grace)"
+    )
     return redelivered + retried + republished, why
 
 
@@ -81,8 +84,13 @@ class Pruned:
         return {"dry_run": self.dry_run, **self.counts}
 
 
-def prune(*, dry_run: bool = False, conf: Settings | None = None, now: dt.datetime | None = None,
-          visibility_timeout: float | None = None) -> Pruned:
+def prune(
+    *,
+    dry_run: bool = False,
+    conf: Settings | None = None,
+    now: dt.datetime | None = None,
+    visibility_timeout: float | None = None,
+) -> Pruned:
     """Delete what the retention settings say may go, in batches of ``EVENT_TASKS_PRUNE_BATCH``.
 
     Raises :class:`~event_tasks.errors.RetentionTooShort` before deleting anything when duplicate
@@ -102,8 +110,13 @@ def prune(*, dry_run: bool = False, conf: Settings | None = None, now: dt.dateti
     ]
     if apps.is_installed("django_celery_results"):
         task_result = apps.get_model("django_celery_results", "TaskResult")
-        plans.append(("task_results", task_result,
-                      Q(date_done__lt=now - dt.timedelta(days=conf.keep_results_days), task_id__endswith=f":{service}")))
+        plans.append(
+            (
+                "task_results",
+                task_result,
+                Q(date_done__lt=now - dt.timedelta(days=conf.keep_results_days), task_id__endswith=f":{service}"),
+            )
+        )
     for name, model, condition in plans:
         using = conf.database or router.db_for_write(model)
         if dry_run:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Django's command-line utility for the notifier service."""
+
 import os
 import sys
 

@@ -1,6 +1,7 @@
 """The fault suite's ledger: what the producer's journal (``produce.py``) and its database say must,
 must not, and may arrive at each service, and the check of one service's applications against it.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -13,12 +14,12 @@ from typing import Any
 class Ledger:
     """What the producer's journal and database say must, must not, and may arrive."""
 
-    must: set[str] = field(default_factory=set)            # confirmed direct sends, committed outbox rows
-    never: set[str] = field(default_factory=set)           # outbox transactions killed before commit
-    maybe: set[str] = field(default_factory=set)           # direct sends refused with PublishError
+    must: set[str] = field(default_factory=set)  # confirmed direct sends, committed outbox rows
+    never: set[str] = field(default_factory=set)  # outbox transactions killed before commit
+    maybe: set[str] = field(default_factory=set)  # direct sends refused with PublishError
     in_doubt: Counter[int] = field(default_factory=Counter)  # n -> direct sends cut off by a kill (unknown id)
-    refused: int = 0            # direct sends refused with PublishError (each sent again)
-    resent_same_id: int = 0     # direct sends cut off by a kill, sent again under the producer's own id
+    refused: int = 0  # direct sends refused with PublishError (each sent again)
+    resent_same_id: int = 0  # direct sends cut off by a kill, sent again under the producer's own id
     confirmed_n: set[int] = field(default_factory=set)
 
     @classmethod
@@ -26,7 +27,7 @@ class Ledger:
         """``own_ids``: direct sends carried the producer's own id (``send_event(..., id=…)``), so a
         send cut off by a kill was sent again as the same event: nothing unknown may arrive."""
         ledger = cls()
-        pending: list[Any] | None = None   # [n, how, id written inside the open transaction]
+        pending: list[Any] | None = None  # [n, how, id written inside the open transaction]
 
         def killed(n: int, how: str, open_id: str | None) -> None:
             if how == "direct" and own_ids:
@@ -34,7 +35,7 @@ class Ledger:
             elif how == "direct":
                 ledger.in_doubt[n] += 1
             elif open_id is not None and open_id in committed:
-                ledger.must.add(open_id)       # committed, the kill came before the journal line
+                ledger.must.add(open_id)  # committed, the kill came before the journal line
                 ledger.confirmed_n.add(n)
             elif open_id is not None:
                 ledger.never.add(open_id)
@@ -47,14 +48,14 @@ class Ledger:
                     killed(*pending)
                 pending = [n, rest, None]
             elif step == "committed":
-                pass    # the row is in the producer's database: ``killed`` reads it from there
+                pass  # the row is in the producer's database: ``killed`` reads it from there
             elif step == "unconfirmed":
                 ledger.maybe.add(rest)
                 ledger.refused += 1
             elif step == "open":
                 assert pending is not None
                 pending[2] = rest
-            else:   # direct | outbox
+            else:  # direct | outbox
                 ledger.must.add(rest)
                 ledger.confirmed_n.add(n)
                 pending = None

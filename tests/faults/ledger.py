@@ -1,4 +1,5 @@
 """The fault services' ledger and behaviour (see tests/faults/services)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.db import models
 
 from event_tasks import Event
+
 
 class AppliedBase(models.Model):
     event_id = models.CharField(max_length=64, db_index=True)
@@ -21,7 +23,7 @@ class AppliedBase(models.Model):
 
 
 def transient(event_id: str, service: str) -> bool:
-    return hashlib.sha1(f"{event_id}:{service}".encode()).digest()[0] < 77   # ~30% of 256
+    return hashlib.sha1(f"{event_id}:{service}".encode()).digest()[0] < 77  # ~30% of 256
 
 
 def apply(service: str, model: type[AppliedBase], event: Event) -> None:

@@ -24,6 +24,7 @@ killed: at HOLD inside the open transaction (the event must never arrive); at HO
 after the commit, in an on-commit hook of its own registered before ``send_event``'s, so the
 fabric's publish on commit never runs (the committed row is the relay's to send).
 """
+
 from __future__ import annotations
 
 import os
@@ -58,6 +59,7 @@ def main(count: int, out_path: str, rate: float, hold: int, hold_committed: int)
     first = resume_after(out_path) + 1
     started = time.monotonic()
     with open(out_path, "a") as out:
+
         def note(*parts: object) -> None:
             out.write(" ".join(map(str, parts)) + "\n")
             out.flush()
@@ -73,7 +75,7 @@ def main(count: int, out_path: str, rate: float, hold: int, hold_committed: int)
                     sent.append(event.id)
                     note("open", i, event.id)
                     if i == hold:
-                        time.sleep(3600)    # killed here: this transaction never commits
+                        time.sleep(3600)  # killed here: this transaction never commits
                 note("outbox", i, event.id)
             else:
                 note("begin", i, "direct")
@@ -91,5 +93,5 @@ def main(count: int, out_path: str, rate: float, hold: int, hold_committed: int)
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:] + ["250", "-1", "-1"][len(sys.argv) - 3:]
+    args = sys.argv[1:] + ["250", "-1", "-1"][len(sys.argv) - 3 :]
     main(int(args[0]), args[1], float(args[2]), int(args[3]), int(args[4]))

@@ -51,6 +51,7 @@ arrive (confirmed sends, committed outbox rows), what must never arrive (outbox 
 did not commit), and what may arrive once (a send without its own id that was refused or cut off
 by the kill: the producer cannot know whether it left and sends it again as a new event).
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,8 @@ from typing import Any
 import pytest
 from kombu import Connection, Exchange, Producer
 
-from event_tasks.envelope import SPECVERSION
 from event_tasks.brokers.message import encode_body, headers
+from event_tasks.envelope import SPECVERSION
 from event_tasks.testing import wait_until
 from tests.brokers import PrivateRabbitMQ, RedisServer, rabbitmqctl
 from tests.fabric.schemas.probe import PROBE_CREATED
@@ -81,21 +82,28 @@ EVENTS_SET = os.environ.get("EVENT_TASKS_FAULT_EVENTS")
 EVENTS = int(EVENTS_SET or 3000)
 SERVICES = ("f1", "f2", "f3")
 FAULT_ENV = {
-    "EVENT_TASKS_CONSUMERS_PACKAGE": "tests.faults.services", "EVENT_TASKS_SCHEMAS_PACKAGE": "tests.fabric.schemas",
-    "EVENT_TASKS_VISIBILITY_TIMEOUT": "10", "EVENT_TASKS_HANDLER_TIME_LIMIT": "8", "EVENT_TASKS_RESTORE_INTERVAL": "1",
-    "CELERY_WORKER_LOST_WAIT": "1", "EVENT_TASKS_MAX_RETRIES": "6", "EVENT_TASKS_RETRY_BACKOFF": "0.2",
-    "EVENT_TASKS_RETRY_BACKOFF_MAX": "1", "EVENT_TASKS_PUBLISH_TIMEOUT": "0.5", "EVENT_TASKS_OUTBOX_GRACE": "1",
-    "EVENT_TASKS_OUTBOX_LEASE": "10",   # a SIGKILLed relay's claims run out in 10 s (like the visibility timeout)
+    "EVENT_TASKS_CONSUMERS_PACKAGE": "tests.faults.services",
+    "EVENT_TASKS_SCHEMAS_PACKAGE": "tests.fabric.schemas",
+    "EVENT_TASKS_VISIBILITY_TIMEOUT": "10",
+    "EVENT_TASKS_HANDLER_TIME_LIMIT": "8",
+    "EVENT_TASKS_RESTORE_INTERVAL": "1",
+    "CELERY_WORKER_LOST_WAIT": "1",
+    "EVENT_TASKS_MAX_RETRIES": "6",
+    "EVENT_TASKS_RETRY_BACKOFF": "0.2",
+    "EVENT_TASKS_RETRY_BACKOFF_MAX": "1",
+    "EVENT_TASKS_PUBLISH_TIMEOUT": "0.5",
+    "EVENT_TASKS_OUTBOX_GRACE": "1",
+    "EVENT_TASKS_OUTBOX_LEASE": "10",  # a SIGKILLed relay's claims run out in 10 s (like the visibility timeout)
 }
-STEP_WAIT = 180 + EVENTS * 0.03     # seconds for one step's condition (f1's progress, the producer's)
+STEP_WAIT = 180 + EVENTS * 0.03  # seconds for one step's condition (f1's progress, the producer's)
 pytestmark = pytest.mark.timeout(600 + EVENTS * 0.12)
 
 
 @dataclass(frozen=True)
 class Variant:
-    broker: str      # redis | rabbitmq
-    database: str    # sqlite | postgres
-    hard: bool       # SIGKILL the relay and the producer (and Redis, with appendfsync always)
+    broker: str  # redis | rabbitmq
+    database: str  # sqlite | postgres
+    hard: bool  # SIGKILL the relay and the producer (and Redis, with appendfsync always)
 
     @property
     def events(self) -> int:
@@ -120,8 +128,9 @@ def variant(request: pytest.FixtureRequest) -> Variant:
 def fault_broker(variant: Variant):
     """A broker of this test's own that it may restart or kill."""
     if variant.broker == "redis":
-        broker: RedisServer | PrivateRabbitMQ = RedisServer(appendonly=True,
-                                                             appendfsync="always" if variant.hard else "everysec")
+        broker: RedisServer | PrivateRabbitMQ = RedisServer(
+            appendonly=True, appendfsync="always" if variant.hard else "everysec"
+        )
     else:
         broker = PrivateRabbitMQ()
     broker.start()
@@ -161,7 +170,9 @@ def in_flight(broker: RedisServer | PrivateRabbitMQ) -> int:
         client = broker.client()
         return sum(client.llen(f"events.{s}") + client.hlen(f"unacked:events.{s}") for s in SERVICES)
     out = rabbitmqctl("-n", broker.node, "list_queues", "name", "messages", "--quiet", "--no-table-headers")
-    return sum(int(line.split()[1]) for line in out.splitlines() if line.split()[:1] and line.split()[0].startswith("events."))
+    return sum(
+        int(line.split()[1]) for line in out.splitlines() if line.split()[:1] and line.split()[0].startswith("events.")
+    )
 
 
 def queue_state(broker: RedisServer | PrivateRabbitMQ, service: str) -> str:
@@ -170,23 +181,46 @@ def queue_state(broker: RedisServer | PrivateRabbitMQ, service: str) -> str:
         if isinstance(broker, RedisServer):
             client = broker.client()
             return f"{client.llen(f'events.{service}')} waiting, {client.hlen(f'unacked:events.{service}')} unacked"
-        out = rabbitmqctl("-n", broker.node, "list_queues", "name", "messages_ready", "messages_unacknowledged",
-                          "consumers", "--quiet", "--no-table-headers")
+        out = rabbitmqctl(
+            "-n",
+            broker.node,
+            "list_queues",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            "consumers",
+            "--quiet",
+            "--no-table-headers",
+        )
         rows = [line.split() for line in out.splitlines()]
-        return next((f"{r[1]} ready, {r[2]} unacked, {r[3]} consumers" for r in rows if r[:1] == [f"events.{service}"]), "?")
-    except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the failure it explains
+        return next(
+            (f"{r[1]} ready, {r[2]} unacked, {r[3]} consumers" for r in rows if r[:1] == [f"events.{service}"]), "?"
+        )
+    except Exception as exc:
         return f"unknown ({exc!r})"
 
 
 def inject_invalid(url: str) -> str:
     event_id = "invalid-" + os.urandom(6).hex()
-    envelope = {"id": event_id, "type": PROBE_CREATED, "source": "prober", "time": "2026-01-01T00:00:00Z",
-                "specversion": SPECVERSION, "key": None}
+    envelope = {
+        "id": event_id,
+        "type": PROBE_CREATED,
+        "source": "prober",
+        "time": "2026-01-01T00:00:00Z",
+        "specversion": SPECVERSION,
+        "key": None,
+    }
     body, argsrepr = encode_body(envelope, {"n": "not a number"})
     with Connection(url) as conn:
-        Producer(conn.channel()).publish(body, exchange=Exchange(""), routing_key="events.f3",
-                                         content_type="application/json", content_encoding="utf-8", delivery_mode=2,
-                                         headers=headers(PROBE_CREATED, event_id, f"{event_id}:f3", argsrepr))
+        Producer(conn.channel()).publish(
+            body,
+            exchange=Exchange(""),
+            routing_key="events.f3",
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+            headers=headers(PROBE_CREATED, event_id, f"{event_id}:f3", argsrepr),
+        )
     return event_id
 
 
@@ -197,7 +231,7 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
     names = ("prober", *SERVICES)
     if variant.database == "postgres":
         template = postgres_databases(1)[0]
-        migrate(template.url, FAULT_ENV)    # every fault app's tables; each process uses its own copy
+        migrate(template.url, FAULT_ENV)  # every fault app's tables; each process uses its own copy
         copies = postgres_databases(len(names), template=template.name)
         urls = {name: db.url for name, db in zip(names, copies)}
         dbs = Databases(dict(urls))
@@ -209,9 +243,15 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
         migrate(producer_path, FAULT_ENV)
         dbs = Databases({"prober": producer_path, **{s: plat.db_path(s) for s in SERVICES}})
         producer_db = f"sqlite:///{producer_path}"
-    producer_env = {**os.environ, **FAULT_ENV, "CELERY_BROKER_URL": broker.url, "DATABASE_URL": producer_db,
-                    "DJANGO_SETTINGS_MODULE": "config.settings.test", "EVENT_TASKS_SERVICE": "prober"}
-    if variant.hard:   # direct sends carry the producer's own id: a resent one is the same event
+    producer_env = {
+        **os.environ,
+        **FAULT_ENV,
+        "CELERY_BROKER_URL": broker.url,
+        "DATABASE_URL": producer_db,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "EVENT_TASKS_SERVICE": "prober",
+    }
+    if variant.hard:  # direct sends carry the producer's own id: a resent one is the same event
         producer_env["FAULT_ID_PREFIX"] = "p" + os.urandom(4).hex()
     for s in SERVICES:
         plat.worker(s, pool="prefork", concurrency=2)
@@ -225,12 +265,22 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
     hold, hold_committed = ((int(events * f) // 3) * 3 + 2 for f in (0.2, 0.55)) if variant.hard else (-1, -1)
 
     def start_relay() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "manage.py", "events", "relay"], cwd=ROOT, env=producer_env,
-                                stdout=relay_log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "events", "relay"],
+            cwd=ROOT,
+            env=producer_env,
+            stdout=relay_log,
+            stderr=subprocess.STDOUT,
+        )
 
     def start_producer(*holds: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "tests.faults.produce", str(events), str(journal), "250",
-                                 *map(str, holds)], cwd=ROOT, env=producer_env, stdout=producer_log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.produce", str(events), str(journal), "250", *map(str, holds)],
+            cwd=ROOT,
+            env=producer_env,
+            stdout=producer_log,
+            stderr=subprocess.STDOUT,
+        )
 
     def sigkill(process: subprocess.Popen[bytes]) -> None:
         process.send_signal(signal.SIGKILL)
@@ -272,14 +322,18 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
         poison = plat.send(PROBE_CREATED, {"n": 0}, key="exit:f2")
         invalid_id = inject_invalid(broker.url)
 
-        if not variant.hard:   # the graceful faults, at points of f1's progress
+        if not variant.hard:  # the graceful faults, at points of f1's progress
             for fraction, action in ((0.2, "kill f1"), (0.45, "restart broker"), (0.7, "kill f3")):
-                wait_until(lambda: applied_count("f1") >= events * fraction, STEP_WAIT, 0.05,
-                           f"f1 to apply {fraction:.0%} ({action})")
+                wait_until(
+                    lambda: applied_count("f1") >= events * fraction,
+                    STEP_WAIT,
+                    0.05,
+                    f"f1 to apply {fraction:.0%} ({action})",
+                )
                 if action.startswith("kill"):
                     kill_worker(action.split()[1])
                 else:
-                    broker.stop()   # SIGTERM / rabbitmqctl stop: the broker shuts down cleanly
+                    broker.stop()  # SIGTERM / rabbitmqctl stop: the broker shuts down cleanly
                     broker.start()
                     kills["broker restarts"] += 1
                     mark("broker restarted")
@@ -296,8 +350,10 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
             kills["broker"] += 1
             sigkill(producer)
             kills["producer"] += 1
-            mark(f"broker {'SIGKILLed' if isinstance(broker, RedisServer) else 'stopped'}; "
-                 f"SIGKILL producer in the transaction of event {hold}")
+            mark(
+                f"broker {'SIGKILLed' if isinstance(broker, RedisServer) else 'stopped'}; "
+                f"SIGKILL producer in the transaction of event {hold}"
+            )
             producer = start_producer(-1, hold_committed)
             # 2. The relay, SIGKILLed while that committed row waits for it; then the broker comes back
             #    (Redis: same port, same data dir) and the relay starts again.
@@ -312,8 +368,12 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
             mark("broker back; relay started")
             # 3. The producer just after a commit, before its publish on commit (the relay must send
             #    that row); then the relay.
-            wait_until(lambda: f"committed {hold_committed} " in journal_text(), STEP_WAIT, 0.05,
-                       f"the producer to commit event {hold_committed} and hold")
+            wait_until(
+                lambda: f"committed {hold_committed} " in journal_text(),
+                STEP_WAIT,
+                0.05,
+                f"the producer to commit event {hold_committed} and hold",
+            )
             sigkill(producer)
             kills["producer"] += 1
             # Usually that row still waits (the relay leaves rows younger than EVENT_TASKS_OUTBOX_GRACE
@@ -332,8 +392,12 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
             producer = start_producer()
             # 5. Workers, mid-stream.
             for fraction, service in ((0.3, "f1"), (0.7, "f3")):
-                wait_until(lambda: applied_count("f1") >= events * fraction, STEP_WAIT, 0.05,
-                           f"f1 to apply {fraction:.0%} (kill {service})")
+                wait_until(
+                    lambda: applied_count("f1") >= events * fraction,
+                    STEP_WAIT,
+                    0.05,
+                    f"f1 to apply {fraction:.0%} (kill {service})",
+                )
                 kill_worker(service)
 
         producer.wait(300)
@@ -359,13 +423,18 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
             letters = Counter(r[0] for r in dbs.rows(s, "SELECT reason FROM event_tasks_deadletter"))
             log = plat.worker(s).log().splitlines()
             errors = [line[:300] for line in log if "ERROR" in line or "CRITICAL" in line][-4:]
-            return (f"{s} missing {len(gone)} {sorted(gone)[:3]} (queue {queue_state(broker, s)}, "
-                    f"worker running {plat.worker(s).running()}, dead letters {dict(letters)}, "
-                    f"log lines {len(log)}, last: {log[-1][:200] if log else ''!r}, last errors: {errors})")
+            return (
+                f"{s} missing {len(gone)} {sorted(gone)[:3]} (queue {queue_state(broker, s)}, "
+                f"worker running {plat.worker(s).running()}, dead letters {dict(letters)}, "
+                f"log lines {len(log)}, last: {log[-1][:200] if log else ''!r}, last errors: {errors})"
+            )
 
-        wait_until(lambda: all(want[s] <= {i for i, _ in applied(s)} for s in SERVICES),
-                   float(os.environ.get("FAULT_WAIT", 240 + events * 0.03)), 0.5,
-                   lambda: "every service to apply every event: " + "; ".join(missing(s) for s in SERVICES))
+        wait_until(
+            lambda: all(want[s] <= {i for i, _ in applied(s)} for s in SERVICES),
+            float(os.environ.get("FAULT_WAIT", 240 + events * 0.03)),
+            0.5,
+            lambda: "every service to apply every event: " + "; ".join(missing(s) for s in SERVICES),
+        )
         mark("every event applied")
         wait_until(lambda: in_flight(broker) == 0, 120, 0.5, "queues and unacked messages to drain")
 
@@ -375,26 +444,48 @@ def test_nothing_lost_nothing_applied_twice(variant: Variant, fault_broker, tmp_
         assert outbox_waiting() == 0
 
         f1 = {i for i, _ in applied("f1")}
-        figures.update({
-            "database": variant.database, "hard crashes": variant.hard,
-            "through outbox": len(committed),
-            "worker kills": kills["workers"],
-            "broker": (f"{kills['broker restarts']} clean restart" if not variant.hard else
-                       "1 SIGKILL (appendfsync always)" if variant.broker == "redis" else "1 clean restart"),
-            "producer kills": kills["producer"], "relay kills": kills["relay"],
-            "transactions killed before commit (never arrived)": len(ledger.never),
-            "direct sends refused (sent again)": ledger.refused,
-            **({"direct sends cut off by a kill (sent again, same id)": ledger.resent_same_id} if variant.hard else {
-                "refused that still arrived (f1, new id)": len((ledger.maybe - ledger.must) & f1),
-                "direct sends cut off by a kill": sum(ledger.in_doubt.values()),
-                "of those that arrived (f1)": in_doubt_arrived["f1"]}),
-            "duplicates suppressed": sum(dbs.rows(s, "SELECT coalesce(sum(duplicates), 0) FROM event_tasks_processedevent")[0][0]
-                                         for s in SERVICES),
-            "transient failures retried": sum(len((plat.dir / f"failures-{s}.log").read_text().splitlines())
-                                              for s in SERVICES if (plat.dir / f"failures-{s}.log").exists()),
-            "lost": 0, "applied twice": 0, "dead letters": "poison (worker_lost), invalid (invalid_payload)",
-            "seconds": round(time.monotonic() - started, 1), "timeline": timeline,
-        })
+        figures.update(
+            {
+                "database": variant.database,
+                "hard crashes": variant.hard,
+                "through outbox": len(committed),
+                "worker kills": kills["workers"],
+                "broker": (
+                    f"{kills['broker restarts']} clean restart"
+                    if not variant.hard
+                    else "1 SIGKILL (appendfsync always)"
+                    if variant.broker == "redis"
+                    else "1 clean restart"
+                ),
+                "producer kills": kills["producer"],
+                "relay kills": kills["relay"],
+                "transactions killed before commit (never arrived)": len(ledger.never),
+                "direct sends refused (sent again)": ledger.refused,
+                **(
+                    {"direct sends cut off by a kill (sent again, same id)": ledger.resent_same_id}
+                    if variant.hard
+                    else {
+                        "refused that still arrived (f1, new id)": len((ledger.maybe - ledger.must) & f1),
+                        "direct sends cut off by a kill": sum(ledger.in_doubt.values()),
+                        "of those that arrived (f1)": in_doubt_arrived["f1"],
+                    }
+                ),
+                "duplicates suppressed": sum(
+                    dbs.rows(s, "SELECT coalesce(sum(duplicates), 0) FROM event_tasks_processedevent")[0][0]
+                    for s in SERVICES
+                ),
+                "transient failures retried": sum(
+                    len((plat.dir / f"failures-{s}.log").read_text().splitlines())
+                    for s in SERVICES
+                    if (plat.dir / f"failures-{s}.log").exists()
+                ),
+                "lost": 0,
+                "applied twice": 0,
+                "dead letters": "poison (worker_lost), invalid (invalid_payload)",
+                "seconds": round(time.monotonic() - started, 1),
+                "timeline": timeline,
+            }
+        )
         with capsys.disabled():
             print("\nfault suite: " + json.dumps(figures))
     finally:

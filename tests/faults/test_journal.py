@@ -1,6 +1,7 @@
 """The fault suite's ledger on hand-written journals (no broker): each kind of kill is accounted
 for, and each way of getting it wrong (lost, applied twice, an uncommitted event arriving, an
 event nobody sent) fails the check."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,9 +48,9 @@ def ledger(tmp_path: Path) -> Ledger:
 
 def test_the_journal_says_what_must_never_and_may_arrive(ledger: Ledger) -> None:
     assert ledger.must == {"d0", "d1", "o2", "d3", "d4", "held5", "o5", "o6"}
-    assert ledger.never == {"never2"}             # killed inside its transaction
-    assert ledger.maybe == {"u1"}                 # refused, resent as d1
-    assert dict(ledger.in_doubt) == {3: 1}        # killed mid direct send: its id is unknown
+    assert ledger.never == {"never2"}  # killed inside its transaction
+    assert ledger.maybe == {"u1"}  # refused, resent as d1
+    assert dict(ledger.in_doubt) == {3: 1}  # killed mid direct send: its id is unknown
     assert ledger.confirmed_n == set(range(7))
 
 
@@ -58,13 +59,16 @@ def test_a_complete_run_passes_and_counts_the_in_doubt_send_that_arrived(ledger:
     assert ledger.check("f1", applied, ledger.must) == 1
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda a: [x for x in a if x[0] != "held5"], "lost 1"),
-    (lambda a: a + [("d4", 4)], "applied 1 events twice"),
-    (lambda a: a + [("never2", 2)], "never committed"),
-    (lambda a: a + [("unknown-5", 5)], "nobody sent"),               # outbox n: no unknown id may arrive
-    (lambda a: a + [("unknown-3", 3), ("other-3", 3)], "nobody sent"),  # one in-doubt send, two arrivals
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: [x for x in a if x[0] != "held5"], "lost 1"),
+        (lambda a: a + [("d4", 4)], "applied 1 events twice"),
+        (lambda a: a + [("never2", 2)], "never committed"),
+        (lambda a: a + [("unknown-5", 5)], "nobody sent"),  # outbox n: no unknown id may arrive
+        (lambda a: a + [("unknown-3", 3), ("other-3", 3)], "nobody sent"),  # one in-doubt send, two arrivals
+    ],
+)
 def test_every_way_of_getting_it_wrong_fails(ledger: Ledger, change, message: str) -> None:
     applied = change([(i, int(i[-1])) for i in ledger.must])
     with pytest.raises(AssertionError, match=message):

@@ -1,5 +1,6 @@
 """A small platform for delivery tests: real broker, real worker processes, a database per service
 (SQLite files by default; PostgreSQL URLs with ``database_urls``)."""
+
 from __future__ import annotations
 
 import importlib
@@ -23,8 +24,10 @@ from event_tasks.send.publisher import Publisher
 from event_tasks.testing import ServiceWorker, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-PROBE_ENV = {"EVENT_TASKS_CONSUMERS_PACKAGE": "tests.fabric.services",
-             "EVENT_TASKS_SCHEMAS_PACKAGE": "tests.fabric.schemas"}
+PROBE_ENV = {
+    "EVENT_TASKS_CONSUMERS_PACKAGE": "tests.fabric.services",
+    "EVENT_TASKS_SCHEMAS_PACKAGE": "tests.fabric.schemas",
+}
 
 
 def probe_handlers(service: str) -> ServiceHandlers:
@@ -39,8 +42,12 @@ def database_url(database: Path | str) -> str:
 
 
 def migrate(database: Path | str, env: dict[str, str], service: str | None = None) -> None:
-    full = {**os.environ, **env, "DATABASE_URL": database_url(database),
-            "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    full = {
+        **os.environ,
+        **env,
+        "DATABASE_URL": database_url(database),
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+    }
     full.pop("EVENT_TASKS_SERVICE", None)
     if service:
         full["EVENT_TASKS_SERVICE"] = service
@@ -51,8 +58,14 @@ class Platform:
     """Services as worker subprocesses on one broker, each with its own database (a SQLite file, or
     the migrated database ``database_urls[service]`` names)."""
 
-    def __init__(self, broker_url: str, workdir: Path, env: dict[str, str] | None = None,
-                 template_db: Path | None = None, database_urls: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        template_db: Path | None = None,
+        database_urls: dict[str, str] | None = None,
+    ) -> None:
         self.broker_url = broker_url
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -68,32 +81,39 @@ class Platform:
 
     def worker_env(self, service: str) -> dict[str, str]:
         """The environment of ``service``'s processes (its database, the broker, the probe packages)."""
-        return {**self.env, "CELERY_BROKER_URL": self.broker_url,
-                "DATABASE_URL": self.database_urls.get(service) or database_url(self.db_path(service)),
-                "DJANGO_SETTINGS_MODULE": "config.settings.test", "TEST_RECORD_DIR": str(self.dir),
-                "EVENT_TASKS_SERVICE": service}
+        return {
+            **self.env,
+            "CELERY_BROKER_URL": self.broker_url,
+            "DATABASE_URL": self.database_urls.get(service) or database_url(self.db_path(service)),
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "TEST_RECORD_DIR": str(self.dir),
+            "EVENT_TASKS_SERVICE": service,
+        }
 
     def manage(self, service: str, *args: str) -> str:
         """Run ``manage.py`` as ``service`` (e.g. ``events deadletters list``); returns stdout."""
         env = {**os.environ, **self.worker_env(service)}
-        out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
         if out.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed: {out.stderr[-3000:]}")
         return out.stdout
 
-    def tooling(self, *args: str, databases: tuple[str, ...] = (), check: bool = True,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def tooling(
+        self, *args: str, databases: tuple[str, ...] = (), check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """``manage.py`` as an operator's tooling process (no service, every probe service's handlers),
         reading the databases of ``databases`` (``<SERVICE>_DATABASE_URL``). ``check``: fail on a non-zero exit."""
         full = {**os.environ, **self.worker_env("tooling"), **(env or {})}
         full.pop("EVENT_TASKS_SERVICE")
         full["DATABASE_URL"] = f"sqlite:///{self.dir / 'tooling.sqlite3'}"
         for service in databases:
-            self.worker(service)   # its database file, migrated, even if its worker never starts
+            self.worker(service)  # its database file, migrated, even if its worker never starts
             full[f"{service.upper()}_DATABASE_URL"] = f"sqlite:///{self.db_path(service)}"
-        out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=full, capture_output=True,
-                             text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=full, capture_output=True, text=True, timeout=120
+        )
         if check and out.returncode != 0:
             raise AssertionError(f"manage.py {' '.join(args)} exited {out.returncode}: {out.stderr[-3000:]}")
         return out
@@ -106,8 +126,9 @@ class Platform:
                     shutil.copy(self.template_db, db)
                 else:
                     migrate(db, self.env, service)
-            self.workers[service] = ServiceWorker(service, env={**self.worker_env(service), **(env or {})},
-                                                  log_dir=str(self.dir), **kwargs)
+            self.workers[service] = ServiceWorker(
+                service, env={**self.worker_env(service), **(env or {})}, log_dir=str(self.dir), **kwargs
+            )
         return self.workers[service]
 
     def start(self, *services: str) -> None:
@@ -155,8 +176,11 @@ class Platform:
             con.close()
 
     def results(self, service: str, event_id: str) -> list[sqlite3.Row]:
-        return self.query(service, "SELECT task_id, status, task_name FROM django_celery_results_taskresult "
-                                   "WHERE task_id LIKE ?", (event_id + "%",))
+        return self.query(
+            service,
+            "SELECT task_id, status, task_name FROM django_celery_results_taskresult WHERE task_id LIKE ?",
+            (event_id + "%",),
+        )
 
     def processed(self, service: str, event_id: str) -> list[sqlite3.Row]:
         return self.query(service, "SELECT * FROM event_tasks_processedevent WHERE event_id = ?", (event_id,))
@@ -165,9 +189,14 @@ class Platform:
         return self.query(service, "SELECT * FROM event_tasks_deadletter ORDER BY id")
 
     def wait_calls(self, service: str, event_id: str, count: int = 1, timeout: float = 30) -> None:
-        wait_until(lambda: self.calls(service, event_id) >= count, timeout,
-                   message=lambda: f"{service} to handle {event_id} {count}x (seen {self.calls(service, event_id)}); "
-                                   f"log tail: {self.workers[service].output()[-2000:] if service in self.workers else ''}")
+        wait_until(
+            lambda: self.calls(service, event_id) >= count,
+            timeout,
+            message=lambda: (
+                f"{service} to handle {event_id} {count}x (seen {self.calls(service, event_id)}); "
+                f"log tail: {self.workers[service].output()[-2000:] if service in self.workers else ''}"
+            ),
+        )
 
     def queue_depths(self) -> dict[str, int]:
         with Connection(self.broker_url) as conn:
@@ -176,7 +205,7 @@ class Platform:
                 with conn.channel() as ch:
                     try:
                         _, count, _ = ch.queue_declare(name, passive=True)
-                    except Exception:  # noqa: BLE001 - a queue never declared holds nothing
+                    except Exception:
                         count = 0
                 depths[name] = count
             return depths

@@ -1,4 +1,5 @@
 """Reading HTTP endpoints in tests: a GET with optional basic auth, and one Prometheus sample."""
+
 from __future__ import annotations
 
 import base64
@@ -29,7 +30,6 @@ def metric(text: str, name: str, **labels: str) -> float:
         if not match:
             continue
         have = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-        if all(have.get(k, "").startswith(v[:-1]) if v.endswith("*") else have.get(k) == v
-               for k, v in labels.items()):
+        if all(have.get(k, "").startswith(v[:-1]) if v.endswith("*") else have.get(k) == v for k, v in labels.items()):
             total += float(match.group(2))
     return total

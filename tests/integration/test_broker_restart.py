@@ -1,5 +1,6 @@
 """A broker restart loses nothing: Redis with AOF, RabbitMQ with durable queues and persistent
 messages. Producers and running workers reconnect by themselves; a stopped service catches up."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,7 +22,7 @@ def test_queued_events_survive_a_broker_restart(restartable_broker, workdir, pro
         for e in before:
             plat.wait_calls("beta", e.id)
         plat.worker("alpha").stop()
-        waiting = [plat.send(PROBE_CREATED, {"n": 10 + i}) for i in range(10)]   # queued for alpha
+        waiting = [plat.send(PROBE_CREATED, {"n": 10 + i}) for i in range(10)]  # queued for alpha
         for e in waiting:
             plat.wait_calls("beta", e.id)
 
@@ -31,9 +32,9 @@ def test_queued_events_survive_a_broker_restart(restartable_broker, workdir, pro
         else:
             own_broker.restart()
 
-        after = [plat.send(PROBE_CREATED, {"n": 20 + i}) for i in range(10)]   # same producer: reconnects
+        after = [plat.send(PROBE_CREATED, {"n": 20 + i}) for i in range(10)]  # same producer: reconnects
         for e in after:
-            plat.wait_calls("beta", e.id, timeout=60)                         # beta reconnected by itself
+            plat.wait_calls("beta", e.id, timeout=60)  # beta reconnected by itself
         plat.worker("alpha").start()
         for e in before + waiting + after:
             plat.wait_calls("alpha", e.id, timeout=60)

@@ -1,4 +1,5 @@
 """Delivery on real brokers with real workers: fan-out, isolation, late subscribers, fresh producers."""
+
 from __future__ import annotations
 
 import subprocess
@@ -29,7 +30,7 @@ def test_one_event_reaches_each_subscribed_service_once(running):
         running.wait_calls(service, marker.id)
     assert [running.calls(s, event.id) for s in ("alpha", "beta", "gamma")] == [1, 1, 1]
     assert running.calls("delta", event.id) == 0
-    seen = [r for r in running.seen("gamma") if r["id"] == event.id][0]
+    seen = next(r for r in running.seen("gamma") if r["id"] == event.id)
     assert seen["type"] == PROBE_CREATED and seen["source"] == "prober" and seen["n"] == 1
 
 
@@ -42,8 +43,11 @@ def test_each_copy_has_its_own_task_id_and_duplicate_mark_and_no_result_row(runn
     for service in ("alpha", "beta", "gamma"):
         marks = wait_until(lambda: running.processed(service, event.id), 20, message=f"{service}'s duplicate mark")
         assert [(m["service"], m["event_type"]) for m in marks] == [(service, PROBE_CREATED)]
-        wait_until(lambda: f"[{event.id}:{service}] succeeded" in running.worker(service).log(), 20,
-                   message=f"{service}'s task {event.id}:{service} succeeded")
+        wait_until(
+            lambda: f"[{event.id}:{service}] succeeded" in running.worker(service).log(),
+            20,
+            message=f"{service}'s task {event.id}:{service} succeeded",
+        )
         # a delivery that succeeds at once stores nothing but its mark (results: failures and retries)
         assert running.results(service, event.id) == []
 
@@ -51,13 +55,13 @@ def test_each_copy_has_its_own_task_id_and_duplicate_mark_and_no_result_row(runn
 def test_unsubscribed_service_never_sees_the_type(running):
     learning = running.send(PROBE_UPDATED, {"n": 4})
     catalog_event = running.send(CATALOG_PROBE, {"n": 5})
-    running.wait_calls("gamma", learning.id)           # pattern subscriber gets the other type
-    running.wait_calls("delta", catalog_event.id)      # delta's own type arrives ...
+    running.wait_calls("gamma", learning.id)  # pattern subscriber gets the other type
+    running.wait_calls("delta", catalog_event.id)  # delta's own type arrives ...
     marker = running.send(PROBE_CREATED, {"n": 6})
     running.wait_calls("alpha", marker.id)
-    assert running.calls("alpha", learning.id) == 0    # exact subscribers of another type do not
+    assert running.calls("alpha", learning.id) == 0  # exact subscribers of another type do not
     assert running.calls("beta", learning.id) == 0
-    assert running.calls("delta", learning.id) == 0    # ... and nothing else
+    assert running.calls("delta", learning.id) == 0  # ... and nothing else
     assert running.calls("gamma", catalog_event.id) == 0
 
 
@@ -88,8 +92,14 @@ def test_producer_in_a_fresh_process_delivers(running):
         print(Publisher(app, "prober").send(sys.argv[2], {"n": 7}).id)
     """)
     env = {"DJANGO_SETTINGS_MODULE": "config.settings.test", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", script, running.broker_url, PROBE_CREATED], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script, running.broker_url, PROBE_CREATED],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     event_id = out.stdout.strip().splitlines()[-1]
     for service in ("alpha", "beta", "gamma"):
@@ -100,7 +110,7 @@ def test_service_that_subscribes_while_producer_runs_gets_next_events(running):
     before = running.send(PROBE_CREATED, {"n": 8})
     running.wait_calls("alpha", before.id)
     epsilon = running.worker("epsilon")
-    epsilon.start()             # declares its queue and binding; the producer is not restarted
+    epsilon.start()  # declares its queue and binding; the producer is not restarted
     after = running.send(PROBE_CREATED, {"n": 9})
     running.wait_calls("epsilon", after.id)
     assert running.calls("epsilon", before.id) == 0

@@ -1,6 +1,7 @@
 """The fabric as a drop-in on a worker: per-handler options on a real worker, and an event queue
 consumed beside the host's own queue (``-Q events.<service>,celery``) keeping the crash-safe path.
 Both brokers."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,7 +22,7 @@ def test_handler_options_stable_name_retry_budget_and_dont_retry(platform):
     good = platform.send(PROBE_UPDATED, {"n": 1})
     platform.wait_calls("zeta", good.id)
     wait_until(lambda: platform.processed("zeta", good.id), 20, message="zeta's duplicate mark")
-    assert [r["handler"] for r in platform.processed("zeta", good.id)] == ["zeta.audit"]   # the name= given
+    assert [r["handler"] for r in platform.processed("zeta", good.id)] == ["zeta.audit"]  # the name= given
 
     unfixable = platform.send(PROBE_UPDATED, {"n": 2}, key="unfixable:zeta:x")
     (row,) = wait_until(lambda: letters(platform, "zeta", unfixable.id), 30, message="the not_retried dead letter")
@@ -30,7 +31,7 @@ def test_handler_options_stable_name_retry_budget_and_dont_retry(platform):
 
     failing = platform.send(PROBE_UPDATED, {"n": 3}, key="fail:zeta:always")
     (row,) = wait_until(lambda: letters(platform, "zeta", failing.id), 60, message="the max_retries dead letter")
-    assert row["reason"] == "max_retries" and row["attempts"] == 2       # max_retries=1 on the handler
+    assert row["reason"] == "max_retries" and row["attempts"] == 2  # max_retries=1 on the handler
     assert platform.calls("zeta", unfixable.id) == 1 and platform.calls("zeta", failing.id) == 2
 
 
@@ -53,8 +54,9 @@ def test_event_queue_beside_the_hosts_queue_keeps_its_own_consume_path(platform)
         wait_until(lambda: client.hlen("unacked:events.alpha") == 0, 10, message="the ack")
 
 
-def test_the_event_worker_fixture_runs_a_real_worker_for_one_service(event_worker, platform, probe_template_db,
-                                                                    tmp_path):
+def test_the_event_worker_fixture_runs_a_real_worker_for_one_service(
+    event_worker, platform, probe_template_db, tmp_path
+):
     """The pytest plugin's fixture (what a service's own tests use), against this module's broker."""
     import shutil
 
@@ -64,8 +66,11 @@ def test_the_event_worker_fixture_runs_a_real_worker_for_one_service(event_worke
     worker = event_worker("epsilon", broker_url=platform.broker_url, env=env)
     assert worker.running
     event = platform.send(PROBE_CREATED, {"n": 5})
-    wait_until(lambda: (tmp_path / "epsilon.jsonl").exists() and event.id in (tmp_path / "epsilon.jsonl").read_text(),
-               30, message="epsilon's handler, run by the fixture's worker")
+    wait_until(
+        lambda: (tmp_path / "epsilon.jsonl").exists() and event.id in (tmp_path / "epsilon.jsonl").read_text(),
+        30,
+        message="epsilon's handler, run by the fixture's worker",
+    )
 
 
 def test_a_resent_event_with_the_producers_id_is_applied_once(platform):
@@ -76,6 +81,9 @@ def test_a_resent_event_with_the_producers_id_is_applied_once(platform):
     assert first.id == again.id == "order-42-created"
     marker = platform.send(PROBE_CREATED, {"n": 7})
     platform.wait_calls("beta", marker.id)
-    wait_until(lambda: [r["duplicates"] for r in platform.processed("beta", first.id)] == [1], 20,
-               message="the second copy suppressed as a duplicate")
+    wait_until(
+        lambda: [r["duplicates"] for r in platform.processed("beta", first.id)] == [1],
+        20,
+        message="the second copy suppressed as a duplicate",
+    )
     assert platform.calls("beta", first.id) == 1

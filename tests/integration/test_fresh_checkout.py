@@ -1,5 +1,6 @@
 """A fresh checkout works: a service's database can be migrated at once, its admin shows only what
 lives in its database, and the whole platform runs locally with one command that keeps running."""
+
 from __future__ import annotations
 
 import os
@@ -17,15 +18,24 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def env_for(var_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("EVENT_TASKS_", "DATABASE_URL", "DJANGO_SETTINGS_MODULE"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("EVENT_TASKS_", "DATABASE_URL", "DJANGO_SETTINGS_MODULE"))
+    }
     return {**env, "DJANGO_SETTINGS_MODULE": "config.settings.local", "EVENT_TASKS_VAR_DIR": str(var_dir), **extra}
 
 
 def test_a_service_migrates_where_no_var_folder_exists_yet(tmp_path):
     var_dir = tmp_path / "not" / "there" / "yet"
-    out = subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120, env=env_for(var_dir, EVENT_TASKS_SERVICE="lms"))
+    out = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env_for(var_dir, EVENT_TASKS_SERVICE="lms"),
+    )
     assert out.returncode == 0, out.stderr
     assert (var_dir / "lms.sqlite3").exists()
 
@@ -43,8 +53,14 @@ page = client.get("/admin/").content.decode()
 print("lms" in page.lower(), "/admin/credentials/" in page, "/admin/discovery/" in page, "/admin/event_tasks/" in page)
 print(client.get("/admin/lms/").status_code, client.get("/admin/credentials/").status_code)
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env=env_for(tmp_path, EVENT_TASKS_SERVICE="lms", DJANGO_ALLOWED_HOSTS="testserver"))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env_for(tmp_path, EVENT_TASKS_SERVICE="lms", DJANGO_ALLOWED_HOSTS="testserver"),
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "False", "False", "True", "200", "404"]
 
@@ -53,13 +69,22 @@ def test_make_platform_runs_release_then_keeps_every_process_running(tmp_path, r
     url = f"redis://127.0.0.1:{redis_server.port}/14"
     log = tmp_path / "platform.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "demo.platform", "worker_lms", "worker_discovery", "relay_studio"],
-                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=env_for(tmp_path, CELERY_BROKER_URL=url))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "demo.platform", "worker_lms", "worker_discovery", "relay_studio"],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env_for(tmp_path, CELERY_BROKER_URL=url),
+        )
     try:
         text = lambda: log.read_text(errors="replace")  # noqa: E731
-        wait_until(lambda: text().count(" ready.") >= 2 or proc.poll() is not None, 120, 0.2,
-                   lambda: f"two workers to be ready:\n{text()[-3000:]}")
+        wait_until(
+            lambda: text().count(" ready.") >= 2 or proc.poll() is not None,
+            120,
+            0.2,
+            lambda: f"two workers to be ready:\n{text()[-3000:]}",
+        )
         assert proc.poll() is None, text()[-3000:]
         assert "release: declared events.lms" in text() and "release: declared events.discovery" in text()
         # honcho stops everything when one process exits (a one-shot release line did, 4 s after start).

@@ -1,6 +1,7 @@
 """``events metrics`` scraped over HTTP, against real brokers, a real worker and the services' real
 databases: the figures Flower lacks follow what happens (a dead letter appears, events wait, a
 duplicate is suppressed, an outbox row waits, a dead letter is discarded)."""
+
 from __future__ import annotations
 
 import os
@@ -25,17 +26,32 @@ class Exporter:
     def __init__(self, platform, databases: tuple[str, ...]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/metrics"
-        env = {**os.environ, **platform.worker_env("tooling"),
-               "DATABASE_URL": f"sqlite:///{platform.dir / 'tooling.sqlite3'}"}
+        env = {
+            **os.environ,
+            **platform.worker_env("tooling"),
+            "DATABASE_URL": f"sqlite:///{platform.dir / 'tooling.sqlite3'}",
+        }
         env.pop("EVENT_TASKS_SERVICE")
         for service in databases:
-            platform.worker(service)   # its database file, migrated, even if its worker never starts
+            platform.worker(service)  # its database file, migrated, even if its worker never starts
             env[f"{service.upper()}_DATABASE_URL"] = f"sqlite:///{platform.db_path(service)}"
         self.log_path = platform.dir / f"metrics-{self.port}.log"
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "manage.py", "events", "metrics", "--port", str(self.port),
-                                             *[a for s in databases for a in ("--service", s)]],
-                                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "events",
+                    "metrics",
+                    "--port",
+                    str(self.port),
+                    *[a for s in databases for a in ("--service", s)],
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-3000:]
@@ -54,7 +70,7 @@ class Exporter:
 @pytest.fixture(scope="module")
 def running(platform):
     platform.start("alpha")
-    platform.manage("beta", "events", "declare")   # beta's queue, no worker: its events wait there
+    platform.manage("beta", "events", "declare")  # beta's queue, no worker: its events wait there
     return platform
 
 
@@ -69,22 +85,34 @@ def test_metrics_follow_dead_letters_backlog_duplicates_and_outbox(running):
         assert metric(before, "event_tasks_outbox_pending", service="beta") == 0
         assert metric(before, "event_tasks_duplicates_suppressed_total", service="alpha") == 0
 
-        failing = running.send(PROBE_CREATED, {"n": 1}, key="fail:alpha:always")    # alpha dead-letters it
+        failing = running.send(PROBE_CREATED, {"n": 1}, key="fail:alpha:always")  # alpha dead-letters it
         twice = [running.producer().send(PROBE_CREATED, {"n": 2}, id=f"dup-{free_port()}")]
-        twice.append(running.producer().send(PROBE_CREATED, {"n": 2}, id=twice[0].id))   # the same event again
+        twice.append(running.producer().send(PROBE_CREATED, {"n": 2}, id=twice[0].id))  # the same event again
         running.wait_calls("alpha", twice[0].id)
-        running.manage("beta", "shell", "-c",   # beta's relay is not running: one row waits, 5 s old
-                       "import datetime as dt\nfrom django.utils import timezone\n"
-                       "from event_tasks.models import OutboxEvent\n"
-                       f"row = OutboxEvent.objects.create(event_id='pending-1', event_type={PROBE_CREATED!r}, body='[]')\n"
-                       "OutboxEvent.objects.filter(pk=row.pk).update(created_at=timezone.now() - dt.timedelta(seconds=5))")
+        running.manage(
+            "beta",
+            "shell",
+            "-c",  # beta's relay is not running: one row waits, 5 s old
+            "import datetime as dt\nfrom django.utils import timezone\n"
+            "from event_tasks.models import OutboxEvent\n"
+            f"row = OutboxEvent.objects.create(event_id='pending-1', event_type={PROBE_CREATED!r}, body='[]')\n"
+            "OutboxEvent.objects.filter(pk=row.pk).update(created_at=timezone.now() - dt.timedelta(seconds=5))",
+        )
 
         def changed() -> str:
             text = exporter.scrape()
-            return text if (metric(text, "event_tasks_dead_letters", service="alpha", reason="max_retries") == 1
-                            and metric(text, "event_tasks_duplicates_suppressed_total", service="alpha") == 1) else ""
+            return (
+                text
+                if (
+                    metric(text, "event_tasks_dead_letters", service="alpha", reason="max_retries") == 1
+                    and metric(text, "event_tasks_duplicates_suppressed_total", service="alpha") == 1
+                )
+                else ""
+            )
 
-        after = wait_until(changed, 60, 0.3, lambda: f"the dead letter and the duplicate in {exporter.scrape()[-3000:]}")
+        after = wait_until(
+            changed, 60, 0.3, lambda: f"the dead letter and the duplicate in {exporter.scrape()[-3000:]}"
+        )
         assert metric(after, "event_tasks_queue_depth", service="beta", queue="events.beta") == depth_before + 3
         assert metric(after, "event_tasks_queue_depth", service="alpha", queue="events.alpha") == 0
         assert metric(after, "event_tasks_outbox_pending", service="beta") == 1
@@ -95,8 +123,12 @@ def test_metrics_follow_dead_letters_backlog_duplicates_and_outbox(running):
         assert failing.id in running.manage("alpha", "events", "deadletters", "list")
 
         running.manage("alpha", "events", "deadletters", "discard", "--all", "--reason", "max_retries")
-        wait_until(lambda: metric(exporter.scrape(), "event_tasks_dead_letters", service="alpha",
-                                  reason="max_retries") == 0, 30, 0.3, "the discarded dead letter to leave the gauge")
+        wait_until(
+            lambda: metric(exporter.scrape(), "event_tasks_dead_letters", service="alpha", reason="max_retries") == 0,
+            30,
+            0.3,
+            "the discarded dead letter to leave the gauge",
+        )
     finally:
         code = exporter.stop()
     assert code == 0, exporter.log()

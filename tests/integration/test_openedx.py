@@ -10,6 +10,7 @@ consumer processes (tests/fabric/openedx: settings, receivers, data).
   both must get every signal with the data and metadata the producer's receivers got;
 * a receiver that raises is retried and then dead-lettered, in its service only.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,17 @@ from tests.integration.fabric import ROOT, Platform, migrate
 pytestmark = pytest.mark.timeout(240)
 
 SETTINGS = "tests.fabric.openedx.settings"
-ENV = {"EVENT_TASKS_CONSUMERS_PACKAGE": "tests.fabric.openedx", "EVENT_TASKS_SCHEMAS_PACKAGE":
-       "event_tasks.openedx.catalog", "DJANGO_SETTINGS_MODULE": SETTINGS}
-TYPES = ["org.openedx.learning.certificate.created.v1", "org.openedx.content_authoring.course.catalog_info.changed.v1",
-         "org.openedx.learning.course.enrollment.changed.v1", "org.openedx.learning.exam.attempt.submitted.v1"]
+ENV = {
+    "EVENT_TASKS_CONSUMERS_PACKAGE": "tests.fabric.openedx",
+    "EVENT_TASKS_SCHEMAS_PACKAGE": "event_tasks.openedx.catalog",
+    "DJANGO_SETTINGS_MODULE": SETTINGS,
+}
+TYPES = [
+    "org.openedx.learning.certificate.created.v1",
+    "org.openedx.content_authoring.course.catalog_info.changed.v1",
+    "org.openedx.learning.course.enrollment.changed.v1",
+    "org.openedx.learning.exam.attempt.submitted.v1",
+]
 
 SEND = textwrap.dedent("""
     import json, sys, django
@@ -59,8 +67,14 @@ class OpenedxPlatform(Platform):
         db = self.db_path("lms")
         if not db.exists():
             migrate(db, self.env, "lms")
-        out = subprocess.run([sys.executable, "-c", SEND, str(n)], cwd=ROOT, env=self.env_of("lms"),
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", SEND, str(n)],
+            cwd=ROOT,
+            env=self.env_of("lms"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr[-4000:]
         return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -80,14 +94,28 @@ class ConsumeEvents:
     """``manage.py consume_events -t TOPIC -g GROUP`` in a subprocess (openedx-events' command)."""
 
     def __init__(self, platform: OpenedxPlatform, group: str, topic: str) -> None:
-        platform.worker(group)   # its database (migrated); the worker itself is not started
+        platform.worker(group)  # its database (migrated); the worker itself is not started
         self.log = platform.dir / f"consume-{group}.log"
         env = platform.env_of(group)
-        env.pop("EVENT_TASKS_SERVICE")    # the group names the service
+        env.pop("EVENT_TASKS_SERVICE")  # the group names the service
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "consume_events", "-t", topic, "-g", group,
-             "--extra", json.dumps({"loglevel": "INFO", "pool": "solo", "check_backlog": True})],
-            cwd=ROOT, env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "manage.py",
+                "consume_events",
+                "-t",
+                topic,
+                "-g",
+                group,
+                "--extra",
+                json.dumps({"loglevel": "INFO", "pool": "solo", "check_backlog": True}),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_until(self.ready, 60, 0.1, lambda: f"consume_events to start; log: {self.output()[-3000:]}")
 
     def output(self) -> str:
@@ -111,8 +139,10 @@ class ConsumeEvents:
 def openedx(broker_url, workdir):
     name = f"openedx-{broker_url.split(':', 1)[0]}"
     plat = OpenedxPlatform(broker_url, workdir / name, env=ENV)
-    raising = {"TEST_OPENEDX_RAISE": "org.openedx.learning.exam.attempt.submitted.v1",
-               "DJANGO_SETTINGS_MODULE": SETTINGS}
+    raising = {
+        "TEST_OPENEDX_RAISE": "org.openedx.learning.exam.attempt.submitted.v1",
+        "DJANGO_SETTINGS_MODULE": SETTINGS,
+    }
     plat.worker("discovery", env=raising)
     consumer = ConsumeEvents(plat, "credentials", "learning-certificate-lifecycle")
     plat.start("discovery")
@@ -124,19 +154,22 @@ def openedx(broker_url, workdir):
 def test_signals_round_trip_to_every_consuming_service(openedx):
     stats = openedx.produce(1)
     assert stats.get("outboxed") == 1 and stats.get("published") == 4, stats
-    sent = openedx.of("lms", 1)                         # what the producer's own receivers got
+    sent = openedx.of("lms", 1)  # what the producer's own receivers got
     assert sorted(sent) == sorted(TYPES) and all(len(v) == 1 for v in sent.values())
-    for service in ("credentials", "discovery"):        # each consuming service gets its own copy
-        got = wait_until(lambda: (lambda g: g if sorted(g) == sorted(TYPES) else None)(openedx.of(service, 1)), 60,
-                         message=lambda: f"{service} to receive all four; has {sorted(openedx.of(service, 1))}")
+    for service in ("credentials", "discovery"):  # each consuming service gets its own copy
+        got = wait_until(
+            lambda: (lambda g: g if sorted(g) == sorted(TYPES) else None)(openedx.of(service, 1)),
+            60,
+            message=lambda: f"{service} to receive all four; has {sorted(openedx.of(service, 1))}",
+        )
         for event_type in TYPES:
             first = got[event_type][0]
             original = sent[event_type][0]
-            assert first["metadata"] == original["metadata"], event_type      # id, time, source, sourcelib …
+            assert first["metadata"] == original["metadata"], event_type  # id, time, source, sourcelib …
             assert first["data"] == original["data"] and first["repr"] == original["repr"], event_type
             assert first["pid"] != original["pid"]
         event_id = sent[TYPES[0]][0]["metadata"]["id"]
-        rows = openedx.processed(service, event_id)          # duplicate suppression keyed on the signal's id
+        rows = openedx.processed(service, event_id)  # duplicate suppression keyed on the signal's id
         assert [r["handler"] for r in rows] == ["event_tasks.openedx.reemit"]
     # credentials' receivers never raise: one call each, no dead letter
     assert all(len(v) == 1 for v in openedx.of("credentials", 1).values())
@@ -147,12 +180,15 @@ def test_a_raising_receiver_is_retried_then_dead_lettered(openedx):
     openedx.produce(2)
     exam = "org.openedx.learning.exam.attempt.submitted.v1"
     event_id = openedx.of("lms", 2)[exam][0]["metadata"]["id"]
-    rows = wait_until(lambda: [r for r in openedx.dead_letters("discovery") if r["event_id"] == event_id], 60,
-                      message="discovery's dead letter of the exam attempt")
-    assert rows[0]["reason"] == "max_retries" and rows[0]["attempts"] == 4     # EVENT_TASKS_MAX_RETRIES=3
+    rows = wait_until(
+        lambda: [r for r in openedx.dead_letters("discovery") if r["event_id"] == event_id],
+        60,
+        message="discovery's dead letter of the exam attempt",
+    )
+    assert rows[0]["reason"] == "max_retries" and rows[0]["attempts"] == 4  # EVENT_TASKS_MAX_RETRIES=3
     assert "receiver of org.openedx.learning.exam.attempt.submitted.v1 fails on purpose" in rows[0]["detail"]
-    assert len(openedx.of("discovery", 2)[exam]) == 4                      # the first run and 3 retries
+    assert len(openedx.of("discovery", 2)[exam]) == 4  # the first run and 3 retries
     assert not openedx.processed("discovery", event_id)
     wait_until(lambda: exam in openedx.of("credentials", 2), 30, message="credentials' copy")
-    assert len(openedx.of("credentials", 2)[exam]) == 1                    # the other service is untouched
+    assert len(openedx.of("credentials", 2)[exam]) == 1  # the other service is untouched
     assert not openedx.dead_letters("credentials")

@@ -1,4 +1,5 @@
 """``events status`` against real brokers, real workers and the services' real databases."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture(scope="module")
 def running(platform):
     platform.start("alpha")
-    platform.tooling("events", "declare", "--service", "beta")   # beta's queue, no worker: events wait there
+    platform.tooling("events", "declare", "--service", "beta")  # beta's queue, no worker: events wait there
     return platform
 
 
@@ -25,12 +26,17 @@ def test_status_shows_depth_workers_dead_letters_and_outbox(running):
         running.wait_calls("alpha", event.id)
     wait_until(lambda: running.dead_letters("alpha"), 60, message="alpha's dead letter")
     running.worker("beta")
-    running.manage("beta", "shell", "-c",   # a pending outbox row of beta's, 5 s old
-                   "import datetime as dt\nfrom django.utils import timezone\nfrom event_tasks.models import OutboxEvent\n"
-                   f"row = OutboxEvent.objects.create(event_id='pending-1', event_type={PROBE_CREATED!r}, body='[]')\n"
-                   "OutboxEvent.objects.filter(pk=row.pk).update(created_at=timezone.now() - dt.timedelta(seconds=5))")
-    out = running.tooling("events", "status", "--json", "--service", "alpha", "--service", "beta",
-                  databases=("alpha", "beta"))
+    running.manage(
+        "beta",
+        "shell",
+        "-c",  # a pending outbox row of beta's, 5 s old
+        "import datetime as dt\nfrom django.utils import timezone\nfrom event_tasks.models import OutboxEvent\n"
+        f"row = OutboxEvent.objects.create(event_id='pending-1', event_type={PROBE_CREATED!r}, body='[]')\n"
+        "OutboxEvent.objects.filter(pk=row.pk).update(created_at=timezone.now() - dt.timedelta(seconds=5))",
+    )
+    out = running.tooling(
+        "events", "status", "--json", "--service", "alpha", "--service", "beta", databases=("alpha", "beta")
+    )
     data = json.loads(out.stdout)
     rows = {row["service"]: row for row in data["services"]}
     alpha, beta = rows["alpha"], rows["beta"]
@@ -48,8 +54,9 @@ def test_status_shows_depth_workers_dead_letters_and_outbox(running):
         assert beta["consumers"] == 0 and alpha["consumers"] == 1
     (worker,) = alpha["workers"]
     assert data["workers"][worker]["service"] == "alpha"
-    text = running.tooling("events", "status", "--service", "alpha", "--service", "beta",
-                   databases=("alpha", "beta")).stdout
+    text = running.tooling(
+        "events", "status", "--service", "alpha", "--service", "beta", databases=("alpha", "beta")
+    ).stdout
     assert "max_retries=1" in text and "events.beta" in text and worker in text
     assert failing.id  # the failing event is the dead letter counted above
 

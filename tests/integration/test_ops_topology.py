@@ -1,5 +1,6 @@
 """``events topology verify`` and pruning on real brokers: Redis, and RabbitMQ with its management API
 (a private node with the plugin: the machine's shared node has none, and gets none)."""
+
 from __future__ import annotations
 
 import json
@@ -62,15 +63,24 @@ def broker_bindings(plat: Platform) -> set[tuple[str, str]]:
 
         members = redis_lib.Redis.from_url(plat.broker_url).smembers("_kombu.binding.events")
         return {(m.decode().split("\x06\x16")[2], m.decode().split("\x06\x16")[0]) for m in members}
-    out = rabbitmqctl("-n", plat.broker_node, "list_bindings", "source_name", "destination_name", "routing_key",
-                      "--quiet", "--no-table-headers")
+    out = rabbitmqctl(
+        "-n",
+        plat.broker_node,
+        "list_bindings",
+        "source_name",
+        "destination_name",
+        "routing_key",
+        "--quiet",
+        "--no-table-headers",
+    )
     return {(p[1], p[2]) for p in (line.split("\t") for line in out.splitlines()) if len(p) == 3 and p[0] == "events"}
 
 
 def bind(plat: Platform, queue: str, routing_key: str) -> None:
     with Connection(plat.broker_url) as conn, conn.channel() as channel:
-        Queue(queue, Exchange("events", type="topic", durable=True), routing_key=routing_key,
-              durable=True)(channel).declare()
+        Queue(queue, Exchange("events", type="topic", durable=True), routing_key=routing_key, durable=True)(
+            channel
+        ).declare()
 
 
 def verify(plat: Platform, *args: str) -> tuple[int, dict]:
@@ -93,8 +103,8 @@ def test_in_line_with_the_code(drift_platform):
 
 
 def test_stale_binding_and_orphan_queue_are_drift_and_prune_removes_them(drift_platform):
-    bind(drift_platform, "events.alpha", PROBE_UPDATED)               # a handler alpha no longer has
-    bind(drift_platform, "events.removed", "org.openedx.learning.#")   # a service that no longer exists
+    bind(drift_platform, "events.alpha", PROBE_UPDATED)  # a handler alpha no longer has
+    bind(drift_platform, "events.removed", "org.openedx.learning.#")  # a service that no longer exists
     assert ("events.alpha", PROBE_UPDATED) in broker_bindings(drift_platform)
     code, report = verify(drift_platform, "--service", "alpha")
     assert code == 1 and not report["ok"]
@@ -106,7 +116,9 @@ def test_stale_binding_and_orphan_queue_are_drift_and_prune_removes_them(drift_p
     pruned = drift_platform.tooling("events", "topology", "verify", "--prune", "--json", "--service", "alpha")
     after = json.loads(pruned.stdout)
     assert after["ok"] and {(p["queue"], p["routing_key"]) for p in after["pruned"]} == {
-        ("events.alpha", PROBE_UPDATED), ("events.removed", "org.openedx.learning.#")}
+        ("events.alpha", PROBE_UPDATED),
+        ("events.removed", "org.openedx.learning.#"),
+    }
     assert f"pruned events.alpha <- {PROBE_UPDATED}" in pruned.stderr
     left = broker_bindings(drift_platform)
     assert ("events.alpha", PROBE_UPDATED) not in left and ("events.alpha", PROBE_CREATED) in left
@@ -129,19 +141,25 @@ def test_declare_prunes_what_no_handler_asks_for(drift_platform):
 def test_missing_queue_and_bindings_until_declared(drift_platform):
     code, report = verify(drift_platform, "--service", "gamma", "--service", "alpha")
     assert code == 1
-    assert kinds(report) == {("missing_queue", "events.gamma", ""),
-                             ("missing_binding", "events.gamma", "org.openedx.learning.#")}
+    assert kinds(report) == {
+        ("missing_queue", "events.gamma", ""),
+        ("missing_binding", "events.gamma", "org.openedx.learning.#"),
+    }
     drift_platform.tooling("events", "declare", "--service", "gamma")
     code, report = verify(drift_platform, "--service", "gamma", "--service", "alpha")
-    if drift_platform.kind == "rabbitmq":   # the broker counts consumers: gamma's worker is not running
+    if drift_platform.kind == "rabbitmq":  # the broker counts consumers: gamma's worker is not running
         assert code == 1 and kinds(report) == {("no_consumer", "events.gamma", "")}
         code, report = verify(drift_platform, "--service", "gamma", "--service", "alpha", "--ignore-consumers")
     assert code == 0, report
 
 
 def test_rabbitmq_without_the_management_api_cannot_verify(rabbitmq_url, workdir, probe_template_db):
-    plat = Platform(rabbitmq_url, workdir / "topology-nomgmt", template_db=probe_template_db,
-                    env={"EVENT_TASKS_RABBITMQ_MANAGEMENT_URL": "http://guest:guest@127.0.0.1:1"})
+    plat = Platform(
+        rabbitmq_url,
+        workdir / "topology-nomgmt",
+        template_db=probe_template_db,
+        env={"EVENT_TASKS_RABBITMQ_MANAGEMENT_URL": "http://guest:guest@127.0.0.1:1"},
+    )
     out = plat.tooling("events", "topology", "verify", "--service", "alpha", check=False)
     assert out.returncode == 2
     assert "rabbitmq_management" in out.stderr and "EVENT_TASKS_RABBITMQ_MANAGEMENT_URL" in out.stderr

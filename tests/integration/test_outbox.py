@@ -1,4 +1,5 @@
 """The transactional outbox against a real Redis that goes down and comes back."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,11 @@ from kombu import Connection
 
 from event_tasks import catalog
 from event_tasks.app import install
-from event_tasks.models import OutboxEvent
-from event_tasks.send.relay import Relay
-from event_tasks.send.publisher import Publisher
-from event_tasks.testing import wait_until
 from event_tasks.brokers.topology import declare, service_queue
+from event_tasks.models import OutboxEvent
+from event_tasks.send.publisher import Publisher
+from event_tasks.send.relay import Relay
+from event_tasks.testing import wait_until
 from tests.brokers import RedisServer
 from tests.fabric.schemas.probe import PROBE_CREATED
 
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(scope="module")
 def broker():
-    server = RedisServer(appendonly=True).start()      # AOF: queues and bindings survive restarts
+    server = RedisServer(appendonly=True).start()  # AOF: queues and bindings survive restarts
     catalog.load("tests.fabric.schemas")
     with Connection(server.url) as conn:
         declare(conn, [service_queue(s, [PROBE_CREATED]) for s in ("alpha", "beta")])
@@ -58,7 +59,7 @@ def test_committed_event_leaves_after_commit_with_its_id(producer):
     publisher, client = producer
     with transaction.atomic():
         event = publisher.send(PROBE_CREATED, {"n": 2})
-        assert client.llen("events.alpha") == 0             # not before the commit
+        assert client.llen("events.alpha") == 0  # not before the commit
         assert OutboxEvent.objects.get().sent_at is None
     assert queued(client, "events.alpha") == [f"{event.id}:alpha"]
     assert queued(client, "events.beta") == [f"{event.id}:beta"]
@@ -80,22 +81,27 @@ def test_event_committed_while_broker_is_down_is_published_when_it_is_back(produ
         first = publisher.send(PROBE_CREATED, {"n": 4})
         second = publisher.send(PROBE_CREATED, {"n": 5})
     assert list(OutboxEvent.objects.filter(sent_at__isnull=True).values_list("event_id", flat=True)) == [
-        first.id, second.id]
-    assert OutboxEvent.objects.get(event_id=first.id).last_error     # the on-commit publish failed
+        first.id,
+        second.id,
+    ]
+    assert OutboxEvent.objects.get(event_id=first.id).last_error  # the on-commit publish failed
 
     relay = Relay(publisher, grace=0, idle=0.05, max_backoff=0.5)
     thread = threading.Thread(target=relay.run_forever, daemon=True)
     thread.start()
     try:
         wait_until(lambda: relay.failures >= 2, 30, message="the relay to retry while the broker is down")
-        broker.start()                                                 # same port, same AOF dir
-        wait_until(lambda: not OutboxEvent.objects.filter(sent_at__isnull=True).exists(), 30,
-                   message="the relay to publish the pending rows")
+        broker.start()  # same port, same AOF dir
+        wait_until(
+            lambda: not OutboxEvent.objects.filter(sent_at__isnull=True).exists(),
+            30,
+            message="the relay to publish the pending rows",
+        )
     finally:
         relay.stop.set()
         thread.join(10)
     client = broker.client()
-    assert queued(client, "events.alpha")[::-1] == [f"{first.id}:alpha", f"{second.id}:alpha"]   # in order
+    assert queued(client, "events.alpha")[::-1] == [f"{first.id}:alpha", f"{second.id}:alpha"]  # in order
     assert queued(client, "events.beta")[::-1] == [f"{first.id}:beta", f"{second.id}:beta"]
 
 
@@ -117,4 +123,4 @@ def test_durability_check_accepts_aof_and_refuses_a_forgetful_redis(broker, redi
     assert check_redis(broker.url, require=True) == []
     with pytest.raises(ConfigurationError, match="appendonly is 'no'"):
         check_redis(redis_server.url, require=True)
-    assert check_redis(redis_server.url, require=False)      # a warning, not an error, in development
+    assert check_redis(redis_server.url, require=False)  # a warning, not an error, in development

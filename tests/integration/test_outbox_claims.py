@@ -1,6 +1,7 @@
 """Outbox claims (issue 9.6): two relay processes for one service publish every row exactly once,
 on SQLite (a lease by conditional UPDATE) and on PostgreSQL (``FOR UPDATE SKIP LOCKED``), to a
 real Redis and a real RabbitMQ; what arrived is counted in the brokers' queues."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,8 @@ from kombu import Connection, Queue
 
 from event_tasks import catalog
 from event_tasks.brokers.message import encode_body
-from event_tasks.testing import wait_until
 from event_tasks.brokers.topology import declare, service_queue
+from event_tasks.testing import wait_until
 from tests.brokers import RedisServer, rabbitmq_vhost
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.fabric import PROBE_ENV, ROOT
@@ -71,7 +72,7 @@ class Database:
 
     def connect(self):
         if self.kind == "sqlite":
-            return sqlite3.connect(self.url[len("sqlite:///"):], timeout=30)
+            return sqlite3.connect(self.url[len("sqlite:///") :], timeout=30)
         import psycopg
 
         return psycopg.connect(self.url.replace("postgres://", "postgresql://"))
@@ -90,10 +91,13 @@ class Database:
         con = self.connect()
         try:
             cur = con.cursor()
-            cur.executemany(self._sql(
-                "INSERT INTO event_tasks_outboxevent (event_id, event_type, key, body, argsrepr, created_at, "
-                "attempts, last_error, claimed_by) VALUES (?, ?, NULL, ?, ?, '2000-01-01 00:00:00+00:00', 0, '', '')"),
-                events)
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO event_tasks_outboxevent (event_id, event_type, key, body, argsrepr, created_at, "
+                    "attempts, last_error, claimed_by) VALUES (?, ?, NULL, ?, ?, '2000-01-01 00:00:00+00:00', 0, '', '')"
+                ),
+                events,
+            )
             con.commit()
         finally:
             con.close()
@@ -103,9 +107,16 @@ class Database:
 
 
 def service_env(db: Database, broker_url: str) -> dict[str, str]:
-    env = {**os.environ, **PROBE_ENV, "DJANGO_SETTINGS_MODULE": "config.settings.test", "EVENT_TASKS_SERVICE": "prober",
-           "DATABASE_URL": db.url, "CELERY_BROKER_URL": broker_url, "EVENT_TASKS_OUTBOX_GRACE": "0",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        **PROBE_ENV,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "EVENT_TASKS_SERVICE": "prober",
+        "DATABASE_URL": db.url,
+        "CELERY_BROKER_URL": broker_url,
+        "EVENT_TASKS_OUTBOX_GRACE": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("PROBER_DATABASE_URL", None)
     return env
 
@@ -126,8 +137,14 @@ def events(count: int) -> list[tuple[str, str, str, str]]:
     out = []
     for n in range(count):
         event_id = str(uuid.uuid4())
-        envelope = {"id": event_id, "type": PROBE_CREATED, "source": "prober", "time": "2026-11-30T07:00:00.000000Z",
-                    "specversion": "1.0", "key": None}
+        envelope = {
+            "id": event_id,
+            "type": PROBE_CREATED,
+            "source": "prober",
+            "time": "2026-11-30T07:00:00.000000Z",
+            "specversion": "1.0",
+            "key": None,
+        }
         body, argsrepr = encode_body(envelope, {"n": n, "note": ""})
         out.append((event_id, PROBE_CREATED, body, argsrepr))
     return out
@@ -137,17 +154,30 @@ def test_two_relays_publish_every_row_exactly_once(database: Database, broker: s
     env = service_env(database, broker)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=180)
     logs = [tmp_path / f"relay{i}.log" for i in (1, 2)]
-    relays = [subprocess.Popen([sys.executable, "manage.py", "events", "relay", "--batch", "10"], cwd=ROOT, env=env,
-                               stdout=open(log, "wb"), stderr=subprocess.STDOUT) for log in logs]
+    relays = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "events", "relay", "--batch", "10"],
+            cwd=ROOT,
+            env=env,
+            stdout=open(log, "wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for log in logs
+    ]
     try:
-        wait_until(lambda: all("started" in log.read_text() for log in logs), 60,
-                   message=lambda: "both relays to start: " + " | ".join(log.read_text()[-500:] for log in logs))
+        wait_until(
+            lambda: all("started" in log.read_text() for log in logs),
+            60,
+            message=lambda: "both relays to start: " + " | ".join(log.read_text()[-500:] for log in logs),
+        )
         rows = events(ROWS)
-        database.insert_outbox(rows)                      # one commit: both relays find them at once
+        database.insert_outbox(rows)  # one commit: both relays find them at once
         pending = lambda: database.query(  # noqa: E731
-            "SELECT count(*) FROM event_tasks_outboxevent WHERE sent_at IS NULL")[0][0]
-        wait_until(lambda: pending() == 0, 120, 0.2,
-                   message=lambda: f"the relays to publish every row ({pending()} pending)")
+            "SELECT count(*) FROM event_tasks_outboxevent WHERE sent_at IS NULL"
+        )[0][0]
+        wait_until(
+            lambda: pending() == 0, 120, 0.2, message=lambda: f"the relays to publish every row ({pending()} pending)"
+        )
     finally:
         for relay in relays:
             relay.terminate()
@@ -156,7 +186,7 @@ def test_two_relays_publish_every_row_exactly_once(database: Database, broker: s
     output = "\n".join(log.read_text() for log in logs)
     assert "Traceback" not in output, output[-3000:]
     senders = Counter(by.split("#")[0] for (by,) in database.query("SELECT claimed_by FROM event_tasks_outboxevent"))
-    assert len(senders) == 2 and min(senders.values()) > 0, senders    # both relays really took part
+    assert len(senders) == 2 and min(senders.values()) > 0, senders  # both relays really took part
     expected = {event_id for event_id, *_ in rows}
     for service in SERVICES:
         arrived = drain(broker, f"events.{service}")
@@ -182,15 +212,26 @@ def test_a_claim_is_exclusive_until_its_lease_runs_out_and_the_senders_own_claim
     app = Celery("claims", broker=own_redis.url, set_as_current=False)
     install(app)
     publisher = Publisher(app, "prober")
-    OutboxEvent.objects.bulk_create([OutboxEvent(event_id=e, event_type=t, body=b, argsrepr=a) for e, t, b, a in events(5)])
-    sender = OutboxEvent.objects.create(event_id="held-by-its-sender", event_type=PROBE_CREATED, body="[]",
-                                        claimed_by="commit:elsewhere", claimed_until=timezone.now() + dt.timedelta(seconds=30))
+    OutboxEvent.objects.bulk_create(
+        [OutboxEvent(event_id=e, event_type=t, body=b, argsrepr=a) for e, t, b, a in events(5)]
+    )
+    sender = OutboxEvent.objects.create(
+        event_id="held-by-its-sender",
+        event_type=PROBE_CREATED,
+        body="[]",
+        claimed_by="commit:elsewhere",
+        claimed_until=timezone.now() + dt.timedelta(seconds=30),
+    )
     first, second = Relay(publisher, grace=0, batch=3, lease=0.5), Relay(publisher, grace=0, batch=10, lease=30)
     taken_first = {r.pk for r in first.claim()}
     taken_second = {r.pk for r in second.claim()}
     assert len(taken_first) == 3 and len(taken_second) == 2 and not taken_first & taken_second
-    assert sender.pk not in taken_first | taken_second            # the on-commit publish still holds it
-    wait_until(lambda: {r.pk for r in second.claim()} == taken_first, 5, 0.1,
-               message="the first relay's rows to be free again after its lease")
+    assert sender.pk not in taken_first | taken_second  # the on-commit publish still holds it
+    wait_until(
+        lambda: {r.pk for r in second.claim()} == taken_first,
+        5,
+        0.1,
+        message="the first relay's rows to be free again after its lease",
+    )
     OutboxEvent.objects.filter(pk=sender.pk).update(claimed_until=timezone.now() - dt.timedelta(seconds=1))
-    assert [r.pk for r in second.claim()] == [sender.pk]            # its sender died: a relay takes it over
+    assert [r.pk for r in second.claim()] == [sender.pk]  # its sender died: a relay takes it over

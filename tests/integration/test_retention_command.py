@@ -1,5 +1,6 @@
 """``python manage.py events prune`` as a service's process, on a SQLite file and on PostgreSQL: old
 rows go, new and unhandled ones stay; bad retention settings are refused before anything is deleted."""
+
 from __future__ import annotations
 
 import os
@@ -8,41 +9,64 @@ import sys
 
 import pytest
 
-from tests.integration.test_outbox_claims import Database, database  # noqa: F401 - the fixture
 from tests.integration.fabric import PROBE_ENV, ROOT
+from tests.integration.test_outbox_claims import Database, database  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.timeout(300)]
-OLD, NEW = "2000-01-01 00:00:00+00:00", "2999-01-01 00:00:00+00:00"   # NEW: in the future, never pruned
+OLD, NEW = "2000-01-01 00:00:00+00:00", "2999-01-01 00:00:00+00:00"  # NEW: in the future, never pruned
 
 
 def manage(db: Database, *args: str, **env: str) -> subprocess.CompletedProcess:
-    full = {**os.environ, **PROBE_ENV, "DJANGO_SETTINGS_MODULE": "config.settings.test", "EVENT_TASKS_SERVICE": "prober",
-            "DATABASE_URL": db.url, **env}
+    full = {
+        **os.environ,
+        **PROBE_ENV,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "EVENT_TASKS_SERVICE": "prober",
+        "DATABASE_URL": db.url,
+        **env,
+    }
     full.pop("PROBER_DATABASE_URL", None)
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=full, capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=full, capture_output=True, text=True, timeout=180
+    )
 
 
 def seed(db: Database) -> None:
     statements = []
     for i, when in enumerate([OLD, OLD, NEW]):
         statements += [
-            ("INSERT INTO event_tasks_processedevent (event_id, handler, service, event_type, processed_at, duplicates) "
-             "VALUES (?, 'h', 'prober', 't', ?, 0)", (f"e{i}", when)),
-            ("INSERT INTO event_tasks_redelivery (task_id, retries, count, last_at) VALUES (?, 0, 1, ?)",
-             (f"e{i}:prober", when)),
-            ("INSERT INTO django_celery_results_taskresult (task_id, status, result, date_done, date_created, "
-             "content_type, content_encoding, meta, traceback, task_args, task_kwargs) "
-             "VALUES (?, 'SUCCESS', '\"personal\"', ?, ?, 'application/json', 'utf-8', '{}', '', '', '')",
-             (f"e{i}:prober", when, when)),
+            (
+                "INSERT INTO event_tasks_processedevent (event_id, handler, service, event_type, processed_at, duplicates) "
+                "VALUES (?, 'h', 'prober', 't', ?, 0)",
+                (f"e{i}", when),
+            ),
+            (
+                "INSERT INTO event_tasks_redelivery (task_id, retries, count, last_at) VALUES (?, 0, 1, ?)",
+                (f"e{i}:prober", when),
+            ),
+            (
+                "INSERT INTO django_celery_results_taskresult (task_id, status, result, date_done, date_created, "
+                "content_type, content_encoding, meta, traceback, task_args, task_kwargs) "
+                "VALUES (?, 'SUCCESS', '\"personal\"', ?, ?, 'application/json', 'utf-8', '{}', '', '', '')",
+                (f"e{i}:prober", when, when),
+            ),
         ]
     statements += [
-        ("INSERT INTO django_celery_results_taskresult (task_id, status, result, date_done, date_created, content_type, "
-         "content_encoding, meta, traceback, task_args, task_kwargs) VALUES ('host-task', 'SUCCESS', '1', ?, ?, "
-         "'application/json', 'utf-8', '{}', '', '', '')", (OLD, OLD)),            # the host's own: stays
-        *[("INSERT INTO event_tasks_deadletter (service, event_id, event_type, task_id, reason, detail, traceback, "
-           "attempts, raw, created_at, replayed_at, replays) VALUES ('prober', ?, 't', '', 'max_retries', '', '', 1, "
-           "'', ?, ?, 0)", (f"d{i}", OLD, replayed)) for i, replayed in enumerate([OLD, None])],
+        (
+            "INSERT INTO django_celery_results_taskresult (task_id, status, result, date_done, date_created, content_type, "
+            "content_encoding, meta, traceback, task_args, task_kwargs) VALUES ('host-task', 'SUCCESS', '1', ?, ?, "
+            "'application/json', 'utf-8', '{}', '', '', '')",
+            (OLD, OLD),
+        ),  # the host's own: stays
+        *[
+            (
+                "INSERT INTO event_tasks_deadletter (service, event_id, event_type, task_id, reason, detail, traceback, "
+                "attempts, raw, created_at, replayed_at, replays) VALUES ('prober', ?, 't', '', 'max_retries', '', '', 1, "
+                "'', ?, ?, 0)",
+                (f"d{i}", OLD, replayed),
+            )
+            for i, replayed in enumerate([OLD, None])
+        ],
     ]
     con = db.connect()
     try:
@@ -55,8 +79,12 @@ def seed(db: Database) -> None:
 
 
 def counts(db: Database) -> dict[str, int]:
-    tables = {"marks": "event_tasks_processedevent", "redeliveries": "event_tasks_redelivery",
-              "results": "django_celery_results_taskresult", "letters": "event_tasks_deadletter"}
+    tables = {
+        "marks": "event_tasks_processedevent",
+        "redeliveries": "event_tasks_redelivery",
+        "results": "django_celery_results_taskresult",
+        "letters": "event_tasks_deadletter",
+    }
     return {name: db.query(f"SELECT count(*) FROM {table}")[0][0] for name, table in tables.items()}
 
 
@@ -80,4 +108,6 @@ def test_events_prune_in_a_service_process(database: Database):  # noqa: F811 - 
     assert "deleted 2 duplicate marks, 2 redelivery counts, 1 dead letters, 0 outbox, 2 task results" in done.stdout
     assert counts(database) == {"marks": 1, "redeliveries": 1, "results": 2, "letters": 1}
     assert database.query("SELECT task_id FROM django_celery_results_taskresult ORDER BY task_id") == [
-        ("e2:prober",), ("host-task",)]
+        ("e2:prober",),
+        ("host-task",),
+    ]

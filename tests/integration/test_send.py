@@ -1,4 +1,5 @@
 """The send path against real brokers: validation before publishing, declare, broker down."""
+
 from __future__ import annotations
 
 import os
@@ -12,9 +13,9 @@ from kombu import Connection
 
 from event_tasks import catalog
 from event_tasks.app import install
+from event_tasks.brokers.topology import declare, service_queue, subscription_table
 from event_tasks.errors import EventValidationError, PublishError, UnknownEventType
 from event_tasks.send.publisher import Publisher
-from event_tasks.brokers.topology import declare, service_queue, subscription_table
 from tests.brokers import free_port
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.fabric import PROBE_ENV, ROOT, probe_handlers
@@ -62,16 +63,27 @@ def test_invalid_payload_names_type_and_fields_and_publishes_nothing(declared):
     with pytest.raises(UnknownEventType, match="org.openedx.learning.nothing.v1"):
         producer.send("org.openedx.learning.nothing.v1", {"n": 1})
     assert set(depths(url).values()) == {0}
-    producer.send(PROBE_CREATED, {"n": 3})        # the same path with a valid payload does publish
+    producer.send(PROBE_CREATED, {"n": 3})  # the same path with a valid payload does publish
     assert depths(url) == {"events.alpha": 1, "events.beta": 1, "events.gamma": 1, "events.delta": 0}
 
 
 def test_declare_command_records_subscriptions_in_the_broker(broker_url, tmp_path):
-    env = {**os.environ, **PROBE_ENV, "CELERY_BROKER_URL": broker_url,
-           "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": f"sqlite:///{tmp_path}/t.db"}
+    env = {
+        **os.environ,
+        **PROBE_ENV,
+        "CELERY_BROKER_URL": broker_url,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/t.db",
+    }
     env.pop("EVENT_TASKS_SERVICE", None)
-    out = subprocess.run([sys.executable, "manage.py", "events", "declare"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "events", "declare"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "declared events.gamma: org.openedx.learning.#" in out.stdout
     with Connection(broker_url) as conn:
@@ -94,7 +106,7 @@ def test_redis_declare_prunes_subscriptions_no_handler_wants(fresh_redis_url):
 @pytest.mark.parametrize("scheme", ["redis", "amqp"])
 def test_broker_down_raises_publish_error_after_bounded_retries(scheme):
     catalog.load("tests.fabric.schemas")
-    port = free_port()   # nothing listens there
+    port = free_port()  # nothing listens there
     url = f"redis://127.0.0.1:{port}/0" if scheme == "redis" else f"amqp://guest:guest@127.0.0.1:{port}//"
     app = Celery("down", broker=url, set_as_current=False)
     app.conf.broker_connection_timeout = 0.5
@@ -105,7 +117,7 @@ def test_broker_down_raises_publish_error_after_bounded_retries(scheme):
         producer.send(PROBE_CREATED, {"n": 1})
     assert err.value.event_type == PROBE_CREATED and err.value.event_id
     assert producer.stats["failed"] == 1 and producer.stats["published"] == 0
-    assert time.monotonic() - started < 30    # bounded: never blocks forever
+    assert time.monotonic() - started < 30  # bounded: never blocks forever
 
 
 def test_worker_start_drops_subscriptions_of_removed_handlers(fresh_redis_url, workdir, probe_template_db):
@@ -121,8 +133,11 @@ def test_worker_start_drops_subscriptions_of_removed_handlers(fresh_redis_url, w
         with Connection(fresh_redis_url) as conn:
             from event_tasks.testing import wait_until
 
-            wait_until(lambda: (stale, "events.beta") not in subscription_table(conn), 20,
-                       message="the stale binding to disappear")
+            wait_until(
+                lambda: (stale, "events.beta") not in subscription_table(conn),
+                20,
+                message="the stale binding to disappear",
+            )
             assert (PROBE_CREATED, "events.beta") in subscription_table(conn)
     finally:
         platform.stop_all()

@@ -10,6 +10,7 @@ database, Celery app, queues and routes. On both brokers:
   task as before and applies the LMS's certificate event with the handler the example imports
   into its ``handlers`` module.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -62,14 +63,18 @@ def example_env(broker_url: str, database: Path) -> dict[str, str]:
     pythonpath = _pythonpath_without_repo(os.environ.get("PYTHONPATH", ""))
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    env.update({"DJANGO_SETTINGS_MODULE": "notifier.settings", "CELERY_BROKER_URL": broker_url,
-                "NOTIFIER_DATABASE_URL": f"sqlite:///{database}"})
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "notifier.settings",
+            "CELERY_BROKER_URL": broker_url,
+            "NOTIFIER_DATABASE_URL": f"sqlite:///{database}",
+        }
+    )
     return env
 
 
 def run_example(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run([sys.executable, *args], cwd=EXAMPLE, env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run([sys.executable, *args], cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, f"{' '.join(args)[:200]} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
     return out.stdout
 
@@ -121,8 +126,9 @@ class Example:
         self.worker: ServiceWorker | None = None
 
     def start_worker(self) -> ServiceWorker:
-        self.worker = ServiceWorker(SERVICE, env=self.env, log_dir=str(self.dir), app="notifier",
-                                    extra_queues=(HOST_QUEUE,), cwd=str(EXAMPLE))
+        self.worker = ServiceWorker(
+            SERVICE, env=self.env, log_dir=str(self.dir), app="notifier", extra_queues=(HOST_QUEUE,), cwd=str(EXAMPLE)
+        )
         # ServiceWorker adds ``env`` to this process's environment: leave the monorepo's out.
         with mock.patch.dict(os.environ):
             for name in [k for k in os.environ if _is_monorepo_variable(k)]:
@@ -154,11 +160,14 @@ def sent_digest(example: Example) -> dict[str, Any]:
         with conn.channel() as channel:
             message = Queue(HOST_QUEUE)(channel).get(no_ack=False)
             assert message is not None, f"nothing on {HOST_QUEUE}"
-            raw = {"task_id": message.headers.get("id"), "task": message.headers.get("task"),
-                   "content_type": message.content_type,
-                   "routing_key": message.delivery_info.get("routing_key"),
-                   "exchange": message.delivery_info.get("exchange")}
-            message.requeue()           # the worker started next runs it
+            raw = {
+                "task_id": message.headers.get("id"),
+                "task": message.headers.get("task"),
+                "content_type": message.content_type,
+                "routing_key": message.delivery_info.get("routing_key"),
+                "exchange": message.delivery_info.get("exchange"),
+            }
+            message.requeue()  # the worker started next runs it
         # (RabbitMQ requeues asynchronously: wait until it is back before counting.)
         wait_until(lambda: queue_depth(conn, HOST_QUEUE) == 1, 10, message=f"the message back on {HOST_QUEUE}")
         raw["depths"] = {name: queue_depth(conn, name) for name in (HOST_QUEUE, EVENT_QUEUE)}
@@ -176,39 +185,56 @@ def notifier(example: Example, sent_digest: dict[str, Any]):
 
 def send_certificate(lms: Publisher):
     """``org.openedx.learning.certificate.created.v1`` as the LMS sends it (a valid payload)."""
-    return lms.send(CERTIFICATE_CREATED, {"certificate": {
-        "user": {"id": 42, "is_active": True,
-                 "pii": {"username": "ada", "email": "ada@example.com", "name": "Ada Lovelace"}},
-        "course": {"course_key": COURSE, "display_name": "Demo course"},
-        "mode": "verified", "grade": "0.92", "current_status": "downloadable", "previous_status": "",
-        "download_url": "https://lms.example.com/certificates/ada-DemoX", "name": "Ada Lovelace",
-    }}, key=COURSE)
+    return lms.send(
+        CERTIFICATE_CREATED,
+        {
+            "certificate": {
+                "user": {
+                    "id": 42,
+                    "is_active": True,
+                    "pii": {"username": "ada", "email": "ada@example.com", "name": "Ada Lovelace"},
+                },
+                "course": {"course_key": COURSE, "display_name": "Demo course"},
+                "mode": "verified",
+                "grade": "0.92",
+                "current_status": "downloadable",
+                "previous_status": "",
+                "download_url": "https://lms.example.com/certificates/ada-DemoX",
+                "name": "Ada Lovelace",
+            }
+        },
+        key=COURSE,
+    )
 
 
 def test_example_runs_on_the_installed_packages(sent_digest):
     sent = sent_digest["sent"]
     assert sent["settings"] == "notifier.settings"
-    assert sent["monorepo_importable"] == []        # the repository root is not on its path
-    for name in ("event_tasks", "schemas"):         # the virtualenv's installed packages, as here
+    assert sent["monorepo_importable"] == []  # the repository root is not on its path
+    for name in ("event_tasks", "schemas"):  # the virtualenv's installed packages, as here
         assert Path(sent[name]).resolve() == Path(importlib.import_module(name).__file__).resolve()
 
 
 def test_existing_task_keeps_the_hosts_route_id_and_serializer(sent_digest):
     sent, raw = sent_digest["sent"], sent_digest["raw"]
     assert raw["task"] == "notifier.tasks.send_digest"
-    assert raw["routing_key"] == HOST_QUEUE                   # CELERY_TASK_ROUTES, as before install()
-    assert raw["exchange"] == ""    # Celery sends a route that names only a queue through the default exchange
-    assert raw["task_id"] == sent["id"]                       # the id .delay() returned, no ":notifier"
+    assert raw["routing_key"] == HOST_QUEUE  # CELERY_TASK_ROUTES, as before install()
+    assert raw["exchange"] == ""  # Celery sends a route that names only a queue through the default exchange
+    assert raw["task_id"] == sent["id"]  # the id .delay() returned, no ":notifier"
     assert not raw["task_id"].endswith(f":{SERVICE}")
     assert raw["content_type"] == "application/json"
-    assert raw["depths"] == {HOST_QUEUE: 1, EVENT_QUEUE: 0}   # requeued; the event queue got nothing
+    assert raw["depths"] == {HOST_QUEUE: 1, EVENT_QUEUE: 0}  # requeued; the event queue got nothing
 
 
 def test_worker_runs_the_existing_task_as_before(notifier, sent_digest):
-    rows = wait_until(lambda: notifier.rows("SELECT * FROM digests_digest"), 30,
-                      message=lambda: f"the Digest row; worker log: {notifier.log_tail()}")
+    rows = wait_until(
+        lambda: notifier.rows("SELECT * FROM digests_digest"),
+        30,
+        message=lambda: f"the Digest row; worker log: {notifier.log_tail()}",
+    )
     assert [(r["user_id"], r["task_id"], r["routing_key"]) for r in rows] == [
-        (7, sent_digest["sent"]["id"], HOST_QUEUE)]
+        (7, sent_digest["sent"]["id"], HOST_QUEUE)
+    ]
     assert rows[0]["exchange"] == sent_digest["raw"]["exchange"]
     assert notifier.rows("SELECT * FROM event_tasks_deadletter") == []
 
@@ -222,11 +248,16 @@ def test_worker_applies_the_lms_certificate_event(notifier):
         event = send_certificate(lms)
     finally:
         lms.transport.close()
-    rows = wait_until(lambda: notifier.rows("SELECT * FROM digests_certificatenote"), 30,
-                      message=lambda: f"the CertificateNote row; worker log: {notifier.log_tail()}")
+    rows = wait_until(
+        lambda: notifier.rows("SELECT * FROM digests_certificatenote"),
+        30,
+        message=lambda: f"the CertificateNote row; worker log: {notifier.log_tail()}",
+    )
     assert [(r["event_id"], r["user_id"], r["username"], r["course_key"], r["mode"]) for r in rows] == [
-        (event.id, 42, "ada", COURSE, "verified")]
-    handlers = [r["handler"] for r in notifier.rows("SELECT * FROM event_tasks_processedevent WHERE event_id = ?",
-                                                    (event.id,))]
+        (event.id, 42, "ada", COURSE, "verified")
+    ]
+    handlers = [
+        r["handler"] for r in notifier.rows("SELECT * FROM event_tasks_processedevent WHERE event_id = ?", (event.id,))
+    ]
     assert handlers == ["notifier.digests.certificates.note_certificate"]
     assert notifier.rows("SELECT * FROM event_tasks_deadletter") == []

@@ -6,6 +6,7 @@ headers (no database write there: the hung handler holds SQLite's write lock, or
 mark's row lock, until it is killed), and after ``EVENT_TASKS_MAX_REDELIVERIES`` time-outs the
 event is a ``time_limit`` dead letter. Meanwhile the worker keeps handling other events.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,7 @@ from tests.integration.fabric import ROOT, Platform
 
 pytestmark = pytest.mark.timeout(180)
 
-LIMITS = {"EVENT_TASKS_HANDLER_TIME_LIMIT": "2", "EVENT_TASKS_MAX_REDELIVERIES": "2",
-          "CELERY_WORKER_LOST_WAIT": "0.5"}
+LIMITS = {"EVENT_TASKS_HANDLER_TIME_LIMIT": "2", "EVENT_TASKS_MAX_REDELIVERIES": "2", "CELERY_WORKER_LOST_WAIT": "0.5"}
 
 
 class Database:
@@ -55,7 +55,8 @@ class Database:
 
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 def test_handler_that_never_returns_ends_as_time_limit_dead_letter_and_worker_goes_on(
-        broker_url: str, workdir: Path, probe_template_db: Path, db: str) -> None:
+    broker_url: str, workdir: Path, probe_template_db: Path, db: str
+) -> None:
     name = f"time-limits-{broker_url.split(':', 1)[0]}-{db}"
     plat = Platform(broker_url, workdir / name, env=LIMITS, template_db=probe_template_db)
     database = Database(db, plat, "alpha")
@@ -64,23 +65,26 @@ def test_handler_that_never_returns_ends_as_time_limit_dead_letter_and_worker_go
         worker.start()
         hung = plat.send(PROBE_CREATED, {"n": 1}, key="always_slow:alpha:100000")
         plat.wait_calls("alpha", hung.id)
-        healthy = plat.send(PROBE_CREATED, {"n": 2})      # sent while the first handler hangs
+        healthy = plat.send(PROBE_CREATED, {"n": 2})  # sent while the first handler hangs
         plat.wait_calls("alpha", healthy.id, timeout=30)
 
         letters = wait_until(
-            lambda: database.rows("SELECT reason, detail, attempts FROM event_tasks_deadletter WHERE event_id = ?",
-                                  hung.id), 60,
-            message=lambda: f"a time_limit dead letter; log: {worker.output()[-3000:]}")
+            lambda: database.rows(
+                "SELECT reason, detail, attempts FROM event_tasks_deadletter WHERE event_id = ?", hung.id
+            ),
+            60,
+            message=lambda: f"a time_limit dead letter; log: {worker.output()[-3000:]}",
+        )
         assert [r["reason"] for r in letters] == ["time_limit"], letters
         assert "2 times" in str(letters[0]["detail"])
-        assert plat.calls("alpha", hung.id) == 2                # two attempts ran, each killed at the limit
+        assert plat.calls("alpha", hung.id) == 2  # two attempts ran, each killed at the limit
         assert database.rows("SELECT * FROM event_tasks_processedevent WHERE event_id = ?", hung.id) == []
         assert len(database.rows("SELECT * FROM event_tasks_processedevent WHERE event_id = ?", healthy.id)) == 1
 
-        after = plat.send(PROBE_CREATED, {"n": 3})            # the worker still takes events
+        after = plat.send(PROBE_CREATED, {"n": 3})  # the worker still takes events
         plat.wait_calls("alpha", after.id, timeout=30)
         assert worker.running
-        assert worker.log().count("Hard time limit") == 0     # Celery's own path (FAILURE + ack) never ran
+        assert worker.log().count("Hard time limit") == 0  # Celery's own path (FAILURE + ack) never ran
     finally:
         plat.stop_all()
         database.close()

@@ -3,6 +3,7 @@
 Runs the demo platform (demo/runner.py) on the private Redis: the real reference services, one
 real worker per service started from the Procfile by honcho, each with its own database.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,7 @@ import pytest
 from demo.runner import DEAD_LETTER_SERVICE, run
 from demo.scenario import EXPECTED, STEPS
 from event_tasks import catalog
-from event_tasks.handlers import service_handlers
-from event_tasks.handlers import consuming_services
+from event_tasks.handlers import consuming_services, service_handlers
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -20,8 +20,7 @@ pytestmark = pytest.mark.timeout(300)
 def report(redis_server, tmp_path_factory):
     url = f"redis://127.0.0.1:{redis_server.port}/14"
     lines: list[str] = []
-    result = run(url, tmp_path_factory.mktemp("use-cases"), settings_module="config.settings.test",
-                 echo=lines.append)
+    result = run(url, tmp_path_factory.mktemp("use-cases"), settings_module="config.settings.test", echo=lines.append)
     import redis
 
     redis.Redis.from_url(url).flushdb()
@@ -40,7 +39,7 @@ def test_every_delivery_succeeded_once_and_only_the_bad_message_failed(report):
         expected_failures = 1 if service == DEAD_LETTER_SERVICE else 0
         assert summary["results"]["FAILURE"] == expected_failures, service
         assert summary["applied"] == report.deliveries[service] - expected_failures, service
-        assert summary["results"]["RETRY"] == 0, service      # nothing was retried: no other result rows
+        assert summary["results"]["RETRY"] == 0, service  # nothing was retried: no other result rows
     (letter,) = report.summaries[DEAD_LETTER_SERVICE]["dead_letters"]
     assert letter["reason"] == "invalid_payload" and letter["event_type"] in letter["detail"]
 
@@ -50,5 +49,10 @@ def test_scenario_exercises_every_event_type_with_a_consumer():
     sent = {step.event_type for step in STEPS}
     assert consumed <= sent, f"types consumed but never sent by the scenario: {sorted(consumed - sent)}"
     assert {e.owner for e in catalog.all() if e.name in sent} >= {
-        "studio", "discovery", "lms", "license_manager", "exams"}
+        "studio",
+        "discovery",
+        "lms",
+        "license_manager",
+        "exams",
+    }
     assert all(catalog.get(step.event_type).owner == step.producer for step in STEPS)

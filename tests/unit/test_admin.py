@@ -1,4 +1,5 @@
 """The admin pages every service has: dead letters (with a replay action), outbox, processed events."""
+
 import json
 
 import pytest
@@ -28,10 +29,22 @@ def memory_app():
 
 
 def letter(**extra):
-    envelope = {"id": "ev-1", "type": TYPE, "source": "prober", "time": "2026-01-01T00:00:00Z",
-                "specversion": "1.0", "key": None}
-    values = dict(service="alpha", event_id="ev-1", event_type=TYPE, reason="max_retries", detail="boom",
-                  raw=json.dumps({"args": [envelope, {"n": 1}], "kwargs": {}}))
+    envelope = {
+        "id": "ev-1",
+        "type": TYPE,
+        "source": "prober",
+        "time": "2026-01-01T00:00:00Z",
+        "specversion": "1.0",
+        "key": None,
+    }
+    values = dict(
+        service="alpha",
+        event_id="ev-1",
+        event_type=TYPE,
+        reason="max_retries",
+        detail="boom",
+        raw=json.dumps({"args": [envelope, {"n": 1}], "kwargs": {}}),
+    )
     values.update(extra)
     return DeadLetter.objects.create(**values)
 
@@ -50,8 +63,11 @@ def test_replay_action_sends_to_the_service_queue_and_counts(admin_client, memor
     good = letter()
     broken = letter(event_id="ev-2", reason="undecodable", raw="base64:gAQ=")
     with memory_app.connection_for_write() as conn, conn.SimpleQueue("events.alpha") as queue:
-        response = admin_client.post(reverse("admin:event_tasks_deadletter_changelist"),
-                                     {"action": "replay", "_selected_action": [good.pk, broken.pk]}, follow=True)
+        response = admin_client.post(
+            reverse("admin:event_tasks_deadletter_changelist"),
+            {"action": "replay", "_selected_action": [good.pk, broken.pk]},
+            follow=True,
+        )
         text = response.content.decode()
         assert f"#{good.pk} replayed to events.alpha" in text
         assert "holds no readable event" in text
@@ -66,10 +82,15 @@ def test_the_outbox_admin_shows_rows_that_fail_on_their_own(admin_client):
     from django.utils import timezone
 
     OutboxEvent.objects.create(event_id="o-ok", event_type=TYPE, body="[]", sent_at=timezone.now())
-    OutboxEvent.objects.create(event_id="o-poison", event_type=TYPE, body="not json", attempts=3,
-                               last_error="ValueError: outbox row #2: body is not JSON",
-                               next_attempt_at=timezone.now())
+    OutboxEvent.objects.create(
+        event_id="o-poison",
+        event_type=TYPE,
+        body="not json",
+        attempts=3,
+        last_error="ValueError: outbox row #2: body is not JSON",
+        next_attempt_at=timezone.now(),
+    )
     page = admin_client.get(reverse("admin:event_tasks_outboxevent_changelist"), {"delivery": "failing"})
     text = page.content.decode()
     assert page.status_code == 200 and "o-poison" in text and "o-ok" not in text
-    assert "body is not JSON" in text                  # the last error, in the list
+    assert "body is not JSON" in text  # the last error, in the list

@@ -8,6 +8,7 @@ side (load + dump, unknown keys refused) and the receive side (load, unknown key
 either the codec declines (``None``) or its result equals marshmallow's, types included; and
 when marshmallow refuses the payload the codec never accepts it.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,9 +25,17 @@ from event_tasks import catalog
 from event_tasks.codec import compile_codec
 
 TYPES = sorted(t.name for t in catalog.all())
-UTC = dt.timezone.utc
-ODD = (st.none() | st.integers(-5, 5) | st.floats(allow_nan=True) | st.text(max_size=6) | st.booleans()
-       | st.binary(max_size=4) | st.lists(st.integers(), max_size=2) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+UTC = dt.UTC
+ODD = (
+    st.none()
+    | st.integers(-5, 5)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=6)
+    | st.booleans()
+    | st.binary(max_size=4)
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+)
 
 
 def same(a: Any, b: Any) -> bool:
@@ -57,6 +66,7 @@ def text_for(field: fields.Field) -> st.SearchStrategy:
 
 def good(field: fields.Field, clean: bool) -> st.SearchStrategy:
     """Values the field accepts; unless ``clean``, also in coercible and refused forms."""
+
     def pick(canonical: st.SearchStrategy, *others: Any) -> st.SearchStrategy:
         return canonical if clean else canonical.flatmap(lambda c: st.sampled_from([c, *(o(c) for o in others)]))
 
@@ -65,15 +75,21 @@ def good(field: fields.Field, clean: bool) -> st.SearchStrategy:
     if isinstance(field, fields.List):
         return st.lists(value(field.inner, clean), min_size=1 if clean else 0, max_size=3)
     if isinstance(field, fields.Email):
-        return st.from_regex(r"[a-z]{1,6}@[a-z]{1,6}\.(com|org)", fullmatch=True) | (st.emails() if not clean else st.nothing())
+        return st.from_regex(r"[a-z]{1,6}@[a-z]{1,6}\.(com|org)", fullmatch=True) | (
+            st.emails() if not clean else st.nothing()
+        )
     if isinstance(field, fields.Url):
         return pick(st.from_regex(r"https://[a-z]{1,8}\.(com|org)/[a-z0-9-]{0,8}", fullmatch=True), lambda u: "nope")
     if isinstance(field, fields.UUID):
         return pick(st.uuids().map(str), str.upper, lambda u: u.replace("-", ""), uuid.UUID)
     if isinstance(field, fields.DateTime):
         zone = st.just(UTC) if clean else st.none() | st.just(UTC) | st.just(dt.timezone(dt.timedelta(hours=2)))
-        return pick(st.datetimes(timezones=zone).map(dt.datetime.isoformat), lambda m: m.replace("+00:00", "Z"),
-                    lambda m: m.replace("T", " "), dt.datetime.fromisoformat)
+        return pick(
+            st.datetimes(timezones=zone).map(dt.datetime.isoformat),
+            lambda m: m.replace("+00:00", "Z"),
+            lambda m: m.replace("T", " "),
+            dt.datetime.fromisoformat,
+        )
     if isinstance(field, fields.Decimal):
         amount = st.decimals(min_value=0 if clean else -5, max_value=10_000, places=2, allow_nan=False)
         return pick(amount.map(lambda d: format(d, "f")), lambda d: d.rstrip("0"), float, lambda d: d + "1")
@@ -84,7 +100,7 @@ def good(field: fields.Field, clean: bool) -> st.SearchStrategy:
         for v in field.validators:
             if isinstance(v, validate.Range):
                 lo, hi = v.min, v.max
-        ints = st.integers(min_value=lo if lo is not None else -10**6, max_value=hi if hi is not None else 10**12)
+        ints = st.integers(min_value=lo if lo is not None else -(10**6), max_value=hi if hi is not None else 10**12)
         return pick(ints, str, float, lambda i: i - 5, lambda i: True)
     if isinstance(field, fields.Float):
         return pick(st.floats(allow_nan=False, allow_infinity=False), int, str, lambda f: float("inf"))
@@ -127,6 +143,7 @@ def payloads(schema: Schema, clean: bool, extra: bool = True) -> st.SearchStrate
         if odd_key == "<unknown>" and extra:
             out[draw(st.sampled_from(["extra", "z", "certificate_x"]))] = draw(ODD)
         return out
+
     return build()
 
 
@@ -199,7 +216,10 @@ def test_schemas_with_hooks_or_renames_are_left_to_marshmallow() -> None:
         inner = fields.Nested(WithPostLoad)
         when = fields.UUID()
 
-    codec = compile_codec(Outer(), wire=True)   # the hooked nested schema goes through its own load
+    codec = compile_codec(Outer(), wire=True)  # the hooked nested schema goes through its own load
     assert codec is not None
     u = uuid.uuid4()
-    assert codec({"inner": {"n": 2}, "when": str(u)}) == ({"inner": {"n": 4}, "when": u}, {"inner": {"n": 4}, "when": str(u)})
+    assert codec({"inner": {"n": 2}, "when": str(u)}) == (
+        {"inner": {"n": 4}, "when": u},
+        {"inner": {"n": 4}, "when": str(u)},
+    )

@@ -1,20 +1,52 @@
 """Credentials' handlers: certificates, grades and program intents from the LMS; the catalog mirror."""
+
 from __future__ import annotations
 
 import pytest
 
 from consumers.credentials import handlers
-from consumers.credentials.models import (CatalogCourse, CatalogCourseRun, CatalogProgram, Certificate,
-                                          ProgramCourse, ProgramIntent, UserGrade)
+from consumers.credentials.models import (
+    CatalogCourse,
+    CatalogCourseRun,
+    CatalogProgram,
+    Certificate,
+    ProgramCourse,
+    ProgramIntent,
+    UserGrade,
+)
 from consumers.credentials.summary import summary
-from demo.scenario import (ADA, DS_COURSE, DS_COURSE_UUID, PROGRAM_UUID, PY_COURSE, PY_COURSE_UUID, PY_NEXT_RUN,
-                           PY_RUN, catalog_course, catalog_run, certificate, grade, intent, passing, program)
+from demo.scenario import (
+    ADA,
+    DS_COURSE,
+    DS_COURSE_UUID,
+    PROGRAM_UUID,
+    PY_COURSE,
+    PY_COURSE_UUID,
+    PY_NEXT_RUN,
+    PY_RUN,
+    catalog_course,
+    catalog_run,
+    certificate,
+    grade,
+    intent,
+    passing,
+    program,
+)
 from event_tasks.testing import make_event
-from schemas.catalog import (CATALOG_COURSE_CREATED, CATALOG_COURSE_UPDATED, CATALOG_PROGRAM_CREATED,
-                             CATALOG_PROGRAM_UPDATED)
-from schemas.learning import (CERTIFICATE_CHANGED, CERTIFICATE_CREATED, CERTIFICATE_REVOKED,
-                              COURSE_PASSING_STATUS_UPDATED, PERSISTENT_GRADE_SUMMARY_CHANGED,
-                              PROGRAM_INTENT_CHANGED)
+from schemas.catalog import (
+    CATALOG_COURSE_CREATED,
+    CATALOG_COURSE_UPDATED,
+    CATALOG_PROGRAM_CREATED,
+    CATALOG_PROGRAM_UPDATED,
+)
+from schemas.learning import (
+    CERTIFICATE_CHANGED,
+    CERTIFICATE_CREATED,
+    CERTIFICATE_REVOKED,
+    COURSE_PASSING_STATUS_UPDATED,
+    PERSISTENT_GRADE_SUMMARY_CHANGED,
+    PROGRAM_INTENT_CHANGED,
+)
 
 from .projection_helpers import at
 
@@ -30,7 +62,12 @@ def test_certificate_awarded_changed_and_revoked():
     handlers.record_certificate(cert_event(CERTIFICATE_CREATED, 1))
     cert = Certificate.objects.get()
     assert (cert.username, cert.course_run_key, cert.mode, cert.status, cert.grade) == (
-        "ada", PY_RUN, "verified", Certificate.Status.AWARDED, "0.92")
+        "ada",
+        PY_RUN,
+        "verified",
+        Certificate.Status.AWARDED,
+        "0.92",
+    )
 
     handlers.record_certificate(cert_event(CERTIFICATE_CHANGED, 2, grade_="0.95"))
     cert.refresh_from_db()
@@ -114,8 +151,9 @@ def test_program_intent_keeps_the_latest_statement():
 
 # --- the catalog mirror -------------------------------------------------------------------------
 def course_event(event_type: str, seconds: float, runs: list[str]):
-    data = catalog_course(PY_COURSE_UUID, PY_COURSE, "Python for Everyone",
-                          [catalog_run(key, "published") for key in runs])
+    data = catalog_course(
+        PY_COURSE_UUID, PY_COURSE, "Python for Everyone", [catalog_run(key, "published") for key in runs]
+    )
     return make_event(event_type, data, key=PY_COURSE, time=at(seconds))
 
 

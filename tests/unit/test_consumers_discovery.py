@@ -1,4 +1,5 @@
 """Discovery's handlers: course runs from Studio, enrollment counts from the LMS (a pattern)."""
+
 from __future__ import annotations
 
 import pytest

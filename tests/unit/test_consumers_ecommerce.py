@@ -1,4 +1,5 @@
 """Ecommerce's handlers: orders and enrollments from the LMS."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -24,15 +25,26 @@ def placed(seconds: float, key: str = PY_RUN, price: str = "39.00"):
 
 
 def fulfilled(seconds: float, key: str = PY_RUN, price: str = "39.00"):
-    return make_event(ORDER_FULFILLED, {"order": order(NUMBER, ADA, key, price),
-                                        "fulfilled_at": "2025-08-21T09:31:00Z"}, key=NUMBER, time=at(seconds))
+    return make_event(
+        ORDER_FULFILLED,
+        {"order": order(NUMBER, ADA, key, price), "fulfilled_at": "2025-08-21T09:31:00Z"},
+        key=NUMBER,
+        time=at(seconds),
+    )
 
 
 def test_an_order_is_placed_then_fulfilled():
     handlers.record_order_placed(placed(1))
     row = Order.objects.get()
     assert (row.number, row.username, row.email, row.total, row.currency, row.status, row.fulfilled_at) == (
-        NUMBER, "ada", "ada@example.com", Decimal("39.00"), "USD", "placed", None)
+        NUMBER,
+        "ada",
+        "ada@example.com",
+        Decimal("39.00"),
+        "USD",
+        "placed",
+        None,
+    )
     line = OrderLine.objects.get()
     assert (line.course_run_key, line.mode, line.price) == (PY_RUN, "verified", Decimal("39.00"))
 
@@ -91,6 +103,11 @@ def test_summary_reports_counts_and_rows():
     handlers.record_order_fulfilled(fulfilled(1))
     handlers.record_enrollment(enroll_event(COURSE_ENROLLMENT_CREATED, 1))
     result = summary()
-    assert result["counts"] == {"orders": 1, "fulfilled_orders": 1, "order_lines": 1,
-                                "enrollments": 1, "active_enrollments": 1}
+    assert result["counts"] == {
+        "orders": 1,
+        "fulfilled_orders": 1,
+        "order_lines": 1,
+        "enrollments": 1,
+        "active_enrollments": 1,
+    }
     assert result["rows"][0].startswith(f"order {NUMBER}: ada 39.00 USD fulfilled")

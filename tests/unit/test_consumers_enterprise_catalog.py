@@ -1,4 +1,5 @@
 """The enterprise catalog's handlers: subscription plans, and Publisher's course run metadata."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,7 +26,11 @@ def test_a_plan_is_created_then_expires():
     handlers.record_subscription_plan(plan_event(SUBSCRIPTION_PLAN_CREATED, 1))
     row = SubscriptionCatalog.objects.get()
     assert (row.title, str(row.enterprise_catalog_uuid), row.num_licenses, row.status) == (
-        "Acme 2025", ACME_CATALOG, 50, "active")
+        "Acme 2025",
+        ACME_CATALOG,
+        50,
+        "active",
+    )
     handlers.record_subscription_plan(plan_event(SUBSCRIPTION_PLAN_EXPIRED, 2))
     row.refresh_from_db()
     assert row.status == "expired"
@@ -49,8 +54,12 @@ def test_published_run_metadata_is_kept_with_its_seats_as_json():
     handlers.record_course_run_metadata(published_event(1, "49.00"))
     row = ContentMetadata.objects.get()
     assert (row.content_key, row.parent_content_key, row.title) == (PY_RUN, PY_COURSE, "Python for Everyone")
-    assert row.seats[1] == {"type": "verified", "price": "49.00", "currency": "USD",
-                            "upgrade_deadline": "2025-11-15T00:00:00+00:00"}
+    assert row.seats[1] == {
+        "type": "verified",
+        "price": "49.00",
+        "currency": "USD",
+        "upgrade_deadline": "2025-11-15T00:00:00+00:00",
+    }
 
 
 def test_an_older_publish_is_ignored_and_a_repeat_is_harmless():
@@ -66,6 +75,5 @@ def test_summary_reports_counts_and_rows():
     handlers.record_subscription_plan(plan_event(SUBSCRIPTION_PLAN_CREATED, 1))
     handlers.record_course_run_metadata(published_event(1, "49.00"))
     result = summary()
-    assert result["counts"] == {"subscription_catalogs": 1, "active_subscription_catalogs": 1,
-                                "content_metadata": 1}
+    assert result["counts"] == {"subscription_catalogs": 1, "active_subscription_catalogs": 1, "content_metadata": 1}
     assert any("verified 49.00 USD" in row for row in result["rows"])

@@ -1,4 +1,5 @@
 """The license manager's handler: license-backed enterprise enrollments from the LMS."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,7 +25,11 @@ def test_a_licensed_enrollment_is_recorded_then_revoked():
     handlers.record_licensed_enrollment(changed(1))
     row = LicensedEnrollment.objects.get()
     assert (str(row.license_uuid), str(row.enterprise_customer_uuid), row.lms_user_id, row.course_run_key) == (
-        ADA_LICENSE, ACME, ADA, DS_RUN)
+        ADA_LICENSE,
+        ACME,
+        ADA,
+        DS_RUN,
+    )
     assert row.is_active
 
     handlers.record_licensed_enrollment(changed(2, revoked=True))

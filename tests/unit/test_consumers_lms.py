@@ -1,4 +1,5 @@
 """The LMS's handlers: exam outcomes, learner licenses, and Publisher's published runs."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -9,13 +10,30 @@ import pytest
 from consumers.lms import handlers
 from consumers.lms.models import CourseMode, ExamOutcome, LearnerLicense, PublishedCourseRun
 from consumers.lms.summary import summary
-from demo.scenario import (ADA, ADA_LICENSE, GRACE, PLAN_2025, PLAN_2026, PY_COURSE, PY_FINAL, PY_RUN, PY_RUN_UUID,
-                           exam, license_, published_run)
+from demo.scenario import (
+    ADA,
+    ADA_LICENSE,
+    GRACE,
+    PLAN_2025,
+    PLAN_2026,
+    PY_COURSE,
+    PY_FINAL,
+    PY_RUN,
+    PY_RUN_UUID,
+    exam,
+    license_,
+    published_run,
+)
 from event_tasks.testing import make_event
 from schemas.catalog import COURSE_RUN_PUBLISHED
 from schemas.enterprise import LICENSE_ACTIVATED, LICENSE_ASSIGNED, LICENSE_RENEWED, LICENSE_REVOKED
-from schemas.exams import (EXAM_ATTEMPT_ERRORED, EXAM_ATTEMPT_REJECTED, EXAM_ATTEMPT_RESET, EXAM_ATTEMPT_SUBMITTED,
-                           EXAM_ATTEMPT_VERIFIED)
+from schemas.exams import (
+    EXAM_ATTEMPT_ERRORED,
+    EXAM_ATTEMPT_REJECTED,
+    EXAM_ATTEMPT_RESET,
+    EXAM_ATTEMPT_SUBMITTED,
+    EXAM_ATTEMPT_VERIFIED,
+)
 
 from .projection_helpers import at
 
@@ -38,7 +56,12 @@ def test_a_verified_review_satisfies_the_credit_requirement():
     handlers.apply_exam_outcome(exam_event(EXAM_ATTEMPT_VERIFIED, 2))
     row = outcome()
     assert (row.status, row.credit_requirement_status, row.completed, row.grade_zeroed, row.certificate_blocked) == (
-        "verified", "satisfied", True, False, False)
+        "verified",
+        "satisfied",
+        True,
+        False,
+        False,
+    )
     assert (row.username, row.course_run_key, row.exam_type) == ("ada", PY_RUN, "proctored")
 
 
@@ -46,7 +69,11 @@ def test_a_rejected_review_zeroes_the_grade_and_blocks_the_certificate():
     handlers.apply_exam_outcome(exam_event(EXAM_ATTEMPT_REJECTED, 2, GRACE))
     row = outcome(GRACE)
     assert (row.status, row.credit_requirement_status, row.grade_zeroed, row.certificate_blocked) == (
-        "rejected", "failed", True, True)
+        "rejected",
+        "failed",
+        True,
+        True,
+    )
 
 
 @pytest.mark.parametrize("event_type", [EXAM_ATTEMPT_ERRORED, EXAM_ATTEMPT_RESET])
@@ -55,7 +82,11 @@ def test_an_error_or_a_reset_lets_the_learner_retake_the_exam(event_type):
     handlers.apply_exam_outcome(exam_event(event_type, 2))
     row = outcome()
     assert (row.completed, row.credit_requirement_status, row.grade_zeroed, row.certificate_blocked) == (
-        False, "pending", False, False)
+        False,
+        "pending",
+        False,
+        False,
+    )
 
 
 def test_a_late_submission_does_not_undo_a_review():
@@ -78,7 +109,7 @@ def license_event(event_type: str, seconds: float, **kwargs):
 
 
 def test_a_license_is_assigned_activated_renewed_and_revoked():
-    now = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
     handlers.record_license(license_event(LICENSE_ASSIGNED, 1))
     lic = LearnerLicense.objects.get()
     assert (lic.status, lic.lms_user_id, lic.grants_access(now)) == ("assigned", None, False)
@@ -87,11 +118,12 @@ def test_a_license_is_assigned_activated_renewed_and_revoked():
     lic.refresh_from_db()
     assert (lic.status, lic.lms_user_id, lic.grants_access(now)) == ("activated", ADA, True)
 
-    handlers.record_license(license_event(LICENSE_RENEWED, 3, activated=True, plan=PLAN_2026,
-                                          expiration="2026-12-31T23:59:59Z"))
+    handlers.record_license(
+        license_event(LICENSE_RENEWED, 3, activated=True, plan=PLAN_2026, expiration="2026-12-31T23:59:59Z")
+    )
     lic.refresh_from_db()
     assert str(lic.subscription_plan_uuid) == PLAN_2026 and lic.expiration_date.year == 2026
-    assert lic.grants_access(dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc))
+    assert lic.grants_access(dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
 
     handlers.record_license(license_event(LICENSE_REVOKED, 4, activated=True, revoked=True))
     lic.refresh_from_db()

@@ -1,4 +1,5 @@
 """Studio's handler: the schedules Publisher publishes."""
+
 from __future__ import annotations
 
 import pytest
@@ -35,7 +36,10 @@ def test_an_older_publish_is_ignored_and_a_repeat_is_harmless():
     handlers.record_published_schedule(newer)
     row = PublishedSchedule.objects.get()
     assert (row.pacing, row.enrollment_end.date().isoformat(), row.last_event_time) == (
-        "instructor", "2025-10-01", at(3))
+        "instructor",
+        "2025-10-01",
+        at(3),
+    )
 
 
 def test_summary_reports_counts_and_rows():

@@ -3,13 +3,14 @@
 Drives the consume path's ``read_event`` (what an event task runs before any handler) with random
 arguments, random JSON, wrong types, missing envelope fields and oversize payloads.
 """
+
 import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from event_tasks import Event
-from event_tasks.consume.dispatch import read_event
+from event_tasks.consume.delivery import read_event
 from event_tasks.envelope import SPECVERSION
 from event_tasks.errors import InvalidEvent, PayloadTooLarge
 from event_tasks.send.publisher import Publisher
@@ -20,10 +21,17 @@ REASONS = {"invalid_arguments", "invalid_envelope", "unsupported_version", "inva
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=20)
+    max_leaves=20,
+)
 
-GOOD_ENVELOPE = {"id": "e-1", "type": TYPE, "source": "lms", "time": "2026-01-01T00:00:00Z",
-                 "specversion": SPECVERSION, "key": None}
+GOOD_ENVELOPE = {
+    "id": "e-1",
+    "type": TYPE,
+    "source": "lms",
+    "time": "2026-01-01T00:00:00Z",
+    "specversion": SPECVERSION,
+    "key": None,
+}
 
 
 def check(args, kwargs=None):
@@ -44,21 +52,32 @@ def test_random_json_arguments(args, kwargs):
 
 
 @settings(max_examples=300)
-@given(envelope=st.dictionaries(st.sampled_from(["id", "type", "source", "time", "specversion", "key", "x"]),
-                                json_values, max_size=7), data=json_values)
+@given(
+    envelope=st.dictionaries(
+        st.sampled_from(["id", "type", "source", "time", "specversion", "key", "x"]), json_values, max_size=7
+    ),
+    data=json_values,
+)
 def test_random_envelopes_and_payloads(envelope, data):
     check([envelope, data])
 
 
 @settings(max_examples=200)
-@given(drop=st.sets(st.sampled_from(sorted(GOOD_ENVELOPE)), min_size=1),
-       n=st.one_of(st.integers(min_value=0), st.text(), st.none(), st.floats(allow_nan=False)))
+@given(
+    drop=st.sets(st.sampled_from(sorted(GOOD_ENVELOPE)), min_size=1),
+    n=st.one_of(st.integers(min_value=0), st.text(), st.none(), st.floats(allow_nan=False)),
+)
 def test_missing_envelope_fields_and_wrong_types(drop, n):
     envelope = {k: v for k, v in GOOD_ENVELOPE.items() if k not in drop}
     reason = check([envelope, {"n": n}])
     required = drop - {"key"}
-    assert reason == ("invalid_envelope" if required else
-                      "ok" if isinstance(n, int) and not isinstance(n, bool) else "invalid_payload")
+    assert reason == (
+        "invalid_envelope"
+        if required
+        else "ok"
+        if isinstance(n, int) and not isinstance(n, bool)
+        else "invalid_payload"
+    )
 
 
 @settings(max_examples=100)
@@ -67,7 +86,7 @@ def test_random_bytes_are_not_json_or_not_an_event(raw):
     try:
         decoded = json.loads(raw)
     except ValueError:
-        return      # the worker's decode step refuses it (dead letter "undecodable"; integration tests)
+        return  # the worker's decode step refuses it (dead letter "undecodable"; integration tests)
     check(decoded if isinstance(decoded, list) else [decoded])
 
 

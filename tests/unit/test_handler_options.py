@@ -1,4 +1,5 @@
-"""Per-handler options of ``@consumer`` and the delivery decision (``dispatch.deliver``), in process."""
+"""Per-handler options of ``@consumer`` and the delivery decision (``delivery.deliver``), in process."""
+
 from __future__ import annotations
 
 import types
@@ -7,7 +8,8 @@ import pytest
 from celery import Celery
 
 from event_tasks import consumer
-from event_tasks.consume.dispatch import deliver, register_tasks
+from event_tasks.consume.delivery import deliver
+from event_tasks.consume.dispatch import register_tasks
 from event_tasks.errors import ConfigurationError
 from event_tasks.handlers import Handler, build, collect
 from event_tasks.models import ProcessedEvent
@@ -124,14 +126,14 @@ def test_time_limit_of_a_delivery_is_the_largest_of_its_handlers():
 
     app = Celery("limits", broker="memory://", set_as_current=False)
     service = build("svc", collect(types.SimpleNamespace(quick=quick, slow=slow, other=other)), "tests.fabric.schemas")
-    register_tasks(app, "svc", service, queue_name="events.svc", max_retries=3, backoff_base=1, backoff_cap=2,
-                   time_limit=1500)
+    register_tasks(
+        app, "svc", service, queue_name="events.svc", max_retries=3, backoff_base=1, backoff_cap=2, time_limit=1500
+    )
     assert app.tasks[TYPE].time_limit == 40
     assert app.tasks["org.openedx.learning.probe.updated.v1"].time_limit == 1500
 
 
-@pytest.mark.parametrize("bad", [{"max_retries": -1}, {"time_limit": 0}, {"dont_retry": ["ValueError"]},
-                                 {"name": ""}])
+@pytest.mark.parametrize("bad", [{"max_retries": -1}, {"time_limit": 0}, {"dont_retry": ["ValueError"]}, {"name": ""}])
 def test_bad_options_are_refused_when_decorating(bad):
     with pytest.raises(ConfigurationError):
         consumer(TYPE, **bad)

@@ -1,5 +1,6 @@
 """``install(app)`` and a worker's event wiring leave the host's own Celery configuration, routing,
 task ids and serializers as the host set them (docs/decisions/0005)."""
+
 from __future__ import annotations
 
 import copy
@@ -16,8 +17,13 @@ from event_tasks.consume.worker import REDIS_TRANSPORT, prepare_worker
 
 PROBES = {"EVENT_TASKS_SCHEMAS_PACKAGE": "tests.fabric.schemas"}
 # The host's own serializer: anything but the fabric's JSON (kombu's registry; no extra package).
-register("legacy", lambda value: "legacy:" + json.dumps(value), lambda text: json.loads(text[len("legacy:"):]),
-         content_type="application/x-legacy", content_encoding="utf-8")
+register(
+    "legacy",
+    lambda value: "legacy:" + json.dumps(value),
+    lambda text: json.loads(text[len("legacy:") :]),
+    content_type="application/x-legacy",
+    content_encoding="utf-8",
+)
 # Each test builds the same host app anew; Celery warns that the task names are taken already.
 pytestmark = pytest.mark.filterwarnings("ignore::celery.exceptions.DuplicateTaskNameWarning")
 
@@ -28,12 +34,20 @@ def host_app(broker: str) -> Celery:
 
     app = Celery("legacy", broker=broker, set_as_current=False)
     legacy = Exchange("legacy", type="direct")
-    app.conf.update(task_default_queue="legacy", task_default_exchange="legacy",
-                    task_queues=[Queue("legacy", legacy, routing_key="legacy"),
-                                 Queue("legacy.reports", legacy, routing_key="legacy.reports")],
-                    task_routes={"legacy.reports.*": {"queue": "legacy.reports"}},
-                    task_serializer="legacy", accept_content=["legacy", "json"], result_serializer="legacy",
-                    task_create_missing_queues=False, task_acks_late=False)
+    app.conf.update(
+        task_default_queue="legacy",
+        task_default_exchange="legacy",
+        task_queues=[
+            Queue("legacy", legacy, routing_key="legacy"),
+            Queue("legacy.reports", legacy, routing_key="legacy.reports"),
+        ],
+        task_routes={"legacy.reports.*": {"queue": "legacy.reports"}},
+        task_serializer="legacy",
+        accept_content=["legacy", "json"],
+        result_serializer="legacy",
+        task_create_missing_queues=False,
+        task_acks_late=False,
+    )
 
     @app.task(name="legacy.add")
     def add(a, b):
@@ -97,8 +111,8 @@ def test_host_tasks_keep_their_routing_ids_and_serializer_in_an_event_worker(alp
     result = app.tasks["legacy.add"].apply_async((1, 2))
     with app.connection_for_read() as connection:
         message = app.amqp.queues["legacy"](connection.default_channel).get(no_ack=True, accept=["legacy"])
-    assert message.headers["id"] == result.id                       # no ":alpha" suffix
-    assert message.content_type == "application/x-legacy"             # the host's choice, untouched
+    assert message.headers["id"] == result.id  # no ":alpha" suffix
+    assert message.content_type == "application/x-legacy"  # the host's choice, untouched
     assert message.delivery_info["routing_key"] == "legacy"
     event_task = app.tasks["org.openedx.learning.probe.created.v1"]
     assert event_task.serializer == "json" and event_task.acks_late and event_task.reject_on_worker_lost

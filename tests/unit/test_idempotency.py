@@ -1,9 +1,10 @@
 """Duplicate suppression: one application per (event, handler), in the handler's transaction."""
+
 import pytest
 
-from event_tasks.store import idempotency
 from event_tasks.handlers import Handler
 from event_tasks.models import ProcessedEvent
+from event_tasks.store import idempotency
 from event_tasks.testing import make_event
 
 TYPE = "org.openedx.learning.probe.created.v1"
@@ -35,7 +36,7 @@ def test_a_failed_handler_leaves_no_mark_and_its_writes_roll_back():
     event = make_event(TYPE, {"n": 2})
     with pytest.raises(RuntimeError):
         idempotency.apply("svc", handler, event)
-    assert not ProcessedEvent.objects.exists()            # neither the mark nor the handler's write
+    assert not ProcessedEvent.objects.exists()  # neither the mark nor the handler's write
     assert idempotency.apply("svc", handler, event) is True
     assert ProcessedEvent.objects.filter(event_id=event.id).count() == 1
 
@@ -77,11 +78,11 @@ def test_consumer_decorator_records_the_opt_out():
 def test_only_redelivered_attempts_that_never_finished_are_counted():
     # three attempts start and die (no end): the first is free, each later one counts the one before
     assert [idempotency.begin_redelivery("t1:svc", 0) for _ in range(3)] == [0, 1, 2]
-    assert idempotency.begin_redelivery("t1:svc", 1) == 0          # another retry number: its own count
-    idempotency.end_redelivery("t1:svc", 0)                        # an attempt finished: nothing pending
+    assert idempotency.begin_redelivery("t1:svc", 1) == 0  # another retry number: its own count
+    idempotency.end_redelivery("t1:svc", 0)  # an attempt finished: nothing pending
     assert idempotency.begin_redelivery("t1:svc", 0) == 0
     idempotency.end_redelivery("t1:svc", 0)
-    assert idempotency.begin_redelivery("t1:svc", 0) == 0          # finished attempts never add up
+    assert idempotency.begin_redelivery("t1:svc", 0) == 0  # finished attempts never add up
 
 
 def test_the_mark_reads_back_like_any_row_and_its_time_compares_with_orm_cutoffs():

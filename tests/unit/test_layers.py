@@ -89,7 +89,9 @@ def layers() -> dict[str, set[str]]:
             continue
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         found = re.search(r"^May import: (.*?)\.?$", doc, re.MULTILINE)
-        assert found, f"event_tasks/{folder}/__init__.py: its docstring says what the layer may import ('May import: ...')"
+        assert found, (
+            f"event_tasks/{folder}/__init__.py: its docstring says what the layer may import ('May import: ...')"
+        )
         declared[folder] = {word.strip() for word in found.group(1).split(",")}
     return declared
 
@@ -221,5 +223,7 @@ def test_the_host_facing_modules_import_before_django_is_set_up():
 
 
 def test_no_module_is_over_400_lines():
-    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    long = {
+        str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400
+    }
     assert not long, f"split these modules: {long}"

@@ -1,4 +1,5 @@
 """The Redis message template: each copy is a complete kombu message with its own ids."""
+
 import base64
 import json
 
@@ -10,9 +11,15 @@ def fill(template, service, queue):
 
 
 def test_template_gives_per_service_ids_and_routing():
-    env = {"id": "E", "type": "org.openedx.learning.probe.created.v1", "source": "lms",
-           "time": "2026-01-01T00:00:00Z", "specversion": "1.0", "key": None}
-    data = {"n": 1, "text": "control \x01 \x02 characters and \"quotes\""}
+    env = {
+        "id": "E",
+        "type": "org.openedx.learning.probe.created.v1",
+        "source": "lms",
+        "time": "2026-01-01T00:00:00Z",
+        "specversion": "1.0",
+        "key": None,
+    }
+    data = {"n": 1, "text": 'control \x01 \x02 characters and "quotes"'}
     body, argsrepr = encode_body(env, data)
     template = RedisMessageTemplate().render(env["type"], "E", body, argsrepr)
     assert template.count(SERVICE_SLOT) == 3 and template.count(QUEUE_SLOT) == 1
@@ -43,7 +50,7 @@ def test_pieces_are_the_message_cut_at_its_slots():
     template = RedisMessageTemplate()
     pieces = template.pieces(env["type"], "E\x01", body, argsrepr)
     assert len(pieces) == len(template.SLOTS) + 1
-    assert not any(SERVICE_SLOT in p or QUEUE_SLOT in p for p in pieces)   # JSON escapes control characters
+    assert not any(SERVICE_SLOT in p or QUEUE_SLOT in p for p in pieces)  # JSON escapes control characters
     rendered = template.render(env["type"], "E\x01", body, argsrepr)
     assert "".join(p + s for p, s in zip(pieces, template.SLOTS)) + pieces[-1] == rendered
     assert fill(rendered, "alpha", "events.alpha")["headers"]["id"] == "E\x01:alpha"
@@ -64,7 +71,7 @@ def test_a_batch_on_a_broker_without_confirms_goes_out_whole():
     queue = Queue("events.probe", exchange=fanout.exchange, routing_key="#")
     with Connection("memory://") as conn:
         queue(conn.default_channel).declare()
-        batch = [Prepared("org.example.thing.v1", f"id-{i}", '[[{}, {}], {}, {}]', "()") for i in range(3)]
+        batch = [Prepared("org.example.thing.v1", f"id-{i}", "[[{}, {}], {}, {}]", "()") for i in range(3)]
         done = threading.Event()
         result: list[object] = []
         worker = threading.Thread(target=lambda: (result.append(fanout.publish_many(batch)), done.set()), daemon=True)

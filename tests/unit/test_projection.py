@@ -1,4 +1,5 @@
 """``consumers.projection.apply_latest``: the latest-state rule the reference consumers share."""
+
 from __future__ import annotations
 
 import uuid
@@ -23,14 +24,15 @@ def event(seconds: float):
 
 
 def write(seconds: float, title: str, course_uuid: str = PY_COURSE_UUID, key: str = PY_COURSE):
-    return apply_latest(CatalogCourse, event(seconds), lookup={"uuid": course_uuid},
-                        values={"key": key, "title": title})
+    return apply_latest(
+        CatalogCourse, event(seconds), lookup={"uuid": course_uuid}, values={"key": key, "title": title}
+    )
 
 
 def test_creates_then_applies_newer_and_same_time_events_and_ignores_older_ones():
     row, applied = write(2, "first")
     assert applied and row.last_event_time == at(2)
-    assert write(2, "same time again")[1]          # a redelivery re-applies (same values in practice)
+    assert write(2, "same time again")[1]  # a redelivery re-applies (same values in practice)
     assert not write(1, "older")[1]
     assert write(3, "newer")[1]
     row = CatalogCourse.objects.get()

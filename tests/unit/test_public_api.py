@@ -1,4 +1,5 @@
 """The public surface is small and pinned (docs/architecture.md, "Public API")."""
+
 import inspect
 
 import event_tasks
@@ -6,7 +7,7 @@ from event_tasks import errors
 
 
 def test_all_is_pinned():
-    assert event_tasks.__all__ == ["send_event", "send_events", "consumer", "Event"]
+    assert event_tasks.__all__ == ["Event", "consumer", "send_event", "send_events"]
 
 
 def test_send_event_signature():
@@ -22,8 +23,17 @@ def test_send_events_signature():
 
 def test_consumer_options_are_keyword_only():
     params = inspect.signature(event_tasks.consumer).parameters
-    assert list(params) == ["event_type_or_pattern", "name", "deduplicate", "max_retries", "retry_for",
-                            "dont_retry", "time_limit", "batch", "batch_wait"]
+    assert list(params) == [
+        "event_type_or_pattern",
+        "name",
+        "deduplicate",
+        "max_retries",
+        "retry_for",
+        "dont_retry",
+        "time_limit",
+        "batch",
+        "batch_wait",
+    ]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in params.items() if n != "event_type_or_pattern")
 
 

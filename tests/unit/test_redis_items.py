@@ -1,6 +1,7 @@
 """One decoder of a kombu-on-Redis queue item (``brokers.redis.items``), and its readers: the consume
 step (``transport.kombu_message``), ``events status`` (age), ``events tail`` and ``events trace``.
 The Lua scripts of the consume step are read from their files; the sweep survives any item."""
+
 from __future__ import annotations
 
 import base64
@@ -56,6 +57,7 @@ def client(fresh_redis_url):
 
 # -- the decoder ---------------------------------------------------------------------------------
 
+
 def test_a_copy_of_the_fabric_publisher():
     item = read_item(fabric_item("E1", "alpha", {"n": 7}))
     assert isinstance(item, QueueItem)
@@ -64,8 +66,10 @@ def test_a_copy_of_the_fabric_publisher():
     assert item.properties["delivery_info"] == {"exchange": "", "routing_key": "events.alpha"}
     assert item.envelope == envelope_of("E1")
     assert item.args == [envelope_of("E1"), {"n": 7}]
-    assert item.task_body is not None and item.task_body[1:] == [{}, {"callbacks": None, "errbacks": None,
-                                                                       "chain": None, "chord": None}]
+    assert item.task_body is not None and item.task_body[1:] == [
+        {},
+        {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+    ]
 
 
 def test_a_message_of_kombus_own_redis_transport(client, fresh_redis_url):
@@ -74,13 +78,18 @@ def test_a_message_of_kombus_own_redis_transport(client, fresh_redis_url):
     env = envelope_of("E2")
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
     with Connection(fresh_redis_url) as conn:
-        conn.Producer().publish([[env, {"n": 2}], {}, embed], exchange="", routing_key="items.kombu",
-                                declare=[Queue("items.kombu", routing_key="items.kombu")], serializer="json",
-                                headers={"id": "E2:beta", "root_id": "E2", "task": TYPE, "retries": 0})
+        conn.Producer().publish(
+            [[env, {"n": 2}], {}, embed],
+            exchange="",
+            routing_key="items.kombu",
+            declare=[Queue("items.kombu", routing_key="items.kombu")],
+            serializer="json",
+            headers={"id": "E2:beta", "root_id": "E2", "task": TYPE, "retries": 0},
+        )
     raw = client.lindex("items.kombu", -1)
     item = read_item(raw)
     assert item is not None and item.properties["body_encoding"] == "base64"
-    assert item.message == kombu_loads(raw.decode())          # what kombu delivers
+    assert item.message == kombu_loads(raw.decode())  # what kombu delivers
     assert isinstance(item.delivery_tag, str) and item.task_id == "E2:beta"
     assert item.envelope == env and item.args == [env, {"n": 2}]
     assert transport.kombu_message(raw) == item.message
@@ -105,7 +114,7 @@ def test_a_body_that_is_not_base64_encoded():
         item = read_item(kombu_item(body=body))
         assert item is not None and item.task_id == "E1:alpha"
         assert item.body is None and item.task_body is None and item.args is None and item.envelope is None
-    item = read_item(kombu_item(body=base64.b64encode(text.encode()).decode()))   # base64 and the text agree
+    item = read_item(kombu_item(body=base64.b64encode(text.encode()).decode()))  # base64 and the text agree
     assert item is not None and item.envelope == env
 
 
@@ -123,22 +132,25 @@ def test_an_unacked_entry_is_read_only_when_asked_for():
     assert read_item(entry) is None
     item = read_item(entry, unacked=True)
     assert item is not None and item.message == message and item.envelope == envelope_of("E4")
-    plain = read_item(fabric_item("E4"), unacked=True)   # an in-flight list holds queue items
+    plain = read_item(fabric_item("E4"), unacked=True)  # an in-flight list holds queue items
     assert plain is not None and plain.message == message
     for raw in (b"[]", b'["text", "", "q"]', b"[[1], 2]", *GARBAGE):
         assert read_item(raw, unacked=True) is None
 
 
-@pytest.mark.parametrize("body", [
-    json.dumps({"args": [], "kwargs": {}}),   # an object, not [args, kwargs, embed]
-    json.dumps("a string"),
-    json.dumps([]),
-    json.dumps([{"0": {"id": "E1"}}, {}, {}]),   # args not a list
-    json.dumps([["not an envelope", {}], {}, {}]),   # the first argument not an object
-    json.dumps([[], {}, {}]),   # no arguments
-    "not JSON at all",
-    "[" * 100_000,   # deeper than Python's JSON decoder goes
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"args": [], "kwargs": {}}),  # an object, not [args, kwargs, embed]
+        json.dumps("a string"),
+        json.dumps([]),
+        json.dumps([{"0": {"id": "E1"}}, {}, {}]),  # args not a list
+        json.dumps([["not an envelope", {}], {}, {}]),  # the first argument not an object
+        json.dumps([[], {}, {}]),  # no arguments
+        "not JSON at all",
+        "[" * 100_000,  # deeper than Python's JSON decoder goes
+    ],
+)
 def test_a_body_that_is_not_an_events_task_body(body):
     item = read_item(kombu_item(body=base64.b64encode(body.encode()).decode()))
     assert item is not None and item.envelope is None and item.task_id == "E1:alpha"
@@ -151,16 +163,17 @@ def test_headers_and_properties_that_are_not_objects_read_as_empty():
     for changes in ({"headers": ["id", "E1:alpha"]}, {"headers": "E1:alpha"}, {"headers": None}):
         item = read_item(kombu_item(**changes))
         assert item is not None and item.headers == {} and item.task_id is None
-        assert item.envelope == envelope_of("E1")   # the body is base64 all the same: properties say so
+        assert item.envelope == envelope_of("E1")  # the body is base64 all the same: properties say so
     for changes in ({"properties": 5}, {"properties": ["delivery_tag"]}, {"properties": None}):
         item = read_item(kombu_item(**changes))
         assert item is not None and item.properties == {} and item.delivery_tag is None
-        assert item.envelope is None   # without body_encoding the body is not decoded from base64
+        assert item.envelope is None  # without body_encoding the body is not decoded from base64
     item = read_item(kombu_item(body=7))
     assert item is not None and item.body is None and item.envelope is None
 
 
 # -- the consume step ----------------------------------------------------------------------------
+
 
 def test_the_consume_step_takes_only_messages_with_a_string_delivery_tag():
     raw = fabric_item()
@@ -175,8 +188,9 @@ def test_the_consume_step_takes_only_messages_with_a_string_delivery_tag():
 
 def test_the_consume_step_decodes_as_kombu_does():
     """kombu's JSON (typed values) and its replacement of bytes that are not UTF-8."""
-    raw = kombu_item(headers={"id": "E1:alpha", "eta": {"__type__": "datetime",
-                                                         "__value__": "2026-01-01T00:00:00+00:00"}})
+    raw = kombu_item(
+        headers={"id": "E1:alpha", "eta": {"__type__": "datetime", "__value__": "2026-01-01T00:00:00+00:00"}}
+    )
     assert transport.kombu_message(raw) == kombu_loads(raw.decode())
     assert transport.kombu_message(raw)["headers"]["eta"].year == 2026
     bad = raw.replace(b'"E1:alpha"', b'"E1:\xff"', 1)
@@ -186,17 +200,18 @@ def test_the_consume_step_decodes_as_kombu_does():
 def test_a_tracked_item_kombu_cannot_read_fails_the_take_step():
     assert transport.tracked_message(fabric_item()) == kombu_loads(fabric_item().decode())
     with pytest.raises(ValueError, match="not a kombu message"):
-        transport.tracked_message(b'{"properties": {"delivery_tag": "t"}, "n": 0x10}')   # cjson reads hex
+        transport.tracked_message(b'{"properties": {"delivery_tag": "t"}, "n": 0x10}')  # cjson reads hex
 
 
 # -- the operator tools --------------------------------------------------------------------------
+
 
 def test_status_age_of_the_oldest_waiting_event():
     sent = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
     age = status._age_of(fabric_item(time=sent))
     assert age is not None and 59 <= age <= 70
-    assert status._age_of(fabric_item(time="2999-01-01T00:00:00Z")) == 0.0   # clocks apart: never negative
-    for bad in ("yesterday", "2026-01-01T00:00:00", 1767225600, None):   # no timezone, not a time
+    assert status._age_of(fabric_item(time="2999-01-01T00:00:00Z")) == 0.0  # clocks apart: never negative
+    for bad in ("yesterday", "2026-01-01T00:00:00", 1767225600, None):  # no timezone, not a time
         assert status._age_of(fabric_item(time=bad)) is None
 
 
@@ -215,7 +230,7 @@ class FakeRedis:
         self.lists, self.hashes = lists, hashes
 
     def lrange(self, key: str, start: int, end: int) -> list[bytes]:
-        return self.lists.get(key, [])[start:None if end == -1 else end + 1]
+        return self.lists.get(key, [])[start : None if end == -1 else end + 1]
 
     def hvals(self, key: str) -> list[bytes]:
         return list(self.hashes.get(key, {}).values())
@@ -251,6 +266,7 @@ def test_trace_tells_a_copy_by_its_root_id_or_task_id():
 
 # -- the Lua scripts -----------------------------------------------------------------------------
 
+
 def test_the_scripts_are_read_from_their_files():
     from importlib import resources
 
@@ -264,14 +280,22 @@ def test_the_sweep_puts_back_any_unclaimed_item_and_leaves_tracked_ones(client):
     after the grace like any other; they used to make the script fail (indexing a number, a null)."""
     keys = ["q\x06\x16inflight", "unacked:q", "q\x06\x16inflight_seen", "q"]
     sweep = client.register_script(transport.SWEEP)
-    odd = [b"42", b'"x"', b"null", b"[1]", b"garbage{", b'{"properties": 5}', b'{"properties": {"delivery_tag": {}}}',
-           b'{"properties": {"delivery_tag": 7}}']
+    odd = [
+        b"42",
+        b'"x"',
+        b"null",
+        b"[1]",
+        b"garbage{",
+        b'{"properties": 5}',
+        b'{"properties": {"delivery_tag": {}}}',
+        b'{"properties": {"delivery_tag": 7}}',
+    ]
     client.delete(*keys)
     client.rpush(keys[0], fabric_item("tracked"), fabric_item("orphan"), *odd)
     client.hset(keys[1], "tracked:alpha", "[...]")
-    assert sweep(keys=keys, args=[100, 5]) == 0                     # first seen now; the tracked one leaves
+    assert sweep(keys=keys, args=[100, 5]) == 0  # first seen now; the tracked one leaves
     assert client.llen(keys[0]) == 1 + len(odd)
-    assert sweep(keys=keys, args=[104, 5]) == 0                     # within the grace
+    assert sweep(keys=keys, args=[104, 5]) == 0  # within the grace
     assert sweep(keys=keys, args=[105, 5]) == 1 + len(odd)
     assert client.llen(keys[0]) == 0 and client.exists(keys[2]) == 0
     assert sorted(client.lrange(keys[3], 0, -1)) == sorted([fabric_item("orphan"), *odd])

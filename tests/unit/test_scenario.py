@@ -4,6 +4,7 @@ Checks that ``demo.scenario.STEPS`` drives each service's projection to ``EXPECT
 processing order and however often an event is delivered (the fabric promises neither order nor
 exactly-once), and that every summary is JSON.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -14,8 +15,7 @@ import pytest
 
 from demo.scenario import EXPECTED, STEPS
 from event_tasks import Event, catalog
-from event_tasks.handlers import service_handlers
-from event_tasks.handlers import consuming_services
+from event_tasks.handlers import consuming_services, service_handlers
 from event_tasks.testing import make_event
 
 from .projection_helpers import at
@@ -25,8 +25,10 @@ pytestmark = pytest.mark.django_db
 
 def scenario_events() -> list[Event]:
     """One event per step, one second apart, as the producers would have sent them."""
-    return [make_event(step.event_type, step.data, key=step.key, source=step.producer, time=at(i))
-            for i, step in enumerate(STEPS)]
+    return [
+        make_event(step.event_type, step.data, key=step.key, source=step.producer, time=at(i))
+        for i, step in enumerate(STEPS)
+    ]
 
 
 def apply(events: list[Event]) -> None:
@@ -37,8 +39,9 @@ def apply(events: list[Event]) -> None:
 
 
 def counts() -> dict[str, dict[str, int]]:
-    return {service: importlib.import_module(f"consumers.{service}.summary").summary()["counts"]
-            for service in EXPECTED}
+    return {
+        service: importlib.import_module(f"consumers.{service}.summary").summary()["counts"] for service in EXPECTED
+    }
 
 
 def test_expected_names_every_consuming_service():

@@ -1,5 +1,6 @@
 """Schema evolution: the committed snapshot of the catalog (schemas/catalog.json) is what CI checks
 the code against; each kind of breaking change is named with its event type and field."""
+
 from __future__ import annotations
 
 import copy
@@ -18,8 +19,14 @@ T = "org.openedx.learning.certificate.created.v1"
 def test_the_code_is_compatible_with_the_committed_snapshot():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "CELERY_BROKER_URL": "memory://"}
     env.pop("EVENT_TASKS_SERVICE", None)
-    out = subprocess.run([sys.executable, "manage.py", "events", "schema", "check"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "events", "schema", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "compatible" in out.stdout
 
@@ -29,7 +36,7 @@ def test_each_breaking_change_is_named_and_an_optional_field_is_not():
     assert breaking_changes(old, snapshot("schemas")) == []
     new = copy.deepcopy(old)
     cert = new[T]["fields"]["certificate"]["fields"]
-    cert["extra_note"] = {"type": "String", "required": False}                     # compatible
+    cert["extra_note"] = {"type": "String", "required": False}  # compatible
     assert breaking_changes(old, new) == []
     del cert["mode"]
     cert["download_url"]["type"] = "Integer"
@@ -47,4 +54,5 @@ def test_a_removed_event_type_is_breaking():
     old = json.loads((ROOT / "schemas" / "catalog.json").read_text())
     new = {k: v for k, v in old.items() if k != T}
     assert [p for p in breaking_changes(old, new) if p.startswith(T)] == [
-        f"{T}: the event type was removed; keep it until no producer sends it"]
+        f"{T}: the event type was removed; keep it until no producer sends it"
+    ]

@@ -1,4 +1,5 @@
 """The test helpers shipped to users (``event_tasks.testing`` and the pytest plugin)."""
+
 from __future__ import annotations
 
 import pytest

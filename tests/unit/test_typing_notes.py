@@ -41,9 +41,11 @@ def escapes(source: str) -> list[tuple[int, str]]:
     found = []
     in_import = False
     for i, tok in enumerate(tokens):
-        if tok.type == tokenize.NAME and tok.string in ("import", "from") and tok.start[1] == len(
-            lines[tok.start[0] - 1]
-        ) - len(lines[tok.start[0] - 1].lstrip()):
+        if (
+            tok.type == tokenize.NAME
+            and tok.string in ("import", "from")
+            and tok.start[1] == len(lines[tok.start[0] - 1]) - len(lines[tok.start[0] - 1].lstrip())
+        ):
             in_import = True
         if tok.type == tokenize.NEWLINE:
             in_import = False

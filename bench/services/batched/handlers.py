@@ -3,12 +3,12 @@
 When the installed event-tasks has no ``batch`` option this module registers nothing (the bench
 does not start this service then: its row says "not available").
 """
+
 import inspect
 import os
 
-from event_tasks import consumer
-
 from bench.services import count
+from event_tasks import consumer
 
 CERTIFICATE_CREATED = "org.openedx.learning.certificate.created.v1"
 BATCH = int(os.environ.get("BENCH_BATCH_SIZE") or 100)
@@ -21,9 +21,9 @@ def noop_batch(events) -> None:
 
 
 if SUPPORTED:
-    try:   # duplicate suppression off, like the row it is compared with, if the library allows it
+    try:  # duplicate suppression off, like the row it is compared with, if the library allows it
         noop_batch = consumer(CERTIFICATE_CREATED, batch=BATCH, deduplicate=False)(noop_batch)
         DEDUPLICATE = False
-    except Exception:  # noqa: BLE001 - a library that requires it for batches
+    except Exception:
         noop_batch = consumer(CERTIFICATE_CREATED, batch=BATCH)(noop_batch)
         DEDUPLICATE = True

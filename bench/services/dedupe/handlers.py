@@ -1,7 +1,7 @@
 """Service ``dedupe``: a no-op handler with duplicate suppression on (the default)."""
-from event_tasks import Event, consumer
 
 from bench.services import count
+from event_tasks import Event, consumer
 
 CERTIFICATE_CREATED = "org.openedx.learning.certificate.created.v1"
 

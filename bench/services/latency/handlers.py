@@ -1,7 +1,7 @@
 """Service ``latency``: records send→handler latency (``now - event.time``), duplicate suppression off."""
-from event_tasks import Event, consumer
 
 from bench.services import record_latency
+from event_tasks import Event, consumer
 
 CERTIFICATE_CREATED = "org.openedx.learning.certificate.created.v1"
 

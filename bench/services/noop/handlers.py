@@ -1,7 +1,7 @@
 """Service ``noop``: a no-op handler, duplicate suppression off (the fabric's own cost)."""
-from event_tasks import Event, consumer
 
 from bench.services import count
+from event_tasks import Event, consumer
 
 CERTIFICATE_CREATED = "org.openedx.learning.certificate.created.v1"
 

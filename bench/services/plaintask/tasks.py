@@ -6,6 +6,7 @@ Its worker (``celery -A config.celery_app worker -Q events.plain`` with
 database connection reuse) but no event-tasks consumer: the comparator that tells the host's
 configuration apart from the fabric's own cost.
 """
+
 from celery import shared_task
 
 from bench.services import count

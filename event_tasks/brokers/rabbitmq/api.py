@@ -5,6 +5,7 @@ what a RabbitMQ operator has (Flower's ``--broker_api`` is the same URL). Its ad
 ``EVENT_TASKS_RABBITMQ_MANAGEMENT_URL`` (``http://user:password@host:15672``), else the broker's
 host on port 15672 with the broker's credentials. See docs/decisions/0008-topology-verify.md.
 """
+
 from __future__ import annotations
 
 import base64
@@ -56,12 +57,12 @@ class ManagementAPI:
         password = urllib.parse.quote(conn.password or "guest", safe="")
         return cls(f"http://{user}:{password}@{conn.hostname or '127.0.0.1'}:{DEFAULT_PORT}", vhost, timeout)
 
-    def get(self, path: str) -> Any:   # Any: JSON from the management API (None on a 404)
+    def get(self, path: str) -> Any:  # Any: JSON from the management API (None on a 404)
         request = urllib.request.Request(self.base + "/api/" + path)
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:   # noqa: S310 - operator's URL
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read().decode())
         except urllib.error.HTTPError as exc:
             if exc.code == 404:

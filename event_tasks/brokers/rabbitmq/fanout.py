@@ -4,6 +4,7 @@ One publish to the topic exchange ``events`` per event, with publisher confirms,
 of the fabric's own; each service's worker gives its copy its own task id on receipt. A batch is
 published back to back and its confirms collected once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,14 +35,21 @@ class _ConfirmingChannel(Protocol):
 
     def confirm_select(self, nowait: bool = ...) -> None: ...
 
-    def prepare_message(self, body: bytes | str, priority: int | None = ..., content_type: str | None = ...,
-                        content_encoding: str | None = ..., headers: dict[str, object] | None = ...,
-                        properties: dict[str, object] | None = ...) -> AMQPMessage: ...
+    def prepare_message(
+        self,
+        body: bytes | str,
+        priority: int | None = ...,
+        content_type: str | None = ...,
+        content_encoding: str | None = ...,
+        headers: dict[str, object] | None = ...,
+        properties: dict[str, object] | None = ...,
+    ) -> AMQPMessage: ...
 
     def _basic_publish(self, msg: AMQPMessage, exchange: str = ..., routing_key: str = ...) -> None: ...
 
-    def wait(self, method: list[tuple[int, int]], callback: Callable[..., None] | None = ...,
-             timeout: float | None = ...) -> object: ...
+    def wait(
+        self, method: list[tuple[int, int]], callback: Callable[..., None] | None = ..., timeout: float | None = ...
+    ) -> object: ...
 
 
 def _confirming(channel: object) -> TypeGuard[_ConfirmingChannel]:
@@ -52,25 +60,42 @@ def _confirming(channel: object) -> TypeGuard[_ConfirmingChannel]:
 class KombuFanout:
     """One publish to the topic exchange on a connection of the fabric's own, with confirms."""
 
-    def __init__(self, url: str, transport_options: Mapping[str, object], conf: Settings,
-                 transport: str | type[Transport] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        transport_options: Mapping[str, object],
+        conf: Settings,
+        transport: str | type[Transport] | None = None,
+    ) -> None:
         options = dict(transport_options)
         if broker_kind(url) == "amqp":
             options["confirm_publish"] = True
-        self.connection = Connection(url, transport=transport, transport_options=options,
-                                     connect_timeout=conf.publish_timeout)
+        self.connection = Connection(
+            url, transport=transport, transport_options=options, connect_timeout=conf.publish_timeout
+        )
         self.exchange = events_exchange(conf.exchange)
-        self.retry_policy = {"max_retries": conf.publish_retries, "interval_start": 0,
-                             "interval_step": 0.2, "interval_max": 1.0}
+        self.retry_policy = {
+            "max_retries": conf.publish_retries,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 1.0,
+        }
         self._lock = threading.Lock()
         self._producer: Producer | None = None
         self.confirm_timeout = max(1.0, conf.publish_timeout * (conf.publish_retries + 1))
         from kombu.exceptions import KombuError, OperationalError
 
         self.errors: tuple[type[BaseException], ...] = (
-            *self.connection.connection_errors, *self.connection.channel_errors, KombuError, OSError)
+            *self.connection.connection_errors,
+            *self.connection.channel_errors,
+            KombuError,
+            OSError,
+        )
         self.connection_errors: tuple[type[BaseException], ...] = (
-            *self.connection.connection_errors, OperationalError, OSError)
+            *self.connection.connection_errors,
+            OperationalError,
+            OSError,
+        )
 
     @contextlib.contextmanager
     def producer(self) -> Iterator[Producer]:
@@ -86,11 +111,17 @@ class KombuFanout:
 
     def _publish_on(self, producer: Producer, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         producer.publish(
-            body, exchange=self.exchange, routing_key=event_type,
+            body,
+            exchange=self.exchange,
+            routing_key=event_type,
             headers=headers(event_type, event_id, event_id, argsrepr),
-            content_type="application/json", content_encoding="utf-8",
-            delivery_mode=2, correlation_id=event_id, declare=[self.exchange],
-            retry=True, retry_policy=self.retry_policy,
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+            correlation_id=event_id,
+            declare=[self.exchange],
+            retry=True,
+            retry_policy=self.retry_policy,
         )
         _count_publish(producer.channel)
 
@@ -107,8 +138,8 @@ class KombuFanout:
         with self.producer() as producer:
             producer.maybe_declare(self.exchange)
             channel = producer.channel
-            if not _confirming(channel):   # py-amqp (RabbitMQ); memory:// has no confirms
-                for item in batch:   # on the producer held here (the lock is not re-entrant)
+            if not _confirming(channel):  # py-amqp (RabbitMQ); memory:// has no confirms
+                for item in batch:  # on the producer held here (the lock is not re-entrant)
                     self._publish_on(producer, *item)
                 return [None] * len(batch)
             if not channel._confirm_selected:
@@ -119,18 +150,22 @@ class KombuFanout:
             for index, item in enumerate(batch):
                 try:
                     message = channel.prepare_message(
-                        item.body, 0, "application/json", "utf-8",
+                        item.body,
+                        0,
+                        "application/json",
+                        "utf-8",
                         headers(item.event_type, item.event_id, item.event_id, item.argsrepr),
-                        {"delivery_mode": 2, "correlation_id": item.event_id})
+                        {"delivery_mode": 2, "correlation_id": item.event_id},
+                    )
                     channel._basic_publish(message, exchange=self.exchange.name, routing_key=item.event_type)
                 except self.connection_errors:
                     raise
-                except Exception as exc:  # noqa: BLE001 - this message is refused (e.g. a routing key over 255 bytes)
+                except Exception as exc:
                     if index == 0:
                         raise
                     refused = exc
                     break
-                _count_publish(channel)   # per message: a batch cut short by a refused message keeps the count
+                _count_publish(channel)  # per message: a batch cut short by a refused message keeps the count
             last = channel._event_tasks_sequence
             acked = {"upto": first - 1}
 
@@ -140,8 +175,9 @@ class KombuFanout:
                 acked["upto"] = max(acked["upto"], delivery_tag)
 
             while acked["upto"] < last:
-                channel.wait([amqp_spec.Basic.Ack, amqp_spec.Basic.Nack], callback=on_confirm,
-                             timeout=self.confirm_timeout)
+                channel.wait(
+                    [amqp_spec.Basic.Ack, amqp_spec.Basic.Nack], callback=on_confirm, timeout=self.confirm_timeout
+                )
         if refused is not None:
             raise BatchRefused(list(range(last - first + 1)), {last - first + 1: refused})
         return [None] * len(batch)
@@ -149,10 +185,16 @@ class KombuFanout:
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         with self.producer() as producer:
             producer.publish(
-                body, exchange="", routing_key=queue,
+                body,
+                exchange="",
+                routing_key=queue,
                 headers=headers(event_type, event_id, f"{event_id}:{service}", argsrepr),
-                content_type="application/json", content_encoding="utf-8", delivery_mode=2,
-                correlation_id=f"{event_id}:{service}", retry=True, retry_policy=self.retry_policy,
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+                correlation_id=f"{event_id}:{service}",
+                retry=True,
+                retry_policy=self.retry_policy,
             )
             _count_publish(producer.channel)
 
@@ -162,6 +204,6 @@ class KombuFanout:
             self.connection.release()
 
 
-def _count_publish(channel: Any) -> None:   # Any: any kombu channel; the sequence is an attribute of the fabric's own
+def _count_publish(channel: Any) -> None:  # Any: any kombu channel; the sequence is an attribute of the fabric's own
     """Keep the channel's publish sequence (the delivery tags its confirms carry) for batches."""
     channel._event_tasks_sequence = getattr(channel, "_event_tasks_sequence", 0) + 1

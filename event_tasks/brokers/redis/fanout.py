@@ -6,6 +6,7 @@ exchange (so retries, acks and restores stay in that service). A batch is a pipe
 calls, up to ``CHUNK_EVENTS`` events each (the table read and each type's queues worked out once
 per call, one LPUSH per queue).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -44,7 +45,7 @@ class RedisFanout:
         from redis.retry import Retry
 
         if url.startswith("redis+socket://"):
-            url = "unix://" + url[len("redis+socket://"):]
+            url = "unix://" + url[len("redis+socket://") :]
         self.client = redis.Redis.from_url(
             url,
             socket_connect_timeout=conf.publish_timeout,
@@ -52,9 +53,9 @@ class RedisFanout:
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), conf.publish_retries),
             retry_on_timeout=True,
         )
-        self._single: redis.Redis | None = None   # the client of single sends, connected on first use
+        self._single: redis.Redis | None = None  # the client of single sends, connected on first use
         keyprefix = transport_options.get("global_keyprefix", "") or ""
-        assert isinstance(keyprefix, str)   # kombu's key prefix: a str (the + below already relies on it)
+        assert isinstance(keyprefix, str)  # kombu's key prefix: a str (the + below already relies on it)
         self.keyprefix = keyprefix
         self.binding_key = self.keyprefix + BINDING_KEY.format(exchange=conf.exchange)
         self.queue_prefix = conf.queue_prefix
@@ -74,8 +75,9 @@ class RedisFanout:
         first use, so a publisher can be built while the broker is down."""
         single = self._single
         if single is None:
-            single = self._single = self.client.__class__(connection_pool=self.client.connection_pool,
-                                                          single_connection_client=True)
+            single = self._single = self.client.__class__(
+                connection_pool=self.client.connection_pool, single_connection_client=True
+            )
         return single
 
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:

@@ -13,6 +13,7 @@ in a :class:`QueueItem`, whose body is decoded only when asked for. The consume 
 :func:`read_message` and :func:`delivery_tag`, as cheap as a bare ``loads``. The operator tools
 (``ops.status``, ``ops.tail``, ``ops.trace``) read headers and envelopes through :func:`read_item`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -58,7 +59,7 @@ class QueueItem:
             return body
         try:
             return base64.b64decode(body).decode("utf-8")
-        except ValueError:   # not base64 (binascii.Error), or not UTF-8 text once decoded
+        except ValueError:  # not base64 (binascii.Error), or not UTF-8 text once decoded
             return None
 
     @cached_property
@@ -126,5 +127,6 @@ def read_item(raw: bytes | str | None, *, unacked: bool = False) -> QueueItem | 
         return None
     headers = message.get("headers")
     properties = message.get("properties")
-    return QueueItem(message, headers if isinstance(headers, dict) else {},
-                     properties if isinstance(properties, dict) else {})
+    return QueueItem(
+        message, headers if isinstance(headers, dict) else {}, properties if isinstance(properties, dict) else {}
+    )

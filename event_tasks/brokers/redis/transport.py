@@ -21,6 +21,7 @@ consumer, producers, Celery's control and events) behaves exactly like kombu's. 
 used by a worker that consumes an event queue on Redis (``event_tasks.app``); needs Redis ≥ 6.2.
 See docs/decisions/0004-redis-consume-and-connection-loss.md and 0005-leave-the-host-alone.md.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,7 +55,7 @@ SEEN = "\x06\x16inflight_seen"
 # tracks the message a BLMOVE took and takes more in the same atomic step (see each script).
 SWEEP = resources.files(__package__).joinpath("sweep.lua").read_text()
 TAKE = resources.files(__package__).joinpath("take.lua").read_text()
-MAX_TAKE = 100   # messages taken in one round trip, within the prefetch window
+MAX_TAKE = 100  # messages taken in one round trip, within the prefetch window
 
 
 def kombu_message(item: bytes | str) -> dict[str, object] | None:
@@ -81,7 +82,7 @@ class QoS(kombu_redis.QoS):
     channel: Channel
 
     def append(self, message: virtual.Message, delivery_tag: str) -> None:
-        if self.channel._tracked:   # tracked in Redis already, by the TAKE script
+        if self.channel._tracked:  # tracked in Redis already, by the TAKE script
             virtual.QoS.append(self, message, delivery_tag)
             return
         taken = self.channel._taken
@@ -92,11 +93,10 @@ class QoS(kombu_redis.QoS):
         queue, item = taken
         delivery = message.delivery_info
         raw = message._raw  # type: ignore[attr-defined]  # kombu's stubs omit the payload a virtual Message keeps
-        with self.pipe_or_acquire() as pipe:   # MULTI/EXEC: tracked and out of in-flight, or neither
-            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}) \
-                .hset(self.unacked_key, delivery_tag, dumps([raw, delivery["exchange"], delivery["routing_key"]])) \
-                .lrem(inflight_key(queue), 1, item) \
-                .execute()
+        with self.pipe_or_acquire() as pipe:  # MULTI/EXEC: tracked and out of in-flight, or neither
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
+                self.unacked_key, delivery_tag, dumps([raw, delivery["exchange"], delivery["routing_key"]])
+            ).lrem(inflight_key(queue), 1, item).execute()
         virtual.QoS.append(self, message, delivery_tag)
 
     def ack_many(self, delivery_tags: list[str]) -> None:
@@ -133,25 +133,33 @@ class QoS(kombu_redis.QoS):
             client.zadd(self.unacked_index_key, dict.fromkeys(tags, now), xx=True)
 
 
-_QoS = QoS   # the name QoS inside Channel is its class attribute
+_QoS = QoS  # the name QoS inside Channel is its class attribute
 
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
     qos: _QoS
     connection: Transport
-    connection_errors: tuple[type[BaseException], ...]   # kombu's: the transport's, copied at init
+    connection_errors: tuple[type[BaseException], ...]  # kombu's: the transport's, copied at init
     #: an in-flight message unclaimed this long belongs to a consumer that died
     inflight_grace = 30.0
     #: the event queue this channel serves (set by :meth:`serve_events`); ``None``: a plain kombu channel
     events_queue: str | None = None
-    on_unreadable: Callable[[bytes], object] | None = None   # set by the intake: records an item that is not a kombu message
+    on_unreadable: Callable[[bytes], object] | None = (
+        None  # set by the intake: records an item that is not a kombu message
+    )
     _taken: tuple[str, bytes] | None = None
     _tracked: bool = False
     _blmove_queue: str | None = None
 
-    def serve_events(self, queue: str, *, visibility_timeout: float, mutex_expire: float,
-                     on_unreadable: Callable[[bytes], object] | None = None) -> None:
+    def serve_events(
+        self,
+        queue: str,
+        *,
+        visibility_timeout: float,
+        mutex_expire: float,
+        on_unreadable: Callable[[bytes], object] | None = None,
+    ) -> None:
         """Make this channel the crash-safe consumer of one event queue (before it consumes)."""
         self.events_queue = queue
         self.on_unreadable = on_unreadable
@@ -168,12 +176,12 @@ class Channel(kombu_redis.Channel):
         self.connection.cycle.events_channels.add(self)
 
     def close(self) -> None:
-        cycle = getattr(self.connection, "cycle", None)   # None once the transport is detached
+        cycle = getattr(self.connection, "cycle", None)  # None once the transport is detached
         if cycle is not None:
             cycle.events_channels.discard(self)
         super().close()
 
-    _kept_client: redis.Redis | None = None   # the redis client this channel keeps (see conn_or_acquire)
+    _kept_client: redis.Redis | None = None  # the redis client this channel keeps (see conn_or_acquire)
 
     @contextlib.contextmanager
     def conn_or_acquire(self, client: redis.Redis | None = None) -> Iterator[redis.Redis]:
@@ -198,8 +206,12 @@ class Channel(kombu_redis.Channel):
         return super()._connparams(asynchronous)  # type: ignore[misc]  # kombu's, not in its stubs
 
     def _atomic_consume(self, queues: list[str]) -> bool:
-        return (self.events_queue is not None and queues == [self.events_queue] and not self.global_keyprefix
-                and self._server_supports_blmove)
+        return (
+            self.events_queue is not None
+            and queues == [self.events_queue]
+            and not self.global_keyprefix
+            and self._server_supports_blmove
+        )
 
     @cached_property
     def _server_supports_blmove(self) -> bool:
@@ -238,7 +250,7 @@ class Channel(kombu_redis.Channel):
             room = self.qos.can_consume_max_estimate()
             room = MAX_TAKE if room is None else min(MAX_TAKE, room)
             single = kombu_message(item) if room <= 1 else None
-            if single is not None:   # room for this one message only: kombu's way (decoded once)
+            if single is not None:  # room for this one message only: kombu's way (decoded once)
                 self._taken = (queue, item)
                 try:
                     self.connection._deliver(single, queue)
@@ -248,7 +260,9 @@ class Channel(kombu_redis.Channel):
             with self.conn_or_acquire() as client:
                 taken, unreadable = self._take(
                     keys=[queue, inflight_key(queue), self.unacked_key, self.unacked_index_key],
-                    args=[time.time(), item, max(room - 1, 0)], client=client)
+                    args=[time.time(), item, max(room - 1, 0)],
+                    client=client,
+                )
                 for raw in unreadable:
                     self.refuse_unreadable(client, queue, raw)
             # Every message is tracked in unacked now. Hold them all in the channel's QoS before the
@@ -277,7 +291,7 @@ class Channel(kombu_redis.Channel):
         if self.on_unreadable is not None:
             try:
                 recorded = bool(self.on_unreadable(raw))
-            except Exception:   # the consumer goes on; the item is not lost
+            except Exception:  # the consumer goes on; the item is not lost
                 log.exception("recording an unreadable item of %s failed", queue)
         else:
             log.error("%s holds an item that is not a kombu message (nothing records it): %r", queue, raw[:200])
@@ -289,11 +303,15 @@ class Channel(kombu_redis.Channel):
         restored = 0
         with self.conn_or_acquire() as client:
             for queue in self.active_queues:
-                restored += self._sweep(keys=[inflight_key(queue), self.unacked_key, queue + SEEN, queue],
-                                        args=[time.time(), grace], client=client)
+                restored += self._sweep(
+                    keys=[inflight_key(queue), self.unacked_key, queue + SEEN, queue],
+                    args=[time.time(), grace],
+                    client=client,
+                )
         if restored:
-            log.warning("restored %d message(s) a dead consumer had taken from %s", restored,
-                        ", ".join(self.active_queues))
+            log.warning(
+                "restored %d message(s) a dead consumer had taken from %s", restored, ", ".join(self.active_queues)
+            )
         return restored
 
     @cached_property
@@ -313,8 +331,8 @@ class Poller(kombu_redis.MultiChannelPoller):
     kombu and each event channel is restored separately.
     """
 
-    _channels: set[kombu_redis.Channel]   # kombu's: the channels it polls
-    _events_restore_tref: Any = None   # Any: the timer entry kombu's hub returns (untyped in its stubs)
+    _channels: set[kombu_redis.Channel]  # kombu's: the channels it polls
+    _events_restore_tref: Any = None  # Any: the timer entry kombu's hub returns (untyped in its stubs)
 
     def __init__(self) -> None:
         super().__init__()
@@ -369,5 +387,6 @@ class Transport(kombu_redis.Transport):
         old = cycle._events_restore_tref
         if old is not None:
             old.cancel()
-        cycle._events_restore_tref = loop.call_repeatedly(max(0.5, float(self.events_restore_interval)),
-                                                          cycle.restore_events)
+        cycle._events_restore_tref = loop.call_repeatedly(
+            max(0.5, float(self.events_restore_interval)), cycle.restore_events
+        )

@@ -16,6 +16,7 @@
 * ``schema export``  JSON Schema per type and an AsyncAPI 3 document (``exports``)
 * ``metrics``   serve Prometheus metrics Flower lacks: queue depth, dead letters, outbox, duplicates
 """
+
 from __future__ import annotations
 
 import json
@@ -25,84 +26,22 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from event_tasks import catalog
-from event_tasks.store import deadletters
+from event_tasks.brokers.topology import declare, service_queue, subscription_table
 from event_tasks.conf import settings
 from event_tasks.errors import EventTasksError, ManagementAPIUnavailable
 from event_tasks.handlers import consuming_services, service_handlers
+from event_tasks.management.arguments import add_arguments
+from event_tasks.ops.replay import replay
 from event_tasks.send.publisher import default_publisher, send_event, the_app
 from event_tasks.send.relay import Relay
-from event_tasks.ops.replay import replay
-from event_tasks.brokers.topology import declare, service_queue, subscription_table
+from event_tasks.store import deadletters
 
 
 class Command(BaseCommand):
     help = "Operate the event fabric: declare topology, inspect the catalog and subscriptions, send events."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
-        declare = sub.add_parser("declare", help="declare queues and bindings (run at deploy)")
-        declare.add_argument("--service", action="append", help="only these services (repeatable)")
-        cat = sub.add_parser("catalog", help="list event types")
-        cat.add_argument("--json", action="store_true")
-        topo = sub.add_parser("topology", help="show subscriptions, or verify them against the code (exit 1 on drift)")
-        topo.add_argument("topology_action", nargs="?", choices=["show", "verify"], default="show",
-                          help="show: the bindings on the broker (default); verify: compare them with the handlers")
-        topo.add_argument("--service", action="append", dest="services", help="verify only these services")
-        topo.add_argument("--prune", action="store_true", help="verify: remove stale bindings, then verify again")
-        topo.add_argument("--ignore-consumers", action="store_true",
-                          help="verify: a queue without consumers is not drift (a release step before workers start)")
-        topo.add_argument("--json", action="store_true", help="print JSON")
-        status = sub.add_parser("status", help="per service: queue depth, in flight, workers, dead letters, outbox")
-        status.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
-        status.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
-                            help="print again every SECONDS (default 2) until Ctrl-C")
-        status.add_argument("--no-workers", action="store_true", help="do not ask the workers (no remote control wait)")
-        status.add_argument("--timeout", type=float, help="seconds to wait for workers' replies")
-        status.add_argument("--json", action="store_true", help="print JSON (the data of event_tasks.ops.status.collect)")
-        trace = sub.add_parser("trace", help="where one event went: outbox, bindings, each service's deliveries")
-        trace.add_argument("event_id", help="the event's id (the envelope id; a task id is <event id>:<service>)")
-        trace.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
-        trace.add_argument("--json", action="store_true", help="print JSON")
-        tail = sub.add_parser("tail", help="print events live from a temporary queue (removed on exit)")
-        tail.add_argument("--type", dest="pattern", default="#", help="event type or topic pattern (default: #, all)")
-        tail.add_argument("--count", type=int, help="exit after this many events")
-        tail.add_argument("--lease", type=float, default=30.0,
-                          help="Redis: seconds a killed tail's binding outlives it (default 30)")
-        tail.add_argument("--json", action="store_true", help="one JSON object per line")
-        send = sub.add_parser("send", help="send one event as EVENT_TASKS_SERVICE")
-        send.add_argument("event_type")
-        send.add_argument("--data", required=True, help="the payload as JSON")
-        send.add_argument("--key")
-        relay = sub.add_parser("relay", help="publish committed outbox events (runs until stopped)")
-        relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")
-        relay.add_argument("--grace", type=float, help="seconds to leave fresh rows to the on-commit publish")
-        relay.add_argument("--batch", type=int, default=200, help="rows claimed per round")
-        prune = sub.add_parser("prune", help="delete rows past their retention (EVENT_TASKS_KEEP_*; run on a schedule)")
-        prune.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
-        schema = sub.add_parser("schema", help="record the catalog's shape, or check the code against it")
-        schema.add_argument("schema_action", choices=["snapshot", "check", "export"])
-        schema.add_argument("--file", default=None,
-                            help="the snapshot (default: catalog.json in the catalog package's folder)")
-        schema.add_argument("--out", default="schema-export",
-                            help="export: folder for schemas/<type>.json and asyncapi.json (default: schema-export)")
-        dl = sub.add_parser("deadletters", help="list, show, replay or discard this service's dead letters")
-        dl.add_argument("dl_action", choices=["list", "show", "replay", "discard"])
-        dl.add_argument("ids", nargs="*", type=int, help="dead letter ids (show/replay/discard)")
-        dl.add_argument("--service")
-        dl.add_argument("--type", dest="event_type")
-        dl.add_argument("--reason")
-        dl.add_argument("--older-than", type=float, metavar="SECONDS")
-        dl.add_argument("--newer-than", type=float, metavar="SECONDS")
-        dl.add_argument("--all", action="store_true", help="replay/discard every match of the filters")
-        dl.add_argument("--limit", type=int, default=50)
-        metrics = sub.add_parser("metrics", help="serve Prometheus metrics at /metrics: queue depth, dead letters "
-                                                 "by reason, outbox backlog, duplicates (runs until stopped)")
-        metrics.add_argument("--port", type=int, default=9808, help="0: any free port (default 9808)")
-        metrics.add_argument("--address", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-        metrics.add_argument("--service", action="append", dest="metric_services", metavar="SERVICE",
-                             help="only these services (repeatable; default: every service this process knows)")
-        metrics.add_argument("--workers", action="store_true",
-                             help="also count each service's workers (Celery remote control on every scrape)")
+        add_arguments(parser)
 
     def handle(self, *args: object, action: str, **options: object) -> None:
         try:
@@ -115,14 +54,18 @@ class Command(BaseCommand):
         services = service or known
         unknown = sorted(set(services) - set(known))
         if unknown:
-            raise CommandError(f"no handlers of {', '.join(unknown)} are installed here (services with handlers: "
-                               f"{', '.join(known) or 'none'})")
+            raise CommandError(
+                f"no handlers of {', '.join(unknown)} are installed here (services with handlers: "
+                f"{', '.join(known) or 'none'})"
+            )
         if not services:
-            if settings().service:   # a service that only produces: nothing to subscribe
+            if settings().service:  # a service that only produces: nothing to subscribe
                 self.stdout.write(f"service {settings().service!r} has no handlers: no queue to declare")
                 return
-            raise CommandError("this process sees no handlers: set EVENT_TASKS_SERVICE, and put @consumer handlers in "
-                               f"a '{settings().handlers_module}' module of an installed app")
+            raise CommandError(
+                "this process sees no handlers: set EVENT_TASKS_SERVICE, and put @consumer handlers in "
+                f"a '{settings().handlers_module}' module of an installed app"
+            )
         queues = [service_queue(s, service_handlers(s).patterns) for s in services]
         with the_app().connection_for_write() as conn:
             conn.ensure_connection(max_retries=3)
@@ -136,24 +79,44 @@ class Command(BaseCommand):
         for s in consuming_services():
             for t in service_handlers(s).event_types:
                 consumers.setdefault(t, []).append(s)
-        rows: list[_CatalogListing] = [{**row, "consumers": consumers.get(row["type"], [])} for row in catalog.describe()]
+        rows: list[_CatalogListing] = [
+            {**row, "consumers": consumers.get(row["type"], [])} for row in catalog.describe()
+        ]
         if options.get("json"):
             self.stdout.write(_json(rows))
             return
         for row in rows:
-            self.stdout.write(f"{row['type']}\n    owner: {row['owner']}; consumers: "
-                              f"{', '.join(row['consumers']) or '-'}\n    {row['description']}")
+            self.stdout.write(
+                f"{row['type']}\n    owner: {row['owner']}; consumers: "
+                f"{', '.join(row['consumers']) or '-'}\n    {row['description']}"
+            )
 
-    def do_topology(self, topology_action: str = "show", services: list[str] | None = None, prune: bool = False,
-                    ignore_consumers: bool = False, json: bool = False, **options: object) -> None:
+    def do_topology(
+        self,
+        topology_action: str = "show",
+        services: list[str] | None = None,
+        prune: bool = False,
+        ignore_consumers: bool = False,
+        json: bool = False,
+        **options: object,
+    ) -> None:
         if topology_action == "verify":
             from event_tasks.ops.topology_check import run_verify
 
-            code = run_verify(the_app(), self.stdout.write, self.stderr.write, services=services, prune=prune,
-                              ignore_consumers=ignore_consumers, json=json, **options)
+            code = run_verify(
+                the_app(),
+                self.stdout.write,
+                self.stderr.write,
+                services=services,
+                prune=prune,
+                ignore_consumers=ignore_consumers,
+                json=json,
+                **options,
+            )
             if code:
-                raise CommandError("topology drift (see above)" if code == 1 else "topology not verified",
-                                   returncode=code)
+                raise CommandError(
+                    "topology drift (see above)" if code == 1 else "topology not verified", returncode=code
+                )
             return
         with the_app().connection_for_write() as conn:
             try:
@@ -170,8 +133,15 @@ class Command(BaseCommand):
             for p in service_handlers(s).patterns:
                 self.stdout.write(f"{settings().queue_name(s):32} <- {p}  (declared by `events declare`)")
 
-    def do_status(self, services: list[str] | None = None, watch: float | None = None, no_workers: bool = False,
-                  timeout: float | None = None, json: bool = False, **_: object) -> None:  # noqa: A002
+    def do_status(
+        self,
+        services: list[str] | None = None,
+        watch: float | None = None,
+        no_workers: bool = False,
+        timeout: float | None = None,
+        json: bool = False,
+        **_: object,
+    ) -> None:
         from event_tasks.ops.status import collect, render
 
         try:
@@ -182,11 +152,10 @@ class Command(BaseCommand):
                     return
                 time.sleep(watch)
                 self.stdout.write("")
-        except KeyboardInterrupt:   # --watch ends with Ctrl-C
+        except KeyboardInterrupt:  # --watch ends with Ctrl-C
             return
 
-    def do_trace(self, event_id: str, services: list[str] | None = None, json: bool = False,  # noqa: A002
-                 **_: object) -> None:
+    def do_trace(self, event_id: str, services: list[str] | None = None, json: bool = False, **_: object) -> None:
         from event_tasks.ops.trace import render, trace
 
         data = trace(event_id, services=services)
@@ -194,8 +163,9 @@ class Command(BaseCommand):
         if data["type"] is None:
             raise CommandError(f"event {event_id} was found nowhere this process can see", returncode=1)
 
-    def do_tail(self, pattern: str = "#", count: int | None = None, lease: float = 30.0, json: bool = False,  # noqa: A002
-                **_: object) -> None:
+    def do_tail(
+        self, pattern: str = "#", count: int | None = None, lease: float = 30.0, json: bool = False, **_: object
+    ) -> None:
         import threading
 
         from event_tasks.ops.tail import run
@@ -254,7 +224,7 @@ class Command(BaseCommand):
             path = Path(file)
         else:
             package_file = importlib.import_module(package).__file__
-            assert package_file is not None   # None for a namespace package (Path(None) raised TypeError before)
+            assert package_file is not None  # None for a namespace package (Path(None) raised TypeError before)
             path = Path(package_file).parent / "catalog.json"
         if schema_action == "snapshot":
             count = schemacheck.write(path)
@@ -267,18 +237,31 @@ class Command(BaseCommand):
             raise CommandError("breaking schema changes against " + str(path) + ":\n  " + "\n  ".join(problems))
         self.stdout.write(f"the catalog is compatible with {path}")
 
-    def do_deadletters(self, dl_action: str, ids: list[int], limit: int = 50, all: bool = False,  # noqa: A002
-                       service: str | None = None, event_type: str | None = None, reason: str | None = None,
-                       older_than: float | None = None, newer_than: float | None = None, **_: object) -> None:
-        letters = deadletters.select(ids=ids, service=service, event_type=event_type, reason=reason,
-                                     older_than=older_than, newer_than=newer_than)
+    def do_deadletters(
+        self,
+        dl_action: str,
+        ids: list[int],
+        limit: int = 50,
+        all: bool = False,  # noqa: A002
+        service: str | None = None,
+        event_type: str | None = None,
+        reason: str | None = None,
+        older_than: float | None = None,
+        newer_than: float | None = None,
+        **_: object,
+    ) -> None:
+        letters = deadletters.select(
+            ids=ids, service=service, event_type=event_type, reason=reason, older_than=older_than, newer_than=newer_than
+        )
         if dl_action in ("replay", "discard") and not ids and not all:
             raise CommandError(f"{dl_action} needs dead letter ids, or --all with filters")
         if dl_action == "list":
             for letter in letters[:limit]:
-                self.stdout.write(f"#{letter.pk} {letter.created_at:%Y-%m-%d %H:%M:%S} {letter.service} "
-                                  f"{letter.event_type or '?'} {letter.event_id} [{letter.reason}] "
-                                  f"attempts={letter.attempts} replays={letter.replays}: {letter.detail[:160]}")
+                self.stdout.write(
+                    f"#{letter.pk} {letter.created_at:%Y-%m-%d %H:%M:%S} {letter.service} "
+                    f"{letter.event_type or '?'} {letter.event_id} [{letter.reason}] "
+                    f"attempts={letter.attempts} replays={letter.replays}: {letter.detail[:160]}"
+                )
         elif dl_action == "show":
             for letter in letters[:limit]:
                 self.stdout.write(_json(deadletters.as_dict(letter)))
@@ -291,8 +274,9 @@ class Command(BaseCommand):
             deadletters.discard(letters)
             self.stdout.write(f"discarded {count} dead letter(s)")
 
-    def do_metrics(self, port: int, address: str, metric_services: list[str] | None = None, workers: bool = False,
-                   **_: object) -> None:
+    def do_metrics(
+        self, port: int, address: str, metric_services: list[str] | None = None, workers: bool = False, **_: object
+    ) -> None:
         from event_tasks.ops import metrics
 
         def write(line: str) -> None:
@@ -309,8 +293,10 @@ def relay_summary(relay: Relay, sent: int) -> str:
     failing = outbox.failing(relay.using)
     lines = [f"published {sent} outbox event(s); {len(failing)} failing, waiting for a retry"]
     for row in failing[:50]:
-        lines.append(f"  #{row.pk} {row.event_type} {row.event_id} attempts={row.attempts} "
-                     f"next={row.next_attempt_at:%Y-%m-%d %H:%M:%S}: {row.last_error[:200]}")
+        lines.append(
+            f"  #{row.pk} {row.event_type} {row.event_id} attempts={row.attempts} "
+            f"next={row.next_attempt_at:%Y-%m-%d %H:%M:%S}: {row.last_error[:200]}"
+        )
     if len(failing) > 50:
         lines.append(f"  … and {len(failing) - 50} more (the outbox admin, filter 'failing on its own')")
     return "\n".join(lines)

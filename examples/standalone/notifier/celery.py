@@ -5,6 +5,7 @@ host's own default queue, exchange and routes). The last two lines are all the e
 adds: ``install(app)`` changes nothing of that configuration; a worker whose ``-Q`` names
 ``events.notifier`` also consumes the notifier's events.
 """
+
 import os
 
 from celery import Celery
@@ -15,6 +16,6 @@ app = Celery("notifier")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-from event_tasks.app import install   # noqa: E402 - the event fabric: the one added line pair
+from event_tasks.app import install  # noqa: E402 - the event fabric: the one added line pair
 
 install(app)

@@ -6,6 +6,7 @@ and, since it adopted the event fabric, takes the LMS's certificate events on ``
 Environment: ``NOTIFIER_DATABASE_URL`` (default: ``notifier.sqlite3`` next to this project),
 ``CELERY_BROKER_URL`` (default ``redis://127.0.0.1:6379/0``), ``DJANGO_SECRET_KEY``.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,13 +27,14 @@ ROOT_URLCONF = "notifier.urls"
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
-    "event_tasks",          # the event fabric: dead letters, outbox, processed-event marks
+    "event_tasks",  # the event fabric: dead letters, outbox, processed-event marks
     "notifier.digests",
 ]
 
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("NOTIFIER_DATABASE_URL") or f"sqlite:///{BASE_DIR / 'notifier.sqlite3'}"),
+        os.environ.get("NOTIFIER_DATABASE_URL") or f"sqlite:///{BASE_DIR / 'notifier.sqlite3'}"
+    ),
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The worker writes while other processes read: wait for the lock instead of failing.

@@ -1,11 +1,16 @@
 """What an Open edX service changes to move its event bus to event-tasks (docs/openedx.md), on top of
 this repository's test settings. TEST_OPENEDX_RAISE names an event type whose receiver raises."""
-from config.settings.test import *  # noqa: F401,F403
+
+from config.settings.test import *  # noqa: F403
 from config.settings.test import INSTALLED_APPS, env
 
 # (a process without EVENT_TASKS_SERVICE installs every app of the package already)
-INSTALLED_APPS = [*INSTALLED_APPS, "openedx_events", "event_tasks.openedx",
-                  *(["tests.fabric.openedx.receivers"] if "tests.fabric.openedx.receivers" not in INSTALLED_APPS else [])]
+INSTALLED_APPS = [
+    *INSTALLED_APPS,
+    "openedx_events",
+    "event_tasks.openedx",
+    *(["tests.fabric.openedx.receivers"] if "tests.fabric.openedx.receivers" not in INSTALLED_APPS else []),
+]
 
 EVENT_BUS_PRODUCER = "event_tasks.openedx.create_producer"
 EVENT_BUS_CONSUMER = "event_tasks.openedx.EventTasksConsumer"
@@ -19,13 +24,17 @@ EVENT_TASKS_OPENEDX_SIGNALS = [
 # Unchanged from the Redis or Kafka bus: which signals go out, on which topic, keyed by what.
 EVENT_BUS_PRODUCER_CONFIG = {
     "org.openedx.learning.certificate.created.v1": {
-        "learning-certificate-lifecycle": {"event_key_field": "certificate.course.course_key", "enabled": True}},
+        "learning-certificate-lifecycle": {"event_key_field": "certificate.course.course_key", "enabled": True}
+    },
     "org.openedx.content_authoring.course.catalog_info.changed.v1": {
-        "course-catalog-info-changed": {"event_key_field": "catalog_info.course_key", "enabled": True}},
+        "course-catalog-info-changed": {"event_key_field": "catalog_info.course_key", "enabled": True}
+    },
     "org.openedx.learning.course.enrollment.changed.v1": {
-        "course-enrollment-lifecycle": {"event_key_field": "enrollment.course.course_key", "enabled": True}},
+        "course-enrollment-lifecycle": {"event_key_field": "enrollment.course.course_key", "enabled": True}
+    },
     "org.openedx.learning.exam.attempt.submitted.v1": {
-        "learning-exam-attempt-lifecycle": {"event_key_field": "exam_attempt.course_key", "enabled": True}},
+        "learning-exam-attempt-lifecycle": {"event_key_field": "exam_attempt.course_key", "enabled": True}
+    },
 }
 EVENTS_SERVICE_NAME = env("EVENT_TASKS_SERVICE")
 TEST_OPENEDX_RAISE = env("TEST_OPENEDX_RAISE")

@@ -2,6 +2,7 @@
 
 Producer: the test process. Consumers: the probe services in tests/fabric/services.
 """
+
 from marshmallow import fields, validate
 
 from event_tasks.catalog import EventSchema, event_type
@@ -12,9 +13,21 @@ class ProbeSchema(EventSchema):
     note = fields.String(load_default="")
 
 
-PROBE_CREATED = event_type("org.openedx.learning.probe.created.v1", schema=ProbeSchema,
-                           owner="prober", description="A probe was created (fabric tests).")
-PROBE_UPDATED = event_type("org.openedx.learning.probe.updated.v1", schema=ProbeSchema,
-                           owner="prober", description="A probe was updated (fabric tests).")
-CATALOG_PROBE = event_type("org.openedx.catalog.probe.changed.v1", schema=ProbeSchema,
-                           owner="prober", description="A catalog probe changed (fabric tests).")
+PROBE_CREATED = event_type(
+    "org.openedx.learning.probe.created.v1",
+    schema=ProbeSchema,
+    owner="prober",
+    description="A probe was created (fabric tests).",
+)
+PROBE_UPDATED = event_type(
+    "org.openedx.learning.probe.updated.v1",
+    schema=ProbeSchema,
+    owner="prober",
+    description="A probe was updated (fabric tests).",
+)
+CATALOG_PROBE = event_type(
+    "org.openedx.catalog.probe.changed.v1",
+    schema=ProbeSchema,
+    owner="prober",
+    description="A catalog probe changed (fabric tests).",
+)

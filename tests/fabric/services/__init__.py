@@ -8,6 +8,7 @@ Behaviour is steered by the event key (``<mode>:<service>:<arg>``):
 * ``exit:<service>:always`` kills the worker process (``os._exit``): a poison message;
 * ``blocked:<service>:x`` fails while the file ``blocked-<service>`` exists in the record dir.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,21 @@ def seen(service: str, event_id: str) -> int:
 def record(service: str, event: Event) -> None:
     """Append one line per handler call; then fail if the key says so."""
     attempt = seen(service, event.id) + 1
-    line = json.dumps({"service": service, "id": event.id, "type": event.type, "key": event.key,
-                       "n": event.data["n"], "source": event.source, "attempt": attempt,
-                       "pid": os.getpid()}) + "\n"
+    line = (
+        json.dumps(
+            {
+                "service": service,
+                "id": event.id,
+                "type": event.type,
+                "key": event.key,
+                "n": event.data["n"],
+                "source": event.source,
+                "attempt": attempt,
+                "pid": os.getpid(),
+            }
+        )
+        + "\n"
+    )
     fd = os.open(record_path(service), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())

@@ -6,6 +6,7 @@ Service ``notifier``, queue ``events.notifier``. Consumes:
 
 Handlers may live anywhere in the app; importing them here is what subscribes them.
 """
+
 from .certificates import note_certificate
 
 __all__ = ["note_certificate"]

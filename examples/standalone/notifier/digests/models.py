@@ -6,6 +6,7 @@
   (``org.openedx.learning.certificate.created.v1``, queue ``events.notifier``), written by the
   handler in ``certificates.py``; the notifier congratulates the learner from it.
 """
+
 from __future__ import annotations
 
 from django.db import models

@@ -1,5 +1,6 @@
 """Receivers of the four signals, as an Open edX service connects them; each records what it got to
 ``TEST_RECORD_DIR/<service>.openedx.jsonl``. The receiver of ``TEST_OPENEDX_RAISE`` raises."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,14 @@ def record(signal, **kwargs):
     metadata = kwargs.pop("metadata")
     from_bus = kwargs.pop("from_event_bus")
     kwargs.pop("sender", None)
-    line = {"event_type": signal.event_type, "metadata": metadata.to_json_data(), "from_event_bus": from_bus,
-            "data": serializer(signal).to_dict(kwargs), "repr": repr(sorted(kwargs.items())),
-            "pid": os.getpid()}
+    line = {
+        "event_type": signal.event_type,
+        "metadata": metadata.to_json_data(),
+        "from_event_bus": from_bus,
+        "data": serializer(signal).to_dict(kwargs),
+        "repr": repr(sorted(kwargs.items())),
+        "pid": os.getpid(),
+    }
     path = os.path.join(settings.TEST_RECORD_DIR, f"{settings.EVENT_TASKS_SERVICE}.openedx.jsonl")
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(line) + "\n")

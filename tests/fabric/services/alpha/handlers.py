@@ -4,6 +4,7 @@ With ``PROBE_DEDUP=0`` its handler runs without duplicate suppression (every cop
 With ``PROBE_NEXT_RELEASE=1`` in its environment, alpha's code is "the next release": it also
 consumes org.openedx.learning.probe.updated.v1 (the deploy tests run old and new workers side by side).
 """
+
 import os
 
 from event_tasks import Event, consumer
@@ -17,6 +18,7 @@ def on_probe_created(event: Event) -> None:
 
 
 if os.environ.get("PROBE_NEXT_RELEASE") == "1":
+
     @consumer(PROBE_UPDATED)
     def on_probe_updated(event: Event) -> None:
         record("alpha", event)

@@ -1,4 +1,5 @@
 """Probe service beta: queue events.beta, consumes org.openedx.learning.probe.created.v1 by exact type."""
+
 from event_tasks import Event, consumer
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.fabric.services import record

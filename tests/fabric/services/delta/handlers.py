@@ -1,4 +1,5 @@
 """Probe service delta: queue events.delta, consumes only org.openedx.catalog.probe.changed.v1."""
+
 from event_tasks import Event, consumer
 from tests.fabric.schemas.probe import CATALOG_PROBE
 from tests.fabric.services import record

@@ -2,6 +2,7 @@
 (``@consumer(..., batch=50)``). Each call appends the batch's event ids to ``eta-batches.jsonl``
 in the record dir, then records every event like the other probes (so the keys of
 tests.fabric.services steer it: ``fail:eta:always`` fails the whole batch it is in)."""
+
 from __future__ import annotations
 
 import json

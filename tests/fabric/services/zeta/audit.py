@@ -1,5 +1,6 @@
 """zeta's handler (imported into zeta's handlers module). Keys, besides those of tests.fabric.services:
 ``unfixable:zeta:x`` raises :class:`Unfixable`, which the handler does not retry."""
+
 from event_tasks import Event, consumer
 from tests.fabric.schemas.probe import PROBE_UPDATED
 from tests.fabric.services import record

@@ -1,4 +1,5 @@
 """Fault service f1: queue events.f1, consumes org.openedx.learning.probe.created.v1 by exact type."""
+
 from event_tasks import Event, consumer
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.faults.ledger import apply

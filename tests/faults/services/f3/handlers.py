@@ -1,6 +1,7 @@
 """Fault service f3: queue events.f3, consumes every learning event by the pattern
 org.openedx.learning.# in batches of up to 25 (``@consumer(..., batch=25)``): a batch is applied
 in one transaction; one with a transient failure is split into single deliveries."""
+
 from event_tasks import Event, consumer
 from tests.faults.ledger import apply
 

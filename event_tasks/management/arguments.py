@@ -1,0 +1,102 @@
+"""The arguments of ``manage.py events``: one subcommand per operator action (``commands/events.py``)."""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandParser
+
+
+def add_arguments(parser: CommandParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    declare = sub.add_parser("declare", help="declare queues and bindings (run at deploy)")
+    declare.add_argument("--service", action="append", help="only these services (repeatable)")
+    cat = sub.add_parser("catalog", help="list event types")
+    cat.add_argument("--json", action="store_true")
+    topo = sub.add_parser("topology", help="show subscriptions, or verify them against the code (exit 1 on drift)")
+    topo.add_argument(
+        "topology_action",
+        nargs="?",
+        choices=["show", "verify"],
+        default="show",
+        help="show: the bindings on the broker (default); verify: compare them with the handlers",
+    )
+    topo.add_argument("--service", action="append", dest="services", help="verify only these services")
+    topo.add_argument("--prune", action="store_true", help="verify: remove stale bindings, then verify again")
+    topo.add_argument(
+        "--ignore-consumers",
+        action="store_true",
+        help="verify: a queue without consumers is not drift (a release step before workers start)",
+    )
+    topo.add_argument("--json", action="store_true", help="print JSON")
+    status = sub.add_parser("status", help="per service: queue depth, in flight, workers, dead letters, outbox")
+    status.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
+    status.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        metavar="SECONDS",
+        help="print again every SECONDS (default 2) until Ctrl-C",
+    )
+    status.add_argument("--no-workers", action="store_true", help="do not ask the workers (no remote control wait)")
+    status.add_argument("--timeout", type=float, help="seconds to wait for workers' replies")
+    status.add_argument("--json", action="store_true", help="print JSON (the data of event_tasks.ops.status.collect)")
+    trace = sub.add_parser("trace", help="where one event went: outbox, bindings, each service's deliveries")
+    trace.add_argument("event_id", help="the event's id (the envelope id; a task id is <event id>:<service>)")
+    trace.add_argument("--service", action="append", dest="services", help="only these services (repeatable)")
+    trace.add_argument("--json", action="store_true", help="print JSON")
+    tail = sub.add_parser("tail", help="print events live from a temporary queue (removed on exit)")
+    tail.add_argument("--type", dest="pattern", default="#", help="event type or topic pattern (default: #, all)")
+    tail.add_argument("--count", type=int, help="exit after this many events")
+    tail.add_argument(
+        "--lease", type=float, default=30.0, help="Redis: seconds a killed tail's binding outlives it (default 30)"
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    send = sub.add_parser("send", help="send one event as EVENT_TASKS_SERVICE")
+    send.add_argument("event_type")
+    send.add_argument("--data", required=True, help="the payload as JSON")
+    send.add_argument("--key")
+    relay = sub.add_parser("relay", help="publish committed outbox events (runs until stopped)")
+    relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")
+    relay.add_argument("--grace", type=float, help="seconds to leave fresh rows to the on-commit publish")
+    relay.add_argument("--batch", type=int, default=200, help="rows claimed per round")
+    prune = sub.add_parser("prune", help="delete rows past their retention (EVENT_TASKS_KEEP_*; run on a schedule)")
+    prune.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+    schema = sub.add_parser("schema", help="record the catalog's shape, or check the code against it")
+    schema.add_argument("schema_action", choices=["snapshot", "check", "export"])
+    schema.add_argument(
+        "--file", default=None, help="the snapshot (default: catalog.json in the catalog package's folder)"
+    )
+    schema.add_argument(
+        "--out",
+        default="schema-export",
+        help="export: folder for schemas/<type>.json and asyncapi.json (default: schema-export)",
+    )
+    dl = sub.add_parser("deadletters", help="list, show, replay or discard this service's dead letters")
+    dl.add_argument("dl_action", choices=["list", "show", "replay", "discard"])
+    dl.add_argument("ids", nargs="*", type=int, help="dead letter ids (show/replay/discard)")
+    dl.add_argument("--service")
+    dl.add_argument("--type", dest="event_type")
+    dl.add_argument("--reason")
+    dl.add_argument("--older-than", type=float, metavar="SECONDS")
+    dl.add_argument("--newer-than", type=float, metavar="SECONDS")
+    dl.add_argument("--all", action="store_true", help="replay/discard every match of the filters")
+    dl.add_argument("--limit", type=int, default=50)
+    metrics = sub.add_parser(
+        "metrics",
+        help="serve Prometheus metrics at /metrics: queue depth, dead letters "
+        "by reason, outbox backlog, duplicates (runs until stopped)",
+    )
+    metrics.add_argument("--port", type=int, default=9808, help="0: any free port (default 9808)")
+    metrics.add_argument("--address", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    metrics.add_argument(
+        "--service",
+        action="append",
+        dest="metric_services",
+        metavar="SERVICE",
+        help="only these services (repeatable; default: every service this process knows)",
+    )
+    metrics.add_argument(
+        "--workers",
+        action="store_true",
+        help="also count each service's workers (Celery remote control on every scrape)",
+    )
