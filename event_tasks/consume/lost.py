@@ -7,8 +7,9 @@ worker's main process, so it can act when the pool process running the handlers 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 # billiard's stubs lack ExceptionWithTraceback (billiard/einfo.py defines it)
 from billiard.einfo import ExceptionInfo, ExceptionWithTraceback  # type: ignore[attr-defined]
@@ -21,11 +22,20 @@ from kombu.utils.encoding import safe_repr
 from ..brokers.message import LOST_HEADER, TIMEOUTS_HEADER
 
 if TYPE_CHECKING:
+    from celery import Celery
     from kombu.message import Message
 
-    from .dispatch import EventTask
-
 log = logging.getLogger(__name__)
+
+
+class SendsBack(Protocol):
+    """What sending a delivery back needs of its event task (``dispatch.EventTask`` has it)."""
+
+    service: str
+    queue_name: str
+    retry_producer: Callable[[], AbstractContextManager[Producer]] | None
+    app: Celery
+
 
 # How hard a worker tries to publish a delivery back to its own queue (retry, send back, batch split)
 # before it leaves the message to the broker instead.
@@ -76,7 +86,7 @@ class EventRequest(Request):
             return
         self._event_tasks_sent_back = True
         message = self._message
-        task = cast("EventTask", self.task)  # cast: EventRequest is the Request of event tasks only
+        task = cast("SendsBack", self.task)  # cast: EventRequest is the Request of event tasks only
         if getattr(message, "parts", None) is not None:
             # a batch of deliveries: all of them go back and come again one by one
             log.error(
@@ -122,6 +132,6 @@ class EventRequest(Request):
         self.send_event("task-retried", exception=safe_repr(exc), traceback="")
 
 
-def send_back_producer(task: EventTask) -> AbstractContextManager[Producer]:
+def send_back_producer(task: SendsBack) -> AbstractContextManager[Producer]:
     """The producer a delivery goes back to its queue with (the confirming one on RabbitMQ)."""
     return task.retry_producer() if task.retry_producer is not None else task.app.producer_or_acquire()
