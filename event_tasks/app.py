@@ -33,15 +33,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, ParamSpec
 
 from celery import signals
 from kombu import Exchange, Queue
 
 from .brokers.topology import declare, put_queue
-from .conf import settings
-from .errors import EventTasksError
+from .conf import SERVICE_NAME, settings
+from .errors import EventQueueMismatch, EventTasksError
 from .send import publisher
 
 if TYPE_CHECKING:
@@ -53,14 +53,38 @@ P = ParamSpec("P")
 
 def install(app: Celery) -> Celery:
     """Let ``app``'s processes send events, and its workers consume their service's event queue."""
-    if getattr(app, "_event_tasks_installed", False):
+    if installed(app):
         return app
     setattr(app, "_event_tasks_installed", True)  # noqa: B010 - a mark of the fabric's own: Celery declares no such attribute
     publisher.use_app(app)
     signals.import_modules.connect(_on_import_modules, sender=app, weak=False)
-    signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid=f"event_tasks.worker_init.{id(app)}")
-    signals.worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid=f"event_tasks.worker_ready.{id(app)}")
+    watch_workers()
     return app
+
+
+def installed(app: Celery) -> bool:
+    """Whether ``app`` was handed to :func:`install` (directly, or by :func:`watch_workers`)."""
+    return bool(getattr(app, "_event_tasks_installed", False))
+
+
+def watch_workers() -> None:
+    """Wire every Celery worker of this process that consumes an event queue, whatever its app.
+
+    Called by :func:`install` and by the Django app's ``ready()`` (``event_tasks`` in
+    ``INSTALLED_APPS``): a worker whose app was never passed to :func:`install` (a service that set
+    ``EVENT_TASKS_CELERY_APP`` instead, ``consume_events``, a second Celery app of the project)
+    would otherwise take ``events.<service>`` with Celery's own consumer, which discards every
+    event as an unregistered task. Such a worker is installed when it starts; a worker that
+    consumes another service's event queue, or an event queue without ``EVENT_TASKS_SERVICE``,
+    refuses to start (:class:`~event_tasks.errors.EventQueueMismatch`).
+    """
+    signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid="event_tasks.worker_init")
+    signals.worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid="event_tasks.worker_ready")
+
+
+def event_queues(names: Iterable[str], prefix: str) -> list[str]:
+    """The fabric's service queues among ``names`` (``<prefix><service>``; not ``events tail``'s)."""
+    return sorted(n for n in names if n.startswith(prefix) and SERVICE_NAME.match(n[len(prefix) :]))
 
 
 def _stop_on_misconfiguration(handler: Callable[P, None]) -> Callable[P, None]:
@@ -94,21 +118,33 @@ def _on_import_modules(sender: Celery, **_: object) -> None:
 
 @_stop_on_misconfiguration
 def _on_worker_init(sender: object = None, **_: object) -> None:
+    """A worker starts (after ``-Q`` is applied, before its consumer exists): wire the event side."""
     app: Celery | None = getattr(sender, "app", None)  # the worker (celery.apps.worker.Worker) that starts
-    if app is None or not getattr(app, "_event_tasks_installed", False):
+    if app is None:
         return
     conf = settings()
-    if not conf.service:
-        return
     queues = app.amqp.queues
-    name = conf.queue_name(conf.require_service())
-    if name not in queues:
-        return
     if queues._consume_from is None:  # type: ignore[attr-defined]  # celery-types lack Queues._consume_from; no -Q: Celery consumes every known queue; events are opt-in
-        queues.deselect([name])
+        known = event_queues(queues, conf.queue_prefix)
+        if known:
+            queues.deselect(known)
         return
-    if name not in queues.consume_from:
+    consumed = event_queues(queues.consume_from, conf.queue_prefix)
+    if not consumed:
         return
+    if not conf.service:
+        raise EventQueueMismatch(consumed, None)
+    name = conf.queue_name(conf.require_service())
+    if consumed != [name]:
+        raise EventQueueMismatch([q for q in consumed if q != name], conf.service)
+    if not installed(app):
+        log.warning(
+            "event-tasks: Celery app %r consumes %s but was not passed to event_tasks.app.install(): installed now "
+            "(call install(app) where the app is created to make it explicit)",
+            app.main,
+            name,
+        )
+        install(app)
     from .consume.worker import prepare_worker  # the consume side needs Django's models: import it now
 
     prepare_worker(app, conf)
@@ -118,7 +154,7 @@ def _on_worker_ready(sender: object = None, **_: object) -> None:
     # Celery's consumer declared the queue and its bindings; also drop bindings of a handler
     # that was removed, or its events would keep arriving as "unknown type".
     app: Celery | None = getattr(sender, "app", None)  # the worker's consumer (celery.worker.consumer.Consumer)
-    if app is None or not getattr(app, "_event_tasks_installed", False):
+    if app is None or not installed(app):
         return
     from .consume.intake import plan_of  # the consume side, imported once a worker runs (see above)
 

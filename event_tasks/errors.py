@@ -56,6 +56,28 @@ class UnknownService(ConfigurationError):
         super().__init__(msg)
 
 
+class EventQueueMismatch(ConfigurationError):
+    """A worker consumes an event queue that is not its own service's: it could not run those events."""
+
+    def __init__(self, queues: list[str], service: str | None):
+        self.queues = queues
+        self.service = service
+        names = ", ".join(queues)
+        if service is None:
+            msg = (
+                f"This worker consumes {names} but EVENT_TASKS_SERVICE is not set, so it has no handlers for them: "
+                f"set EVENT_TASKS_SERVICE to the service that owns the queue (e.g. {queues[0].rsplit('.', 1)[-1]!r}) "
+                "in the worker's settings, or drop the queue from -Q"
+            )
+        else:
+            msg = (
+                f"This worker is service {service!r} (EVENT_TASKS_SERVICE) but consumes {names}: another service's "
+                "events would reach handlers that are not there. Drop it from -Q, and run each service's worker "
+                "with that service's settings"
+            )
+        super().__init__(msg)
+
+
 class RetentionTooShort(ConfigurationError):
     """Duplicate marks would be pruned while a copy of their event can still come back."""
 
@@ -220,3 +242,41 @@ class UnsupportedSignal(EventTasksError, TypeError):
 
     Raised while the openedx catalog is generated; the signal is left out of it, and sending it
     through this backend fails as it would on openedx-events' own buses."""
+
+
+class ExtraMissing(ConfigurationError):
+    """A command needs a package of an optional extra that is not installed (``export``: apispec,
+    ``metrics``: prometheus-client). Raised when the command runs, not when event_tasks is imported."""
+
+    def __init__(self, what: str, package: str, extra: str, cause: str = ""):
+        self.what = what
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{what} needs {package}: pip install 'event-tasks[{extra}]'" + (f" ({cause})" if cause else "")
+        )
+
+
+class NoCatalog(ConfigurationError):
+    """``EVENT_TASKS_SCHEMAS_PACKAGE`` is not set: there is no default catalog."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "EVENT_TASKS_SCHEMAS_PACKAGE is not set: name the package that holds your event types "
+            "(e.g. 'myplatform.events') in the service's Django settings; every process that sends or consumes "
+            "events needs it, and there is no default (the openedx-events types: 'event_tasks.openedx.catalog')."
+        )
+
+
+class InvalidSetting(ConfigurationError):
+    """An ``EVENT_TASKS_*`` Django setting holds a value of the wrong type."""
+
+    def __init__(self, setting: str, value: object, expected: str, default: object):
+        self.setting = setting
+        self.value = value
+        self.expected = expected
+        self.default = default
+        super().__init__(
+            f"{setting} must be {expected}, not {type(value).__name__} ({value!r}): fix it in the service's "
+            f"Django settings, or remove it for the default ({default!r}); docs/settings.md lists every setting."
+        )

@@ -1,0 +1,1 @@
+"""Django system checks of the fabric's settings (registered when the Django app is ready)."""
