@@ -280,3 +280,41 @@ class InvalidSetting(ConfigurationError):
             f"{setting} must be {expected}, not {type(value).__name__} ({value!r}): fix it in the service's "
             f"Django settings, or remove it for the default ({default!r}); docs/settings.md lists every setting."
         )
+
+
+class BrokerUnavailable(EventTasksError):
+    """The broker did not answer an operator command (connection refused, unknown host, timeout, a
+    refused login). ``url`` is the broker URL as shown to a person: without its password."""
+
+    def __init__(self, url: str, cause: str):
+        self.url = url
+        self.cause = cause
+        super().__init__(
+            f"The broker at {url} is not reachable ({cause}): check that it is running and reachable from "
+            "this host, and that CELERY_BROKER_URL names it (host, port, credentials, virtual host)."
+        )
+
+
+class UnsupportedBroker(ConfigurationError):
+    """A broker URL whose scheme event-tasks does not run on (``url`` shown without its password)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        scheme = url.split("://", 1)[0]
+        super().__init__(
+            (f"Unsupported broker {scheme!r} in CELERY_BROKER_URL ({url})" if url else "CELERY_BROKER_URL is not set")
+            + ": event-tasks runs on Redis (redis://, rediss://) or RabbitMQ (amqp://, amqps://); "
+            "set CELERY_BROKER_URL to one of those."
+        )
+
+
+class TablesMissing(ConfigurationError):
+    """A database the command reads lacks the fabric's tables: its migrations never ran there."""
+
+    def __init__(self, database: str, name: str, table: str):
+        self.database = database
+        self.table = table
+        migrate = "manage.py migrate" + ("" if database == "default" else f" --database {database}")
+        super().__init__(
+            f"The fabric's tables are missing in database {database!r} ({name}; no table {table}): run {migrate}"
+        )
