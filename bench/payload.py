@@ -84,3 +84,22 @@ def openedx_certificate(i: int = 0):
         current_status="downloadable",
         previous_status="",
     )
+
+
+def task_headers(task: str, task_id: str) -> dict[str, Any]:
+    """Celery's protocol 2 headers of a task message, as plain kombu publishes them in the bench."""
+    return {
+        "lang": "py",
+        "task": task,
+        "id": task_id,
+        "root_id": task_id,
+        "parent_id": None,
+        "group": None,
+        "retries": 0,
+        "eta": None,
+        "expires": None,
+        "timelimit": [None, None],
+        "argsrepr": "",
+        "kwargsrepr": "{}",
+        "origin": "bench",
+    }

@@ -48,7 +48,7 @@ def publishers(bench: Harness) -> tuple[dict[str, Callable[[int], None]], Any]:
     import event_tasks
 
     from .. import openedx_bus
-    from ..payload import CERTIFICATE_CREATED, COURSE_KEY, envelope
+    from ..payload import CERTIFICATE_CREATED, COURSE_KEY, envelope, task_headers
 
     data = bench.payloads()
     exchange = Exchange("events", type="topic", durable=True)
@@ -85,21 +85,7 @@ def publishers(bench: Harness) -> tuple[dict[str, Callable[[int], None]], Any]:
             declare=[exchange],
             serializer="json",
             delivery_mode=2,
-            headers={
-                "lang": "py",
-                "task": CERTIFICATE_CREATED,
-                "id": env["id"],
-                "root_id": env["id"],
-                "parent_id": None,
-                "group": None,
-                "retries": 0,
-                "eta": None,
-                "expires": None,
-                "timelimit": [None, None],
-                "argsrepr": "",
-                "kwargsrepr": "{}",
-                "origin": "bench",
-            },
+            headers=task_headers(CERTIFICATE_CREATED, env["id"]),
         )
 
     openedx = openedx_bus.sender(openedx_bus.make_producer(bench.url))

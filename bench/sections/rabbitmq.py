@@ -35,7 +35,7 @@ def run(bench: Harness) -> None:
     from event_tasks.send.publisher import reset_default_publisher
 
     from ..brokers import RabbitVhost
-    from ..payload import CERTIFICATE_CREATED, COURSE_KEY, envelope
+    from ..payload import CERTIFICATE_CREATED, COURSE_KEY, envelope, task_headers
     from ..workers import wait_until
 
     sec = "RabbitMQ"
@@ -75,21 +75,7 @@ def run(bench: Harness) -> None:
                 declare=[exchange],
                 serializer="json",
                 delivery_mode=2,
-                headers={
-                    "lang": "py",
-                    "task": CERTIFICATE_CREATED,
-                    "id": env["id"],
-                    "root_id": env["id"],
-                    "parent_id": None,
-                    "group": None,
-                    "retries": 0,
-                    "eta": None,
-                    "expires": None,
-                    "timelimit": [None, None],
-                    "argsrepr": "",
-                    "kwargsrepr": "{}",
-                    "origin": "bench",
-                },
+                headers=task_headers(CERTIFICATE_CREATED, env["id"]),
             )
 
         return send
