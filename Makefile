@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo platform test test-unit test-integration lint format faults-long bench install clean
+.PHONY: demo platform test test-unit test-integration lint format settings-doc faults-long bench install clean
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+## Regenerate the table of every EVENT_TASKS_* setting in docs/settings.md from event_tasks/conf.py.
+settings-doc: $(STAMP)
+	$(PY) -c 'from event_tasks.conf import write_reference; write_reference("docs/settings.md")'
 
 ## Apply ruff's fixes and formatting.
 format: $(STAMP)

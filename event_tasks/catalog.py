@@ -3,7 +3,9 @@
 The catalog is one or more installed packages (``EVENT_TASKS_SCHEMAS_PACKAGE``; this repository:
 ``schemas/``, one module per domain) that every service of a platform shares, the way Open edX
 services share openedx-events. Each module declares its types with :func:`event_type`. Tools
-read the catalog through :func:`get` and :func:`all`.
+read the catalog through :func:`get` and :func:`all`. There is no default catalog: loading it
+without the setting raises :class:`~event_tasks.errors.NoCatalog`, so a process that sends or
+consumes without one stops at its first event (a worker: at start-up).
 """
 
 from __future__ import annotations
@@ -168,6 +170,7 @@ def event_type(name: str, *, schema: type[Schema], owner: str, description: str)
 
 
 def _packages(package: str | None) -> tuple[str, ...]:
+    """``package``, else the configured catalog (:class:`NoCatalog` if the setting is unset)."""
     return (package,) if package else settings().schemas_packages
 
 
@@ -192,9 +195,10 @@ def load(package: str | None = None) -> None:
 
 
 def get(name: str) -> EventType:
-    """The catalog entry for ``name``; :class:`UnknownEventType` if there is none."""
+    """The catalog entry for ``name``; :class:`UnknownEventType` if there is none (:class:`NoCatalog`
+    if no catalog was ever loaded and none is configured: a sender without a catalog)."""
     entry = _registry.get(name)
-    if entry is None:
+    if entry is None or not _loaded_from:
         load()
         entry = _registry.get(name)
         if entry is None:

@@ -1,74 +1,270 @@
-"""The fabric's settings, read from Django settings (``EVENT_TASKS_*``) with defaults.
+"""The fabric's settings: Django settings named ``EVENT_TASKS_*``, with defaults.
+
+Every setting is a field of :class:`Settings`, documented there once: its ``metadata`` says what it
+does (``doc``) and which processes read it (``read_by``). ``docs/settings.md`` is generated from
+those fields (``make settings-doc``: :func:`write_reference`), and a unit test keeps the two equal.
 
 A host project sets them in its own settings module (this repository: ``config/settings/``,
 which takes environment overrides); nothing in ``event_tasks`` reads ``os.environ``.
 Only ``EVENT_TASKS_*`` names are read: the host's ``CELERY_*`` settings stay the host's.
+:func:`settings` refuses a value of the wrong type (:class:`~event_tasks.errors.InvalidSetting`);
+``manage.py check`` also reports unknown names, brokers and catalogs (``event_tasks.checks``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import types
+import typing
 from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
 
-from .errors import ConfigurationError, UnknownService
+from .errors import InvalidSetting, NoCatalog, UnknownService
 
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+PREFIX = "EVENT_TASKS_"
+
+# Who reads a setting (``read_by``): these words, joined by ", ".
+ALL = "all"
+SENDER = "sender"
+WORKER = "worker"
+RELAY = "relay"
+OPERATOR = "operator commands"
+
+
+T = TypeVar("T")
+
+
+def _setting(default: T, *, read_by: str, doc: str) -> T:
+    """A field of :class:`Settings`: ``dataclasses.field(default=..., metadata={"doc": ..., "read_by": ...})``."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "read_by": read_by})
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    service: str | None = None
-    celery_app: str | None = None  # "module:attr"; only needed when nothing called install(app)
-    schemas_package: str | tuple[str, ...] = "schemas"  # the catalog: one or several installed packages
-    handlers_module: str = "handlers"  # looked up in every installed Django app
-    exchange: str = "events"
-    queue_prefix: str = "events."
-    max_retries: int = 5
-    retry_backoff: float = 2.0  # seconds; attempt n waits about backoff * 2**n (full jitter)
-    retry_backoff_max: float = 300.0  # seconds; also capped below the Redis visibility timeout
-    publish_retries: int = 3  # broker unreachable: tries before PublishError
-    publish_timeout: float = 2.0  # seconds per connect / command
-    max_payload_bytes: int = 256 * 1024
-    compiled_codecs: bool = (
-        True  # payloads validated by compiled codecs (event_tasks.codec), marshmallow deciding the rest
+    """Every ``EVENT_TASKS_<FIELD>`` setting, with its default and documentation (``docs/settings.md``)."""
+
+    service: str | None = _setting(
+        None,
+        read_by=ALL,
+        doc="This process's service: lower-case letters, digits and underscores, starting with a letter "
+        "(e.g. `lms`). It is the `source` of the events it sends and names its queue (`events.lms`). Every "
+        "process that sends or consumes needs it; an operator's tooling process may leave it unset.",
     )
-    max_redeliveries: int = 3  # a delivery whose worker died this often is dead-lettered
-    unknown_type_wait: float = 900.0  # seconds an event of a type no worker knows waits in the queue (deploys)
-    handler_time_limit: float = 1500.0  # seconds; below RabbitMQ's consumer_timeout (30 min) and the visibility timeout
-    rabbitmq_consumer_timeout: float = 1800.0  # the broker's consumer_timeout (RabbitMQ default 30 min)
-    visibility_timeout: float | None = None  # Redis: seconds before a dead worker's event comes back (None: the
-    # host's broker_transport_options, else 3600)
-    restore_interval: int = 10  # Redis: seconds between sweeps that restore unacked messages
-    require_durable_broker: bool = False  # production: refuse to start on a Redis that can lose data
-    outbox: bool = True  # send_event inside transaction.atomic() goes through the outbox
-    outbox_grace: float = 2.0  # the relay leaves rows this young to the on-commit publish
-    outbox_retention: float = 7 * 24 * 3600.0  # seconds a sent outbox row is kept
-    outbox_lease: float = 60.0  # seconds a relay's claim on outbox rows lasts (then another may take them)
-    outbox_backoff: float = 5.0  # seconds; a row that fails on its own waits about backoff * 2**attempts ...
-    outbox_backoff_max: float = 900.0  # ... at most this long, and is retried for ever (and reported)
-    database: str | None = None  # alias of the fabric's rows (outbox ...); None: the router's choice
-    keep_processed_days: float = 30.0  # duplicate marks and redelivery counts (refused if below the redelivery window)
-    keep_results_days: float = 14.0  # django-celery-results rows of event tasks (they hold payloads)
-    keep_deadletters_days: float = 30.0  # a replayed dead letter is kept this long after its replay
-    prune_batch: int = 1000  # rows per DELETE when pruning
-    openedx_signals: tuple[
-        str, ...
-    ] = ()  # event_tasks.openedx: the openedx-events types (or patterns) this service consumes
-    # Operations (``events status|trace|topology verify``):
-    rabbitmq_management_url: str | None = None  # RabbitMQ management API (Flower's --broker_api); None: the
-    # broker's host on port 15672 with the broker's credentials
-    service_databases: dict[str, str] | None = None  # service -> Django database alias holding its tables (default:
-    # an alias named like the service; this process's own: "default")
-    inspect_timeout: float = 1.0  # seconds to wait for workers' replies (status)
+    celery_app: str | None = _setting(
+        None,
+        read_by=f"{SENDER}, {OPERATOR}",
+        doc="The service's Celery app as `module:attr` (e.g. `proj.celery:app`); only needed when nothing in the "
+        "process called `event_tasks.app.install(app)` (it is also the pytest plugin's default app).",
+    )
+    schemas_package: str | tuple[str, ...] | None = _setting(
+        None,
+        read_by=ALL,
+        doc="The catalog: the installed package (or a list of packages) whose modules declare the event types, "
+        "shared by every service of the platform (e.g. `myplatform.events`; the openedx-events types: "
+        "`event_tasks.openedx.catalog`). There is no default: a process that sends or consumes without it "
+        "stops with `NoCatalog`.",
+    )
+    handlers_module: str = _setting(
+        "handlers",
+        read_by=f"{WORKER}, {OPERATOR}",
+        doc="The module looked up in every installed Django app for `@consumer` handlers (`<app>.handlers`), "
+        "as Celery's `autodiscover_tasks` looks for `tasks`.",
+    )
+    exchange: str = _setting(
+        "events",
+        read_by=ALL,
+        doc="The topic exchange the subscriptions are bound on: senders publish to it, workers bind their queue "
+        "on it. Every service of a platform uses the same one.",
+    )
+    queue_prefix: str = _setting(
+        "events.",
+        read_by=ALL,
+        doc="A service's event queue is this prefix and the service's name (`events.lms`); a worker consumes "
+        "events only when its `-Q` names that queue. The same for every service of a platform.",
+    )
+    max_retries: int = _setting(
+        5,
+        read_by=WORKER,
+        doc="Retries of a failing delivery, in its service only, before it becomes a `max_retries` dead letter; "
+        "a handler's `@consumer(max_retries=...)` overrides it.",
+    )
+    retry_backoff: float = _setting(
+        2.0,
+        read_by=WORKER,
+        doc="Seconds: retry n of a delivery waits between half and all of `backoff * 2**n` (exponential, with "
+        "jitter), at most `EVENT_TASKS_RETRY_BACKOFF_MAX`.",
+    )
+    retry_backoff_max: float = _setting(
+        300.0,
+        read_by=WORKER,
+        doc="Seconds: the longest wait before a retry; on Redis also kept below half the visibility timeout.",
+    )
+    publish_retries: int = _setting(
+        3,
+        read_by=f"{SENDER}, {RELAY}",
+        doc="Tries to reach an unreachable broker before a send raises `PublishError` (the relay keeps the "
+        "outbox row and tries again later).",
+    )
+    publish_timeout: float = _setting(
+        2.0,
+        read_by=f"{SENDER}, {RELAY}",
+        doc="Seconds per connect or command of a send (RabbitMQ: a publisher confirm is awaited this long "
+        "times the tries); a send never blocks for ever.",
+    )
+    max_payload_bytes: int = _setting(
+        256 * 1024,
+        read_by=f"{SENDER}, {WORKER}",
+        doc="The largest encoded event (bytes, 256 KiB): a larger send raises `PayloadTooLarge`, a larger message "
+        "received is a `too_large` dead letter. Send a reference instead of the content.",
+    )
+    compiled_codecs: bool = _setting(
+        True,
+        read_by=f"{SENDER}, {WORKER}",
+        doc="Payloads are validated by codecs compiled from the schemas (`event_tasks.codec`), marshmallow "
+        "deciding whatever a codec is unsure of; `False`: marshmallow validates everything.",
+    )
+    max_redeliveries: int = _setting(
+        3,
+        read_by=WORKER,
+        doc="A delivery whose worker died (or ran past its hard time limit) this often is dead-lettered "
+        "(`worker_lost`, `time_limit`): a poison message does not kill workers for ever.",
+    )
+    unknown_type_wait: float = _setting(
+        900.0,
+        read_by=WORKER,
+        doc="Seconds an event of a type no handler of this worker knows waits in the queue for a worker that "
+        "knows it (a deploy in progress), counted from the event's `time`; then it is an `unknown_type` dead letter.",
+    )
+    handler_time_limit: float = _setting(
+        1500.0,
+        read_by=WORKER,
+        doc="Seconds: a delivery's hard time limit (a handler's `@consumer(time_limit=...)` overrides it). Keep it "
+        "below `EVENT_TASKS_RABBITMQ_CONSUMER_TIMEOUT` (a worker on RabbitMQ refuses to start otherwise) and "
+        "the Redis visibility timeout.",
+    )
+    rabbitmq_consumer_timeout: float = _setting(
+        1800.0,
+        read_by=WORKER,
+        doc="Seconds: the broker's `consumer_timeout` (RabbitMQ's default is 30 min), which the handler time "
+        "limits must stay below; set it to what the broker is configured with.",
+    )
+    visibility_timeout: float | None = _setting(
+        None,
+        read_by=WORKER,
+        doc="Redis: seconds before the event a dead worker held comes back to the queue. `None`: the host's "
+        "`CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout']`, else 3600. Retry waits stay below half of it.",
+    )
+    restore_interval: int = _setting(
+        10,
+        read_by=WORKER,
+        doc="Redis: seconds between a worker's sweeps that put back the deliveries of dead workers (unacked past "
+        "the visibility timeout).",
+    )
+    require_durable_broker: bool = _setting(
+        False,
+        read_by=WORKER,
+        doc="Redis: a worker refuses to start on a Redis that can lose queued events (AOF off, an eviction "
+        "policy), instead of warning. For production (this repository's production settings turn it on).",
+    )
+    outbox: bool = _setting(
+        True,
+        read_by=SENDER,
+        doc="`send_event` inside `transaction.atomic()` goes through the outbox: the event is a row of that "
+        "transaction, published on commit (or later by the relay). `False` turns the outbox off: such a send "
+        "publishes at once, even if the transaction then rolls back.",
+    )
+    outbox_grace: float = _setting(
+        2.0,
+        read_by=f"{SENDER}, {RELAY}",
+        doc="Seconds the relay leaves an outbox row this young to the sender's own on-commit publish.",
+    )
+    outbox_retention: float = _setting(
+        7 * 24 * 3600.0,
+        read_by=f"{RELAY}, {WORKER}, {OPERATOR}",
+        doc="Seconds a sent outbox row is kept (7 days) before pruning (the relay, the prune task, `events prune`).",
+    )
+    outbox_lease: float = _setting(
+        60.0,
+        read_by=RELAY,
+        doc="Seconds a relay's claim on outbox rows lasts; then another relay may take them (one publishes each).",
+    )
+    outbox_backoff: float = _setting(
+        5.0,
+        read_by=RELAY,
+        doc="Seconds: an outbox row that fails on its own (the broker refused it; not an outage) waits "
+        "`backoff * 2**(n - 1)` after its n-th failure ...",
+    )
+    outbox_backoff_max: float = _setting(
+        900.0,
+        read_by=RELAY,
+        doc="... at most this many seconds, and is retried for ever (each failure logged as a warning).",
+    )
+    database: str | None = _setting(
+        None,
+        read_by=f"{SENDER}, {RELAY}, {WORKER}, {OPERATOR}",
+        doc="The Django database alias of the fabric's rows (outbox, and pruning); `None`: the database router's choice.",
+    )
+    keep_processed_days: float = _setting(
+        30.0,
+        read_by=f"{WORKER}, {OPERATOR}",
+        doc="Days duplicate marks and redelivery counts are kept. Pruning refuses a value below the redelivery "
+        "window (from the redeliveries, retries, time limits and outbox settings): `RetentionTooShort`.",
+    )
+    keep_results_days: float = _setting(
+        14.0,
+        read_by=f"{WORKER}, {OPERATOR}",
+        doc="Days the django-celery-results rows of event tasks are kept (they hold payloads); the host's own "
+        "results are left alone.",
+    )
+    keep_deadletters_days: float = _setting(
+        30.0,
+        read_by=f"{WORKER}, {OPERATOR}",
+        doc="Days a replayed dead letter is kept after its replay (a dead letter never replayed stays).",
+    )
+    prune_batch: int = _setting(
+        1000,
+        read_by=f"{WORKER}, {RELAY}, {OPERATOR}",
+        doc="Rows per `DELETE` when pruning.",
+    )
+    openedx_signals: tuple[str, ...] = _setting(
+        (),
+        read_by=WORKER,
+        doc="`event_tasks.openedx`: the openedx-events types (or topic patterns) this service consumes and "
+        "re-emits as signals; a single name will do.",
+    )
+    rabbitmq_management_url: str | None = _setting(
+        None,
+        read_by=OPERATOR,
+        doc="RabbitMQ's management API (`http://user:password@host:15672`, Flower's `--broker_api`), for "
+        "`events status`, `events topology verify`; `None`: the broker's host on port 15672 with its credentials.",
+    )
+    service_databases: dict[str, str] | None = _setting(  # noqa: RUF009 - _setting is dataclasses.field (default None)
+        None,
+        read_by=OPERATOR,
+        doc="Operator commands across services (`status`, `trace`): service to the Django database alias that "
+        "holds its tables (a read replica will do); default: an alias named like the service, and this "
+        "process's own service in `default`.",
+    )
+    inspect_timeout: float = _setting(
+        1.0,
+        read_by=OPERATOR,
+        doc="Seconds `events status` waits for the workers' replies.",
+    )
 
     def queue_name(self, service: str) -> str:
         return f"{self.queue_prefix}{service}"
 
     @property
     def schemas_packages(self) -> tuple[str, ...]:
+        """The catalog's packages; :class:`NoCatalog` if ``EVENT_TASKS_SCHEMAS_PACKAGE`` is unset."""
         value = self.schemas_package
-        return (value,) if isinstance(value, str) else tuple(value)
+        packages = (value,) if isinstance(value, str) else tuple(value or ())
+        if not packages:
+            raise NoCatalog()
+        return packages
 
     def require_service(self) -> str:
         """This process's service; :class:`UnknownService` (a start-up error) if unset or malformed."""
@@ -81,7 +277,56 @@ def check_service_name(service: str | None) -> str:
     return service
 
 
-_FIELDS = {f.name: f"EVENT_TASKS_{f.name.upper()}" for f in dataclasses.fields(Settings)}
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+SETTING_NAMES = {name: f"{PREFIX}{name.upper()}" for name in FIELDS}  # field -> Django setting
+FIELD_OF = {setting: name for name, setting in SETTING_NAMES.items()}  # Django setting -> field
+_TYPES = typing.get_type_hints(Settings)
+
+
+def describe_type(annotation: object) -> str:
+    """``int``, ``str or None``, ``list of str`` ...: a field's type as a host writes its setting."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        parts = [describe_type(a) for a in args]
+        return ", ".join(parts[:-1]) + " or " + parts[-1]
+    if annotation is type(None):
+        return "None"
+    if origin is tuple:
+        return f"list of {describe_type(args[0])}"
+    if origin is dict:
+        return f"dict of {describe_type(args[0])} to {describe_type(args[1])}"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _matches(value: object, annotation: object) -> bool:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        return any(_matches(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation in (int, float):  # bool is not a number here; an int will do for a float
+        return isinstance(value, int if annotation is int else (int, float)) and not isinstance(value, bool)
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
+    return isinstance(value, annotation) if isinstance(annotation, type) else False
+
+
+def coerce(field: str, value: object) -> object:
+    """``value`` as :class:`Settings` holds field ``field`` (a list as a tuple; one str where only a
+    list of str is taken as a list of one); :class:`InvalidSetting` if it is of the wrong type."""
+    annotation = _TYPES[field]
+    held = tuple(value) if isinstance(value, list) else value
+    if isinstance(held, str) and not _matches(held, annotation) and _matches((held,), annotation):
+        held = (held,)
+    if not _matches(held, annotation):
+        raise InvalidSetting(SETTING_NAMES[field], value, describe_type(annotation), FIELDS[field].default)
+    return held
 
 
 @cache
@@ -89,17 +334,39 @@ def settings() -> Settings:
     """The effective settings (cached; tests call ``settings.cache_clear()`` after overrides)."""
     from django.conf import settings as django_settings
 
-    values = {}
+    values: dict[str, Any] = {}  # Any: each value was checked against its field's annotation (coerce)
     if django_settings.configured:
-        for field, name in _FIELDS.items():
+        for field, name in SETTING_NAMES.items():
             if hasattr(django_settings, name):
-                values[field] = getattr(django_settings, name)
-    if isinstance(values.get("schemas_package"), list):
-        values["schemas_package"] = tuple(values["schemas_package"])
-    if isinstance(values.get("openedx_signals"), (list, str)):
-        signals = values["openedx_signals"]
-        values["openedx_signals"] = (signals,) if isinstance(signals, str) else tuple(signals)
-    try:
-        return Settings(**values)
-    except TypeError as exc:  # pragma: no cover - a typo in a setting name is caught by hasattr above
-        raise ConfigurationError(str(exc)) from None
+                values[field] = coerce(field, getattr(django_settings, name))
+    return Settings(**values)
+
+
+BEGIN = "<!-- BEGIN generated from event_tasks/conf.py (make settings-doc); edit the fields' docs, not this -->"
+END = "<!-- END generated -->"
+
+
+def settings_reference() -> str:
+    """The table of every setting in ``docs/settings.md``, between the markers :data:`BEGIN` and :data:`END`."""
+    lines = [BEGIN, "", "| setting | type | default | read by | what it does |", "|---|---|---|---|---|"]
+    for name, f in FIELDS.items():
+        cells = [
+            f"`{SETTING_NAMES[name]}`",
+            describe_type(_TYPES[name]),
+            f"`{f.default!r}`",
+            f.metadata["read_by"],
+            f.metadata["doc"],
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join([*lines, "", END])
+
+
+def write_reference(path: str | Path) -> bool:
+    """Put :func:`settings_reference` between the markers of ``path`` (the rest is hand-written); True if it changed."""
+    file = Path(path)
+    text = file.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    new = text[:start] + settings_reference() + text[end:]
+    if new != text:
+        file.write_text(new)
+    return new != text

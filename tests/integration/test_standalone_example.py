@@ -1,8 +1,10 @@
 """examples/standalone: an existing Django + Celery service (``notifier``) that adopted the fabric.
 
-The example runs from its own directory against the installed packages (``event_tasks`` and the
-shared catalog ``schemas``), with none of this repository's settings: its own settings module,
-database, Celery app, queues and routes. On both brokers:
+The example runs from its own directory against the installed library ``event_tasks`` and the
+platform's shared catalog ``schemas``, installed separately (the wheel does not ship it: here a
+directory that holds only a copy of this repository's ``schemas/``, on the example's
+``PYTHONPATH``), with none of this repository's settings: its own settings module, database,
+Celery app, queues and routes. On both brokers:
 
 * its existing task keeps the host's route (``notifier.work``), task id and content type, and
   nothing of it reaches the event queue;
@@ -16,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -57,12 +60,21 @@ def _pythonpath_without_repo(value: str) -> str:
     return os.pathsep.join(keep)
 
 
-def example_env(broker_url: str, database: Path) -> dict[str, str]:
-    """The example's whole environment: this process's, minus the monorepo's settings."""
+def shared_catalog(directory: Path) -> Path:
+    """The platform's shared catalog as the example's host installs it, apart from the library: a
+    directory that holds only a copy of this repository's ``schemas`` package."""
+    site = directory / "shared-catalog"
+    shutil.rmtree(site, ignore_errors=True)
+    shutil.copytree(ROOT / "schemas", site / "schemas", ignore=shutil.ignore_patterns("__pycache__"))
+    return site
+
+
+def example_env(broker_url: str, database: Path, catalog_site: Path) -> dict[str, str]:
+    """The example's whole environment: this process's, minus the monorepo's settings, with the
+    shared catalog (``catalog_site``) on its path."""
     env = {k: v for k, v in os.environ.items() if not _is_monorepo_variable(k)}
     pythonpath = _pythonpath_without_repo(os.environ.get("PYTHONPATH", ""))
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(catalog_site), pythonpath) if p)
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "notifier.settings",
@@ -122,7 +134,8 @@ class Example:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.database = self.dir / "notifier.sqlite3"
-        self.env = example_env(broker_url, self.database)
+        self.catalog_site = shared_catalog(self.dir)
+        self.env = example_env(broker_url, self.database, self.catalog_site)
         self.worker: ServiceWorker | None = None
 
     def start_worker(self) -> ServiceWorker:
@@ -207,12 +220,13 @@ def send_certificate(lms: Publisher):
     )
 
 
-def test_example_runs_on_the_installed_packages(sent_digest):
+def test_example_runs_on_the_installed_packages(example, sent_digest):
     sent = sent_digest["sent"]
     assert sent["settings"] == "notifier.settings"
     assert sent["monorepo_importable"] == []  # the repository root is not on its path
-    for name in ("event_tasks", "schemas"):  # the virtualenv's installed packages, as here
-        assert Path(sent[name]).resolve() == Path(importlib.import_module(name).__file__).resolve()
+    # the library: the virtualenv's installed package, as here; the catalog: installed apart from it
+    assert Path(sent["event_tasks"]).resolve() == Path(importlib.import_module("event_tasks").__file__).resolve()
+    assert Path(sent["schemas"]).resolve() == (example.catalog_site / "schemas" / "__init__.py").resolve()
 
 
 def test_existing_task_keeps_the_hosts_route_id_and_serializer(sent_digest):

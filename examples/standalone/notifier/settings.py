@@ -53,4 +53,5 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- the event fabric ------------------------------------------------------------------------------
 EVENT_TASKS_SERVICE = "notifier"
-# EVENT_TASKS_SCHEMAS_PACKAGE = "schemas"   # the default: the platform's shared catalog, installed
+# The platform's shared catalog of event types, an installed package (required: there is no default).
+EVENT_TASKS_SCHEMAS_PACKAGE = "schemas"
