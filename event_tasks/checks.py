@@ -79,7 +79,7 @@ def check_setting_types(
             found.append(
                 checks.Error(
                     f"{name} must be {exc.expected}, not {type(value).__name__} ({value!r})",
-                    hint=f"Set {name} to {exc.expected} (default: {exc.default!r}), or remove it ({DOC}).",
+                    hint=f"Give {name} a value of type {exc.expected} (default: {exc.default!r}), or remove it ({DOC}).",
                     id="event_tasks.E002",
                 )
             )

@@ -72,7 +72,7 @@ def test_a_value_of_the_wrong_type_is_reported(name, value, expected):
     assert [(m.id, m.msg) for m in found] == [
         ("event_tasks.E002", f"{name} must be {expected}, not {type(value).__name__} ({value!r})")
     ]
-    assert found[0].hint.startswith(f"Set {name} to {expected} (default: ")
+    assert found[0].hint.startswith(f"Give {name} a value of type {expected} (default: ")
 
 
 def test_values_the_types_allow_are_not_reported():
