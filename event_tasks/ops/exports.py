@@ -19,14 +19,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
-from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from marshmallow import fields
 
 from .. import catalog
 from ..conf import settings
+from ..errors import ExtraMissing
 from ..handlers import consuming_services, service_handlers
+
+try:  # the `export` extra; only `events schema export` imports this module
+    from apispec import APISpec
+    from apispec.ext.marshmallow import MarshmallowPlugin
+    from apispec.ext.marshmallow.openapi import OpenAPIConverter
+except ImportError as exc:
+    raise ExtraMissing("events schema export", "apispec", "export", str(exc)) from exc
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -27,11 +27,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
+from ..errors import ExtraMissing
 from ..models import DeadLetter, ProcessedEvent
+
+try:  # the `metrics` extra; only `events metrics` (or a service registering the collector) imports this module
+    from prometheus_client import CollectorRegistry, make_wsgi_app
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+except ImportError as exc:
+    raise ExtraMissing("events metrics", "prometheus-client", "metrics", str(exc)) from exc
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
