@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,lint,postgres,openedx,hiredis]'
+	$(PY) -m pip install --quiet -e '.[test,lint,demo,export,metrics,postgres,openedx,hiredis]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -53,7 +53,7 @@ faults-long: $(STAMP)
 
 ## Benchmarks against plain Celery, plain kombu and the Open edX Redis event bus (bench/README.md); not part of `make test`.
 bench: $(STAMP)
-	$(PY) -c 'import openedx_events, edx_event_bus_redis' 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,postgres,hiredis,bench]'
+	$(PY) -c 'import openedx_events, edx_event_bus_redis' 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,demo,export,metrics,postgres,hiredis,bench]'
 	$(PY) -m bench
 
 clean:

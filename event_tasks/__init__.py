@@ -9,8 +9,14 @@ Public API (kept small; docs/architecture.md, "Public API"):
 Errors are in :mod:`event_tasks.errors`; the catalog is :mod:`event_tasks.catalog`.
 """
 
+from importlib.metadata import version as _version
+
 from .envelope import Event
 from .handlers import consumer
 from .send.publisher import send_event, send_events
+
+#: The installed distribution's version (``event-tasks``; the package is always installed, editable in
+#: this repository). Not in ``__all__``: ``from event_tasks import *`` brings the API only.
+__version__ = _version("event-tasks")
 
 __all__ = ["Event", "consumer", "send_event", "send_events"]

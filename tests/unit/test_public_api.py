@@ -1,6 +1,8 @@
 """The public surface is small and pinned (docs/architecture.md, "Public API")."""
 
+import configparser
 import inspect
+from pathlib import Path
 
 import event_tasks
 from event_tasks import errors
@@ -8,6 +10,18 @@ from event_tasks import errors
 
 def test_all_is_pinned():
     assert event_tasks.__all__ == ["Event", "consumer", "send_event", "send_events"]
+
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    assert "__version__" not in event_tasks.__all__
+    assert isinstance(event_tasks.__version__, str) and event_tasks.__version__
+    assert event_tasks.__version__ == version("event-tasks")
+    # and the installed metadata is this tree's (`make` reinstalls when setup.cfg changes)
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(event_tasks.__file__).parent.parent / "setup.cfg")
+    assert event_tasks.__version__ == cfg["metadata"]["version"]
 
 
 def test_send_event_signature():
