@@ -184,8 +184,23 @@ def seen(here: Path) -> list[str]:
 
 
 def celery_worker(app: str, queue: str = "events.svc") -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queue, "-P", "solo", "-l", "INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "worker",
+        "-Q",
+        queue,
+        "-P",
+        "solo",
+        "-l",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
 
 
 CASES = {
@@ -201,7 +216,7 @@ CASES = {
         "svc",
         "--extra",
         '{"pool": "solo", "loglevel": "INFO"}',
-    ],  # fmt: skip
+    ],
 }
 
 
