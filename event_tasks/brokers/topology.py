@@ -17,9 +17,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from kombu import Connection, Exchange, Queue, binding
+from kombu.utils.url import maybe_sanitize_url
 
 from ..conf import settings
-from ..errors import ConfigurationError, ManagementAPIUnavailable
+from ..errors import ManagementAPIUnavailable, UnsupportedBroker
 from .rabbitmq.api import ManagementAPI
 
 if TYPE_CHECKING:
@@ -192,7 +193,9 @@ def sweep_tail_bindings(client: redis.Redis) -> list[str]:
 
 
 def broker_kind(url: str) -> str:
-    """``"redis"``, ``"amqp"`` or ``"memory"`` (unit tests) for a broker URL; ConfigurationError otherwise."""
+    """``"redis"``, ``"amqp"`` or ``"memory"`` (unit tests) for a broker URL; :class:`UnsupportedBroker`
+    (a ConfigurationError) otherwise: before kombu loads a transport for it (kombu's Kafka transport
+    without confluent-kafka ends in a NameError on import)."""
     scheme = (url or "").split("://", 1)[0]
     for kind, schemes in (
         ("redis", ("redis", "rediss", "redis+socket")),
@@ -201,10 +204,12 @@ def broker_kind(url: str) -> str:
     ):
         if scheme in schemes:
             return kind
-    raise ConfigurationError(
-        f"Unsupported broker {scheme!r} in CELERY_BROKER_URL: event-tasks runs on "
-        "Redis (redis://) or RabbitMQ (amqp://)"
-    )
+    raise UnsupportedBroker(shown_url(url))
+
+
+def shown_url(url: str) -> str:
+    """A broker URL (or ``;``-separated failover list) as shown to a person: passwords masked."""
+    return ";".join(maybe_sanitize_url(part) if "@" in part else part for part in (url or "").split(";"))
 
 
 def is_redis(connection: Connection) -> bool:
