@@ -87,7 +87,11 @@ class Publisher:
             "key": key,
         }
         body, argsrepr = encode_body(envelope, wire)
-        size = len(body) if body.isascii() else len(body.encode("utf-8"))  # bytes, as the consumer counts them
+        try:
+            size = len(body) if body.isascii() else len(body.encode("utf-8"))  # bytes, as the consumer counts them
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) passes every schema: no UTF-8 has it
+            bad = not_utf8(wire) | ({} if key is None or _utf8(key) else {"key": [NOT_UTF8]})
+            raise EventValidationError(event_type, bad or {"_payload": [NOT_UTF8]}) from None
         if size > self.conf.max_payload_bytes:
             raise PayloadTooLarge(event_type, size, self.conf.max_payload_bytes)
         event = Event(id=event_id, type=event_type, source=self.service, time=now, key=key, data=loaded)
@@ -208,6 +212,33 @@ class Publisher:
                 self.stats["unrouted"] += 1
                 log.info("event %s (%s) has no subscriber yet; nobody gets it", event_id, event_type)
         return copies
+
+
+NOT_UTF8 = "text that cannot be encoded as UTF-8 (a lone surrogate such as \\ud800): send valid Unicode text"
+
+
+def not_utf8(value: object) -> dict[str, object]:
+    """The fields (nested as marshmallow's errors; a list's items by index) of ``value`` whose text
+    UTF-8 cannot encode."""
+    items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, list) else ()
+    found: dict[str, object] = {}
+    for name, item in items:
+        if isinstance(name, str) and not _utf8(name):  # a key of a Dict field: named escaped, never printed raw
+            found[name.encode("utf-8", "backslashreplace").decode()] = [f"this key is {NOT_UTF8}"]
+        elif isinstance(item, str):
+            if not _utf8(item):
+                found[str(name)] = [NOT_UTF8]
+        elif inner := not_utf8(item):
+            found[str(name)] = inner
+    return found
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _lock = threading.Lock()
