@@ -60,6 +60,7 @@ class Harness:
         self.pg = None
         self.vhost = None
         self.procs: list[Any] = []
+        self.extras: list[Any] = []  # other private things to stop at the end (e.g. bench.adopted's databases)
 
     def n(self, count: int, floor: int = 50) -> int:
         return max(floor, int(count * self.scale))
@@ -97,7 +98,7 @@ class Harness:
                 p.stop()
             except Exception:
                 pass
-        for thing in (self.vhost, self.pg, self.redis):
+        for thing in (*self.extras, self.vhost, self.pg, self.redis):
             if thing is not None:
                 try:
                     thing.stop()
@@ -120,10 +121,10 @@ class Harness:
         with Connection(url or self.url) as conn:
             declare(conn, [service_queue(s, [CERTIFICATE_CREATED]) for s in services])
 
-    def proc(self, command: list[str], env: dict[str, str], name: str):
+    def proc(self, command: list[str], env: dict[str, str], name: str, cwd: Path | None = None):
         from .workers import Proc
 
-        p = Proc(command, env, self.tmp / f"{name}-{uuid.uuid4().hex[:6]}.log")
+        p = Proc(command, env, self.tmp / f"{name}-{uuid.uuid4().hex[:6]}.log", cwd or ROOT)
         self.procs.append(p)
         return p.start()
 

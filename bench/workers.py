@@ -72,8 +72,9 @@ def worker_command(app: str, queue: str, name: str) -> list[str]:
 class Proc:
     """A subprocess in its own session, with its output in a log file; stopped by its PID."""
 
-    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> None:
         self.command = command
+        self.cwd = cwd
         self.env = env
         self.log = log
         self.process: subprocess.Popen | None = None
@@ -83,7 +84,7 @@ class Proc:
         out = open(self.log, "ab")
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            self.command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            self.command, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         out.close()
         return self

@@ -27,6 +27,7 @@ def describe(bench: Harness) -> None:
 def run(bench: Harness) -> None:
     import event_tasks
 
+    from .. import adopted
     from ..openedx_bus import TOPIC, make_producer, sender
     from ..workers import drain_redis_lists, drain_stream, fabric_env, worker_command
 
@@ -40,9 +41,11 @@ def run(bench: Harness) -> None:
         "dedupe-pg": "no-op handler, duplicate suppression on, PostgreSQL",
         "batched": f"batched handler (`@consumer(..., batch={BATCH_SIZE})`), no-op",
         "batchdedupe-pg": f"batched handler (batch={BATCH_SIZE}), duplicate suppression on, PostgreSQL",
+        **adopted.ROWS,  # an outside service adopted by the README's steps (bench/adopted.py)
     }
     # pre-filled queues, restored (DUMP/RESTORE) before every run: every run drains the same messages
     blobs = {"noop": bench.fill_ours("noop", n), "dedupe": bench.fill_ours("dedupe", n)}
+    blobs[adopted.SERVICE] = bench.fill_ours(adopted.SERVICE, n)
     if batch_supported:
         blobs["batched"] = bench.fill_ours("batched", n)
         blobs["batchdedupe"] = bench.fill_ours("batchdedupe", n)
@@ -60,7 +63,8 @@ def run(bench: Harness) -> None:
     assert bench.client.xlen(TOPIC) == n
     blobs["openedx"] = bench.client.dump(TOPIC)
     bench.postgres()
-    systems = ["noop", "plain", "plain-django", "openedx", "dedupe", "dedupe-pg"] + (
+    outside = {system: adopted.AdoptedService(bench, v).write() for system, v in adopted.VARIANT_OF.items()}
+    systems = ["noop", "plain", "plain-django", "openedx", "dedupe", "dedupe-pg", *outside] + (
         ["batched", "batchdedupe-pg"] if batch_supported else []
     )
     for rnd in range(bench.rounds):
@@ -72,25 +76,31 @@ def run(bench: Harness) -> None:
                 w = bench.plain_worker(bench.url, **env)
                 secs = drain_redis_lists(bench.client, n, w, queue="events.plain", unacked=("unacked",))
             elif system == "plain-django":
-                bench.restore("events.plain", blobs["plain"])
+                # the same messages under a name that is no event queue: a worker of service
+                # `plaintask` on `events.plain` would refuse to start (EventQueueMismatch)
+                bench.restore("plaintask", blobs["plain"])
                 db = bench.fresh_sqlite("plaintask")
                 w = bench.proc(
-                    worker_command("config.celery_app", "events.plain", "plaintask"),
+                    worker_command("config.celery_app", "plaintask", "plaintask"),
                     fabric_env("plaintask", bench.url, db, **env),
                     "worker-plaintask",
                 )
-                secs = drain_redis_lists(bench.client, n, w, queue="events.plain", unacked=("unacked",))
+                secs = drain_redis_lists(bench.client, n, w, queue="plaintask", unacked=("unacked",))
             elif system == "openedx":
                 bench.restore(TOPIC, blobs["openedx"])
                 group = f"svc{rnd}"
                 w = bench.openedx_consumer(group, "noop", **env)
                 secs = drain_stream(bench.client, TOPIC, group, w)
             else:
-                service = system.replace("-pg", "")
+                service = adopted.SERVICE if system in outside else system.replace("-pg", "")
                 queue = f"events.{service}"
                 bench.restore(queue, blobs[service])
-                db = bench.reset_postgres() if system.endswith("-pg") else bench.fresh_sqlite(service)
-                w = bench.fabric_worker(service, bench.url, db, **env)
+                if system in outside:
+                    db = outside[system].fresh_db()
+                    w = outside[system].worker(**env)
+                else:
+                    db = bench.reset_postgres() if system.endswith("-pg") else bench.fresh_sqlite(service)
+                    w = bench.fabric_worker(service, bench.url, db, **env)
                 secs = drain_redis_lists(
                     bench.client,
                     n,
@@ -102,10 +112,10 @@ def run(bench: Harness) -> None:
             bench.stop(w)
             if not done.exists():
                 raise RuntimeError(f"{system}: the handler did not run {n} times; log:\n{w.output()[-3000:]}")
-            if system in ("noop", "dedupe", "dedupe-pg", "batched", "batchdedupe-pg"):
+            if system in ("noop", "dedupe", "dedupe-pg", "batched", "batchdedupe-pg", *outside):
                 dead = bench.db_count(db, "SELECT count(*) FROM event_tasks_deadletter")
                 assert dead == 0, f"{system}: {dead} dead letters"
-                if system.startswith(("dedupe", "batchdedupe")):
+                if system.startswith(("dedupe", "batchdedupe", "adopted")):
                     marks = bench.db_count(db, "SELECT count(*) FROM event_tasks_processedevent")
                     assert marks == n, f"{system}: {marks} duplicate marks, expected {n}"
             rate = n / secs
@@ -163,6 +173,8 @@ def run(bench: Harness) -> None:
         "same worker flags); the Open edX consumer loop (`RedisEventConsumer."
         "consume_indefinitely`: XREADGROUP of one entry + XACK per event).",
     )
+    bench.results.note(sec, adopted.NOTE)
+    adopted.compare(bench.results, sec)
     import bench.services.batched.handlers as batched
 
     if batch_supported:
