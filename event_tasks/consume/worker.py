@@ -194,8 +194,27 @@ def _warn_about_slow_settings(app: Celery) -> None:
     if not app.conf.get("db_reuse_max") and not pooled:
         log.warning(
             "Celery's Django fixup closes the database connection before and after every task, so each event "
-            "opens a new connection: set CELERY_DB_REUSE_MAX (e.g. 1000), or on PostgreSQL "
-            "DATABASES[...]['OPTIONS']['pool'] = True"
+            "opens a new connection: set CELERY_DB_REUSE_MAX (e.g. 1000) with DATABASES[...]['CONN_MAX_AGE'] = "
+            "None, or on PostgreSQL DATABASES[...]['OPTIONS']['pool'] = True"
+        )
+        return
+    from django.db import router
+
+    from ..models import ProcessedEvent
+
+    alias = router.db_for_write(ProcessedEvent)  # the database of every event's duplicate mark
+    db = django_settings.DATABASES.get(alias) or {}
+    if not (db.get("OPTIONS") or {}).get("pool") and db.get("CONN_MAX_AGE", 0) == 0:
+        # Every event task starts with close_old_connections() (a reused connection that broke is
+        # dropped), which also closes a connection older than CONN_MAX_AGE: with 0, every one.
+        log.warning(
+            "Database %r has CONN_MAX_AGE = 0 (Django's default): each event task closes the connection its "
+            "predecessor opened, so each event opens a new one despite CELERY_DB_REUSE_MAX (on SQLite in WAL "
+            "mode the close also checkpoints the WAL); set DATABASES[%r]['CONN_MAX_AGE'] = None (or a number "
+            "of seconds)%s",
+            alias,
+            alias,
+            ", or OPTIONS['pool'] = True" if db.get("ENGINE", "").endswith("postgresql") else "",
         )
 
 
