@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from django.core.management.base import CommandParser
+import json
+import math
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
 
 
 def add_arguments(parser: CommandParser) -> None:
@@ -53,8 +59,11 @@ def add_arguments(parser: CommandParser) -> None:
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     send = sub.add_parser("send", help="send one event as EVENT_TASKS_SERVICE")
     send.add_argument("event_type")
-    send.add_argument("--data", required=True, help="the payload as JSON")
+    send.add_argument(
+        "--data", required=True, help="the payload as JSON, @FILE (a file holding it) or - (read from stdin)"
+    )
     send.add_argument("--key")
+    send.add_argument("--id", dest="event_id", help="the event's id (send_event(id=...); default: a new UUID)")
     relay = sub.add_parser("relay", help="publish committed outbox events (runs until stopped)")
     relay.add_argument("--once", action="store_true", help="publish what is pending, then exit")
     relay.add_argument("--grace", type=float, help="seconds to leave fresh rows to the on-commit publish")
@@ -100,3 +109,70 @@ def add_arguments(parser: CommandParser) -> None:
         action="store_true",
         help="also count each service's workers (Celery remote control on every scrape)",
     )
+
+
+def check_options(action: str, options: Mapping[str, object]) -> None:
+    """Refuse values no run can use, in one line (exit 2, as argparse refuses a malformed one)."""
+    at_least: dict[str, dict[str, tuple[float, bool]]] = {  # option: (bound, bound itself allowed)
+        "status": {"watch": (0, False), "timeout": (0, True)},
+        "tail": {"count": (1, True), "lease": (0, False)},
+        "relay": {"grace": (0, True), "batch": (1, True)},
+        "deadletters": {"older_than": (0, True), "newer_than": (0, False), "limit": (1, True)},
+        "metrics": {"port": (0, True)},
+    }
+    for name, (bound, inclusive) in at_least.get(action, {}).items():
+        value = options.get(name)
+        if not isinstance(value, (int, float)):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not math.isfinite(value):
+            raise CommandError(f"events {action}: {flag} must be a finite number, not {value:g}", returncode=2)
+        if value < bound or (value == bound and not inclusive):
+            than = f"at least {bound:g}" if inclusive else f"more than {bound:g}"
+            raise CommandError(f"events {action}: {flag} must be {than}, not {value:g}", returncode=2)
+    port = options.get("port")
+    if action == "metrics" and isinstance(port, int) and port > 65535:
+        raise CommandError(f"events metrics: --port must be a TCP port (0 to 65535), not {port}", returncode=2)
+    if action == "deadletters":
+        _check_deadletter_filters(options)
+
+
+def _check_deadletter_filters(options: Mapping[str, object]) -> None:
+    from event_tasks.models import DeadLetter
+
+    older, newer = options.get("older_than"), options.get("newer_than")
+    if isinstance(older, (int, float)) and isinstance(newer, (int, float)) and newer <= older:
+        raise CommandError(
+            f"events deadletters: --newer-than {newer:g} with --older-than {older:g} matches nothing: a dead "
+            f"letter newer than {newer:g} s is not older than {older:g} s (--newer-than must be the larger age)",
+            returncode=2,
+        )
+    reason = options.get("reason")
+    if reason is not None and reason not in DeadLetter.Reason.values:
+        raise CommandError(
+            f"events deadletters: no reason {reason!r}; the reasons are {', '.join(DeadLetter.Reason.values)}",
+            returncode=2,
+        )
+
+
+def read_payload(data: str) -> Any:  # Any: JSON as parsed; send_event validates it against the schema
+    """``--data``: JSON, ``@FILE`` (a file holding it) or ``-`` (stdin: no argument-length limit);
+    a payload that cannot be read or is not JSON is one line, exit 2."""
+    where = "--data"
+    try:
+        if data == "-":
+            where, data = "--data - (stdin)", sys.stdin.read()
+        elif data.startswith("@"):
+            where = f"--data {data}"
+            with open(data[1:], encoding="utf-8") as file:
+                data = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"{where}: cannot read the payload: {exc}", returncode=2) from exc
+
+    def not_json(constant: str) -> object:
+        raise ValueError(f"{constant} is not a JSON value")
+
+    try:
+        return json.loads(data, parse_constant=not_json)
+    except ValueError as exc:
+        raise CommandError(f"{where} is not JSON: {exc}", returncode=2) from exc

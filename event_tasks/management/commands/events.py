@@ -15,6 +15,11 @@
 * ``schema snapshot|check``  record the catalog's shape; refuse changes that break a version
 * ``schema export``  JSON Schema per type and an AsyncAPI 3 document (``exports``)
 * ``metrics``   serve Prometheus metrics Flower lacks: queue depth, dead letters, outbox, duplicates
+
+Exit codes (``docs/operations.md``): 0 done, 1 a finding (drift, an event found nowhere, a dead
+letter id that does not exist, a payload refused), 2 the command could not do its work here (the
+broker unreachable or unsupported, the fabric's tables missing, an impossible option): one line
+each (``management/failures.py``), the exception behind it with ``events --traceback``.
 """
 
 from __future__ import annotations
@@ -22,19 +27,22 @@ from __future__ import annotations
 import json
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from event_tasks import catalog
 from event_tasks.brokers.topology import declare, service_queue, subscription_table
 from event_tasks.conf import settings
-from event_tasks.errors import EventTasksError, ManagementAPIUnavailable
+from event_tasks.errors import ManagementAPIUnavailable
 from event_tasks.handlers import consuming_services, service_handlers
-from event_tasks.management.arguments import add_arguments
-from event_tasks.ops.replay import replay
+from event_tasks.management import failures
+from event_tasks.management.arguments import add_arguments, check_options, read_payload
 from event_tasks.send.publisher import default_publisher, send_event, the_app
 from event_tasks.send.relay import Relay
-from event_tasks.store import deadletters
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 class Command(BaseCommand):
@@ -43,11 +51,41 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         add_arguments(parser)
 
-    def handle(self, *args: object, action: str, **options: object) -> None:
+    def get_version(self) -> str:
+        """``events --version``: the installed event-tasks (Django's own version otherwise)."""
+        from importlib.metadata import PackageNotFoundError, version
+
         try:
-            getattr(self, "do_" + action)(**options)
-        except EventTasksError as exc:
-            raise CommandError(str(exc)) from exc
+            return f"event-tasks {version('event-tasks')}"
+        except PackageNotFoundError:
+            return "event-tasks (not installed as a package: no version recorded)"
+
+    def execute(self, *args: object, **options: object) -> str | None:
+        """The entry of every subcommand (``call_command`` too): impossible options, an unsupported or
+        unreachable broker and missing tables end here in one line and exit 2 (``failures``);
+        before Django's system checks, which would report an unsupported broker in a block of lines."""
+        action = str(options.get("action"))
+        app = None
+        try:
+            check_options(action, options)
+            if failures.needs_broker(action, options):
+                app = the_app()
+                failures.probe_broker(app)
+            elif action in failures.PUBLISH_ACTIONS:
+                app = the_app()
+                failures.check_kind(app)
+            return super().execute(*args, **options)
+        except CommandError:
+            raise
+        except Exception as exc:
+            on_broker = failures.needs_broker(action, options)
+            error = failures.command_error(exc, app or _app_if_known(), on_broker=on_broker)
+            if error is None:
+                raise
+            raise error from exc
+
+    def handle(self, *args: object, action: str, **options: object) -> None:
+        getattr(self, "do_" + action)(**options)
 
     def do_declare(self, service: list[str] | None = None, **_: object) -> None:
         known = consuming_services()
@@ -180,16 +218,17 @@ class Command(BaseCommand):
 
         run(the_app(), out, self.stderr.write, pattern=pattern, as_json=json, count=count, lease=lease, stop=stop)
 
-    def do_send(self, event_type: str, data: str, key: str | None = None, **_: object) -> None:
-        try:
-            payload = json.loads(data)
-        except ValueError as exc:
-            raise CommandError(f"--data is not JSON: {exc}") from exc
-        event = send_event(event_type, payload, key=key)
+    def do_send(
+        self, event_type: str, data: str, key: str | None = None, event_id: str | None = None, **_: object
+    ) -> None:
+        event = send_event(event_type, read_payload(data), key=key, id=event_id)
         self.stdout.write(event.id)
 
     def do_relay(self, once: bool = False, grace: float | None = None, batch: int = 200, **_: object) -> None:
+        from event_tasks.models import OutboxEvent
+
         relay = Relay(default_publisher(), grace=grace, batch=batch)
+        failures.check_tables(OutboxEvent, relay.using)  # the relay would wait for the table as for a database down
         if once:
             self.stdout.write(relay_summary(relay, relay.drain()))
             return
@@ -250,29 +289,20 @@ class Command(BaseCommand):
         newer_than: float | None = None,
         **_: object,
     ) -> None:
-        letters = deadletters.select(
-            ids=ids, service=service, event_type=event_type, reason=reason, older_than=older_than, newer_than=newer_than
+        from event_tasks.management.deadletters import run
+
+        run(
+            dl_action,
+            ids,
+            self.stdout.write,
+            limit=limit,
+            all=all,
+            service=service,
+            event_type=event_type,
+            reason=reason,
+            older_than=older_than,
+            newer_than=newer_than,
         )
-        if dl_action in ("replay", "discard") and not ids and not all:
-            raise CommandError(f"{dl_action} needs dead letter ids, or --all with filters")
-        if dl_action == "list":
-            for letter in letters[:limit]:
-                self.stdout.write(
-                    f"#{letter.pk} {letter.created_at:%Y-%m-%d %H:%M:%S} {letter.service} "
-                    f"{letter.event_type or '?'} {letter.event_id} [{letter.reason}] "
-                    f"attempts={letter.attempts} replays={letter.replays}: {letter.detail[:160]}"
-                )
-        elif dl_action == "show":
-            for letter in letters[:limit]:
-                self.stdout.write(_json(deadletters.as_dict(letter)))
-        elif dl_action == "replay":
-            for letter in letters:
-                queue = replay(letter)
-                self.stdout.write(f"replayed #{letter.pk} ({letter.event_type} {letter.event_id}) to {queue}")
-        else:
-            count = len(letters)
-            deadletters.discard(letters)
-            self.stdout.write(f"discarded {count} dead letter(s)")
 
     def do_metrics(
         self, port: int, address: str, metric_services: list[str] | None = None, workers: bool = False, **_: object
@@ -284,6 +314,14 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         metrics.run(port, address, services=metric_services, workers=workers, write=write)
+
+
+def _app_if_known() -> Celery | None:
+    """The host's Celery app for an error message, or None where there is none to name."""
+    try:
+        return the_app()
+    except Exception:  # noqa: BLE001 - only naming the broker URL: the error being reported is another
+        return None
 
 
 def relay_summary(relay: Relay, sent: int) -> str:
