@@ -7,16 +7,15 @@ lines: ``INSTALLED_APPS += ["event_tasks"]``, ``EVENT_TASKS_SERVICE``,
 ``EVENT_TASKS_SCHEMAS_PACKAGE`` (the bench's catalog, ``schemas``), ``install(app)``, a no-op
 ``@consumer`` in ``awards/handlers.py``, and (variant by variant) the database lines of the fast path:
 
-* ``sqlite``: ``CELERY_DB_REUSE_MAX = 1000`` and the SQLite ``OPTIONS`` (timeout, IMMEDIATE, WAL);
-* ``pg``: the service's PostgreSQL ``DATABASES`` plus ``CELERY_DB_REUSE_MAX = 1000`` and
-  ``OPTIONS = {"pool": True}`` (psycopg 3's pool, Django's ``CONN_MAX_AGE = 0``);
+* ``sqlite``: ``CELERY_DB_REUSE_MAX = 1000``, ``CONN_MAX_AGE = None`` and the SQLite ``OPTIONS``
+  (timeout, IMMEDIATE, WAL);
+* ``pg``: the service's PostgreSQL ``DATABASES`` plus ``CELERY_DB_REUSE_MAX = 1000`` and the pool
+  (``OPTIONS["pool"] = True``, psycopg 3's pool, Django's ``CONN_MAX_AGE = 0``);
 * ``defaults``: none of them (SQLite as ``startproject`` writes it, connections closed per task):
   what a service gets when it stops at the first block of the README.
 
 The lines are the README's, copied (``ADOPTION``, ``FAST_PATH``): when the README's steps change,
-change them here. One difference: the README's PostgreSQL line ``DATABASES["default"]["OPTIONS"]["pool"]
-= True`` raises ``KeyError: 'OPTIONS'`` on an entry without ``OPTIONS`` (``startproject``'s, and
-the one written here), so ``OPTIONS = {"pool": True}`` is what a service ends up writing.
+change them here.
 
 Nothing of the bench's own settings (``config/``) is used: the worker is ``celery -A proj worker``
 run in the project's directory with ``DJANGO_SETTINGS_MODULE`` unset (``proj/celery.py`` sets it);
@@ -79,6 +78,7 @@ FAST_PATH = {
     "sqlite": """
         # --- README, the database fast path (SQLite) ---
         CELERY_DB_REUSE_MAX = 1000
+        DATABASES["default"]["CONN_MAX_AGE"] = None
         DATABASES["default"]["OPTIONS"] = {
             "timeout": 20,
             "transaction_mode": "IMMEDIATE",
@@ -88,7 +88,7 @@ FAST_PATH = {
     "pg": """
         # --- README, the database fast path (PostgreSQL) ---
         CELERY_DB_REUSE_MAX = 1000
-        DATABASES["default"]["OPTIONS"] = {"pool": True}  # psycopg 3's pool (CONN_MAX_AGE stays 0)
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = True  # psycopg 3's pool (CONN_MAX_AGE stays 0)
     """,
     "defaults": "",
 }
