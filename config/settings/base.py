@@ -167,6 +167,22 @@ def database(url: str) -> dict:
     return db
 
 
+def demo_services() -> set[str]:
+    """The demo's services: each consumer app of the package, and each service the Procfile runs."""
+    procfile = BASE_DIR / "Procfile"
+    named = (
+        set(re.findall(r"EVENT_TASKS_SERVICE=([a-z][a-z0-9_]*)", procfile.read_text())) if procfile.exists() else set()
+    )
+    return named | {app.rsplit(".", 1)[1] for app in consumer_apps(CONSUMERS_PACKAGE, None)}
+
+
+if _db_url == _default_db and EVENT_TASKS_SERVICE and EVENT_TASKS_SERVICE not in demo_services():
+    # A typo must not create var/<typo>.sqlite3 and run against an empty database: say so, create nothing.
+    raise SystemExit(
+        f"EVENT_TASKS_SERVICE={EVENT_TASKS_SERVICE!r} is not one of the demo's services "
+        f"({', '.join(sorted(demo_services()))}): nothing was created. Use one of them, or give a service of "
+        f"your own its database with {EVENT_TASKS_SERVICE.upper()}_DATABASE_URL or DATABASE_URL"
+    )
 DATABASES = {"default": database(_db_url)}
 if _db_url == _default_db:
     VAR_DIR.mkdir(parents=True, exist_ok=True)  # a fresh checkout can migrate at once

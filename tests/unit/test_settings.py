@@ -152,3 +152,28 @@ def test_a_worker_without_a_catalog_refuses_to_start(tmp_path):
     assert out.returncode != 0
     assert "event-tasks: EVENT_TASKS_SCHEMAS_PACKAGE is not set: name the package" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_demo_settings_create_nothing_for_an_unknown_service(tmp_path):
+    """A typo in EVENT_TASKS_SERVICE must not create var/<typo>.sqlite3 and run on an empty database."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    env.update({"EVENT_TASKS_SERVICE": "lsm", "EVENT_TASKS_VAR_DIR": str(tmp_path / "var"),
+                "DJANGO_SETTINGS_MODULE": "config.settings.local"})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode != 0
+    assert "EVENT_TASKS_SERVICE='lsm' is not one of the demo's services" in out.stderr
+    assert "lms" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "var").exists()
+    env["EVENT_TASKS_SERVICE"] = "lms"
+    ok = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
