@@ -176,7 +176,12 @@ def demo_services() -> set[str]:
     return named | {app.rsplit(".", 1)[1] for app in consumer_apps(CONSUMERS_PACKAGE, None)}
 
 
-if _db_url == _default_db and EVENT_TASKS_SERVICE and EVENT_TASKS_SERVICE not in demo_services():
+if (
+    _db_url == _default_db
+    and EVENT_TASKS_SERVICE
+    and re.fullmatch(r"[a-z][a-z0-9_]{0,62}", EVENT_TASKS_SERVICE)  # a malformed name: the library says so
+    and EVENT_TASKS_SERVICE not in demo_services()
+):
     # A typo must not create var/<typo>.sqlite3 and run against an empty database: say so, create nothing.
     raise SystemExit(
         f"EVENT_TASKS_SERVICE={EVENT_TASKS_SERVICE!r} is not one of the demo's services "

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -34,8 +35,8 @@ def manage(
         "EVENT_TASKS_SERVICE": "prober",
         "CELERY_BROKER_URL": broker,
     }
-    if database is not None:
-        env["DATABASE_URL"] = f"sqlite:///{database}"
+    # a database of the test's own (the demo settings give only the demo's services one under var/)
+    env["DATABASE_URL"] = f"sqlite:///{database or Path(tempfile.mkdtemp(prefix='et-cli-')) / 'prober.sqlite3'}"
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "manage.py", "events", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120

@@ -111,8 +111,9 @@ def test_handler_time_limit_past_rabbitmq_consumer_timeout_is_refused_at_worker_
     assert out.returncode != 0 and "consumer_timeout" in out.stderr
 
 
-def test_a_worker_of_a_service_without_handlers_is_refused_at_start():
-    out = start_worker("events.nobody", EVENT_TASKS_SERVICE="nobody", **PROBES)
+def test_a_worker_of_a_service_without_handlers_is_refused_at_start(tmp_path):
+    database = f"sqlite:///{tmp_path / 'nobody.sqlite3'}"  # none of the demo's services: a database of its own
+    out = start_worker("events.nobody", EVENT_TASKS_SERVICE="nobody", DATABASE_URL=database, **PROBES)
     assert out.returncode != 0
     assert "consumes events.nobody, but service 'nobody' has no handlers" in out.stderr
 
