@@ -89,7 +89,7 @@ def check_setting_types(
 def _broker_urls() -> dict[str, str]:
     """``{url: where it is set}``: ``CELERY_BROKER_URL`` and the broker of every app handed to install()."""
     urls: dict[str, str] = {}
-    for app in publisher._apps:  # the Celery apps handed to install() (read only; the publisher keeps the list)
+    for app in publisher.known_apps():  # the Celery apps handed to install()
         url = app.conf.broker_url
         if isinstance(url, str) and url:
             urls.setdefault(url, f"the Celery app {app.main!r}'s broker_url")

@@ -253,6 +253,11 @@ def use_app(app: Celery) -> None:
             _apps.append(app)
 
 
+def known_apps() -> tuple[Celery, ...]:
+    """The Celery apps handed to :func:`use_app` (``install``), oldest first."""
+    return tuple(_apps)
+
+
 def the_app() -> Celery:
     """The host's Celery app: the one handed to ``install``, else ``EVENT_TASKS_CELERY_APP`` imported."""
     if not _apps:
