@@ -41,8 +41,7 @@ def sizes_text(bench: Harness) -> str:
 
 def publishers(bench: Harness) -> tuple[dict[str, Callable[[int], None]], Any]:
     """One ``send(i)`` per system, built once (connections, scripts, producers outside the timing),
-    and plain Celery's producer context, to exit after the section."""
-    from celery import Celery
+    and the function that releases plain Celery's producer after the section."""
     from kombu import Connection, Exchange, Producer
 
     import event_tasks
@@ -57,20 +56,7 @@ def publishers(bench: Harness) -> tuple[dict[str, Callable[[int], None]], Any]:
     def ours(i: int) -> None:
         send_event(CERTIFICATE_CREATED, data[i % 16], key=COURSE_KEY)
 
-    plain = Celery("plain-producer", broker=bench.url, set_as_current=False)
-    plain.conf.task_serializer = "json"
-    plain_producer_ctx = plain.producer_or_acquire()
-    producer = plain_producer_ctx.__enter__()
-
-    def celery(i: int) -> None:
-        plain.send_task(
-            CERTIFICATE_CREATED,
-            args=[envelope(i), data[i % 16]],
-            exchange=exchange,
-            routing_key=CERTIFICATE_CREATED,
-            declare=[exchange],
-            producer=producer,
-        )
+    celery = bench.plain_sender(bench.url)  # plain Celery's send_task on its own producer
 
     conn = Connection(bench.url)
     kombu_producer = Producer(conn.channel())
@@ -89,7 +75,7 @@ def publishers(bench: Harness) -> tuple[dict[str, Callable[[int], None]], Any]:
         )
 
     openedx = openedx_bus.sender(openedx_bus.make_producer(bench.url))
-    return {"ours": ours, "celery": celery, "kombu": kombu, "openedx": openedx}, plain_producer_ctx
+    return {"ours": ours, "celery": celery, "kombu": kombu, "openedx": openedx}, celery.close
 
 
 def setup_table(bench: Harness, subscribed: int, bindings: int) -> list[str]:
@@ -152,7 +138,7 @@ def run(bench: Harness) -> None:
     send_events = getattr(event_tasks, "send_events", None) or getattr(event_tasks.send.publisher, "send_events", None)
     sec = "Publish on Redis"
     batch_sec = "Batch publish on Redis"
-    send, plain_producer_ctx = publishers(bench)
+    send, close_plain = publishers(bench)
     scenarios = [
         (f"{s} subscribed service{'s' if s > 1 else ''}", s, s, bench.n(PUBLISH_EVENTS[s])) for s in PUBLISH_EVENTS
     ]
@@ -224,7 +210,7 @@ def run(bench: Harness) -> None:
             bench.results.unavailable(
                 batch_sec, f"batches of {BATCH_SIZE}, 3 subscribed services", system, why, "events/s"
             )
-    plain_producer_ctx.__exit__(None, None, None)
+    close_plain()
     bench.results.note(
         sec,
         "event-tasks validates every payload against the catalog schema (its compiled codec: "
