@@ -235,6 +235,27 @@ class Settings:
         doc="`event_tasks.openedx`: the openedx-events types (or topic patterns) this service consumes and "
         "re-emits as signals; a single name will do.",
     )
+    queue_type: typing.Literal["classic", "quorum"] = _setting(
+        "classic",
+        read_by=ALL,
+        doc="RabbitMQ: the type of the queues the fabric declares (`events.<service>`, `.parked`, the retry delay "
+        "levels): `classic` (one node) or `quorum` (replicated on a cluster; docs/cluster.md).",
+    )
+    quorum_delivery_limit: int = _setting(
+        100,
+        read_by=ALL,
+        doc="Quorum queues: deliveries of one message (requeues too) before RabbitMQ parks it in "
+        "`events.<service>.parked`, a `delivery_limit` dead letter. Keep it above `EVENT_TASKS_MAX_REDELIVERIES`.",
+    )
+    redis_wait_replicas: int = _setting(
+        0,
+        read_by=f"{SENDER}, {RELAY}",
+        doc="Redis with replicas: a send returns once this many replicas have its copies (`WAIT`), else "
+        "`PublishError` (send again, same id). `0`: no wait; a failover can lose acknowledged sends.",
+    )
+    redis_wait_timeout: float = _setting(
+        1.0, read_by=f"{SENDER}, {RELAY}", doc="Seconds a send waits for `EVENT_TASKS_REDIS_WAIT_REPLICAS` replicas."
+    )
     rabbitmq_management_url: str | None = _setting(
         None,
         read_by=OPERATOR,
@@ -256,6 +277,9 @@ class Settings:
 
     def queue_name(self, service: str) -> str:
         return f"{self.queue_prefix}{service}"
+
+    def parked_queue_name(self, service: str) -> str:  # a quorum queue's messages past the delivery limit
+        return f"{self.queue_prefix}{service}.parked"
 
     @property
     def schemas_packages(self) -> tuple[str, ...]:
@@ -292,6 +316,8 @@ def describe_type(annotation: object) -> str:
         return ", ".join(parts[:-1]) + " or " + parts[-1]
     if annotation is type(None):
         return "None"
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in args)
     if origin is tuple:
         return f"list of {describe_type(args[0])}"
     if origin is dict:
@@ -306,6 +332,8 @@ def _matches(value: object, annotation: object) -> bool:
         return any(_matches(value, a) for a in args)
     if annotation is type(None):
         return value is None
+    if origin is typing.Literal:
+        return value in args
     if annotation is bool:
         return isinstance(value, bool)
     if annotation in (int, float):  # bool is not a number here; an int will do for a float

@@ -27,6 +27,7 @@ class DeadLetter(models.Model):
         TIME_LIMIT = "time_limit", "handler ran past EVENT_TASKS_HANDLER_TIME_LIMIT"
         INTERNAL_ERROR = "internal_error", "the fabric itself failed unexpectedly (see traceback)"
         WORKER_LOST = "worker_lost", "the worker died handling it, again and again (poison message)"
+        DELIVERY_LIMIT = "delivery_limit", "RabbitMQ handed it out EVENT_TASKS_QUORUM_DELIVERY_LIMIT times (parked)"
 
     service = models.CharField(max_length=64, db_index=True)
     event_id = models.CharField(max_length=64, blank=True, db_index=True)

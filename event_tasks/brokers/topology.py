@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 from kombu import Connection, Exchange, Queue, binding
 from kombu.utils.url import maybe_sanitize_url
 
-from ..conf import settings
+from ..conf import Settings, settings
 from ..errors import ManagementAPIUnavailable, UnsupportedBroker
+from .rabbitmq import delays
 from .rabbitmq.api import ManagementAPI
 
 if TYPE_CHECKING:
@@ -36,22 +37,76 @@ def events_exchange(name: str | None = None) -> Exchange:
     return Exchange(name or settings().exchange, type="topic", durable=True)
 
 
-def service_queue(service: str, patterns: Iterable[str]) -> Queue:
-    """The durable queue of ``service`` bound to ``events`` by each pattern."""
+def service_queue(service: str, patterns: Iterable[str], queue_type: str | None = None) -> Queue:
+    """The durable queue of ``service`` bound to ``events`` by each pattern.
+
+    ``queue_type``: ``"classic"`` or ``"quorum"`` (RabbitMQ; default ``EVENT_TASKS_QUEUE_TYPE``;
+    :func:`queue_type_for` gives a broker's). A quorum queue gets an explicit delivery limit, past
+    which the broker moves a message to the service's parked queue (at-least-once dead-lettering,
+    so the move itself is confirmed), and a binding on ``celery_delayed_delivery`` through which
+    its retries come back after their delay (``rabbitmq.delays``).
+    """
     conf = settings()
     name = conf.queue_name(service)
     exchange = events_exchange()
+    quorum = (queue_type or conf.queue_type) == "quorum"
+    extra = [delays.delivery_binding(name)] if quorum else []
     queue = Queue(
         name,
         exchange=Exchange(""),
         routing_key=name,
         durable=True,
-        bindings=[binding(exchange, routing_key=p) for p in sorted(set(patterns))],
+        bindings=[binding(exchange, routing_key=p) for p in sorted(set(patterns))] + extra,
+        queue_arguments=quorum_arguments(conf, service) if quorum else None,
     )
     # kombu drops the queue's own exchange when it has bindings; the default exchange ("", a
     # name that is never declared or bound) is what routes retries straight back here.
     queue.exchange = Exchange("")
     return queue
+
+
+def quorum_arguments(conf: Settings, service: str) -> dict[str, object]:
+    """The arguments of a service's quorum queue (RabbitMQ 3.10 has no default delivery limit)."""
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": conf.quorum_delivery_limit,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": conf.parked_queue_name(service),
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",  # at-least-once dead-lettering requires it
+    }
+
+
+def parked_queue(service: str) -> Queue:
+    """Where a service's quorum queue puts a message past its delivery limit (a quorum queue too)."""
+    name = settings().parked_queue_name(service)
+    return Queue(
+        name, exchange=Exchange(""), routing_key=name, durable=True, queue_arguments={"x-queue-type": "quorum"}
+    )
+
+
+def service_of(queue_name: str) -> str:
+    """The service whose queue is ``queue_name`` (``events.lms`` -> ``lms``)."""
+    return queue_name[len(settings().queue_prefix) :]
+
+
+def declare_quorum_paths(connection: Connection, service: str) -> Queue:
+    """Declare what a service's quorum queue hands messages to (its parked queue, the retry delay
+    levels) before it is consumed; returns the parked queue."""
+    delays.declare_delays(connection)
+    parked = parked_queue(service)
+    with connection.channel() as channel:
+        parked(channel).declare()
+    return parked
+
+
+def is_quorum(queue: Queue) -> bool:
+    return (queue.queue_arguments or {}).get("x-queue-type") == "quorum"
+
+
+def queue_type_for(url: str) -> str:
+    """The type of the fabric's queues on the broker of ``url``: the setting on RabbitMQ; Redis has one kind."""
+    return settings().queue_type if broker_kind(url) == "amqp" else "classic"
 
 
 def put_queue(app: Celery, queue: Queue) -> None:
@@ -80,9 +135,13 @@ def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = Tr
     """
     declared = []
     queues = list(queues)
+    if not is_redis(connection) and any(is_quorum(q) for q in queues):
+        delays.declare_delays(connection)
     with connection.channel() as channel:
         events_exchange()(channel).declare()
         for queue in queues:
+            if is_quorum(queue):
+                parked_queue(service_of(queue.name))(channel).declare()
             queue(channel).declare()
             declared.append(queue.name)
             if prune and is_redis(connection):

@@ -20,7 +20,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 from celery.exceptions import Reject
 from django.db import close_old_connections, transaction
@@ -37,23 +37,18 @@ from ..models import ProcessedEvent
 from ..store import deadletters
 from .delivery import backoff, read_event
 from .dispatch import EventTask
-from .lost import REQUEUE_RETRY
+from .lost import REQUEUE_RETRY, RouteBack, route_back
 
 log = logging.getLogger(__name__)
 BATCH_SUFFIX = ":batch"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-class _SplitOptions(TypedDict):
+class _SplitOptions(RouteBack):
     """``send_task`` options of one event a split batch sends back to the service's queue."""
 
     task_id: str
-    queue: str
-    exchange: str
-    routing_key: str
-    exchange_type: str
     retries: int
-    countdown: float
     serializer: str
     root_id: str
     retry_policy: Mapping[str, float]
@@ -277,13 +272,11 @@ class BatchEventTask(EventTask):
         try:
             for event in events:
                 options: _SplitOptions = {
+                    **route_back(
+                        self.queue_name, backoff(0, self.retry_backoff_base, self.retry_backoff_cap), self.broker_delays
+                    ),
                     "task_id": task_id(event.id, self.service),
-                    "queue": self.queue_name,
-                    "exchange": "",
-                    "routing_key": self.queue_name,
-                    "exchange_type": "direct",
                     "retries": 1,
-                    "countdown": backoff(0, self.retry_backoff_base, self.retry_backoff_cap),
                     "serializer": "json",
                     "root_id": event.id,
                     "retry_policy": REQUEUE_RETRY,

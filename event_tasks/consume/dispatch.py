@@ -37,7 +37,7 @@ from ..errors import DeadLettered, InvalidEvent
 from ..handlers import Handler, ServiceHandlers
 from ..store import deadletters, idempotency
 from .delivery import backoff, deliver, read_event
-from .lost import REQUEUE_RETRY, EventRequest
+from .lost import REQUEUE_RETRY, EventRequest, route_back
 
 if TYPE_CHECKING:
     from billiard.einfo import ExceptionInfo
@@ -80,6 +80,7 @@ class EventTask(Task):
     retry_backoff_cap: float = 300.0
     max_redeliveries: int = 3
     retry_producer: Callable[[], AbstractContextManager[Producer]] | None = None  # the producer retries go out with
+    broker_delays = False  # quorum queues: retries wait in RabbitMQ's delay levels (lost.route_back)
 
     def run(self, *args: object, **kwargs: object) -> str:
         # Celery's Django fixup closes connections around tasks unless told to reuse them
@@ -157,11 +158,7 @@ class EventTask(Task):
         )
         # Any: options of several types; celery's stubs list retry()'s keywords one by one, without exchange_type
         options: dict[str, Any] = {
-            "queue": self.queue_name,
-            "exchange": "",
-            "routing_key": self.queue_name,
-            "exchange_type": "direct",
-            "countdown": countdown,
+            **route_back(self.queue_name, countdown, self.broker_delays),
             "max_retries": None,
             "retry_policy": REQUEUE_RETRY,
         }
@@ -301,6 +298,7 @@ def register_tasks(
     max_redeliveries: int = 3,
     time_limit: float | None = None,
     retry_producer: Callable[[], AbstractContextManager[Producer]] | None = None,
+    broker_delays: bool = False,
     backend: Backend | None = None,
     base: type[EventTask] | None = None,
     event_types: Sequence[str] | None = None,
@@ -325,6 +323,7 @@ def register_tasks(
             "max_redeliveries": max_redeliveries,
             "time_limit": delivery_time_limit(handlers.for_type(event_type), time_limit),
             "retry_producer": staticmethod(retry_producer) if retry_producer else None,
+            "broker_delays": broker_delays,
             "__module__": __name__,
         }
         cls = base or EventTask

@@ -44,7 +44,7 @@ from kombu.exceptions import ContentDisallowed
 from kombu.message import Message
 from vine import ppartial
 
-from ..brokers.topology import is_redis
+from ..brokers.topology import declare_quorum_paths, is_quorum, is_redis
 from .batching import Batcher
 from .dispatch import EventTask
 from .refusals import FRAMING_BYTES, refuse, refuse_item
@@ -108,6 +108,7 @@ class EventIntake(bootsteps.StartStopStep):
     def __init__(self, c: WorkerConsumer, **kwargs: object) -> None:
         c.event_intake = None
         self.consumer: Consumer | None = None
+        self.parked: Consumer | None = None
         self.channel: Any = None  # Any: kombu's channel; on Redis the transport's own (serve_events)
         super().__init__(c, **kwargs)
 
@@ -157,6 +158,14 @@ class EventIntake(bootsteps.StartStopStep):
         )
         prefetch = c.qos.value if c.qos is not None else c.initial_prefetch_count
         self.consumer.qos(prefetch_count=ours(prefetch), apply_global=False)
+        if not is_redis(c.connection) and is_quorum(queue):
+            # A message RabbitMQ handed out EVENT_TASKS_QUORUM_DELIVERY_LIMIT times is parked, then a dead letter.
+            self.parked = Consumer(
+                self.channel,
+                queues=[declare_quorum_paths(c.connection, plan.service)],
+                auto_declare=False,
+                on_message=lambda message: refuse(plan.service, message, "delivery_limit", _death(message)),
+            )
         if c.qos is not None:
             # Celery raises the prefetch while it holds ETA (countdown retry) messages: do the
             # same for the event channel, or held retries would stall it.
@@ -173,9 +182,13 @@ class EventIntake(bootsteps.StartStopStep):
         intake_consumer = self.consumer
         host_consume = task_consumer.consume
 
+        parked_consumer = self.parked
+
         def consume(*args: object, **kwargs: object) -> object:
             result = host_consume(*args, **kwargs)
             intake_consumer.consume()
+            if parked_consumer is not None:
+                parked_consumer.consume()
             return result
 
         task_consumer.consume = consume
@@ -185,6 +198,8 @@ class EventIntake(bootsteps.StartStopStep):
     def stop(self, c: WorkerConsumer) -> None:
         if self.consumer is not None:
             ignore_errors(c, self.consumer.cancel)
+        if self.parked is not None:
+            ignore_errors(c, self.parked.cancel)
         if getattr(self, "batcher", None) is not None:
             self.batcher.clear()  # held messages are not acked: the broker hands them out again
         if getattr(self, "unknown", None) is not None:
@@ -196,7 +211,7 @@ class EventIntake(bootsteps.StartStopStep):
             ignore_errors(c, self.consumer.close)
         if self.channel is not None:
             ignore_errors(c, self.channel.close)
-        self.consumer = self.channel = None
+        self.consumer = self.parked = self.channel = None
         c.event_intake = None
 
 
@@ -277,3 +292,13 @@ def _checked(
         return handler(message)
 
     return on_message
+
+
+def _death(message: Message) -> str:
+    """What RabbitMQ's ``x-death`` header says of a parked message."""
+    deaths: object = (message.headers or {}).get("x-death") or [{}]
+    last = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
+    return (
+        f"RabbitMQ parked it after {last.get('count', '?')} dead-lettering(s) from {last.get('queue', '?')} "
+        f"({last.get('reason', '?')}): handed out more than EVENT_TASKS_QUORUM_DELIVERY_LIMIT times"
+    )

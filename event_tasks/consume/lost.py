@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, cast
 
 # billiard's stubs lack ExceptionWithTraceback (billiard/einfo.py defines it)
 from billiard.einfo import ExceptionInfo, ExceptionWithTraceback  # type: ignore[attr-defined]
@@ -20,6 +20,7 @@ from kombu import Producer
 from kombu.utils.encoding import safe_repr
 
 from ..brokers.message import LOST_HEADER, TIMEOUTS_HEADER
+from ..brokers.rabbitmq import delays
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -40,6 +41,43 @@ class SendsBack(Protocol):
 # How hard a worker tries to publish a delivery back to its own queue (retry, send back, batch split)
 # before it leaves the message to the broker instead.
 REQUEUE_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
+class RouteBack(TypedDict):
+    """Where a delivery sent back goes, as Celery's publish options (:func:`route_back`)."""
+
+    queue: str
+    exchange: str
+    routing_key: str
+    exchange_type: str
+    countdown: float
+
+
+def route_back(queue_name: str, countdown: float, broker_delays: bool) -> RouteBack:
+    """Celery's publish options that bring a delivery back to ``queue_name`` (and to no other queue)
+    after ``countdown`` seconds.
+
+    ``queue``, ``exchange`` and ``routing_key`` are all given, so neither the original delivery
+    info (the topic exchange on RabbitMQ) nor the host's routes or default exchange can send it
+    anywhere else. Classic queues and Redis: straight to the queue with an ETA the worker waits
+    for. ``broker_delays`` (quorum queues): through the delay levels (``brokers.rabbitmq.delays``),
+    with no ETA: the broker holds it for ``countdown`` seconds, rounded up to a whole second.
+    """
+    if broker_delays:
+        return {
+            "queue": queue_name,
+            "exchange": delays.FIRST_LEVEL,  # declared by the intake (topology.declare_quorum_paths)
+            "routing_key": delays.delayed_routing_key(queue_name, countdown),
+            "exchange_type": "topic",
+            "countdown": 0,
+        }
+    return {
+        "queue": queue_name,
+        "exchange": "",
+        "routing_key": queue_name,
+        "exchange_type": "direct",
+        "countdown": countdown,
+    }
 
 
 class EventRequest(Request):

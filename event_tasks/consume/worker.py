@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from ..brokers.check import check_redis
 from ..brokers.rabbitmq.fanout import KombuFanout
 from ..brokers.redis import transport as redis_transport
-from ..brokers.topology import broker_kind, put_queue, service_queue
+from ..brokers.topology import broker_kind, is_quorum, put_queue, queue_type_for, service_queue
 from ..conf import Settings, settings
 from ..errors import ConfigurationError
 from ..handlers import service_handlers
@@ -49,6 +49,7 @@ class _TaskOptions(TypedDict):
     max_redeliveries: int
     time_limit: float | None
     retry_producer: Callable[[], AbstractContextManager[Producer]] | None
+    broker_delays: bool
     backend: Backend | None
 
 
@@ -63,9 +64,9 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
             f"@consumer functions in a '{conf.handlers_module}' module of an installed app (or import them there), "
             f"or drop {conf.queue_name(service)} from -Q"
         )
-    queue = service_queue(service, handlers.patterns)
-    put_queue(app, queue)
     kind = broker_kind(app.conf.broker_url or "")
+    queue = service_queue(service, handlers.patterns, queue_type_for(app.conf.broker_url or ""))
+    put_queue(app, queue)
     options = dict(app.conf.broker_transport_options or {})
     cap = conf.retry_backoff_max
     redis: RedisIntake | None = None
@@ -111,6 +112,7 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
         max_redeliveries=conf.max_redeliveries,
         time_limit=conf.handler_time_limit,
         retry_producer=retry_producer,
+        broker_delays=kind == "amqp" and is_quorum(queue),
         backend=_json_backend(app),
     )
     register_tasks(app, service, handlers, **task_options)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from event_tasks import catalog
-from event_tasks.brokers.topology import declare, service_queue, subscription_table
+from event_tasks.brokers.topology import declare, queue_type_for, service_queue, subscription_table
 from event_tasks.conf import settings
 from event_tasks.errors import ManagementAPIUnavailable
 from event_tasks.handlers import consuming_services, service_handlers
@@ -104,7 +104,8 @@ class Command(BaseCommand):
                 "this process sees no handlers: set EVENT_TASKS_SERVICE, and put @consumer handlers in "
                 f"a '{settings().handlers_module}' module of an installed app"
             )
-        queues = [service_queue(s, service_handlers(s).patterns) for s in services]
+        queue_type = queue_type_for(the_app().conf.broker_url or "")
+        queues = [service_queue(s, service_handlers(s).patterns, queue_type) for s in services]
         with the_app().connection_for_write() as conn:
             conn.ensure_connection(max_retries=3)
             declare(conn, queues)
