@@ -88,6 +88,11 @@ EVENT_TASKS_OUTBOX_BACKOFF = env_float("EVENT_TASKS_OUTBOX_BACKOFF", 5.0)
 EVENT_TASKS_OUTBOX_BACKOFF_MAX = env_float("EVENT_TASKS_OUTBOX_BACKOFF_MAX", 900.0)
 # RabbitMQ's management API (`events topology verify`, `events status`); default: broker host, port 15672.
 EVENT_TASKS_RABBITMQ_MANAGEMENT_URL = env("EVENT_TASKS_RABBITMQ_MANAGEMENT_URL")
+# A broker cluster (docs/cluster.md): quorum queues on RabbitMQ; on Redis with Sentinel, replicas a send waits for.
+EVENT_TASKS_QUEUE_TYPE = env("EVENT_TASKS_QUEUE_TYPE", "classic")
+EVENT_TASKS_QUORUM_DELIVERY_LIMIT = env_int("EVENT_TASKS_QUORUM_DELIVERY_LIMIT", 100)
+EVENT_TASKS_REDIS_WAIT_REPLICAS = env_int("EVENT_TASKS_REDIS_WAIT_REPLICAS", 0)
+EVENT_TASKS_REDIS_WAIT_TIMEOUT = env_float("EVENT_TASKS_REDIS_WAIT_TIMEOUT", 1.0)
 
 
 def consumer_apps(package: str, service: str | None) -> list[str]:
@@ -221,6 +226,11 @@ CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("EVENT_TASKS_VISIBILITY_TIMEOUT", 3600),
 }
+# Redis Sentinel (CELERY_BROKER_URL = "sentinel://h1:26379;sentinel://h2:26379"): the monitored master's name.
+if env("CELERY_BROKER_MASTER_NAME"):
+    CELERY_BROKER_TRANSPORT_OPTIONS["master_name"] = env("CELERY_BROKER_MASTER_NAME")
+# The maintenance queues (Celery creates them) get the event queues' type.
+CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = EVENT_TASKS_QUEUE_TYPE
 
 # Retention (event_tasks/store/retention.py): one `celery beat` (Procfile `beat`) sends the prune task
 # (config/celery_app.py adds it) to each service's own maintenance queue, which that service's
