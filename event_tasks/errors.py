@@ -168,6 +168,17 @@ class PublishError(EventTasksError):
         )
 
 
+class QueueMissing(EventTasksError):
+    """RabbitMQ returned a message published straight to a queue that does not exist."""
+
+    def __init__(self, queue: str):
+        self.queue = queue
+        super().__init__(
+            f"RabbitMQ has no queue {queue!r}: nothing was delivered; declare it (`manage.py events declare` in "
+            "the service's project) or check the service name"
+        )
+
+
 class InvalidEvent(EventTasksError):
     """A received message is not a readable event. It goes to the dead letters, never retried."""
 

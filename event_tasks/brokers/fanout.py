@@ -40,8 +40,13 @@ class Fanout(Protocol):
         """Release the connection."""
 
 
-def fanout_for(url: str, transport_options: Mapping[str, object], conf: Settings) -> Fanout:
-    """The fan-out for a broker URL (``ConfigurationError`` for a broker the fabric does not run on)."""
+def fanout_for(
+    url: str, transport_options: Mapping[str, object], conf: Settings, failover_strategy: str | None = None
+) -> Fanout:
+    """The fan-out for a broker URL (``ConfigurationError`` for a broker the fabric does not run on).
+
+    ``url`` may be a failover list (``amqp://n1;amqp://n2``), tried with ``failover_strategy``
+    (Celery's ``broker_failover_strategy``)."""
     if broker_kind(url) == "redis":
         return RedisFanout(url, transport_options, conf)
-    return KombuFanout(url, transport_options, conf)
+    return KombuFanout(url, transport_options, conf, failover_strategy=failover_strategy)

@@ -149,11 +149,12 @@ class EventTask(Task):
         retries = self.request.retries
         countdown = backoff(retries, self.retry_backoff_base, self.retry_backoff_cap)
         log.warning(
-            "%s: %s failed (attempt %d), retrying in %.2fs: %r",
+            "%s: %s failed (attempt %d), retrying in %.2fs%s: %r",
             self.service,
             self.request.id,
             retries + 1,
             countdown,
+            " (held by RabbitMQ's delay levels)" if self.broker_delays else "",
             exc,
         )
         # Any: options of several types; celery's stubs list retry()'s keywords one by one, without exchange_type

@@ -56,7 +56,12 @@ class Publisher:
         if transport is None:
             if app is None:
                 raise ConfigurationError("a Publisher needs the Celery app (its broker) or a transport")
-            transport = fanout_for(app.conf.broker_url or "", app.conf.broker_transport_options or {}, self.conf)
+            transport = fanout_for(
+                app.conf.broker_url or "",
+                app.conf.broker_transport_options or {},
+                self.conf,
+                app.conf.broker_failover_strategy,
+            )
         self.transport: Fanout = transport
         self.use_outbox = self.conf.outbox
         self.stats: Counter[str] = Counter()

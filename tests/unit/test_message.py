@@ -81,3 +81,25 @@ def test_a_batch_on_a_broker_without_confirms_goes_out_whole():
         got = [queue(conn.default_channel).get(no_ack=True) for _ in range(3)]
         assert [m.headers["id"] for m in got if m is not None] == ["id-0", "id-1", "id-2"]
     fanout.close()
+
+
+def test_a_retry_on_quorum_queues_goes_through_the_delay_levels_to_its_own_queue_only():
+    from event_tasks.brokers.rabbitmq.delays import FIRST_LEVEL, delivery_binding
+    from event_tasks.consume.lost import route_back
+
+    classic = route_back("events.lms", 2.5, broker_delays=False)
+    assert classic == {
+        "queue": "events.lms",
+        "exchange": "",
+        "routing_key": "events.lms",
+        "exchange_type": "direct",
+        "countdown": 2.5,
+    }
+    quorum = route_back("events.lms", 2.5, broker_delays=True)
+    assert quorum["exchange"] == FIRST_LEVEL and quorum["countdown"] == 0
+    bits, rest = quorum["routing_key"].split(".")[:28], quorum["routing_key"].split(".")[28:]
+    assert int("".join(bits), 2) == 3 and rest == ["events", "lms"]  # 2.5 s rounds up to 3
+    assert route_back("events.lms", 0.2, broker_delays=True)["routing_key"].split(".")[27] == "1"  # at least 1 s
+    # The binding matches exactly 28 words and the queue's name: not a longer name ending the same way.
+    pattern = delivery_binding("events.lms").routing_key.split(".")
+    assert len(pattern) == 30 and pattern[:28] == ["*"] * 28 and pattern[28:] == ["events", "lms"]

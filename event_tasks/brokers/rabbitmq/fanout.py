@@ -3,27 +3,38 @@
 One publish to the topic exchange ``events`` per event, with publisher confirms, on a connection
 of the fabric's own; each service's worker gives its copy its own task id on receipt. A batch is
 published back to back and its confirms collected once.
+
+On a cluster (docs/cluster.md) the connection takes the host's failover list (``amqp://n1;amqp://n2``
+with ``broker_failover_strategy``) and moves to the next node when its node goes. A publish is
+``mandatory``: one that no binding routes comes back (``basic.return``) and counts as "no
+subscriber" (0 copies), as on Redis. A nack (a quorum queue's leader changing) or a connection lost
+before the confirm sends the same message again, on another node if need be: a copy that did
+arrive twice is a duplicate every consumer suppresses by the event id.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from amqp import spec as amqp_spec
 from amqp.exceptions import MessageNacked
-from kombu import Connection, Producer
+from kombu import Connection, Exchange, Producer
 
 from ...conf import Settings
-from ...errors import BatchRefused
+from ...errors import BatchRefused, QueueMissing
 from ..message import Prepared, headers
 from ..topology import broker_kind, events_exchange
 
 if TYPE_CHECKING:
     from amqp import Message as AMQPMessage
+    from kombu.message import Message
     from kombu.transport.base import Transport
+
+log = logging.getLogger(__name__)
 
 
 class _ConfirmingChannel(Protocol):
@@ -45,7 +56,9 @@ class _ConfirmingChannel(Protocol):
         properties: dict[str, object] | None = ...,
     ) -> AMQPMessage: ...
 
-    def _basic_publish(self, msg: AMQPMessage, exchange: str = ..., routing_key: str = ...) -> None: ...
+    def _basic_publish(
+        self, msg: AMQPMessage, exchange: str = ..., routing_key: str = ..., mandatory: bool = ...
+    ) -> None: ...
 
     def wait(
         self, method: list[tuple[int, int]], callback: Callable[..., None] | None = ..., timeout: float | None = ...
@@ -66,22 +79,30 @@ class KombuFanout:
         transport_options: Mapping[str, object],
         conf: Settings,
         transport: str | type[Transport] | None = None,
+        failover_strategy: str | None = None,
     ) -> None:
         options = dict(transport_options)
         if broker_kind(url) == "amqp":
             options["confirm_publish"] = True
         self.connection = Connection(
-            url, transport=transport, transport_options=options, connect_timeout=conf.publish_timeout
+            url,
+            transport=transport,
+            transport_options=options,
+            connect_timeout=conf.publish_timeout,
+            failover_strategy=failover_strategy or "round-robin",
         )
         self.exchange = events_exchange(conf.exchange)
+        self.retries = conf.publish_retries
         self.retry_policy = {
             "max_retries": conf.publish_retries,
             "interval_start": 0,
             "interval_step": 0.2,
             "interval_max": 1.0,
+            "retry_errors": (MessageNacked,),  # kombu's ensure() sends it again on the same connection
         }
         self._lock = threading.Lock()
         self._producer: Producer | None = None
+        self._returned: set[str] = set()  # routing keys the broker sent back (no queue bound), per publish
         self.confirm_timeout = max(1.0, conf.publish_timeout * (conf.publish_retries + 1))
         from kombu.exceptions import KombuError, OperationalError
 
@@ -90,28 +111,39 @@ class KombuFanout:
             *self.connection.channel_errors,
             KombuError,
             OSError,
+            MessageNacked,
+            QueueMissing,
         )
         self.connection_errors: tuple[type[BaseException], ...] = (
             *self.connection.connection_errors,
             OperationalError,
             OSError,
         )
+        self.resend_errors: tuple[type[BaseException], ...] = (MessageNacked, *self.connection_errors)
 
     @contextlib.contextmanager
     def producer(self) -> Iterator[Producer]:
         """The fabric's producer (confirms on), held for the duration of the block."""
         with self._lock:
             if self._producer is None:
-                self._producer = Producer(self.connection)
+                self._producer = Producer(self.connection, on_return=self._on_return)
             yield self._producer
 
-    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
+    def _on_return(self, exc: Exception, exchange: Exchange | str, routing_key: str, message: Message) -> None:
+        self._returned.add(routing_key)
+
+    def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int | None:
+        """Publish; 0 when no queue is bound for the type (the broker returned it), else ``None`` (routed)."""
         with self.producer() as producer:
+            self._returned.clear()
             self._publish_on(producer, event_type, event_id, body, argsrepr)
+            return 0 if event_type in self._returned else None
 
     def _publish_on(self, producer: Producer, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         producer.publish(
             body,
+            mandatory=True,
+            confirm_timeout=self.confirm_timeout,
             exchange=self.exchange,
             routing_key=event_type,
             headers=headers(event_type, event_id, event_id, argsrepr),
@@ -130,12 +162,35 @@ class KombuFanout:
 
         kombu (py-amqp) waits for each confirm before the next publish; here the messages go out
         back to back on the producer's channel and the confirms (``multiple`` acks included) are
-        collected afterwards. A nack, or a connection lost before every confirm, is an error for
-        the whole batch: the caller sends it again and the consumers suppress the duplicates.
+        collected afterwards. A nack, or a connection lost before every confirm, sends the whole
+        batch again (on the next node of a failover list, up to ``EVENT_TASKS_PUBLISH_RETRIES``
+        times): the consumers suppress the copies that had arrived. Returns 0 for an event no queue
+        is bound for, ``None`` for a routed one.
         """
         if not batch:
             return []
+        for attempt in range(self.retries + 1):
+            try:
+                return self._publish_batch(batch)
+            except self.resend_errors as exc:
+                if attempt == self.retries:
+                    raise
+                log.warning("a batch of %d events was not confirmed (%r); sending it again", len(batch), exc)
+                self._reconnect()
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _reconnect(self) -> None:
+        """A fresh connection (the next node of a failover list when this one is gone) and producer."""
+        with self._lock:
+            self._producer = None
+            self.connection.collect()
+            self.connection.ensure_connection(
+                max_retries=self.retries, interval_start=0, interval_step=1, interval_max=1
+            )
+
+    def _publish_batch(self, batch: Sequence[Prepared]) -> list[int | None]:
         with self.producer() as producer:
+            self._returned.clear()
             producer.maybe_declare(self.exchange)
             channel = producer.channel
             if not _confirming(channel):  # py-amqp (RabbitMQ); memory:// has no confirms
@@ -157,7 +212,9 @@ class KombuFanout:
                         headers(item.event_type, item.event_id, item.event_id, item.argsrepr),
                         {"delivery_mode": 2, "correlation_id": item.event_id},
                     )
-                    channel._basic_publish(message, exchange=self.exchange.name, routing_key=item.event_type)
+                    channel._basic_publish(
+                        message, exchange=self.exchange.name, routing_key=item.event_type, mandatory=True
+                    )
                 except self.connection_errors:
                     raise
                 except Exception as exc:
@@ -180,12 +237,15 @@ class KombuFanout:
                 )
         if refused is not None:
             raise BatchRefused(list(range(last - first + 1)), {last - first + 1: refused})
-        return [None] * len(batch)
+        return [0 if item.event_type in self._returned else None for item in batch]
 
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         with self.producer() as producer:
+            self._returned.clear()
             producer.publish(
                 body,
+                mandatory=True,
+                confirm_timeout=self.confirm_timeout,
                 exchange="",
                 routing_key=queue,
                 headers=headers(event_type, event_id, f"{event_id}:{service}", argsrepr),
@@ -197,6 +257,8 @@ class KombuFanout:
                 retry_policy=self.retry_policy,
             )
             _count_publish(producer.channel)
+            if queue in self._returned:
+                raise QueueMissing(queue)
 
     def close(self) -> None:
         with self._lock:
