@@ -12,6 +12,8 @@ a stable id, a one-line message and a hint saying what to do (``docs/settings.md
 ``event_tasks.E004`` no catalog: ``EVENT_TASKS_SCHEMAS_PACKAGE`` is not set
 ``event_tasks.E005`` a catalog package that does not import
 ``event_tasks.E006`` a malformed ``EVENT_TASKS_SERVICE``
+``event_tasks.W001`` a RabbitMQ failover list (a cluster) with classic queues, which live on one
+                     node each: ``EVENT_TASKS_QUEUE_TYPE = "quorum"`` (docs/cluster.md)
 ==================  =========================================================================
 
 The checks read the Django settings as they are (never :func:`conf.settings`, which refuses a
@@ -103,11 +105,23 @@ def _broker_urls() -> dict[str, str]:
 def check_broker(
     app_configs: Sequence[AppConfig] | None = None, databases: Sequence[str] | None = None, **_: object
 ) -> list[checks.CheckMessage]:
-    """E003: a broker scheme that :func:`~event_tasks.brokers.topology.broker_kind` refuses."""
+    """E003: a broker scheme that :func:`~event_tasks.brokers.topology.broker_kind` refuses;
+    W001: a RabbitMQ cluster (a failover list) with classic queues."""
     found: list[checks.CheckMessage] = []
+    queue_type = getattr(django_settings, f"{PREFIX}QUEUE_TYPE", "classic")
     for url, where in _broker_urls().items():
         try:
-            broker_kind(url)
+            if broker_kind(url) == "amqp" and len(url.split(";")) > 1 and queue_type != "quorum":
+                found.append(
+                    checks.Warning(
+                        f"{where} lists {len(url.split(';'))} RabbitMQ nodes, and the fabric's queues are classic: "
+                        "a classic queue lives on one node, and while that node is down the events sent to it are "
+                        "confirmed and dropped",
+                        hint='Set EVENT_TASKS_QUEUE_TYPE = "quorum" (and move existing queues with '
+                        "`manage.py events queues migrate`): docs/cluster.md.",
+                        id="event_tasks.W001",
+                    )
+                )
         except ConfigurationError as exc:
             found.append(
                 checks.Error(

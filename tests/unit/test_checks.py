@@ -177,3 +177,22 @@ def test_manage_py_check_fails_on_a_misspelt_setting(tmp_path):
     )
     assert "HINT: Rename it to EVENT_TASKS_SERVICE" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+CLUSTER = "amqp://guest:guest@n1:5672//;amqp://guest:guest@n2:5672//;amqp://guest:guest@n3:5672//"
+
+
+def test_a_rabbitmq_cluster_with_classic_queues_is_a_warning():
+    with override_settings(CELERY_BROKER_URL=CLUSTER):
+        found = checks.check_broker()
+    assert ids(found) == ["event_tasks.W001"]
+    assert "lists 3 RabbitMQ nodes" in found[0].msg and 'EVENT_TASKS_QUEUE_TYPE = "quorum"' in found[0].hint
+
+
+@pytest.mark.parametrize(
+    ("url", "queue_type"),
+    [(CLUSTER, "quorum"), ("amqp://guest:guest@n1:5672//", "classic"), ("redis://r:6379/0", "classic")],
+)
+def test_quorum_queues_on_a_cluster_and_one_node_are_fine(url, queue_type):
+    with override_settings(CELERY_BROKER_URL=url, EVENT_TASKS_QUEUE_TYPE=queue_type):
+        assert checks.check_broker() == []
