@@ -67,6 +67,7 @@ def test_a_retry_waits_in_the_broker_and_comes_back_to_the_failing_service_only(
     assert not running.dead_letters("alpha")
     log = running.worker("alpha").output()
     assert "(held by RabbitMQ's delay levels)" in log
+    assert [line for line in log.splitlines() if "ERROR" in line or "CRITICAL" in line] == []
     found = queues(running.broker_url)
     assert "celery" not in found  # nothing went to the host's default queue
 
