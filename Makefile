@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo platform test test-unit test-integration lint format settings-doc faults-long bench install clean
+.PHONY: demo platform test test-unit test-integration lint format settings-doc faults-long bench cluster install clean
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ faults-long: $(STAMP)
 bench: $(STAMP)
 	$(PY) -c 'import openedx_events, edx_event_bus_redis' 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,demo,export,metrics,postgres,hiredis,bench]'
 	$(PY) -m bench
+
+## A local 3-node RabbitMQ cluster (5682-5684) and Redis behind Sentinel until Ctrl-C; prints the CELERY_BROKER_URL lines.
+cluster: $(STAMP)
+	$(PY) -m tests.clusters $(ARGS)
 
 clean:
 	rm -rf var/ build/ *.egg-info

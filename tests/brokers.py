@@ -137,15 +137,28 @@ class PrivateRabbitMQ:
     """A RabbitMQ node of our own (own name, ports, config and data dir) that tests may restart.
 
     The machine's shared node is never touched. Durable queues and persistent messages live in
-    the data dir, so they survive :meth:`restart`.
+    the data dir, so they survive :meth:`restart`. Every keyword is optional (free ports, a fresh
+    temp dir and a name from the port by default); ``tests/rabbitmq_cluster.py`` builds its cluster
+    nodes on this class.
     """
 
-    def __init__(self, management: bool = False) -> None:
-        self.port = free_port()
-        self.dist_port = free_port()
-        self.management_port = free_port() if management else None
-        self.node = f"et{self.port}@localhost"
-        self.dir = tempfile.mkdtemp(prefix="et-rabbit-")
+    def __init__(
+        self,
+        management: bool = False,
+        *,
+        node: str | None = None,
+        port: int | None = None,
+        dist_port: int | None = None,
+        management_port: int | None = None,
+        data_dir: str | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.dist_port = dist_port or free_port()
+        self.management_port = (management_port or free_port()) if management else None
+        self.node = node or f"et{self.port}@localhost"
+        if data_dir is not None:
+            os.makedirs(data_dir, exist_ok=True)
+        self.dir = data_dir or tempfile.mkdtemp(prefix="et-rabbit-")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -170,44 +183,55 @@ class PrivateRabbitMQ:
             "RABBITMQ_PLUGINS_EXPAND_DIR": os.path.join(self.dir, "plugins-expand"),
         }
 
-    def start(self) -> PrivateRabbitMQ:
+    def _config_text(self) -> str:
+        text = f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        if self.management_port:
+            text += f"management.tcp.port = {self.management_port}\nmanagement.tcp.ip = 127.0.0.1\n"
+        return text
+
+    def _write_files(self) -> None:
         for sub in ("mnesia", "log"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as fh:
-            fh.write(f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n")
-            if self.management_port:
-                fh.write(f"management.tcp.port = {self.management_port}\nmanagement.tcp.ip = 127.0.0.1\n")
+            fh.write(self._config_text())
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as fh:
             fh.write("[rabbitmq_management].\n" if self.management_port else "[].\n")
         if os.geteuid() == 0:  # rabbitmq-server drops to the rabbitmq user
             subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", self.dir], check=True)
+
+    def launch(self) -> None:
+        """Start ``rabbitmq-server`` in the background (:meth:`wait_started` waits for it)."""
         log = open(os.path.join(self.dir, "server.out"), "ab")
         self.process = subprocess.Popen(
             ["rabbitmq-server"], env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
-        ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
 
+    def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl -n <this node> *args`` (not checked: see ``returncode``)."""
+        ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+        return subprocess.run([ctl, "-n", self.node, *args], capture_output=True, text=True, timeout=timeout)
+
+    def wait_started(self, timeout: float = 90) -> None:
         def up() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(
                     f"rabbitmq-server exited: {open(os.path.join(self.dir, 'server.out')).read()[-3000:]}"
                 )
-            return (
-                subprocess.run(
-                    [ctl, "-n", self.node, "-q", "await_startup", "--timeout", "2"], capture_output=True, timeout=30
-                ).returncode
-                == 0
-            )
+            return self.ctl("-q", "await_startup", "--timeout", "2", timeout=30).returncode == 0
 
-        wait_until(up, 90, 0.25, f"private RabbitMQ node {self.node}")
+        wait_until(up, timeout, 0.25, f"private RabbitMQ node {self.node}")
+
+    def start(self) -> PrivateRabbitMQ:
+        self._write_files()
+        self.launch()
+        self.wait_started()
         return self
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-        subprocess.run([ctl, "-n", self.node, "-q", "stop"], capture_output=True, timeout=60)
+        self.ctl("-q", "stop", timeout=60)
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
