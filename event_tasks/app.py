@@ -146,8 +146,10 @@ def _on_worker_init(sender: object = None, **_: object) -> None:
         )
         install(app)
     from .consume.worker import prepare_worker  # the consume side needs Django's models: import it now
+    from .ops.live_queues import refuse_mismatched_at_start
 
-    prepare_worker(app, conf)
+    plan = prepare_worker(app, conf)
+    refuse_mismatched_at_start(app, [plan.queue])  # a queue of another type: one line, before Celery declares it
 
 
 def _on_worker_ready(sender: object = None, **_: object) -> None:

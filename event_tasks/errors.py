@@ -329,3 +329,29 @@ class TablesMissing(ConfigurationError):
         super().__init__(
             f"The fabric's tables are missing in database {database!r} ({name}; no table {table}): run {migrate}"
         )
+
+
+class QueueTypeMismatch(ConfigurationError):
+    """A fabric queue on RabbitMQ has another type, or other quorum arguments, than the settings
+    declare (``EVENT_TASKS_QUEUE_TYPE``, ``EVENT_TASKS_QUORUM_DELIVERY_LIMIT``): RabbitMQ changes
+    neither in place, and declaring the queue again fails. ``differences``: ``(argument, on the
+    broker, declared)`` of each argument that differs, when the type is the same."""
+
+    def __init__(
+        self, queue: str, service: str, live: str, wanted: str, differences: tuple[tuple[str, str, str], ...] = ()
+    ):
+        self.queue = queue
+        self.service = service
+        self.live = live
+        self.wanted = wanted
+        self.differences = differences
+        if live != wanted:
+            what = f"is a {live} queue, but EVENT_TASKS_QUEUE_TYPE declares it {wanted}; a queue's type"
+        else:
+            shown = ", ".join(f"{arg} {have} (declared: {want})" for arg, have, want in differences)
+            what = f"is a {live} queue with {shown}; a queue's arguments"
+        super().__init__(
+            f"RabbitMQ's queue {queue} {what} cannot change in place: stop {service}'s workers and run "
+            f"`manage.py events queues migrate --service {service} --to {wanted}` (docs/migrating-queues.md)"
+            + (f", or set EVENT_TASKS_QUEUE_TYPE = {live!r}" if live != wanted else "")
+        )

@@ -20,7 +20,14 @@ from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from ..brokers.topology import broker_kind, shown_url
-from ..errors import BrokerUnavailable, EventTasksError, PublishError, TablesMissing, UnsupportedBroker
+from ..errors import (
+    BrokerUnavailable,
+    EventTasksError,
+    PublishError,
+    QueueTypeMismatch,
+    TablesMissing,
+    UnsupportedBroker,
+)
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -104,7 +111,7 @@ def command_error(exc: BaseException, app: Celery | None, *, on_broker: bool) ->
     """The one line (a CommandError with its exit code) for an exception an ``events`` command
     raised, or ``None``: a bug, shown with its traceback. ``on_broker``: the command talks to the
     broker (a socket error is the broker's, not e.g. a closed pipe's)."""
-    if isinstance(exc, (BrokerUnavailable, UnsupportedBroker, TablesMissing)):
+    if isinstance(exc, (BrokerUnavailable, UnsupportedBroker, TablesMissing, QueueTypeMismatch)):
         return CommandError(str(exc), returncode=ENVIRONMENT)
     if isinstance(exc, PublishError) and isinstance(exc.cause, BROKER_ERRORS + SOCKET_ERRORS):
         exc = exc.cause  # the broker is unreachable: say which, not which event failed

@@ -15,7 +15,15 @@ Drift, each a reason to exit non-zero:
 * ``orphan_queue``: a queue bound on ``events`` that no service of the code consumes (a removed
   service: events pile up there forever);
 * ``no_consumer``: a service's queue has no consumer (RabbitMQ counts them; on Redis see
-  ``events status``'s workers).
+  ``events status``'s workers);
+* ``queue_type``: RabbitMQ's queue (or a quorum queue's ``.parked`` queue) is of another type than
+  ``EVENT_TASKS_QUEUE_TYPE`` declares: workers and ``events declare`` refuse to start on it until
+  ``events queues migrate`` moved it (docs/migrating-queues.md);
+* ``queue_arguments``: the type is right but a quorum argument (delivery limit, dead-letter target)
+  differs from what the settings declare: the same remedy.
+
+The last two need no management API (:func:`live_queue`): without it, ``verify`` still prints what
+AMQP alone can tell (queues, their types and arguments) before it says it cannot verify bindings.
 
 :func:`prune` removes stale bindings and those of orphan queues (RabbitMQ: kombu's
 ``queue_unbind``); missing ones are what ``events declare`` is for.
@@ -35,11 +43,13 @@ from ..brokers.topology import (
     is_tail_queue,
     passive_declare,
     redis_bindings,
+    service_of,
     tail_heartbeat_key,
     unbind,
 )
 from ..conf import settings
 from ..handlers import consuming_services, service_handlers
+from .live_queues import live_queue, mismatch, on_rabbitmq, wanted_queues
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -115,6 +125,8 @@ def verify(connection: Connection, services: Iterable[str] | None = None, *, che
             drift.append(Drift("stale_binding", queue, routing_key, "no handler asks for it"))
         if check_consumers and queue in existing and consumers.get(queue) == 0:
             drift.append(Drift("no_consumer", queue, detail="no worker consumes it"))
+    if on_rabbitmq(connection):
+        drift.extend(queue_drift(connection, [service_of(q) for q in sorted(wanted) if q in existing], missing=False))
     alive = _live_tails(connection, [q for q in by_queue if is_tail_queue(q)])
     for queue, keys in sorted(by_queue.items()):
         if queue in wanted:
@@ -208,17 +220,21 @@ def run_verify(
     if unknown:
         err(f"no handlers of {', '.join(unknown)} are installed here (services with handlers: {', '.join(known)})")
         return 2
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=3)
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=3)
+        try:
             report = verify(conn, services, check_consumers=not ignore_consumers)
             if prune and report.drift:
                 removed = prune_report(conn, report, err)
                 report = verify(conn, services, check_consumers=not ignore_consumers)
                 report.pruned = removed
-    except ManagementAPIUnavailable as exc:
-        err(str(exc))
-        return 2
+        except ManagementAPIUnavailable as exc:
+            found = queue_drift(conn, services or known)
+            if found:
+                err(f"DRIFT (queues alone; bindings not verified): {len(found)} problem(s)")
+                err("\n".join(f"  {item}" for item in found))
+            err(str(exc))
+            return 2
     if json:
         out(json_module.dumps(report.as_dict(), indent=2, sort_keys=True))
     else:
@@ -247,3 +263,32 @@ def render(report: Report) -> str:
         lines.append(f"DRIFT: {len(report.drift)} problem(s)")
         lines.extend(f"  {item}" for item in report.drift)
     return "\n".join(lines)
+
+
+def queue_drift(
+    connection: Connection, services: Iterable[str], queue_type: str | None = None, *, missing: bool = True
+) -> list[Drift]:
+    """RabbitMQ, by AMQP alone: each service queue not of the declared type and arguments, and for
+    quorum its parked queue (missing, or not quorum). ``missing``: a missing service queue too."""
+    if not on_rabbitmq(connection):
+        return []
+    kind = queue_type or settings().queue_type
+    drift: list[Drift] = []
+    for service in services:
+        for queue in wanted_queues(service, kind):
+            live = live_queue(connection, queue)
+            if live is None:
+                if missing or queue.name != settings().queue_name(service):
+                    drift.append(Drift("missing_queue", queue.name, detail="run `events declare`"))
+                break  # a parked queue is declared with its service queue
+            if live.matches:
+                continue
+            error = mismatch(service, live, queue)
+            how = f"stop {service}'s workers, then `events queues migrate --service {service} --to {kind}`"
+            if error.live != error.wanted:
+                detail = f"{error.live} on the broker, {error.wanted} declared (EVENT_TASKS_QUEUE_TYPE): {how}"
+                drift.append(Drift("queue_type", queue.name, detail=detail))
+                break
+            shown = ", ".join(f"{arg} {have} on the broker, {want} declared" for arg, have, want in error.differences)
+            drift.append(Drift("queue_arguments", queue.name, detail=f"{shown}: {how}"))
+    return drift

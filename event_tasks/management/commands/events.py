@@ -88,6 +88,8 @@ class Command(BaseCommand):
         getattr(self, "do_" + action)(**options)
 
     def do_declare(self, service: list[str] | None = None, **_: object) -> None:
+        from event_tasks.ops.live_queues import refuse_mismatched
+
         known = consuming_services()
         services = service or known
         unknown = sorted(set(services) - set(known))
@@ -108,6 +110,7 @@ class Command(BaseCommand):
         queues = [service_queue(s, service_handlers(s).patterns, queue_type) for s in services]
         with the_app().connection_for_write() as conn:
             conn.ensure_connection(max_retries=3)
+            refuse_mismatched(conn, queues)  # RabbitMQ: a queue of another type is one line, not a 406
             declare(conn, queues)
         for q in queues:
             keys = ", ".join(b.routing_key for b in q.bindings) or "(no subscriptions)"
