@@ -355,3 +355,12 @@ class QueueTypeMismatch(ConfigurationError):
             f"`manage.py events queues migrate --service {service} --to {wanted}` (docs/migrating-queues.md)"
             + (f", or set EVENT_TASKS_QUEUE_TYPE = {live!r}" if live != wanted else "")
         )
+
+
+class QueueMigrationRefused(EventTasksError):
+    """``events queues migrate`` will not start or go on: ``why`` says what is in the way and what to do."""
+
+    def __init__(self, queue: str, why: str):
+        self.queue = queue
+        self.why = why
+        super().__init__(f"cannot migrate {queue}: {why}")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import math
 import sys
+from argparse import RawDescriptionHelpFormatter
 from collections.abc import Mapping
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
+
+from .queues import MIGRATE_DESCRIPTION, MIGRATE_HELP
 
 
 def add_arguments(parser: CommandParser) -> None:
@@ -90,6 +93,13 @@ def add_arguments(parser: CommandParser) -> None:
     dl.add_argument("--newer-than", type=float, metavar="SECONDS")
     dl.add_argument("--all", action="store_true", help="replay/discard every match of the filters")
     dl.add_argument("--limit", type=int, default=50)
+    queues = sub.add_parser("queues", help="RabbitMQ: move a service's queue to another type (classic, quorum)")
+    queues_sub = queues.add_subparsers(dest="queues_action", required=True)
+    migrate = queues_sub.add_parser(
+        "migrate", help=MIGRATE_HELP, description=MIGRATE_DESCRIPTION, formatter_class=RawDescriptionHelpFormatter
+    )
+    migrate.add_argument("--service", required=True, help="the service whose queue events.<service> moves")
+    migrate.add_argument("--to", dest="queue_type", required=True, choices=["classic", "quorum"], help="the new type")
     metrics = sub.add_parser(
         "metrics",
         help="serve Prometheus metrics at /metrics: queue depth, dead letters "

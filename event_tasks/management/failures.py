@@ -24,6 +24,7 @@ from ..errors import (
     BrokerUnavailable,
     EventTasksError,
     PublishError,
+    QueueMigrationRefused,
     QueueTypeMismatch,
     TablesMissing,
     UnsupportedBroker,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 ENVIRONMENT = 2
 #: subcommands that need the broker (deadletters: replay): probed first, in a few seconds (the
 #: publisher's own retries, meant for a service's sends, would take longer on a silent broker)
-BROKER_ACTIONS = frozenset({"declare", "topology", "status", "trace", "tail", "send", "deadletters"})
+BROKER_ACTIONS = frozenset({"declare", "topology", "status", "trace", "tail", "send", "deadletters", "queues"})
 #: subcommands that use the broker on their own schedule, riding out its absence (relay, metrics):
 #: its kind is checked first; its reachability is theirs to report
 PUBLISH_ACTIONS = frozenset({"relay", "metrics"})
@@ -111,7 +112,7 @@ def command_error(exc: BaseException, app: Celery | None, *, on_broker: bool) ->
     """The one line (a CommandError with its exit code) for an exception an ``events`` command
     raised, or ``None``: a bug, shown with its traceback. ``on_broker``: the command talks to the
     broker (a socket error is the broker's, not e.g. a closed pipe's)."""
-    if isinstance(exc, (BrokerUnavailable, UnsupportedBroker, TablesMissing, QueueTypeMismatch)):
+    if isinstance(exc, (BrokerUnavailable, UnsupportedBroker, TablesMissing, QueueTypeMismatch, QueueMigrationRefused)):
         return CommandError(str(exc), returncode=ENVIRONMENT)
     if isinstance(exc, PublishError) and isinstance(exc.cause, BROKER_ERRORS + SOCKET_ERRORS):
         exc = exc.cause  # the broker is unreachable: say which, not which event failed

@@ -15,6 +15,8 @@
 * ``schema snapshot|check``  record the catalog's shape; refuse changes that break a version
 * ``schema export``  JSON Schema per type and an AsyncAPI 3 document (``exports``)
 * ``metrics``   serve Prometheus metrics Flower lacks: queue depth, dead letters, outbox, duplicates
+* ``queues migrate --service S --to quorum|classic``  RabbitMQ: move a service's queue to another
+                type without losing an event (``management/queues.py``, docs/migrating-queues.md)
 
 Exit codes (``docs/operations.md``): 0 done, 1 a finding (drift, an event found nowhere, a dead
 letter id that does not exist, a payload refused), 2 the command could not do its work here (the
@@ -307,6 +309,15 @@ class Command(BaseCommand):
             older_than=older_than,
             newer_than=newer_than,
         )
+
+    def do_queues(self, queues_action: str, service: str, queue_type: str, **_: object) -> None:
+        from event_tasks.management.queues import run
+
+        def out(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        run(the_app(), queues_action, service, queue_type, out)
 
     def do_metrics(
         self, port: int, address: str, metric_services: list[str] | None = None, workers: bool = False, **_: object
