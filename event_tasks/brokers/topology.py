@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kombu import Connection, Exchange, Queue, binding
 from kombu.utils.url import maybe_sanitize_url
@@ -51,7 +51,7 @@ def service_queue(service: str, patterns: Iterable[str], queue_type: str | None 
     exchange = events_exchange()
     quorum = (queue_type or conf.queue_type) == "quorum"
     extra = [delays.delivery_binding(name)] if quorum else []
-    queue = Queue(
+    return ServiceQueue(
         name,
         exchange=Exchange(""),
         routing_key=name,
@@ -59,10 +59,22 @@ def service_queue(service: str, patterns: Iterable[str], queue_type: str | None 
         bindings=[binding(exchange, routing_key=p) for p in sorted(set(patterns))] + extra,
         queue_arguments=quorum_arguments(conf, service) if quorum else None,
     )
-    # kombu drops the queue's own exchange when it has bindings; the default exchange ("", a
-    # name that is never declared or bound) is what routes retries straight back here.
-    queue.exchange = Exchange("")
-    return queue
+
+
+class ServiceQueue(Queue):
+    """A service queue: its own exchange is the default exchange, beside its bindings.
+
+    kombu drops a queue's own exchange when it has bindings, in every copy too (``bind()`` copies);
+    the default exchange ("", a name that is never declared or bound) is what routes retries
+    straight back here. And Celery's native delayed delivery step (a worker with quorum queues)
+    binds a queue without its own exchange through each of its bindings' exchanges, ``#.<key>``:
+    it would join ``events`` to the delay levels, and a retry could reach another service.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # Any: kombu Queue's own arguments, passed through
+        super().__init__(*args, **kwargs)
+        if self.exchange is None:
+            self.exchange = Exchange("")
 
 
 def quorum_arguments(conf: Settings, service: str) -> dict[str, object]:

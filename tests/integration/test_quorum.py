@@ -55,6 +55,19 @@ def test_every_queue_of_the_fabric_is_a_quorum_queue_with_a_delivery_limit(runni
         assert found[f"events.{service}.parked"][0] == "quorum"
     delay_levels = [name for name in found if name.startswith("celery_delayed_")]
     assert len(delay_levels) == 28 and {found[n][0] for n in delay_levels} == {"quorum"}
+    # What routes into alpha's queue: its subscriptions on `events`, and its own key on the delay
+    # levels' last exchange; nothing joins `events` to the delay levels (a retry would reach every
+    # subscriber of the type).
+    vhost = running.broker_url.rsplit("/", 1)[1]
+    out = rabbitmqctl(
+        "list_bindings", "-p", vhost, "source_name", "destination_name", "routing_key", "--quiet", "--no-table-headers"
+    )
+    rows = [tuple(line.split("\t")) for line in out.splitlines() if line.strip()]
+    into_alpha = sorted((src, key) for src, dest, key in rows if dest == "events.alpha")
+    assert into_alpha == sorted(
+        [("", "events.alpha"), ("events", PROBE_CREATED)] + [("celery_delayed_delivery", "*." * 28 + "events.alpha")]
+    ), into_alpha
+    assert [r for r in rows if r[1] == "events"] == []
 
 
 def test_a_retry_waits_in_the_broker_and_comes_back_to_the_failing_service_only(running):
