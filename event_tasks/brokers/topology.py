@@ -266,10 +266,11 @@ def sweep_tail_bindings(client: redis.Redis) -> list[str]:
 def broker_kind(url: str) -> str:
     """``"redis"``, ``"amqp"`` or ``"memory"`` (unit tests) for a broker URL; :class:`UnsupportedBroker`
     (a ConfigurationError) otherwise: before kombu loads a transport for it (kombu's Kafka transport
-    without confluent-kafka ends in a NameError on import)."""
+    without confluent-kafka ends in a NameError on import). Redis behind Sentinel (kombu's
+    ``sentinel://h1:26379;sentinel://h2:26379`` with the transport option ``master_name``) is ``"redis"``."""
     scheme = (url or "").split("://", 1)[0]
     for kind, schemes in (
-        ("redis", ("redis", "rediss", "redis+socket")),
+        ("redis", ("redis", "rediss", "redis+socket", "sentinel")),
         ("amqp", ("amqp", "amqps", "pyamqp")),
         ("memory", ("memory",)),
     ):
@@ -284,6 +285,8 @@ def shown_url(url: str) -> str:
 
 
 def is_redis(connection: Connection) -> bool:
+    """Whether a kombu connection is on Redis: kombu's Redis and Sentinel transports and the
+    fabric's own (``brokers.redis.transport``, ``brokers.redis.sentinel``) all say ``driver_type`` redis."""
     return connection.transport.driver_type == "redis"
 
 

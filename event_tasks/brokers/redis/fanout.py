@@ -5,6 +5,11 @@ matching queue atomically, each with its own task id and delivery tag, through t
 exchange (so retries, acks and restores stay in that service). A batch is a pipeline of such
 calls, up to ``CHUNK_EVENTS`` events each (the table read and each type's queues worked out once
 per call, one LPUSH per queue).
+
+The broker is one Redis URL or a Sentinel list (``clients``): on Sentinel the script runs on the
+current master, and after a failover the next (re)connect finds the promoted replica; a master
+without the script (a new one) answers NOSCRIPT and the script is loaded again (redis-py's
+``Script``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from ...conf import Settings
 from ...errors import BatchRefused
 from ..message import QUEUE_SLOT, SERVICE_SLOT, Prepared, RedisMessageTemplate
 from ..topology import BINDING_KEY
+from .clients import close_client, redis_client
 
 if TYPE_CHECKING:
     import redis
@@ -44,10 +50,9 @@ class RedisFanout:
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
 
-        if url.startswith("redis+socket://"):
-            url = "unix://" + url[len("redis+socket://") :]
-        self.client = redis.Redis.from_url(
+        self.client = redis_client(
             url,
+            transport_options,
             socket_connect_timeout=conf.publish_timeout,
             socket_timeout=conf.publish_timeout,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), conf.publish_retries),
@@ -117,4 +122,4 @@ class RedisFanout:
     def close(self) -> None:
         if self._single is not None:
             self._single.close()
-        self.client.close()
+        close_client(self.client)
