@@ -179,6 +179,24 @@ class QueueMissing(EventTasksError):
         )
 
 
+class ReplicasBehind(EventTasksError):
+    """Redis took a publish but fewer replicas than ``EVENT_TASKS_REDIS_WAIT_REPLICAS`` confirmed it
+    within ``EVENT_TASKS_REDIS_WAIT_TIMEOUT`` (``WAIT``); it reaches a sender as a
+    :class:`PublishError`'s ``cause``, and the relay keeps the rows for its next round."""
+
+    def __init__(self, acknowledged: int, wanted: int, timeout: float):
+        self.acknowledged = acknowledged
+        self.wanted = wanted
+        self.timeout = timeout
+        super().__init__(
+            f"Redis took the event but only {acknowledged} of the {wanted} replica(s) EVENT_TASKS_REDIS_WAIT_REPLICAS "
+            f"asks for confirmed it within {timeout:g} s (EVENT_TASKS_REDIS_WAIT_TIMEOUT), so a failover now could "
+            "lose it: send it again with the same id (consumers suppress the copy) once the replicas are back; check "
+            "them with INFO replication on the master, or set EVENT_TASKS_REDIS_WAIT_REPLICAS to at most the "
+            "replicas that run"
+        )
+
+
 class InvalidEvent(EventTasksError):
     """A received message is not a readable event. It goes to the dead letters, never retried."""
 

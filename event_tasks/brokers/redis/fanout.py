@@ -9,7 +9,13 @@ per call, one LPUSH per queue).
 The broker is one Redis URL or a Sentinel list (``clients``): on Sentinel the script runs on the
 current master, and after a failover the next (re)connect finds the promoted replica; a master
 without the script (a new one) answers NOSCRIPT and the script is loaded again (redis-py's
-``Script``).
+``Script``, and :meth:`RedisFanout._evalsha_and_wait`).
+
+With ``EVENT_TASKS_REDIS_WAIT_REPLICAS = N`` every publish, batch and replayed copy is followed on
+the same connection, in the same round trip, by ``WAIT N <timeout ms>``; fewer than N replicas
+confirming in time is :class:`~event_tasks.errors.ReplicasBehind` (a ``PublishError`` for the
+sender). WAIT only counts on the connection that wrote: a reconnect between the script and the
+WAIT would count nothing, so both go in one pipeline, and a retried pipeline sends both again.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from ...conf import Settings
-from ...errors import BatchRefused
+from ...errors import BatchRefused, ReplicasBehind
 from ..message import QUEUE_SLOT, SERVICE_SLOT, Prepared, RedisMessageTemplate
 from ..topology import BINDING_KEY
 from .clients import close_client, redis_client
@@ -50,11 +56,15 @@ class RedisFanout:
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
 
+        self.wait_replicas = conf.redis_wait_replicas
+        self.wait_timeout = conf.redis_wait_timeout
+        self.wait_ms = max(1, round(conf.redis_wait_timeout * 1000))  # WAIT's 0 would wait for ever
         self.client = redis_client(
             url,
             transport_options,
             socket_connect_timeout=conf.publish_timeout,
-            socket_timeout=conf.publish_timeout,
+            # a reply may wait for the replicas (WAIT) before it comes
+            socket_timeout=conf.publish_timeout + (conf.redis_wait_timeout if self.wait_replicas > 0 else 0),
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), conf.publish_retries),
             retry_on_timeout=True,
         )
@@ -66,13 +76,48 @@ class RedisFanout:
         self.queue_prefix = conf.queue_prefix
         self.script = self.client.register_script(FANOUT_LUA)
         self.template = RedisMessageTemplate()
-        self.errors: tuple[type[BaseException], ...] = (redis.RedisError,)
-        self.connection_errors: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
+        self.errors: tuple[type[BaseException], ...] = (redis.RedisError, ReplicasBehind)
+        # replicas behind: the broker's state, not the message's (the relay backs off, keeps the rows)
+        self.connection_errors: tuple[type[BaseException], ...] = (
+            redis.ConnectionError,
+            redis.TimeoutError,
+            OSError,
+            ReplicasBehind,
+        )
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
         args = [self.queue_prefix, self.keyprefix]
         script_args(args, event_type, self.template.SLOTS, self.template.pieces(event_type, event_id, body, argsrepr))
+        if self.wait_replicas > 0:
+            return self._evalsha_and_wait(args)[0]
         return self.script(keys=[self.binding_key], args=args, client=self.single())[0]
+
+    def _evalsha_and_wait(self, args: list[str]) -> list[int]:
+        """The script and ``WAIT`` in one pipeline (one connection, one round trip); the script
+        loaded again when this master lacks it (NOSCRIPT: a new master after a failover)."""
+        from redis.exceptions import NoScriptError
+
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.evalsha(self.script.sha, 1, self.binding_key, *args)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
+            counts, acknowledged = pipe.execute(raise_on_error=False)
+            if isinstance(counts, NoScriptError) and attempt == 1:
+                self.client.script_load(self.script.script)
+                continue
+            if isinstance(counts, Exception):
+                raise counts
+            self.check_wait(acknowledged)
+            return counts
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def check_wait(self, acknowledged: object) -> None:
+        """Raise :class:`ReplicasBehind` when a ``WAIT`` reply is fewer than the replicas asked for."""
+        if isinstance(acknowledged, Exception):
+            raise acknowledged
+        assert isinstance(acknowledged, int)  # WAIT's reply: an integer
+        if acknowledged < self.wait_replicas:
+            raise ReplicasBehind(acknowledged, self.wait_replicas, self.wait_timeout)
 
     def single(self) -> redis.Redis:
         """A client that keeps one connection (locked per command) on the same pool: a send does not
@@ -87,7 +132,14 @@ class RedisFanout:
 
     def publish_to(self, queue: str, service: str, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         message = self.template.render(event_type, event_id, body, argsrepr)
-        self.client.lpush(self.keyprefix + queue, message.replace(SERVICE_SLOT, service).replace(QUEUE_SLOT, queue))
+        copy = message.replace(SERVICE_SLOT, service).replace(QUEUE_SLOT, queue)
+        if self.wait_replicas <= 0:
+            self.client.lpush(self.keyprefix + queue, copy)
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(self.keyprefix + queue, copy)
+        pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
+        self.check_wait(pipe.execute()[1])
 
     def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]:
         """One round trip: a pipeline of script calls, each for a chunk of events (their copies
@@ -104,7 +156,11 @@ class RedisFanout:
                 self.script(keys=[self.binding_key], args=args, client=pipe)
                 chunks.append(range(start, i + 1))
                 start, size = i + 1, 0
+        if self.wait_replicas > 0:
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
         results = pipe.execute(raise_on_error=False)
+        if self.wait_replicas > 0:  # none of the batch is confirmed unless the replicas have it all
+            self.check_wait(results.pop())
         counts: list[int | None] = [None] * len(batch)
         failed: dict[int, BaseException] = {}
         for chunk, result in zip(chunks, results):
