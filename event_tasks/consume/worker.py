@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..brokers.check import check_redis
 from ..brokers.rabbitmq.fanout import KombuFanout
+from ..brokers.redis import sentinel as redis_sentinel
 from ..brokers.redis import transport as redis_transport
+from ..brokers.redis.clients import is_sentinel
 from ..brokers.topology import broker_kind, is_quorum, put_queue, queue_type_for, service_queue
 from ..conf import Settings, settings
 from ..errors import ConfigurationError
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 VISIBILITY_MARGIN = 0.5  # retry countdowns stay below half the Redis visibility timeout
 DEFAULT_VISIBILITY_TIMEOUT = 3600.0
 REDIS_TRANSPORT = "event_tasks.brokers.redis.transport:Transport"
+SENTINEL_TRANSPORT = redis_sentinel.PATH  # "event_tasks.brokers.redis.sentinel:SentinelTransport"
 
 
 class _TaskOptions(TypedDict):
@@ -89,11 +92,15 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
     if kind == "redis":
         visibility = float(conf.visibility_timeout or options.get("visibility_timeout") or DEFAULT_VISIBILITY_TIMEOUT)
         cap = min(cap, visibility * VISIBILITY_MARGIN)
-        if app.conf.broker_transport in (None, "", "redis", "rediss"):
+        sentinel = is_sentinel(app.conf.broker_url or "")
+        ours = SENTINEL_TRANSPORT if sentinel else REDIS_TRANSPORT
+        if app.conf.broker_transport in (None, "", *(("sentinel",) if sentinel else ("redis", "rediss"))):
             # Consume the event queue with an atomic move (docs/decisions/0004); the host's own
-            # channels keep kombu's behaviour in this transport.
-            app.conf.broker_transport = REDIS_TRANSPORT
-        if app.conf.broker_transport == REDIS_TRANSPORT:
+            # channels keep kombu's behaviour in this transport (kombu's Sentinel channels on Sentinel).
+            app.conf.broker_transport = ours
+        if app.conf.broker_transport == ours:
+            if sentinel:  # kombu's switch to the next sentinel URL keeps this transport
+                redis_sentinel.use_for_sentinel_urls()
             redis_transport.Transport.events_restore_interval = float(conf.restore_interval)
             redis = RedisIntake(visibility_timeout=visibility, mutex_expire=max(10, 3 * conf.restore_interval))
         else:
@@ -103,7 +110,7 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
                 app.conf.broker_transport,
                 queue.name,
             )
-        check_redis(app.conf.broker_url, require=conf.require_durable_broker)
+        check_redis(app.conf.broker_url, require=conf.require_durable_broker, transport_options=options)
     task_options: _TaskOptions = dict(
         queue_name=queue.name,
         max_retries=conf.max_retries,
