@@ -332,7 +332,7 @@ class UnsupportedBroker(ConfigurationError):
         scheme = url.split("://", 1)[0]
         super().__init__(
             (f"Unsupported broker {scheme!r} in CELERY_BROKER_URL ({url})" if url else "CELERY_BROKER_URL is not set")
-            + ": event-tasks runs on Redis (redis://, rediss://) or RabbitMQ (amqp://, amqps://); "
+            + ": event-tasks runs on Redis (redis://, rediss://, sentinel://) or RabbitMQ (amqp://, amqps://); "
             "set CELERY_BROKER_URL to one of those."
         )
 

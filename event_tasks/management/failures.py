@@ -153,4 +153,6 @@ def tables_missing(exc: DatabaseError) -> TablesMissing | None:
 def _cause(exc: BaseException) -> str:
     """The library's own words (kombu's OperationalError repeats its cause's), on one line."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    # kombu's Sentinel errors append the repr of every sentinel client they tried: keep the words
+    text = text.split(" : <redis.", 1)[0]
     return text.rstrip(".")
