@@ -222,7 +222,7 @@ class RedisSentinelSet:
         """Until every running sentinel names a master other than server ``old``, that master says
         it is one, and every sentinel sees it up; returns its index."""
 
-        def promoted() -> int | None:
+        def promoted() -> tuple[int] | None:  # a tuple: server 0 is a new master too (wait_until wants truthy)
             named = set()
             for sentinel in self.sentinels:
                 if not sentinel.running:
@@ -246,11 +246,11 @@ class RedisSentinelSet:
                     role = client.execute_command("ROLE")
             except redis.RedisError:
                 return None
-            return index if role and role[0] in (b"master", "master") else None
+            return (index,) if role and role[0] in (b"master", "master") else None
 
         return wait_until(
             promoted, timeout, 0.1, lambda: f"the sentinels to promote a replica of server {old}:\n{self.describe()}"
-        )
+        )[0]
 
     def start_server(self, i: int, timeout: float = START_TIMEOUT) -> None:
         """Bring killed (or stopped) server ``i`` back on its port and data dir, as a replica of the
