@@ -222,9 +222,10 @@ def test_broker_nodes_killed_mid_run_lose_nothing(engine, tmp_path: Path, capsys
         if producer.poll() is None:
             counters["publish"] = confirmed
         before = {name: count() for name, count in counters.items()}
+        mark(f"SIGKILL {what}")
         killed_at = time.monotonic()
         node = side.kill(node)
-        mark(f"SIGKILL {what} ({node})")
+        mark(f"{what}: node {node} seen down" + (", a replica promoted" if isinstance(side, RedisSide) else ""))
         pauses: dict[str, float] = {}
 
         def all_moved() -> bool:
