@@ -11,7 +11,7 @@ Two engines, each started by the test on loopback (own ports and directories, st
   every process on ``sentinel://…`` with ``EVENT_TASKS_REDIS_WAIT_REPLICAS = 1``; the master is
   SIGKILLed mid-run, then (after the failover, with the old one back as a replica) the new master,
   which every worker is connected to.
-* ``redis-sentinel-nowait`` (``make faults-long``, or ``EVENT_TASKS_FAULT_VARIANTS=all``) — the
+* ``redis-sentinel-nowait`` (``make faults-long``: marker ``long``) — the
   same without the replica wait: Redis replicates asynchronously, so sends the old master had
   confirmed can be gone after the failover. The run reports how many were lost instead of failing.
 
@@ -59,9 +59,11 @@ class Engine:
         return self.name == "redis-sentinel"
 
 
-ENGINES = [Engine("rabbitmq-cluster"), Engine("redis-sentinel")]
-if os.environ.get("EVENT_TASKS_FAULT_VARIANTS") == "all":
-    ENGINES.append(Engine("redis-sentinel-nowait"))
+ENGINES = [
+    pytest.param(Engine("rabbitmq-cluster"), id="rabbitmq-cluster"),
+    pytest.param(Engine("redis-sentinel"), id="redis-sentinel"),
+    pytest.param(Engine("redis-sentinel-nowait"), id="redis-sentinel-nowait", marks=pytest.mark.long),
+]
 
 
 class RabbitSide:
@@ -154,7 +156,7 @@ class RedisSide:
         self.set.cleanup()
 
 
-@pytest.fixture(params=ENGINES, ids=lambda e: e.name)
+@pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest):
     side: RabbitSide | RedisSide = (
         RabbitSide() if request.param.name.startswith("rabbitmq") else RedisSide(request.param.waits)
