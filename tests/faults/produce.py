@@ -85,6 +85,7 @@ def main(count: int, out_path: str, rate: float, hold: int, hold_committed: int)
                         break
                     except PublishError as exc:
                         note("unconfirmed", i, exc.event_id)
+                        print(f"send {i} refused: {exc.cause!r}", flush=True)  # the producer's log says why
                         time.sleep(0.2)
                 note("direct", i, event.id)
             ahead = (i + 1 - first) / rate - (time.monotonic() - started)

@@ -134,10 +134,24 @@ class KombuFanout:
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int | None:
         """Publish; 0 when no queue is bound for the type (the broker returned it), else ``None`` (routed)."""
-        with self.producer() as producer:
-            self._returned.clear()
-            self._publish_on(producer, event_type, event_id, body, argsrepr)
-            return 0 if event_type in self._returned else None
+        try:
+            with self.producer() as producer:
+                self._returned.clear()
+                self._publish_on(producer, event_type, event_id, body, argsrepr)
+                return 0 if event_type in self._returned else None
+        except self.errors:
+            self._forget()
+            raise
+
+    def _forget(self) -> None:
+        """After a publish that failed for good: the next one starts on a new connection and channel
+        (a channel RabbitMQ keeps nacking, or a connection kombu still thinks alive, is not reused)."""
+        with self._lock:
+            self._producer = None
+            try:
+                self.connection.collect()
+            except Exception:  # already broken: nothing more to release
+                log.debug("releasing a failed connection failed", exc_info=True)
 
     def _publish_on(self, producer: Producer, event_type: str, event_id: str, body: str, argsrepr: str) -> None:
         producer.publish(
@@ -174,6 +188,7 @@ class KombuFanout:
                 return self._publish_batch(batch)
             except self.resend_errors as exc:
                 if attempt == self.retries:
+                    self._forget()
                     raise
                 log.warning("a batch of %d events was not confirmed (%r); sending it again", len(batch), exc)
                 self._reconnect()
