@@ -258,7 +258,9 @@ class Harness:
                 durable=True,
             )(ch).declare()
 
-    def plain_sender(self, url: str, confirm: bool = False):
+    def plain_sender(self, url: str, confirm: bool = False, transport_options: dict[str, Any] | None = None):
+        """Plain Celery's ``send(i)``: ``send_task`` on a producer of its own; ``transport_options``
+        (e.g. Sentinel's ``master_name``) go to its app's ``broker_transport_options``."""
         from celery import Celery
         from kombu import Exchange
 
@@ -267,8 +269,11 @@ class Harness:
         data = self.payloads()
         app = Celery(f"plain-{uuid.uuid4().hex[:4]}", broker=url, set_as_current=False)
         app.conf.task_serializer = "json"
+        options = dict(transport_options or {})
         if confirm:
-            app.conf.broker_transport_options = {"confirm_publish": True}
+            options["confirm_publish"] = True
+        if options:
+            app.conf.broker_transport_options = options
         exchange = Exchange("events", type="topic", durable=True)
         ctx = app.producer_or_acquire()
         producer = ctx.__enter__()
@@ -283,7 +288,11 @@ class Harness:
                 producer=producer,
             )
 
-        send.close = lambda: ctx.__exit__(None, None, None)  # type: ignore[attr-defined]
+        def close() -> None:
+            ctx.__exit__(None, None, None)
+            app.close()  # its connection pool too: no connection left open after the section
+
+        send.close = close  # type: ignore[attr-defined]
         return send
 
     # -- pre-filled queues (DUMP / RESTORE: every run drains the same messages) ---------------------
