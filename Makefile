@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo platform test test-unit test-integration lint format settings-doc faults-long bench cluster install clean
+.PHONY: demo platform test test-cluster test-unit test-integration lint format settings-doc faults-long bench cluster install clean
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ platform: $(STAMP)
 ## The whole suite: unit tests, then delivery tests on real Redis and RabbitMQ with real workers.
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+## Broker clusters (docs/cluster.md): quorum queues, Sentinel, the queue migration, nodes SIGKILLed mid-run (~10 min; CI runs it after `make test`).
+test-cluster: $(STAMP)
+	$(PY) -m pytest tests -m "cluster and not long"
 
 ## Lint, format check and type check (CI runs it before the tests; a finding fails the build).
 lint: $(STAMP)
@@ -49,7 +53,7 @@ test-integration: $(STAMP)
 
 ## The fault suite's nightly run (not part of `make test`): 10,000 events, every variant of tests/faults (the single-node ones, Redis Sentinel without the replica wait).
 faults-long: $(STAMP)
-	EVENT_TASKS_FAULT_EVENTS=10000 $(PY) -m pytest tests/faults -p no:cacheprovider -m "long or not long"
+	EVENT_TASKS_FAULT_EVENTS=10000 $(PY) -m pytest tests/faults -p no:cacheprovider -m "long or not long or cluster"
 
 ## Benchmarks against plain Celery, plain kombu and the Open edX Redis event bus (bench/README.md); not part of `make test`.
 bench: $(STAMP)

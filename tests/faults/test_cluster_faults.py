@@ -47,7 +47,10 @@ from tests.integration.fabric import ROOT, Platform, migrate
 EVENTS = int(os.environ.get("EVENT_TASKS_FAULT_EVENTS") or 3000)
 RATE = 60  # sends per second: publishing lasts ~50 s at 3,000, so both kills land while it runs
 STEP_WAIT = 180 + EVENTS * 0.03
-pytestmark = pytest.mark.timeout(600 + EVENTS * 0.12)
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.timeout(600 + EVENTS * 0.12),
+]  # `make test-cluster` (CI runs it after `make test`)
 
 
 @dataclass(frozen=True)

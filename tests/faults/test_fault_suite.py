@@ -11,7 +11,7 @@ lost, none applied twice), the poison and invalid messages are dead letters with
 and the outbox is empty.
 
 The variants (all four are ``make faults-long``'s, marker ``long``, with 10,000 events; ``make
-test`` runs the cluster fault test, ``test_cluster_faults.py``, instead: see the end of this text):
+test-cluster`` runs the cluster fault test, ``test_cluster_faults.py``, instead: see the end of this text):
 
 * ``redis-postgres-hard`` — PostgreSQL for every service database and the producer's (one private
   database each; ``select_for_update`` and the duplicate marks really lock there), and hard
@@ -48,7 +48,8 @@ tests on both brokers; ``make faults-long`` runs it.
 
 When the cluster fault test joined ``make test`` (a 3-node RabbitMQ cluster and a Redis Sentinel
 set, nodes SIGKILLed mid-run, ~3-4 minutes each), the suite would have passed 20 minutes, so the
-hard variants moved to ``make faults-long`` too: the cluster test keeps in ``make test`` 3,000
+hard variants moved to ``make faults-long`` too: the cluster test (``make test-cluster``, which CI
+runs after ``make test``) keeps 3,000
 events, the outbox and its relay, transient failures and broker SIGKILLs on both engines; producer
 and relay SIGKILLs, the whole broker down, PostgreSQL row locks, the poison and the invalid
 message run nightly here and in the crash, outbox and failure integration tests.

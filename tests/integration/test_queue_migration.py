@@ -31,7 +31,7 @@ from tests.brokers import PrivateRabbitMQ, rabbitmq_vhost, rabbitmqctl
 from tests.fabric.schemas.probe import PROBE_CREATED, PROBE_UPDATED
 from tests.integration.fabric import ROOT, Platform
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]  # `make test-cluster` (CI runs it after `make test`)
 
 QUEUE, TEMPORARY, PARKED = "events.alpha", "events.alpha.migrating", "events.alpha.parked"
 WAITING = 150  # events waiting in the queue when the migration starts

@@ -19,7 +19,7 @@ from event_tasks.testing import wait_until
 from tests.brokers import rabbitmq_vhost, rabbitmqctl
 from tests.fabric.schemas.probe import CATALOG_PROBE, PROBE_CREATED
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]  # `make test-cluster` (CI runs it after `make test`)
 QUORUM_ENV = {"EVENT_TASKS_QUEUE_TYPE": "quorum", "EVENT_TASKS_QUORUM_DELIVERY_LIMIT": "3"}
 
 

@@ -33,7 +33,7 @@ from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.fabric import ROOT, Platform
 from tests.redis_sentinel import RedisSentinelSet
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]  # `make test-cluster` (CI runs it after `make test`)
 
 SERVICES = ("alpha", "beta")  # both consume PROBE_CREATED
 
