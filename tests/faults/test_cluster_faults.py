@@ -271,7 +271,7 @@ def test_broker_nodes_killed_mid_run_lose_nothing(engine, tmp_path: Path, capsys
             errors = [line[:300] for line in log if "ERROR" in line or "CRITICAL" in line][-4:]
             return (
                 f"{s} missing {len(gone)} {sorted(gone)[:3]} (queue {side.state(s)}, "
-                f"worker running {plat.worker(s).running()}, last errors: {errors})"
+                f"worker running {plat.worker(s).running}, last errors: {errors})"
             )
 
         def all_applied() -> bool:
