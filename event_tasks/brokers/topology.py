@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 BINDING_SEP = "\x06\x16"
 BINDING_KEY = "_kombu.binding.{exchange}"
+# Redis: the queues of each event type as the publish script worked them out from BINDING_KEY,
+# kept until the binding set changes (``brokers/redis/fanout.lua``); whoever changes the set
+# through the fabric drops it (:func:`invalidate_routes`). Safe to delete at any time.
+ROUTES_KEY = "_event_tasks.routes.{exchange}"
 
 
 def events_exchange(name: str | None = None) -> Exchange:
@@ -160,6 +164,8 @@ def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = Tr
                 _prune_redis_bindings(channel.client, queue)  # type: ignore[attr-defined]  # kombu's stubs: channel() is a bare StdChannel; Redis's has .client
         if prune and is_redis(connection):
             sweep_tail_bindings(channel.client)  # type: ignore[attr-defined]  # kombu's stubs: channel() is a bare StdChannel; Redis's has .client
+        if is_redis(connection):
+            invalidate_routes(channel.client)  # type: ignore[attr-defined]  # as above
     if prune and not is_redis(connection) and connection.transport.driver_type == "amqp":
         try:
             bound = bindings(connection)
@@ -202,6 +208,13 @@ def _redis_unbind(client: redis.Redis, queue: str, routing_key: str) -> None:
         if parts[0] == routing_key and parts[-1] == queue:
             client.srem(key, member)
             client.srem(f"_kombu.binding_permanent.{exchange}", member)
+    invalidate_routes(client)
+
+
+def invalidate_routes(client: redis.Redis) -> None:
+    """Drop the routes the publish script keeps (Redis): the binding set changed. The script also
+    notices a set whose size changed by itself; this covers a change that keeps the size."""
+    client.delete(ROUTES_KEY.format(exchange=settings().exchange))
 
 
 def bindings(connection: Connection) -> list[tuple[str, str]]:
