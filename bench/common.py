@@ -107,6 +107,18 @@ class Harness:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- helpers ----------------------------------------------------------------------------------
+    def send_through(self, url: str) -> None:
+        """Make ``send_event`` / ``send_events`` in this process publish to ``url`` (the private
+        broker, or a proxy in front of it): a new Celery app installed on it (the last installed
+        app is the one the fabric's default publisher uses) and a new default publisher."""
+        from celery import Celery
+
+        from event_tasks.app import install
+        from event_tasks.send.publisher import reset_default_publisher
+
+        install(Celery(f"bench-producer-{uuid.uuid4().hex[:6]}", broker=url, set_as_current=False))
+        reset_default_publisher()
+
     def flush(self) -> None:
         """Empty the private Redis (only ours: the machine's shared Redis is never touched)."""
         self.client.flushall()
@@ -233,14 +245,16 @@ class Harness:
             e.pop(k, None)
         return self.proc(worker_command("bench.plain_celery", "events.plain", "plain"), e, "worker-plain")
 
-    def openedx_consumer(self, group: str, mode: str, **env: str):
+    def openedx_consumer(self, group: str, mode: str, url: str | None = None, **env: str):
+        """The Open edX bus consumer process on ``url`` (default: the private Redis)."""
         from .workers import PY, fabric_env
 
-        e = fabric_env(None, self.url, "sqlite:///unused", **env)
+        url = url or self.url
+        e = fabric_env(None, url, "sqlite:///unused", **env)
         for k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL"):
             e.pop(k, None)
         return self.proc(
-            [PY, "-m", "bench.openedx_bus", "consume", "--url", self.url, "--group", group, "--mode", mode],
+            [PY, "-m", "bench.openedx_bus", "consume", "--url", url, "--group", group, "--mode", mode],
             e,
             f"openedx-{group}",
         )
@@ -304,6 +318,7 @@ class Harness:
 
         self.flush()
         self.declare([service])
+        self.send_through(self.url)  # an earlier section may have pointed send_event elsewhere
         data = self.payloads()
         for i in range(n):
             event_tasks.send_event(CERTIFICATE_CREATED, data[i % 16], key=COURSE_KEY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
+from typing import Any
 
 from ..common import BATCH_SIZE, Harness
 
@@ -28,8 +29,6 @@ def run(bench: Harness) -> None:
     import event_tasks
 
     from .. import adopted
-    from ..openedx_bus import TOPIC, make_producer, sender
-    from ..workers import drain_redis_lists, drain_stream, fabric_env, worker_command
 
     sec = "Consume on Redis"
     n = bench.n(CONSUME_EVENTS, 100)
@@ -49,19 +48,7 @@ def run(bench: Harness) -> None:
     if batch_supported:
         blobs["batched"] = bench.fill_ours("batched", n)
         blobs["batchdedupe"] = bench.fill_ours("batchdedupe", n)
-    bench.flush()
-    bench.plain_queue(bench.url)
-    plain_send = bench.plain_sender(bench.url)
-    for i in range(n):
-        plain_send(i)
-    plain_send.close()
-    blobs["plain"] = bench.client.dump("events.plain")
-    bench.flush()
-    oe_send = sender(make_producer(bench.url))
-    for i in range(n):
-        oe_send(i)
-    assert bench.client.xlen(TOPIC) == n
-    blobs["openedx"] = bench.client.dump(TOPIC)
+    blobs.update(fill_comparators(bench, n))
     bench.postgres()
     outside = {system: adopted.AdoptedService(bench, v).write() for system, v in adopted.VARIANT_OF.items()}
     systems = ["noop", "plain", "plain-django", "openedx", "dedupe", "dedupe-pg", *outside] + (
@@ -69,55 +56,7 @@ def run(bench: Harness) -> None:
     )
     for rnd in range(bench.rounds):
         for system in systems:
-            done = bench.tmp / f"done-{uuid.uuid4().hex[:6]}"
-            env = {"BENCH_DONE_AT": str(n), "BENCH_DONE_FILE": str(done)}
-            if system == "plain":
-                bench.restore("events.plain", blobs["plain"])
-                w = bench.plain_worker(bench.url, **env)
-                secs = drain_redis_lists(bench.client, n, w, queue="events.plain", unacked=("unacked",))
-            elif system == "plain-django":
-                # the same messages under a name that is no event queue: a worker of service
-                # `plaintask` on `events.plain` would refuse to start (EventQueueMismatch)
-                bench.restore("plaintask", blobs["plain"])
-                db = bench.fresh_sqlite("plaintask")
-                w = bench.proc(
-                    worker_command("config.celery_app", "plaintask", "plaintask"),
-                    fabric_env("plaintask", bench.url, db, **env),
-                    "worker-plaintask",
-                )
-                secs = drain_redis_lists(bench.client, n, w, queue="plaintask", unacked=("unacked",))
-            elif system == "openedx":
-                bench.restore(TOPIC, blobs["openedx"])
-                group = f"svc{rnd}"
-                w = bench.openedx_consumer(group, "noop", **env)
-                secs = drain_stream(bench.client, TOPIC, group, w)
-            else:
-                service = adopted.SERVICE if system in outside else system.replace("-pg", "")
-                queue = f"events.{service}"
-                bench.restore(queue, blobs[service])
-                if system in outside:
-                    db = outside[system].fresh_db()
-                    w = outside[system].worker(**env)
-                else:
-                    db = bench.reset_postgres() if system.endswith("-pg") else bench.fresh_sqlite(service)
-                    w = bench.fabric_worker(service, bench.url, db, **env)
-                secs = drain_redis_lists(
-                    bench.client,
-                    n,
-                    w,
-                    queue=queue,
-                    extra_lists=(queue + "\x06\x16inflight",),
-                    unacked=(f"unacked:{queue}",),
-                )
-            bench.stop(w)
-            if not done.exists():
-                raise RuntimeError(f"{system}: the handler did not run {n} times; log:\n{w.output()[-3000:]}")
-            if system in ("noop", "dedupe", "dedupe-pg", "batched", "batchdedupe-pg", *outside):
-                dead = bench.db_count(db, "SELECT count(*) FROM event_tasks_deadletter")
-                assert dead == 0, f"{system}: {dead} dead letters"
-                if system.startswith(("dedupe", "batchdedupe", "adopted")):
-                    marks = bench.db_count(db, "SELECT count(*) FROM event_tasks_processedevent")
-                    assert marks == n, f"{system}: {marks} duplicate marks, expected {n}"
+            secs = drain_once(bench, system, n, blobs, bench.url, rnd, outside)
             rate = n / secs
             if system == "plain":
                 for row in rows.values():
@@ -186,3 +125,92 @@ def run(bench: Harness) -> None:
                 else "`@consumer(TYPE, batch=100)` (duplicate suppression on: the library "
                 "refused `deduplicate=False` with `batch`)"
             ) + ", SQLite"
+
+
+def fill_comparators(bench: Harness, n: int) -> dict[str, bytes]:
+    """The DUMPs of plain Celery's queue (``plain``) and the Open edX stream (``openedx``), n events each."""
+    from ..openedx_bus import TOPIC, make_producer, sender
+
+    bench.flush()
+    bench.plain_queue(bench.url)
+    plain_send = bench.plain_sender(bench.url)
+    for i in range(n):
+        plain_send(i)
+    plain_send.close()  # type: ignore[attr-defined]
+    blobs = {"plain": bench.client.dump("events.plain")}
+    bench.flush()
+    oe_send = sender(make_producer(bench.url))
+    for i in range(n):
+        oe_send(i)
+    assert bench.client.xlen(TOPIC) == n
+    blobs["openedx"] = bench.client.dump(TOPIC)
+    return blobs
+
+
+def drain_once(
+    bench: Harness,
+    system: str,
+    n: int,
+    blobs: dict[str, bytes],
+    url: str,
+    rnd: int,
+    outside: dict[str, Any] | None = None,
+) -> float:
+    """One run: restore ``system``'s pre-filled queue, start its worker (consumer) on ``url`` (the
+    private Redis, or a proxy in front of it), and return the seconds it took to drain (watched on
+    the private Redis directly); fails unless the handler ran for every event."""
+    from .. import adopted
+    from ..openedx_bus import TOPIC
+    from ..workers import drain_redis_lists, drain_stream, fabric_env, worker_command
+
+    outside = outside or {}
+    done = bench.tmp / f"done-{uuid.uuid4().hex[:6]}"
+    env = {"BENCH_DONE_AT": str(n), "BENCH_DONE_FILE": str(done)}
+    if system == "plain":
+        bench.restore("events.plain", blobs["plain"])
+        w = bench.plain_worker(url, **env)
+        secs = drain_redis_lists(bench.client, n, w, queue="events.plain", unacked=("unacked",))
+    elif system == "plain-django":
+        # the same messages under a name that is no event queue: a worker of service
+        # `plaintask` on `events.plain` would refuse to start (EventQueueMismatch)
+        bench.restore("plaintask", blobs["plain"])
+        db = bench.fresh_sqlite("plaintask")
+        w = bench.proc(
+            worker_command("config.celery_app", "plaintask", "plaintask"),
+            fabric_env("plaintask", url, db, **env),
+            "worker-plaintask",
+        )
+        secs = drain_redis_lists(bench.client, n, w, queue="plaintask", unacked=("unacked",))
+    elif system == "openedx":
+        bench.restore(TOPIC, blobs["openedx"])
+        group = f"svc{rnd}"
+        w = bench.openedx_consumer(group, "noop", url=url, **env)
+        secs = drain_stream(bench.client, TOPIC, group, w)
+    else:
+        service = adopted.SERVICE if system in outside else system.replace("-pg", "")
+        queue = f"events.{service}"
+        bench.restore(queue, blobs[service])
+        if system in outside:
+            db = outside[system].fresh_db()
+            w = outside[system].worker(**env)
+        else:
+            db = bench.reset_postgres() if system.endswith("-pg") else bench.fresh_sqlite(service)
+            w = bench.fabric_worker(service, url, db, **env)
+        secs = drain_redis_lists(
+            bench.client,
+            n,
+            w,
+            queue=queue,
+            extra_lists=(queue + "\x06\x16inflight",),
+            unacked=(f"unacked:{queue}",),
+        )
+    bench.stop(w)
+    if not done.exists():
+        raise RuntimeError(f"{system}: the handler did not run {n} times; log:\n{w.output()[-3000:]}")
+    if system in ("noop", "dedupe", "dedupe-pg", "batched", "batchdedupe-pg", *outside):
+        dead = bench.db_count(db, "SELECT count(*) FROM event_tasks_deadletter")
+        assert dead == 0, f"{system}: {dead} dead letters"
+        if system.startswith(("dedupe", "batchdedupe", "adopted")):
+            marks = bench.db_count(db, "SELECT count(*) FROM event_tasks_processedevent")
+            assert marks == n, f"{system}: {marks} duplicate marks, expected {n}"
+    return secs

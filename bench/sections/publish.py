@@ -39,9 +39,12 @@ def sizes_text(bench: Harness) -> str:
     return f"{subs}; {binds}"
 
 
-def publishers(bench: Harness) -> tuple[dict[str, Callable[[int], None]], Any]:
-    """One ``send(i)`` per system, built once (connections, scripts, producers outside the timing),
-    and the function that releases plain Celery's producer after the section."""
+def publishers(bench: Harness, url: str | None = None) -> tuple[dict[str, Callable[[int], None]], Any]:
+    """One ``send(i)`` per system on ``url`` (default: the private Redis), built once (connections,
+    scripts, producers outside the timing), and the function that releases plain Celery's producer
+    after the section. ``ours`` is ``send_event``: the caller points it at ``url``
+    (``bench.send_through``)."""
+    url = url or bench.url
     from kombu import Connection, Exchange, Producer
 
     import event_tasks
@@ -56,9 +59,9 @@ def publishers(bench: Harness) -> tuple[dict[str, Callable[[int], None]], Any]:
     def ours(i: int) -> None:
         send_event(CERTIFICATE_CREATED, data[i % 16], key=COURSE_KEY)
 
-    celery = bench.plain_sender(bench.url)  # plain Celery's send_task on its own producer
+    celery = bench.plain_sender(url)  # plain Celery's send_task on its own producer
 
-    conn = Connection(bench.url)
+    conn = Connection(url)
     kombu_producer = Producer(conn.channel())
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
@@ -74,8 +77,13 @@ def publishers(bench: Harness) -> tuple[dict[str, Callable[[int], None]], Any]:
             headers=task_headers(CERTIFICATE_CREATED, env["id"]),
         )
 
-    openedx = openedx_bus.sender(openedx_bus.make_producer(bench.url))
-    return {"ours": ours, "celery": celery, "kombu": kombu, "openedx": openedx}, celery.close
+    openedx = openedx_bus.sender(openedx_bus.make_producer(url))
+
+    def close() -> None:
+        celery.close()  # type: ignore[attr-defined]
+        conn.release()
+
+    return {"ours": ours, "celery": celery, "kombu": kombu, "openedx": openedx}, close
 
 
 def setup_table(bench: Harness, subscribed: int, bindings: int) -> list[str]:
@@ -132,85 +140,14 @@ def check_published(bench: Harness, system: str, queues: list[str], n: int) -> N
 
 
 def run(bench: Harness) -> None:
-    import event_tasks
-    import event_tasks.send.publisher
-
-    send_events = getattr(event_tasks, "send_events", None) or getattr(event_tasks.send.publisher, "send_events", None)
     sec = "Publish on Redis"
-    batch_sec = "Batch publish on Redis"
-    send, close_plain = publishers(bench)
     scenarios = [
         (f"{s} subscribed service{'s' if s > 1 else ''}", s, s, bench.n(PUBLISH_EVENTS[s])) for s in PUBLISH_EVENTS
     ]
     scenarios += [
         (f"{b:,} bindings in the table (3 match)", 3, b, bench.n(BINDINGS_EVENTS[b])) for b in BINDINGS_EVENTS
     ]
-    from ..payload import CERTIFICATE_CREATED, COURSE_KEY
-
-    data = bench.payloads()
-    for label, subscribed, bindings, n in scenarios:
-        queues = setup_table(bench, subscribed, bindings)
-        for fn in send.values():  # warm every path on this table
-            fn(0)
-        clear_published(bench, queues)
-        with_batch = send_events is not None and label.startswith("3 subscribed")
-        for rnd in range(bench.rounds):
-            order = list(send)
-            order = order[rnd % len(order) :] + order[: rnd % len(order)]
-            if with_batch:
-                order.append("ours-batch")
-            for system in order:
-                before = commands(bench)
-                start = time.perf_counter()
-                if system == "ours-batch":
-                    for offset in range(0, n, BATCH_SIZE):
-                        send_events(
-                            [
-                                (CERTIFICATE_CREATED, data[i % 16], COURSE_KEY)
-                                for i in range(offset, min(n, offset + BATCH_SIZE))
-                            ]
-                        )
-                else:
-                    fn = send[system]
-                    for i in range(n):
-                        fn(i)
-                rate = n / (time.perf_counter() - start)
-                per_event = (commands(bench) - before) / n
-                check_published(bench, "ours" if system == "ours-batch" else system, queues, n)
-                clear_published(bench, queues)
-                if system == "ours-batch":
-                    bench.results.add(
-                        batch_sec,
-                        f"batches of {BATCH_SIZE}, 3 subscribed services",
-                        "ours",
-                        rate,
-                        "events/s",
-                        events=n,
-                        redis_commands_per_event=per_event,
-                    )
-                else:
-                    bench.results.add(
-                        sec, label, system, rate, "events/s", events=n, redis_commands_per_event=per_event
-                    )
-        if with_batch:
-            row = bench.results.row(sec, label, "events/s")
-            for system in ("celery", "kombu", "openedx"):
-                f = row.figures[system]
-                for v in f.runs:
-                    bench.results.add(
-                        batch_sec,
-                        f"batches of {BATCH_SIZE}, 3 subscribed services",
-                        system,
-                        v,
-                        "events/s",
-                        note="no batch API: one send per event (the 3-services row's figures of the same rounds)",
-                    )
-    if send_events is None:
-        for system, why in (("ours", "`event_tasks.send_events` does not exist in this checkout (being added)"),):
-            bench.results.unavailable(
-                batch_sec, f"batches of {BATCH_SIZE}, 3 subscribed services", system, why, "events/s"
-            )
-    close_plain()
+    measure(bench, sec, scenarios, {"": bench.url}, batch_sec="Batch publish on Redis")
     bench.results.note(
         sec,
         "event-tasks validates every payload against the catalog schema (its compiled codec: "
@@ -227,3 +164,116 @@ def run(bench: Harness) -> None:
         "is for sends that were not confirmed to the caller; the counts were checked after "
         "every run for every system.",
     )
+
+
+def measure(
+    bench: Harness,
+    sec: str,
+    scenarios: list[tuple[str, int, int, int]],
+    links: dict[str, str],
+    batch_sec: str | None = None,
+    prefix: str = "",
+) -> None:
+    """Rows ``prefix + label + link`` of ``sec``: each scenario (label, subscribed, bindings, events
+    per run) published by every system through every link (suffix -> broker URL of the private
+    Redis, directly or through a proxy), interleaved round by round. With ``batch_sec``, the
+    3-services scenario also measures ``send_events`` there. Queue depths and command counts are
+    read on the private Redis directly."""
+    import event_tasks
+    import event_tasks.send.publisher
+
+    from ..payload import CERTIFICATE_CREATED, COURSE_KEY
+
+    send_events = getattr(event_tasks, "send_events", None) or getattr(event_tasks.send.publisher, "send_events", None)
+    batch_row = f"{prefix}batches of {BATCH_SIZE}, 3 subscribed services"
+    senders = {link: publishers(bench, url) for link, url in links.items()}
+    data = bench.payloads()
+    for label, subscribed, bindings, n in scenarios:
+        queues = setup_table(bench, subscribed, bindings)
+        for link, url in links.items():
+            bench.send_through(url)
+            for fn in senders[link][0].values():  # warm every path on this table
+                fn(0)
+        clear_published(bench, queues)
+        with_batch = batch_sec is not None and send_events is not None and label.startswith("3 subscribed")
+        for rnd in range(bench.rounds):
+            link_order = list(links)
+            link_order = link_order[rnd % len(link_order) :] + link_order[: rnd % len(link_order)]
+            for link in link_order:
+                send = senders[link][0]
+                if len(links) > 1:  # send_event (ours) on this link, warmed outside the timing
+                    bench.send_through(links[link])
+                    send["ours"](0)
+                    clear_published(bench, queues)
+                order = list(send)
+                order = order[rnd % len(order) :] + order[: rnd % len(order)]
+                if with_batch:
+                    order.append("ours-batch")
+                for system in order:
+                    before = commands(bench)
+                    start = time.perf_counter()
+                    if system == "ours-batch":
+                        assert send_events is not None
+                        for offset in range(0, n, BATCH_SIZE):
+                            send_events(
+                                [
+                                    (CERTIFICATE_CREATED, data[i % 16], COURSE_KEY)
+                                    for i in range(offset, min(n, offset + BATCH_SIZE))
+                                ]
+                            )
+                    else:
+                        fn = send[system]
+                        for i in range(n):
+                            fn(i)
+                    rate = n / (time.perf_counter() - start)
+                    per_event = (commands(bench) - before) / n
+                    check_published(bench, "ours" if system == "ours-batch" else system, queues, n)
+                    clear_published(bench, queues)
+                    if system == "ours-batch":
+                        assert batch_sec is not None
+                        bench.results.add(
+                            batch_sec,
+                            batch_row + link,
+                            "ours",
+                            rate,
+                            "events/s",
+                            events=n,
+                            redis_commands_per_event=per_event,
+                        )
+                    else:
+                        bench.results.add(
+                            sec,
+                            prefix + label + link,
+                            system,
+                            rate,
+                            "events/s",
+                            events=n,
+                            redis_commands_per_event=per_event,
+                        )
+        if with_batch:
+            assert batch_sec is not None
+            for link in links:
+                row = bench.results.row(sec, prefix + label + link, "events/s")
+                for system in ("celery", "kombu", "openedx"):
+                    f = row.figures[system]
+                    for v in f.runs:
+                        bench.results.add(
+                            batch_sec,
+                            batch_row + link,
+                            system,
+                            v,
+                            "events/s",
+                            note="no batch API: one send per event (the 3-services row's figures of the same rounds)",
+                        )
+    for _, close in senders.values():
+        close()
+    bench.send_through(bench.url)
+    if batch_sec is not None and send_events is None:
+        for link in links:
+            bench.results.unavailable(
+                batch_sec,
+                batch_row + link,
+                "ours",
+                "`event_tasks.send_events` does not exist in this checkout (being added)",
+                "events/s",
+            )
