@@ -27,9 +27,11 @@ def run(bench: Harness) -> None:
         (
             "publish / consume across machines (network round trips)",
             "ours",
-            "not measurable",
-            "one 2-core machine, loopback only: every round trip here is ~0.05 ms, so figures dominated by round "
-            "trips (kombu's one LPUSH per queue, one confirm per publish) would be much slower on a real network",
+            "measured through a proxy",
+            "one 2-core machine, loopback only (~0.05 ms a round trip) and no netem; the network section "
+            "(`--only=network`, *Across a 0.25 ms link (proxy)*) measures publish, consume, latency and "
+            "RabbitMQ rows through a TCP proxy (`bench/proxy.py`) that delays every chunk 0.25 ms each way. "
+            "Still not measured: a real NIC and switch, bandwidth limits, loss, jitter, TLS",
         ),
         (
             "prefork pool, several workers, several services consuming at once",
