@@ -192,18 +192,23 @@ class RedisSentinelSet:
         return self.servers[self.master_index()]
 
     def master_index(self) -> int:
+        """The server the sentinels name the master; where they disagree (one has not heard of a
+        failover yet), the one of the newest configuration (the highest config epoch)."""
         error: Exception | None = None
+        newest: tuple[int, int] | None = None
         for sentinel in self.sentinels:
             if not sentinel.running:
                 continue
             with sentinel.client() as client:
                 try:
-                    address = client.sentinel_get_master_addr_by_name(self.master_name)
+                    state = client.sentinel_master(self.master_name)
                 except redis.RedisError as exc:
                     error = exc
                     continue
-            if address:
-                return self.index_of_port(int(address[1]))
+            if state and (newest is None or int(state["config-epoch"]) > newest[0]):
+                newest = (int(state["config-epoch"]), int(state["port"]))
+        if newest is not None:
+            return self.index_of_port(newest[1])
         raise LookupError(f"no sentinel of {self!r} names a master ({error!r})")
 
     def index_of_port(self, port: int) -> int:

@@ -104,6 +104,9 @@ class RabbitSide:
             for info in (self.cluster.queue_info(f"events.{s}") for s in SERVICES)
         )
 
+    def describe(self) -> str:
+        return ""
+
     def state(self, service: str) -> str:
         try:
             return str(self.cluster.queue_info(f"events.{service}"))
@@ -143,6 +146,9 @@ class RedisSide:
 
     def bring_back(self, node: int) -> None:
         self.set.start_server(node)
+
+    def describe(self) -> str:
+        return self.set.describe()
 
     def in_flight(self) -> int:
         client = self.set.master().client()
@@ -292,7 +298,12 @@ def test_broker_nodes_killed_mid_run_lose_nothing(engine, tmp_path: Path, capsys
                 all_applied,
                 240 + EVENTS * 0.03,
                 0.5,
-                lambda: "every service to apply every event: " + "; ".join(missing(s) for s in SERVICES),
+                lambda: (
+                    "every service to apply every event: "
+                    + "; ".join(missing(s) for s in SERVICES)
+                    + "\n"
+                    + side.describe()
+                ),
             )
             mark("every event applied")
             wait_until(lambda: side.in_flight() == 0, 120, 0.5, "queues and unacked messages to drain")

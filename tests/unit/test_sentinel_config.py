@@ -140,3 +140,69 @@ def test_a_host_transport_on_sentinel_is_left_alone(alpha_service, caplog):
     assert app.conf.broker_transport == "kombu.transport.redis:SentinelTransport" and plan.redis is None
     assert "can lose a message" in caplog.text
     assert kombu.transport.TRANSPORT_ALIASES["sentinel"] == "kombu.transport.redis:SentinelTransport"
+
+
+class AnsweringSentinel:
+    """A sentinel's client that answers ``SENTINEL MASTERS`` with one state (or cannot be reached)."""
+
+    def __init__(self, port: int, state: dict | None) -> None:
+        self.state = state
+        self.connection_pool = type("Pool", (), {"connection_kwargs": {"host": "127.0.0.1", "port": port}})()
+
+    def close(self) -> None:
+        pass
+
+    def sentinel_masters(self) -> dict:
+        if self.state is None:
+            import redis
+
+            raise redis.ConnectionError("refused")
+        return {"events": self.state}
+
+
+def master_state(port: int, epoch: int, flags: str = "master") -> dict:
+    return {
+        "ip": "127.0.0.1",
+        "port": port,
+        "config-epoch": epoch,
+        "is_master": "master" in flags,
+        "is_sdown": "s_down" in flags,
+        "is_odown": "o_down" in flags,
+        "num-other-sentinels": 2,
+    }
+
+
+def test_the_master_of_the_newest_configuration_wins_over_a_sentinel_that_missed_a_failover():
+    """Right after a failover a sentinel may still name the old master, back up and empty: the
+    fabric's clients (and the worker's) believe the highest config epoch, not the first answer."""
+    client = redis_client(URL, OPTIONS)
+    try:
+        manager = client.connection_pool.sentinel_manager
+        manager.sentinels = [
+            AnsweringSentinel(1, master_state(7001, epoch=3)),  # missed the failover
+            AnsweringSentinel(2, None),  # unreachable
+            AnsweringSentinel(3, master_state(7002, epoch=4)),  # the failover's
+        ]
+        assert manager.discover_master("events") == ("127.0.0.1", 7002)
+        manager.sentinels[2].state = master_state(7002, epoch=4, flags="master,s_down")
+        assert manager.discover_master("events") == ("127.0.0.1", 7001)  # the only live master named
+        manager.sentinels[0].state = None
+        with pytest.raises(Exception, match="no sentinel .* names a live master 'events'"):
+            manager.discover_master("events")
+    finally:
+        close_client(client)
+
+
+def test_the_workers_sentinel_channel_finds_its_master_the_same_way():
+    # a channel not connected (kombu's connects in __init__): what its pool is built from
+    channel = object.__new__(fabric_sentinel.SentinelChannel)
+    channel._connparams = lambda asynchronous=False: {"host": "127.0.0.1", "port": 1, "db": 0}
+    channel.connection = type("C", (), {"client": Connection(URL), "default_port": 26379})()
+    channel.master_name = "events"
+    pool = channel._sentinel_managed_pool()
+    assert type(pool.sentinel_manager).__name__ == "FabricSentinel"
+    pool.sentinel_manager.sentinels = [
+        AnsweringSentinel(1, master_state(7001, 3)),
+        AnsweringSentinel(2, master_state(7002, 5)),
+    ]
+    assert pool.get_master_address() == ("127.0.0.1", 7002)

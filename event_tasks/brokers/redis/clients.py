@@ -119,10 +119,17 @@ def redis_client(url: str, transport_options: Mapping[str, object], **kwargs: ob
     )
 
 
+def sentinel_class() -> type[Sentinel]:
+    """The fabric's redis-py Sentinel (see ``_sentinel_classes``): the worker's transport uses it too."""
+    return _sentinel_classes()[0]
+
+
 @functools.cache
 def _sentinel_classes() -> tuple[type[Sentinel], type[SentinelManagedConnection]]:
     """redis-py's Sentinel (its error shortened) and master connection (asking the sentinels on
     every connect); built on first use: redis is imported when a client is."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
     from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnection
 
     class FabricSentinelConnection(SentinelManagedConnection):
@@ -141,20 +148,40 @@ def _sentinel_classes() -> tuple[type[Sentinel], type[SentinelManagedConnection]
             super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
 
     class FabricSentinel(Sentinel):
-        """redis-py's Sentinel whose "no master" error is one short line (redis-py's holds the repr
-        of every sentinel client: kilobytes in a log line or a ``PublishError``)."""
+        """redis-py's Sentinel that believes the newest configuration, with a short error.
+
+        redis-py takes the first sentinel's answer. Right after a failover a sentinel that has not
+        heard of it yet still names the old master, and once that one is back (restarted, empty
+        when it has no persistence, still a master until the sentinels turn it into a replica:
+        up to 10 s, their INFO period) it is a live master to that sentinel. Writes sent there
+        are confirmed, even by ``WAIT`` when a replica follows it for a moment, and dropped when
+        it is turned into a replica: the cluster fault test lost 755 events so. Every sentinel
+        that answers is asked, and the master of the highest ``config-epoch`` (the one each
+        failover raises) wins. redis-py's "no master" error holds the repr of every sentinel
+        client (kilobytes in a log line or a ``PublishError``): this one is a short line.
+        """
 
         def discover_master(self, service_name: str) -> tuple[str, int]:
-            try:
-                return super().discover_master(service_name)
-            except MasterNotFoundError as exc:
-                sentinels = ", ".join(
-                    "{host}:{port}".format_map(s.connection_pool.connection_kwargs) for s in self.sentinels
-                )
-                raise MasterNotFoundError(
-                    f"no sentinel ({sentinels}) names a live master {service_name!r}: a failover in progress, the "
-                    "sentinels down or unreachable, or a master_name they do not monitor"
-                ) from exc
+            newest: tuple[int, str, int] | None = None
+            for sentinel in self.sentinels:
+                try:
+                    masters = sentinel.sentinel_masters()
+                except (RedisConnectionError, RedisTimeoutError):
+                    continue
+                state = masters.get(service_name) if isinstance(masters, dict) else None
+                if state and self.check_master_state(state, service_name):
+                    epoch = int(state.get("config-epoch", 0))
+                    if newest is None or epoch > newest[0]:
+                        newest = (epoch, state["ip"], int(state["port"]))
+            if newest is not None:
+                return newest[1], newest[2]
+            sentinels = ", ".join(
+                "{host}:{port}".format_map(s.connection_pool.connection_kwargs) for s in self.sentinels
+            )
+            raise MasterNotFoundError(
+                f"no sentinel ({sentinels}) names a live master {service_name!r}: a failover in progress, the "
+                "sentinels down or unreachable, or a master_name they do not monitor"
+            )
 
     return FabricSentinel, FabricSentinelConnection
 

@@ -17,16 +17,26 @@ the event channel without its consume step, for the rest of the worker's life.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kombu import transport as kombu_transports
 from kombu.transport import redis as kombu_redis
 
 from . import transport
+from .clients import sentinel_class
 
 SCHEME = "sentinel"
 
 
 class SentinelChannel(transport.Channel, kombu_redis.SentinelChannel):
     """The event channel of ``transport`` (``serve_events``) whose pool is on the Sentinel master."""
+
+    def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:  # Any: redis-py's pool (kombu's, untyped)
+        # kombu builds redis-py's Sentinel, which takes the first sentinel's answer: the worker
+        # finds its master as the fabric's clients do (the newest configuration; ``clients``).
+        pool = super()._sentinel_managed_pool(asynchronous)  # type: ignore[misc]  # kombu's, not in its stubs
+        pool.sentinel_manager.__class__ = sentinel_class()  # a subclass that adds no state
+        return pool
 
 
 class SentinelTransport(transport.Transport, kombu_redis.SentinelTransport):
