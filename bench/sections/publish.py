@@ -152,7 +152,9 @@ def run(bench: Harness) -> None:
         sec,
         "event-tasks validates every payload against the catalog schema (its compiled codec: "
         "marshmallow's fields without the schema machinery, decision 0012) and pushes one copy "
-        "per subscribed queue with one Lua script (EVALSHA); plain "
+        "per subscribed queue with one Lua script (EVALSHA), which finds the type's queues in the "
+        "routes it keeps beside the binding set (worked out again when the set changes, decision "
+        "0014); plain "
         "Celery and kombu route through kombu's topic exchange on Redis (SMEMBERS of the binding "
         "table, then one LPUSH round trip per matching queue) and validate nothing; the Open edX "
         "bus serializes with Avro and does one XADD per event whatever the number of consumers "
