@@ -2,10 +2,11 @@
 
 ``send_event`` inside ``transaction.atomic()`` calls :func:`enqueue`: the event (its complete
 task body, original id) is written to :class:`~event_tasks.models.OutboxEvent` in the same
-transaction, on the database of the fabric's rows (:func:`database`: ``EVENT_TASKS_DATABASE``,
-else the router's choice for the outbox), and an on-commit hook of that database publishes it
-at once. If the broker is down at that moment, the row stays pending and the relay (``relay.py``,
-``python manage.py events relay``) publishes it later.
+transaction (one prepared INSERT), on the database of the fabric's rows (:func:`database`:
+``EVENT_TASKS_DATABASE``, else the router's choice for the outbox), and an on-commit hook of that
+database publishes it at once; the published rows are marked sent in batches, off the sender's
+path (``sent.py``). If the broker is down at that moment, the row stays pending and the relay
+(``relay.py``, ``python manage.py events relay``) publishes it later.
 
 Who publishes a row is decided by a **claim** (``claimed_by`` + a lease ``claimed_until``;
 docs/decisions/0009-outbox-claims.md): a row is inserted already claimed by its sender's
@@ -26,12 +27,13 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
 from django.db import connections, router, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Field, Q, QuerySet
 from django.utils import timezone
 
 from ..brokers.message import Prepared
@@ -39,6 +41,7 @@ from ..conf import Settings, settings
 from ..envelope import Event
 from ..errors import BatchRefused
 from ..models import OutboxEvent
+from . import sent
 
 log = logging.getLogger(__name__)
 HOST = f"{socket.gethostname()}:{os.getpid()}"
@@ -70,49 +73,112 @@ def new_token(kind: str) -> str:
     return f"{kind}:{HOST}:{uuid.uuid4().hex[:8]}"
 
 
-def enqueue(publisher: Publishes, event: Event, body: str, argsrepr: str, using: str) -> OutboxEvent:
-    return enqueue_many(publisher, [(event, Prepared(event.type, event.id, body, argsrepr))], using)[0]
+def enqueue(publisher: Publishes, event: Event, body: str, argsrepr: str, using: str) -> None:
+    enqueue_many(publisher, [(event, Prepared(event.type, event.id, body, argsrepr))], using)
 
 
-def enqueue_many(publisher: Publishes, pairs: list[tuple[Event, Prepared]], using: str) -> list[OutboxEvent]:
+def enqueue_many(publisher: Publishes, pairs: list[tuple[Event, Prepared]], using: str) -> None:
     """Insert the rows (one insert) claimed by this transaction's on-commit publish, which runs after commit."""
     token = new_token("commit")
+    written = time.monotonic()
     until = timezone.now() + commit_lease(publisher.conf)
-    created = rows(using).bulk_create(
-        [
-            OutboxEvent(
-                event_id=event.id,
-                event_type=event.type,
-                key=event.key,
-                body=prepared.body,
-                argsrepr=prepared.argsrepr,
-                claimed_by=token,
-                claimed_until=until,
-            )
-            for event, prepared in pairs
-        ]
-    )
+    if len(pairs) == 1:  # one event per transaction, the usual case: one prepared INSERT, no model instance
+        event, prepared = pairs[0]
+        insert_row(using, event, prepared, token, until)
+    else:
+        rows(using).bulk_create(
+            [
+                OutboxEvent(
+                    event_id=event.id,
+                    event_type=event.type,
+                    key=event.key,
+                    body=prepared.body,
+                    argsrepr=prepared.argsrepr,
+                    claimed_by=token,
+                    claimed_until=until,
+                )
+                for event, prepared in pairs
+            ]
+        )
     batch = [prepared for _, prepared in pairs]
-    transaction.on_commit(lambda: publish_committed(publisher, batch, token, using), using=using, robust=True)
-    return created
+    transaction.on_commit(lambda: publish_committed(publisher, batch, token, using, written), using=using, robust=True)
 
 
-def publish_committed(publisher: Publishes, batch: list[Prepared], token: str, using: str) -> bool:
-    """The on-commit publish: renew the claim (one conditional UPDATE), publish, mark sent.
+def insert_row(using: str, event: Event, prepared: Prepared, token: str, until: dt.datetime) -> None:
+    """``OutboxEvent.objects.create(...)`` as one prepared INSERT (no RETURNING, no model instance, the
+    SQL compiled once per database vendor): the statement every event sent in a transaction runs."""
+    connection = connections[using]
+    sql = _INSERT_SQL.get(connection.vendor)
+    if sql is None:
+        opts = OutboxEvent._meta
+        names: list[str] = []
+        for name in _INSERT_FIELDS:
+            field = opts.get_field(name)
+            assert isinstance(field, Field) and field.column is not None  # plain columns of OutboxEvent
+            names.append(connection.ops.quote_name(field.column))
+        sql = (
+            f"INSERT INTO {connection.ops.quote_name(opts.db_table)} ({', '.join(names)}) "
+            f"VALUES ({', '.join(['%s'] * len(names))})"
+        )
+        _INSERT_SQL[connection.vendor] = sql
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                event.id,
+                event.type,
+                event.key,
+                prepared.body,
+                prepared.argsrepr,
+                adapt(timezone.now()),
+                0,
+                "",
+                token,
+                adapt(until),
+            ],
+        )
 
-    If the claim was lost meanwhile (a transaction that stayed open past the lease, and a relay
-    took the rows), only the rows still ours are published.
+
+# sent_at and next_attempt_at are left out: NULL
+_INSERT_FIELDS = (
+    "event_id",
+    "event_type",
+    "key",
+    "body",
+    "argsrepr",
+    "created_at",
+    "attempts",
+    "last_error",
+    "claimed_by",
+    "claimed_until",
+)
+_INSERT_SQL: dict[str, str] = {}
+
+
+def publish_committed(publisher: Publishes, batch: list[Prepared], token: str, using: str, written: float) -> bool:
+    """The on-commit publish: publish, then hand the ids to ``sent.marks()`` (marked sent in batches).
+
+    The claim written with the rows is still ours when this runs within ``EVENT_TASKS_OUTBOX_GRACE``
+    of the insert (``written``, a ``time.monotonic()``): its lease is the grace plus the bounded
+    publish time, and a relay takes only rows whose lease ran out. Later (a transaction that
+    stayed open long) the claim is renewed first with one conditional UPDATE, and if it was lost
+    meanwhile (a relay took the rows) only the rows still ours are published.
     """
-    ids = [p.event_id for p in batch]
-    mine = rows(using).filter(event_id__in=ids, claimed_by=token, sent_at__isnull=True)
-    renewed = mine.update(claimed_until=timezone.now() + commit_lease(publisher.conf))
-    if renewed != len(batch):
-        still = set(mine.values_list("event_id", flat=True))
-        batch = [p for p in batch if p.event_id in still]
-        if not batch:
-            return True
+    if time.monotonic() - written >= publisher.conf.outbox_grace / 2:
+        ids = [p.event_id for p in batch]
+        mine = rows(using).filter(event_id__in=ids, claimed_by=token, sent_at__isnull=True)
+        renewed = mine.update(claimed_until=timezone.now() + commit_lease(publisher.conf))
+        if renewed != len(batch):
+            still = set(mine.values_list("event_id", flat=True))
+            batch = [p for p in batch if p.event_id in still]
+            if not batch:
+                return True
     try:
-        publisher.publish_many(batch)
+        if len(batch) == 1:
+            publisher.publish(*batch[0])  # the one-event fast path (Redis: no pipeline, no pool checkout)
+        else:
+            publisher.publish_many(batch)
     except Exception as exc:  # noqa: BLE001 - whatever failed, the relay publishes the rows later
         refused = getattr(exc, "cause", None)
         if isinstance(refused, BatchRefused):  # some went out: those are sent
@@ -124,7 +190,7 @@ def publish_committed(publisher: Publishes, batch: list[Prepared], token: str, u
             getattr(exc, "cause", exc),
         )
         return False
-    mark_sent(using, Q(event_id__in=[p.event_id for p in batch]))  # published: sent, whoever holds it now
+    sent.marks(mark_sent_ids).add(using, [p.event_id for p in batch])  # published: sent, whoever holds it now
     return True
 
 
@@ -189,6 +255,14 @@ def claim(using: str, token: str, *, batch: int, lease: float, grace: float) -> 
     if not ids:
         return []
     return list(rows(using).filter(pk__in=ids, claimed_by=token).order_by("id"))
+
+
+def mark_sent_ids(using: str, ids: list[str]) -> int:
+    """Mark published rows sent by event id, ``MARK_CHUNK`` ids per UPDATE (``sent.marks()`` calls this)."""
+    return sum(mark_sent(using, Q(event_id__in=ids[i : i + MARK_CHUNK])) for i in range(0, len(ids), MARK_CHUNK))
+
+
+MARK_CHUNK = 500
 
 
 def mark_sent(using: str, which: Q) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 
 import pytest
 from celery import Celery
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 from kombu import Connection
 
 from event_tasks import catalog
@@ -16,6 +18,7 @@ from event_tasks.brokers.topology import declare, service_queue
 from event_tasks.models import OutboxEvent
 from event_tasks.send.publisher import Publisher
 from event_tasks.send.relay import Relay
+from event_tasks.store import outbox, sent
 from event_tasks.testing import wait_until
 from tests.brokers import RedisServer
 from tests.fabric.schemas.probe import PROBE_CREATED
@@ -63,7 +66,9 @@ def test_committed_event_leaves_after_commit_with_its_id(producer):
         assert OutboxEvent.objects.get().sent_at is None
     assert queued(client, "events.alpha") == [f"{event.id}:alpha"]
     assert queued(client, "events.beta") == [f"{event.id}:beta"]
-    assert OutboxEvent.objects.get(event_id=event.id).sent_at is not None
+    wait_until(  # marked sent off the sender's path, in batches (store/sent.py)
+        lambda: OutboxEvent.objects.get(event_id=event.id).sent_at is not None, 5, message="the row marked sent"
+    )
     assert publisher.stats["outboxed"] == 1
 
 
@@ -111,9 +116,51 @@ def test_sent_rows_are_pruned_after_the_retention(producer):
         publisher.send(PROBE_CREATED, {"n": 6})
     with transaction.atomic():
         pending_sent = publisher.send(PROBE_CREATED, {"n": 7})
+    sent.flush()  # the marks of the on-commit publishes (else within a fraction of a second)
     assert Relay(publisher, retention=3600).prune() == 0
     assert Relay(publisher, retention=-1).prune() == 2
     assert not OutboxEvent.objects.filter(event_id=pending_sent.id).exists()
+
+
+def test_published_rows_are_marked_sent_in_batches_off_the_senders_path(producer):
+    publisher, client = producer
+    updates: list[str] = []
+
+    def count(execute, sql, params, many, context):
+        if sql.startswith("UPDATE"):
+            updates.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        events = []
+        for n in range(250):
+            with transaction.atomic():
+                events.append(publisher.send(PROBE_CREATED, {"n": n}))
+    # one INSERT per transaction; the sender's own thread marked 200 rows with 2 UPDATEs at most
+    # (one per 100, or per 0.2 s), not one per event; a daemon thread marks the rest soon after
+    assert 1 <= len(updates) <= 250 // sent.BATCH + 1
+    assert client.llen("events.alpha") == 250
+    wait_until(
+        lambda: OutboxEvent.objects.filter(sent_at__isnull=False).count() == 250, 5, message="every row marked sent"
+    )
+    assert set(OutboxEvent.objects.values_list("attempts", flat=True)) == {1}
+
+
+def test_rows_published_but_never_marked_are_sent_again_by_the_relay(producer):
+    """A sender that died between its publish and the batch that marks rows sent: the rows keep
+    their claim until its lease runs out, then a relay publishes them again (at least once)."""
+    publisher, client = producer
+    with transaction.atomic():
+        event = publisher.send(PROBE_CREATED, {"n": 8})
+    assert queued(client, "events.alpha") == [f"{event.id}:alpha"]
+    assert sent.marks(outbox.mark_sent_ids).take() == {"default": [event.id]}  # the process "died"
+    relay = Relay(publisher, grace=0)
+    assert relay.drain() == 0  # the sender's claim still holds: the relay leaves the row alone
+    OutboxEvent.objects.update(claimed_until=timezone.now() - dt.timedelta(seconds=1))  # the lease ran out
+    assert relay.drain() == 1
+    assert queued(client, "events.alpha") == [f"{event.id}:alpha"] * 2  # a duplicate consumers drop by id
+    row = OutboxEvent.objects.get()
+    assert row.sent_at is not None and row.claimed_by.startswith("relay:")
 
 
 def test_durability_check_accepts_aof_and_refuses_a_forgetful_redis(broker, redis_server):

@@ -191,7 +191,11 @@ def test_with_event_tasks_database_the_row_joins_that_databases_transaction(own_
     with transaction.atomic(using="other"):
         event = publisher.send(PROBE_CREATED, {"n": 7})
         assert OutboxEvent.objects.using("other").get(event_id=event.id).sent_at is None  # in the transaction
-    assert OutboxEvent.objects.using("other").get(event_id=event.id).sent_at is not None
+    wait_until(
+        lambda: OutboxEvent.objects.using("other").get(event_id=event.id).sent_at is not None,
+        5,
+        message="the row marked sent",
+    )
     assert not OutboxEvent.objects.using("default").exists()
     assert queued(own_redis, "events.alpha") == [event.id]
     assert publisher.stats["outboxed"] == 2 and publisher.stats["after_commit"] == 0  # both sends took the outbox

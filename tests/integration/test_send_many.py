@@ -70,7 +70,7 @@ def test_inside_a_transaction_the_batch_is_one_outbox_insert_published_on_commit
             events = pub.send_many(batch(12))
         assert set(depths(url).values()) == {0}  # nothing leaves before the commit
     wait_until(lambda: depths(url)["events.alpha"] == 4, 10, message="the batch after commit")
-    assert OutboxEvent.objects.filter(sent_at__isnull=False).count() == 12
+    wait_until(lambda: OutboxEvent.objects.filter(sent_at__isnull=False).count() == 12, 5, message="rows marked sent")
     assert sorted(OutboxEvent.objects.values_list("event_id", flat=True)) == sorted(e.id for e in events)
 
 
