@@ -11,6 +11,6 @@ The shared machinery (private brokers, workers, row recording) is ``bench.common
 
 from __future__ import annotations
 
-from . import cluster, consume, latency, network, outbox, publish, rabbitmq, unmeasured
+from . import cluster, consume, latency, network, openedx, outbox, publish, rabbitmq, unmeasured
 
-ALL = (publish, consume, latency, outbox, rabbitmq, cluster, network, unmeasured)  # the order of RESULTS.md
+ALL = (publish, consume, latency, outbox, rabbitmq, cluster, network, openedx, unmeasured)  # the order of RESULTS.md
