@@ -299,3 +299,30 @@ def test_the_sweep_puts_back_any_unclaimed_item_and_leaves_tracked_ones(client):
     assert sweep(keys=keys, args=[105, 5]) == 1 + len(odd)
     assert client.llen(keys[0]) == 0 and client.exists(keys[2]) == 0
     assert sorted(client.lrange(keys[3], 0, -1)) == sorted([fabric_item("orphan"), *odd])
+
+
+def test_the_take_removes_held_acks_then_takes_into_unacked(client):
+    """One take: the acked deliveries leave unacked and its index first; then the item a BLMOVE
+    moved (if any) and up to the window's room from the queue are tracked as kombu's QoS tracks
+    them; what is not a kombu message stays in in-flight, returned apart."""
+    keys = ["tq", "tq\x06\x16inflight", "unacked:tq", "unacked_index:tq"]
+    take = client.register_script(transport.TAKE)
+    client.delete(*keys)
+    client.hset(keys[2], mapping={"done1": "[...]", "done2": "[...]", "running": "[...]"})
+    client.zadd(keys[3], {"done1": 1, "done2": 1, "running": 1})
+    items = [fabric_item(f"E{i}") for i in range(3)]
+    client.lpush(keys[0], *items, b"garbage{")  # RPOP takes E2 last: garbage is the queue's head
+    moved = fabric_item("M")
+    client.lpush(keys[1], moved)
+    taken, unreadable = take(keys=keys, args=[50, 3, 1, moved, "done1", "done2"])
+    assert taken == [moved, items[0], items[1]] and unreadable == []
+    assert sorted(client.hkeys(keys[2])) == sorted([b"running", b"M:alpha", b"E0:alpha", b"E1:alpha"])
+    assert client.zscore(keys[3], "E0:alpha") == 50 and client.zscore(keys[3], "done1") is None
+    assert json.loads(client.hget(keys[2], "E0:alpha")) == [json.loads(items[0]), "", "events.alpha"]
+    assert client.lrange(keys[1], 0, -1) == []  # the moved item left in-flight
+    # Without a BLMOVE's item (the queue kept the window full): the queue alone.
+    taken, unreadable = take(keys=keys, args=[60, 5, 0, "", "M:alpha"])
+    assert taken == [items[2]] and unreadable == [b"garbage{"]
+    assert client.lrange(keys[1], 0, -1) == [b"garbage{"] and client.llen(keys[0]) == 0
+    assert client.hexists(keys[2], "M:alpha") == 0 and client.hexists(keys[2], "E2:alpha") == 1
+    assert take(keys=keys, args=[70, 5, 0, ""]) == [[], []]

@@ -1,11 +1,18 @@
--- After a BLMOVE took one message: track it (out of in-flight, into unacked) and take up to ARGV[3]
--- more from the queue, tracked the same way, in one atomic step (each as kombu's QoS would track
--- it: the unacked entry is [message, exchange, routing_key], the index score the time taken).
--- KEYS[1]  the queue                         KEYS[2]  its in-flight list (where the BLMOVE put ARGV[2])
+-- Take up to ARGV[2] messages from the queue straight into unacked, in one atomic step, each
+-- tracked as kombu's QoS would track it (the unacked entry is [message, exchange, routing_key],
+-- the index score the time taken); first, if ARGV[3] is '1', the message a BLMOVE took (ARGV[4],
+-- moved out of in-flight). Before that, the acknowledgements the worker holds (ARGV[5..]): their
+-- deliveries leave unacked and its index, as kombu's ack does.
+-- KEYS[1]  the queue                         KEYS[2]  its in-flight list (where a BLMOVE put ARGV[4])
 -- KEYS[3]  the service's unacked hash        KEYS[4]  its unacked index (sorted set)
--- ARGV[1]  now (seconds)   ARGV[2]  the item the BLMOVE took   ARGV[3]  how many more to take
+-- ARGV[1]  now (seconds)   ARGV[2]  how many to take in all   ARGV[3]  '1': ARGV[4] is a BLMOVE's item
+-- ARGV[4]  the item the BLMOVE took (or '')  ARGV[5..]  delivery tags acknowledged
 -- Returns {taken, unreadable}: the items tracked, and those that are not kombu messages.
-local now, first, more = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now, count, moved, first = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4]
+for i = 5, #ARGV do
+  redis.call('ZREM', KEYS[4], ARGV[i])
+  redis.call('HDEL', KEYS[3], ARGV[i])
+end
 -- A queue item that is not a kombu message stays in in-flight, returned apart: the consumer
 -- records it as a dead letter, then removes it (or the sweep puts it back if that fails).
 local function track(item)
@@ -21,13 +28,16 @@ local function track(item)
   return true
 end
 local taken, unreadable = {}, {}
-if track(first) then
-  redis.call('LREM', KEYS[2], 1, first)
-  taken[#taken + 1] = first
-else
-  unreadable[#unreadable + 1] = first
+if moved then
+  count = count - 1
+  if track(first) then
+    redis.call('LREM', KEYS[2], 1, first)
+    taken[#taken + 1] = first
+  else
+    unreadable[#unreadable + 1] = first
+  end
 end
-for _ = 1, more do
+for _ = 1, count do
   local item = redis.call('RPOP', KEYS[1])
   if not item then break end
   if track(item) then

@@ -4,8 +4,12 @@ kombu takes a message with ``BRPOP`` and only afterwards, in another round trip,
 the ``unacked`` hash. A worker killed between the two, or a Redis shutdown that executes the pop
 but never sends the reply, loses the message for good (the fault suite caught both). Here:
 
-* the worker takes a message with ``BLMOVE <queue> <queue>␆␖inflight`` (atomic);
-* recording it in ``unacked`` and removing it from the in-flight list is one MULTI/EXEC;
+* the worker takes a message with ``BLMOVE <queue> <queue>␆␖inflight`` (atomic); the take script
+  (``take.lua``) moves it into ``unacked`` and takes more of the queue straight into ``unacked``,
+  within the prefetch window (with room for one only, one MULTI/EXEC tracks it instead);
+* while the queue keeps the window full, the next take is that script alone, without a BLMOVE,
+  and it carries the acks the worker sent since the last one (``qos``): one round trip per
+  window of messages instead of one per take, per track and per ack;
 * a sweep (on kombu's restore schedule) puts back in-flight messages that no consumer claimed
   within a grace period: those whose consumer died in between;
 * on the same schedule the worker renews the lease (``unacked_index`` score) of every message it
@@ -34,11 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
-from kombu.utils.json import dumps
 from kombu.utils.objects import cached_property
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
 
 from .items import delivery_tag, read_message
+from .poller import Poller
+from .qos import ACK_HOLD, QoS, inflight_key, on_loop_thread
 
 if TYPE_CHECKING:
     import redis
@@ -47,12 +53,14 @@ if TYPE_CHECKING:
     from redis.commands.core import Script
 
 log = logging.getLogger(__name__)
+_QoS = QoS  # the name QoS inside Channel is its class attribute
 
-INFLIGHT = "\x06\x16inflight"
+INFLIGHT = "\x06\x16inflight"  # the in-flight list of a queue: inflight_key(queue)
 SEEN = "\x06\x16inflight_seen"
 
 # The sweep puts back in-flight messages no consumer claimed within the grace period; the take
-# tracks the message a BLMOVE took and takes more in the same atomic step (see each script).
+# tracks the message a BLMOVE took (if any), takes more and removes acked deliveries in one
+# atomic step (see each script).
 SWEEP = resources.files(__package__).joinpath("sweep.lua").read_text()
 TAKE = resources.files(__package__).joinpath("take.lua").read_text()
 MAX_TAKE = 100  # messages taken in one round trip, within the prefetch window
@@ -74,68 +82,6 @@ def tracked_message(item: bytes | str) -> dict[str, object]:
     return message
 
 
-def inflight_key(queue: str) -> str:
-    return queue + INFLIGHT
-
-
-class QoS(kombu_redis.QoS):
-    channel: Channel
-
-    def append(self, message: virtual.Message, delivery_tag: str) -> None:
-        if self.channel._tracked:  # tracked in Redis already, by the TAKE script
-            virtual.QoS.append(self, message, delivery_tag)
-            return
-        taken = self.channel._taken
-        if taken is None or not self.channel.events_queue:
-            super().append(message, delivery_tag)
-            return
-        self.channel._taken = None
-        queue, item = taken
-        delivery = message.delivery_info
-        raw = message._raw  # type: ignore[attr-defined]  # kombu's stubs omit the payload a virtual Message keeps
-        with self.pipe_or_acquire() as pipe:  # MULTI/EXEC: tracked and out of in-flight, or neither
-            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
-                self.unacked_key, delivery_tag, dumps([raw, delivery["exchange"], delivery["routing_key"]])
-            ).lrem(inflight_key(queue), 1, item).execute()
-        virtual.QoS.append(self, message, delivery_tag)
-
-    def ack_many(self, delivery_tags: list[str]) -> None:
-        """Acknowledge several deliveries in one round trip (a batch, ``batching``)."""
-        with self.pipe_or_acquire() as pipe:
-            for tag in delivery_tags:
-                pipe.zrem(self.unacked_index_key, tag).hdel(self.unacked_key, tag)
-            pipe.execute()
-        for tag in delivery_tags:
-            virtual.QoS.ack(self, tag)
-
-    def restore_visible(self, start: int = 0, num: int | None = 10, interval: int = 10) -> None:
-        if not self.channel.events_queue:
-            super().restore_visible(start, num, interval)  # type: ignore[arg-type]  # kombu takes None: no limit
-            return
-        self.renew_leases()
-        super().restore_visible(start, num, interval)  # type: ignore[arg-type]  # as above
-        if (self._vrestore_count - 1) % (interval or 1):  # type: ignore[attr-defined]  # kombu's count of restores, not in its stubs
-            return
-        self.channel.sweep_inflight()
-
-    def renew_leases(self) -> None:
-        """Mark every message this worker holds (running, reserved, waiting for its ETA) as fresh.
-
-        The restore sweep hands out messages whose ``unacked_index`` score is older than the
-        visibility timeout; a live worker renews its own, so a long handler is never given to a
-        second consumer while it runs. A dead worker stops renewing and its messages come back.
-        """
-        tags = list(self._delivered or ())
-        if not tags:
-            return
-        now = time.time()
-        with self.channel.conn_or_acquire() as client:
-            client.zadd(self.unacked_index_key, dict.fromkeys(tags, now), xx=True)
-
-
-_QoS = QoS  # the name QoS inside Channel is its class attribute
-
-
 class Channel(kombu_redis.Channel):
     QoS = QoS
     qos: _QoS
@@ -151,6 +97,8 @@ class Channel(kombu_redis.Channel):
     _taken: tuple[str, bytes] | None = None
     _tracked: bool = False
     _blmove_queue: str | None = None
+    _take_next = False  # the last take filled the prefetch window: take again without waiting
+    _take_sent: tuple[int, list[str]] | None = None  # a take on its way: (room, the acks it carries)
 
     def serve_events(
         self,
@@ -179,6 +127,9 @@ class Channel(kombu_redis.Channel):
         cycle = getattr(self.connection, "cycle", None)  # None once the transport is detached
         if cycle is not None:
             cycle.events_channels.discard(self)
+        qos = getattr(self, "_qos", None)
+        if isinstance(qos, QoS) and not self.closed:
+            qos.flush_acks()  # before kombu restores what the channel still holds
         super().close()
 
     _kept_client: redis.Redis | None = None  # the redis client this channel keeps (see conn_or_acquire)
@@ -231,57 +182,130 @@ class Channel(kombu_redis.Channel):
             timeout = self.brpop_timeout
         queue = queues[0]
         self._blmove_queue = queue
-        self._in_poll = self.client.connection
+        self._in_poll = connection = self.client.connection
         self._brpop_sent_at = time.monotonic()
-        self.client.connection.send_command("BLMOVE", queue, inflight_key(queue), "RIGHT", "LEFT", timeout or 0)
+        if not self._take_next:  # the queue was empty: wait for a message
+            connection.send_command("BLMOVE", queue, inflight_key(queue), "RIGHT", "LEFT", timeout or 0)
+            return
+        # The last take filled the prefetch window: take what the window has room for now, straight
+        # into unacked, without waiting (the held acks go with it).
+        room = self._room()
+        acks = self.qos.take_held_acks()
+        self._take_sent = (room, acks)
+        try:
+            connection.send_command(
+                "EVALSHA", self._take.sha, 4, *self._take_keys(queue), time.time(), room, 0, "", *acks
+            )
+        except BaseException:
+            self._take_sent = None
+            self.qos.hold_again(acks)
+            raise
+
+    def _room(self) -> int:
+        room = self.qos.can_consume_max_estimate()
+        return MAX_TAKE if room is None else max(1, min(MAX_TAKE, room))
+
+    def _take_keys(self, queue: str) -> list[str]:
+        return [queue, inflight_key(queue), self.unacked_key, self.unacked_index_key]
 
     def _brpop_read(self, **options: Any) -> bool:  # Any: redis-py's parse_response options, passed on
         queue = self._blmove_queue
         if queue is None:
             return super()._brpop_read(**options)  # type: ignore[misc]  # kombu's, not in its stubs
         try:
-            try:
-                item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
-            except self.connection_errors:
-                self.client.connection.disconnect()
-                raise
-            if item is None:
-                raise Empty()
-            room = self.qos.can_consume_max_estimate()
-            room = MAX_TAKE if room is None else min(MAX_TAKE, room)
-            single = kombu_message(item) if room <= 1 else None
-            if single is not None:  # room for this one message only: kombu's way (decoded once)
-                self._taken = (queue, item)
-                try:
-                    self.connection._deliver(single, queue)
-                finally:
-                    self._taken = None
-                return True
-            with self.conn_or_acquire() as client:
-                taken, unreadable = self._take(
-                    keys=[queue, inflight_key(queue), self.unacked_key, self.unacked_index_key],
-                    args=[time.time(), item, max(room - 1, 0)],
-                    client=client,
-                )
-                for raw in unreadable:
-                    self.refuse_unreadable(client, queue, raw)
-            # Every message is tracked in unacked now. Hold them all in the channel's QoS before the
-            # first is delivered (a solo pool runs that task right away): the live worker renews
-            # their leases and restores the ones it never delivered if it shuts down.
-            payloads = [tracked_message(raw) for raw in taken]
-            for payload in payloads:
-                held = self.Message(payload, channel=self)
-                virtual.QoS.append(self.qos, held, held.delivery_tag)  # type: ignore[arg-type]  # a virtual Message has its properties' tag
-            self._tracked = True
-            try:
-                for payload in payloads:
-                    self.connection._deliver(payload, queue)
-            finally:
-                self._tracked = False
-            return True
+            sent, self._take_sent = self._take_sent, None
+            if sent is not None:
+                self._read_take(queue, *sent, **options)
+            else:
+                self._read_blmove(queue, **options)
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()  # type: ignore[attr-defined]  # kombu's, not in its stubs
+        if self._take_next and self.qos.can_consume() and not self._closing and not self.closed:  # type: ignore[attr-defined]  # kombu's _closing, not in its stubs
+            # Send the next take now, with the acks of what was just delivered: it runs in Redis
+            # while the loop's next turn flushes Celery's task events, instead of after them.
+            self._brpop_start()
+        return True
+
+    def _read_blmove(self, queue: str, **options: Any) -> None:  # Any: as _brpop_read
+        try:
+            item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+        except self.connection_errors:
+            self.client.connection.disconnect()
+            raise
+        if item is None:
+            raise Empty()
+        room = self._room()
+        single = kombu_message(item) if room <= 1 else None
+        if single is not None:  # room for this one message only: kombu's way (decoded once)
+            self._taken = (queue, item)
+            self._take_next = True
+            try:
+                self.connection._deliver(single, queue)
+            finally:
+                self._taken = None
+            return
+        acks = self.qos.take_held_acks()
+        try:
+            with self.conn_or_acquire() as client:
+                taken, unreadable = self._take(
+                    keys=self._take_keys(queue), args=[time.time(), room, 1, item, *acks], client=client
+                )
+        except BaseException:
+            self.qos.hold_again(acks)
+            raise
+        self._deliver_taken(queue, taken, unreadable, room)
+
+    def _read_take(self, queue: str, room: int, acks: list[str], **options: Any) -> None:  # Any: as _brpop_read
+        """The reply of a take sent without waiting (:meth:`_brpop_start`)."""
+        connection = self.client.connection
+        try:
+            taken, unreadable = self.client.parse_response(connection, "EVALSHA", **options)
+        except self.connection_errors:
+            connection.disconnect()
+            raise
+        except ResponseError as exc:  # the script did not run: neither the acks nor the take
+            self.qos.hold_again(acks)
+            if isinstance(exc, NoScriptError):  # Redis restarted: load it again, take on the next turn
+                with self.conn_or_acquire() as client:
+                    client.script_load(TAKE)
+            else:
+                self._take_next = False  # kombu's way next: wait with BLMOVE (its take reports the error)
+                log.warning("taking from %s failed: %r", queue, exc)
+            raise Empty() from None
+        if not taken and not unreadable:
+            self._take_next = False
+            raise Empty()
+        self._deliver_taken(queue, taken, unreadable, room)
+
+    def _deliver_taken(self, queue: str, taken: list[bytes], unreadable: list[bytes], room: int) -> None:
+        """Deliver what a take script tracked (after recording what it could not read)."""
+        self._take_next = len(taken) + len(unreadable) >= room  # the window is full: more may wait
+        if unreadable:
+            with self.conn_or_acquire() as client:
+                for raw in unreadable:
+                    self.refuse_unreadable(client, queue, raw)
+        # Every message is tracked in unacked now. Hold them all in the channel's QoS before the
+        # first is delivered (a solo pool runs that task right away): the live worker renews
+        # their leases and restores the ones it never delivered if it shuts down.
+        # Until its delivery replaces it with its Message, each is held as its payload: kombu's
+        # Redis QoS reads only the tags of what it holds (restores, renewals), never the messages.
+        payloads = [tracked_message(raw) for raw in taken]
+        qos = self.qos
+        for payload in payloads:
+            virtual.QoS.append(qos, payload, payload["properties"]["delivery_tag"])  # type: ignore[index]  # a placeholder (above); tracked_message checked the tag
+        self._tracked = True
+        try:
+            for payload in payloads:
+                qos.flush_acks(older_than=ACK_HOLD)  # a slow handler before: its ack goes now
+                self.connection._deliver(payload, queue)
+        finally:
+            self._tracked = False
+
+    def holds_acks(self) -> bool:
+        """Whether an ack is held for the next take (:class:`~.qos.QoS`): an event channel, acking
+        from its event loop's thread (where the next turn of the loop sends it)."""
+        return self.events_queue is not None and on_loop_thread(getattr(self.connection.cycle, "hub", None))
 
     def refuse_unreadable(self, client: redis.Redis, queue: str, raw: bytes) -> None:
         """An item of the event queue that is not a kombu message: ``on_unreadable(raw)`` records
@@ -323,54 +347,6 @@ class Channel(kombu_redis.Channel):
         return self._create_client().register_script(TAKE)  # type: ignore[attr-defined]  # kombu's, not in its stubs
 
 
-class Poller(kombu_redis.MultiChannelPoller):
-    """kombu's poller; restores of event channels run on their own schedule (:meth:`restore_events`).
-
-    kombu restores the ``unacked`` hash of the first consuming channel only ("they are not local
-    to the channel"); an event channel has a hash of its own, so the host's channels are left to
-    kombu and each event channel is restored separately.
-    """
-
-    _channels: set[kombu_redis.Channel]  # kombu's: the channels it polls
-    _events_restore_tref: Any = None  # Any: the timer entry kombu's hub returns (untyped in its stubs)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events_channels: set[Channel] = set()
-
-    @property
-    def _host_channels(self) -> set[kombu_redis.Channel]:
-        return {c for c in self._channels if c not in self.events_channels}
-
-    def maybe_restore_messages(self) -> None:
-        channels = self._channels
-        try:
-            self._channels = self._host_channels
-            return super().maybe_restore_messages()
-        finally:
-            self._channels = channels
-
-    def on_poll_init(self, poller: object) -> None:
-        channels = self._channels
-        try:
-            self._channels = self._host_channels
-            result = super().on_poll_init(poller)
-        finally:
-            self._channels = channels
-        self.poller = poller
-        self.restore_events()
-        return result
-
-    def restore_events(self) -> None:
-        for channel in list(self.events_channels):
-            if not channel.active_queues:
-                continue
-            try:
-                channel.qos.restore_visible(num=channel.unacked_restore_limit, interval=1)
-            except channel.connection_errors:
-                log.debug("event restore: connection error, will retry on the next sweep", exc_info=True)
-
-
 class Transport(kombu_redis.Transport):
     Channel = Channel
     cycle: Poller
@@ -384,6 +360,7 @@ class Transport(kombu_redis.Transport):
     def register_with_event_loop(self, connection: Connection, loop: Hub) -> None:
         super().register_with_event_loop(connection, loop)
         cycle = self.cycle
+        cycle.hub = loop
         old = cycle._events_restore_tref
         if old is not None:
             old.cancel()
