@@ -26,6 +26,7 @@ from openedx_events.event_bus.avro.custom_serializers import DEFAULT_CUSTOM_SERI
 from openedx_events.tooling import KNOWN_UNSERIALIZABLE_SIGNALS, OpenEdxPublicSignal, load_all_signals
 
 from ..catalog import EventSchema
+from ..codec import Codec, compile_codec
 from ..errors import UnsupportedSignal
 from .codec import METADATA, serializer
 
@@ -120,11 +121,29 @@ class MetadataSchema(EventSchema):
 
 
 class _MetadataField(fields.Nested):
-    """``metadata``, whose ``event_type`` must be the signal's own type."""
+    """``metadata``, whose ``event_type`` must be the signal's own type.
+
+    Its schema is loaded and dumped by codecs compiled from it (``event_tasks.codec``, built once
+    per schema instance), as the catalog's compiled codecs do for plain ``Nested`` fields; whatever
+    those cannot decide (an error, ``partial``) goes to marshmallow, which words the errors.
+    """
 
     def __init__(self, event_type: str, **kwargs: Any) -> None:  # Any: Nested's options, passed on as they come
         self.event_type = event_type
+        self._codecs: tuple[Schema, Codec | None, Codec | None] | None = None
         super().__init__(MetadataSchema, required=True, **kwargs)
+
+    def _compiled(self) -> tuple[Codec | None, Codec | None]:
+        """(load codec, dump codec) of this field's schema instance; None where marshmallow must do it."""
+        schema = self.schema
+        if self._codecs is None or self._codecs[0] is not schema:
+            usable = self.unknown is None or self.unknown == schema.unknown
+            self._codecs = (
+                schema,
+                compile_codec(schema, wire=False) if usable else None,
+                compile_codec(schema, wire=True),
+            )
+        return self._codecs[1], self._codecs[2]
 
     def _deserialize(
         self,
@@ -134,10 +153,22 @@ class _MetadataField(fields.Nested):
         partial: bool | Sequence[str] | Set[str] | None = None,
         **kwargs: object,
     ) -> dict[str, object]:
-        loaded = super()._deserialize(value, attr, data, partial=partial, **kwargs)
+        load = None if partial else self._compiled()[0]
+        done = load(value) if load is not None else None
+        loaded = done[0] if done is not None else super()._deserialize(value, attr, data, partial=partial, **kwargs)
         if loaded.get("event_type") != self.event_type:
             raise ValidationError({"event_type": [f"must be {self.event_type!r}"]})
         return loaded
+
+    # Any: Nested._serialize's own signature (the loaded metadata, the object it belongs to); marshmallow's
+    # Field and Nested name its first argument differently, so no name satisfies both for mypy
+    def _serialize(self, nested_obj: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        dump = self._compiled()[1]
+        # dump(load(x)) is dump(x) for a loaded metadata dict (strings, integers, a list of integers)
+        done = dump(nested_obj) if dump is not None and nested_obj is not None else None
+        if done is not None:
+            return done[1]
+        return super()._serialize(nested_obj, attr, obj, **kwargs)
 
 
 @cache
