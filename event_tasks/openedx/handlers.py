@@ -33,7 +33,7 @@ NAME = "event_tasks.openedx.reemit"  # duplicate suppression keys on it: never r
 def reemit(event: Event) -> None:
     """Send the event's signal to this service's receivers with the producer's metadata."""
     signal = signal_for(event.type)
-    metadata, data = from_payload(signal, dict(event.data))
+    metadata, data = from_payload(signal, event.data)
     RequestCache.clear_all_namespaces()  # receivers may rely on a per-request cache, as in a web request
     responses = signal.send_event_with_custom_metadata(metadata, **data)
     failures = [(receiver, result) for receiver, result in responses if isinstance(result, BaseException)]
