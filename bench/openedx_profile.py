@@ -53,13 +53,30 @@ CONSUME_FRAMES = {
     "the result backend (store_result / mark_as_done)": "mark_as_done (celery/backends/base.py",
     "Django's request signals / connection close (Celery's Django fixup)": "(celery/fixups/django.py",
 }
+# Who owns each sample of a delivery: the innermost frame of the stack that matches one of these, in
+# the order given per frame (a sample in Django's commit under the duplicate store is the store's; one
+# in openedx-events' deserializer under the backend's from_payload is the backend's).
+OWNERS = (
+    (
+        "the backend's own code (event_tasks/openedx/: conversion, re-emitting, its schema's validators)",
+        "(event_tasks/openedx/",
+    ),
+    ("openedx-events' signal send (called by the backend's handler)", "(openedx_events/tooling.py"),
+    ("the duplicate store (event_tasks/store/: mark, transaction, commit)", "(event_tasks/store/"),
+    ("payload validation machinery (event_tasks/catalog.py, codec.py)", "(event_tasks/catalog.py"),
+    ("payload validation machinery (event_tasks/catalog.py, codec.py)", "(event_tasks/codec.py"),
+    ("the general consume path (event_tasks/consume/)", "(event_tasks/consume/"),
+    ("the Redis transport (event_tasks/brokers/redis/)", "(event_tasks/brokers/redis/"),
+    ("Celery's task trace (result, task events, ack)", "(celery/app/trace.py"),
+    ("Celery/kombu event loop and the rest", "asynloop (celery/worker/loops.py"),
+)
 SEND_FRAMES = {
     "the producer (EventTasksProducer.send)": "producer.py:",
     "to_payload (event_tasks/openedx/codec.py)": "to_payload",
     "openedx-events' to_dict": "serializer.py:130(to_dict)",
     "send_event (validation, envelope, publish)": "publisher.py:323(send_event)",
     "  validation (EventType.encode)": "catalog.py:64(encode)",
-    "  the publish (Redis)": "publisher.py:",
+    "  the publish (Redis round trip)": "brokers/redis/fanout.py:",
     "metadata (generate_signal_metadata, the caller's)": "generate_signal_metadata",
 }
 
@@ -146,6 +163,19 @@ def shares(raw: Path) -> None:
     print(f"{total} samples (py-spy, 200/s), {loop} in the event loop; share of the event loop's samples:")
     for label in CONSUME_FRAMES:
         print(f"  {under[label] / max(loop, 1) * 100:5.1f}%  {label}")
+    owned: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if CONSUME_FRAMES["the whole event loop"] not in stack:
+            continue
+        for frame in reversed(stack.split(";")):
+            owner = next((label for label, needle in OWNERS if needle in frame), None)
+            if owner is not None:
+                owned[owner] += int(count)
+                break
+    print("each event-loop sample counted once, for the innermost of these frames in its stack:")
+    for label in dict.fromkeys(label for label, _ in OWNERS):
+        print(f"  {owned[label] / max(loop, 1) * 100:5.1f}%  {label}")
 
 
 def main(argv: list[str] | None = None) -> None:
