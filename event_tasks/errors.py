@@ -197,6 +197,22 @@ class ReplicasBehind(EventTasksError):
         )
 
 
+class MasterDeposed(EventTasksError):
+    """Redis (behind Sentinel) took a publish, but by then the sentinels named another master: the
+    node written to was deposed (a failover it did not see yet) and its writes will be dropped when
+    it becomes a replica. It reaches a sender as a :class:`PublishError`'s ``cause``; the next
+    attempt connects to the new master."""
+
+    def __init__(self, written_to: str, master: str):
+        self.written_to = written_to
+        self.master = master
+        super().__init__(
+            f"Redis at {written_to} took the event, but the sentinels name {master} the master now (a failover): "
+            "the old master drops what it took when it becomes a replica. Send it again with the same id "
+            "(consumers suppress the copy): the next attempt goes to the new master"
+        )
+
+
 class InvalidEvent(EventTasksError):
     """A received message is not a readable event. It goes to the dead letters, never retried."""
 

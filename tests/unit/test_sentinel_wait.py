@@ -15,7 +15,7 @@ from event_tasks.brokers.message import Prepared
 from event_tasks.brokers.redis.fanout import RedisFanout
 from event_tasks.brokers.topology import declare, service_queue
 from event_tasks.conf import Settings, settings
-from event_tasks.errors import PublishError, ReplicasBehind
+from event_tasks.errors import MasterDeposed, PublishError, ReplicasBehind
 from event_tasks.send.publisher import Publisher
 from event_tasks.testing import wait_until
 from tests.brokers import RedisServer
@@ -119,6 +119,47 @@ def test_a_master_without_the_script_gets_it_again(master, replicas, request):
         master.client().script_flush()
         assert fanout.publish_many([Prepared(PROBE_CREATED, "s-3", BODY, "()")]) == [1]
         assert master.client().llen("events.alpha") == 3
+    finally:
+        fanout.close()
+        master.client().delete("events.alpha")
+
+
+class Sentinels:
+    """Stands for the sentinels: the master they name (the newest configuration)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.asked = 0
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        self.asked += 1
+        return "127.0.0.1", self.port
+
+
+def test_behind_sentinel_a_publish_to_a_deposed_master_is_not_confirmed(master, replica):
+    """The node written to took the event and its replica confirmed it, but the sentinels name
+    another master by then: it will drop the event when it becomes a replica. Not confirmed; the
+    connection is dropped, so the next attempt asks the sentinels for the master again."""
+    fanout = RedisFanout(master.url, {}, conf(1, timeout=5))
+    publisher = Publisher(None, "prober", conf(1), transport=fanout)
+    fanout.sentinels = sentinels = Sentinels(port=replica.port)  # a failover the master did not see
+    try:
+        with pytest.raises(PublishError) as raised:
+            publisher.send(PROBE_CREATED, {"n": 1})
+        cause = raised.value.cause
+        assert isinstance(cause, MasterDeposed)
+        assert (cause.written_to, cause.master) == (f"127.0.0.1:{master.port}", f"127.0.0.1:{replica.port}")
+        assert "same id" in str(raised.value) and publisher.unreachable(raised.value)
+        with pytest.raises(PublishError) as batch:
+            publisher.send_many([(PROBE_CREATED, {"n": 2}), (PROBE_CREATED, {"n": 3})])
+        assert isinstance(batch.value.cause, MasterDeposed)
+        with pytest.raises(PublishError) as replay:
+            publisher.publish_to("alpha", PROBE_CREATED, "replayed", BODY, "()")
+        assert isinstance(replay.value.cause, MasterDeposed)
+        assert sentinels.asked == 3  # after each write and its WAIT
+        sentinels.port = master.port  # the sentinels name the node written to: confirmed
+        assert fanout.publish(PROBE_CREATED, "d-1", BODY, "()") == 1
+        assert fanout.publish_many([Prepared(PROBE_CREATED, "d-2", BODY, "()")]) == [1]
     finally:
         fanout.close()
         master.client().delete("events.alpha")

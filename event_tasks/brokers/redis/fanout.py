@@ -17,6 +17,15 @@ the same connection, in the same round trip, by ``WAIT N <timeout ms>``; fewer t
 confirming in time is :class:`~event_tasks.errors.ReplicasBehind` (a ``PublishError`` for the
 sender). WAIT only counts on the connection that wrote: a reconnect between the script and the
 WAIT would count nothing, so both go in one pipeline, and a retried pipeline sends both again.
+
+Behind Sentinel, the replicas' WAIT is not enough: a master the sentinels deposed (a failover it
+did not see: a partition, or a master too busy to answer their pings in time) keeps taking writes,
+its replicas keep confirming them, until the sentinels turn it into a replica, ~10 s later, and
+it drops them (the cluster fault test lost 849 confirmed events so). After the WAIT, the sentinels
+are asked which master holds the newest configuration (``clients.FabricSentinel``); a publish is
+confirmed only if that is still the node it was written to, else it is
+:class:`~event_tasks.errors.MasterDeposed` (the connection is dropped: the next attempt finds the
+new master).
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from ...conf import Settings
-from ...errors import BatchRefused, ReplicasBehind
+from ...errors import BatchRefused, MasterDeposed, ReplicasBehind
 from ..message import QUEUE_SLOT, SERVICE_SLOT, Prepared, RedisMessageTemplate
 from ..topology import BINDING_KEY, ROUTES_KEY
 from .clients import close_client, redis_client
@@ -82,13 +91,18 @@ class RedisFanout:
         self.queue_prefix = conf.queue_prefix
         self.script = self.client.register_script(FANOUT_LUA)
         self.template = RedisMessageTemplate()
-        self.errors: tuple[type[BaseException], ...] = (redis.RedisError, ReplicasBehind)
+        pool = self.client.connection_pool
+        # behind Sentinel with the replica wait: each publish is confirmed on the sentinels' master only
+        self.sentinels = getattr(pool, "sentinel_manager", None) if self.wait_replicas > 0 else None
+        self.service_name: str = getattr(pool, "service_name", "")
+        self.errors: tuple[type[BaseException], ...] = (redis.RedisError, ReplicasBehind, MasterDeposed)
         # replicas behind: the broker's state, not the message's (the relay backs off, keeps the rows)
         self.connection_errors: tuple[type[BaseException], ...] = (
             redis.ConnectionError,
             redis.TimeoutError,
             OSError,
             ReplicasBehind,
+            MasterDeposed,
         )
 
     def publish(self, event_type: str, event_id: str, body: str, argsrepr: str) -> int:
@@ -108,26 +122,47 @@ class RedisFanout:
         from redis.exceptions import NoScriptError
 
         for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
+            pipe = self.pipeline()
             pipe.evalsha(self.script.sha, len(self.keys), *self.keys, *args)
             pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
+            connection = pipe.connection
             counts, acknowledged = pipe.execute(raise_on_error=False)
             if isinstance(counts, NoScriptError) and attempt == 1:
                 self.client.script_load(self.script.script)
                 continue
             if isinstance(counts, Exception):
                 raise counts
-            self.check_wait(acknowledged)
+            self.check_wait(acknowledged, connection)
             return counts
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def check_wait(self, acknowledged: object) -> None:
-        """Raise :class:`ReplicasBehind` when a ``WAIT`` reply is fewer than the replicas asked for."""
+    def pipeline(self) -> redis.client.Pipeline:
+        """A pipeline holding its connection from the start (a pipeline takes one when it runs):
+        :meth:`check_wait` needs to know which node the writes went to."""
+        pipe = self.client.pipeline(transaction=False)
+        if self.sentinels is not None:
+            pool, retry = self.client.connection_pool, self.client.get_retry()
+            # with the client's retries, as a pipeline's own connect has them (a failover in progress)
+            take = pool.get_connection
+            pipe.connection = retry.call_with_retry(take, lambda error: None) if retry else take()  # released by reset
+        return pipe
+
+    def check_wait(self, acknowledged: object, connection: redis.connection.AbstractConnection | None = None) -> None:
+        """Raise :class:`ReplicasBehind` when a ``WAIT`` reply is fewer than the replicas asked for;
+        behind Sentinel, :class:`MasterDeposed` when the node written to (``connection``'s) is no
+        longer the master of the newest configuration."""
         if isinstance(acknowledged, Exception):
             raise acknowledged
         assert isinstance(acknowledged, int)  # WAIT's reply: an integer
         if acknowledged < self.wait_replicas:
             raise ReplicasBehind(acknowledged, self.wait_replicas, self.wait_timeout)
+        if self.sentinels is None or connection is None:
+            return
+        written_to = (getattr(connection, "host", None), getattr(connection, "port", None))
+        master = self.sentinels.discover_master(self.service_name)
+        if (written_to[0], int(written_to[1] or 0)) != (master[0], int(master[1])):
+            connection.disconnect()  # its next command connects to the master the sentinels name
+            raise MasterDeposed(f"{written_to[0]}:{written_to[1]}", f"{master[0]}:{master[1]}")
 
     def single(self) -> redis.Redis:
         """A client that keeps one connection (locked per command) on the same pool: a send does not
@@ -146,15 +181,17 @@ class RedisFanout:
         if self.wait_replicas <= 0:
             self.client.lpush(self.keyprefix + queue, copy)
             return
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.pipeline()
         pipe.lpush(self.keyprefix + queue, copy)
         pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
-        self.check_wait(pipe.execute()[1])
+        connection = pipe.connection
+        self.check_wait(pipe.execute()[1], connection)
 
     def publish_many(self, batch: Sequence[Prepared]) -> list[int | None]:
         """One round trip: a pipeline of script calls, each for a chunk of events (their copies
         pushed atomically, one LPUSH per queue); a chunk the broker refuses fails alone."""
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.pipeline() if self.wait_replicas > 0 else self.client.pipeline(transaction=False)
+        connection = pipe.connection
         chunks: list[range] = []
         start, size = 0, 0
         for i, item in enumerate(batch):
@@ -170,7 +207,7 @@ class RedisFanout:
             pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
         results = pipe.execute(raise_on_error=False)
         if self.wait_replicas > 0:  # none of the batch is confirmed unless the replicas have it all
-            self.check_wait(results.pop())
+            self.check_wait(results.pop(), connection)
         counts: list[int | None] = [None] * len(batch)
         failed: dict[int, BaseException] = {}
         for chunk, result in zip(chunks, results):
