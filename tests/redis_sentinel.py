@@ -100,7 +100,7 @@ class Sentinel:
 class RedisSentinelSet:
     """A master, ``replicas`` replicas and ``sentinels`` sentinels on loopback (see the module docstring)."""
 
-    DOWN_AFTER_MS = 1000  # a master that does not answer this long is subjectively down
+    DOWN_AFTER_MS = 3000  # a master that does not answer this long is subjectively down (1 s let a busy new master be deposed on a loaded 2-core machine)
     FAILOVER_TIMEOUT_MS = 3000  # a failed failover is retried after twice this
 
     def __init__(self, replicas: int = 2, sentinels: int = 3, master_name: str = "events", appendonly: bool = True):

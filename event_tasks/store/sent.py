@@ -3,7 +3,7 @@
 The on-commit publish of a row (``outbox.publish_committed``) used to mark it sent at once: one
 ``UPDATE`` and its own commit per event, on top of the business transaction's commit: on
 PostgreSQL and on SQLite in WAL mode that is one more write to the log, and one more round trip
-(docs/decisions/0014-outbox-marks-in-batches.md). Now the published ids wait here and are marked
+(docs/decisions/0015-outbox-marks-in-batches.md). Now the published ids wait here and are marked
 with one ``UPDATE`` per batch:
 
 * on the sender's own thread, right after a publish, once ``BATCH`` ids wait or the oldest has

@@ -12,7 +12,7 @@ and removes it there on ack (another round trip each). On the event channel (``t
   pipeline for all of them (:meth:`QoS.flush_acks`, called by the transport's poller at every turn
   and before each delivery once an ack has waited :data:`ACK_HOLD`). The ack is still sent after
   the handler, never before; a worker killed in between has the delivery back after the
-  visibility timeout, as with an ack lost to a dropped connection (docs/decisions/0014);
+  visibility timeout, as with an ack lost to a dropped connection (docs/decisions/0016);
 * each restore renews the lease of every delivery the worker holds (:meth:`QoS.renew_leases`).
 
 Every other channel keeps kombu's QoS unchanged.
