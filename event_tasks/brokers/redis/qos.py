@@ -97,9 +97,9 @@ class QoS(kombu_redis.QoS):
         tags = self.take_held_acks()
         try:
             self.remove_tracked(tags)
-        except self.channel.connection_errors as exc:
-            # As an ack lost to a dropped connection: the deliveries come back after the visibility
-            # timeout (duplicate marks keep their handlers from applying them twice).
+        except Exception as exc:  # noqa: BLE001 - the loop goes on (kombu's ack_log_error logs and goes on too)
+            # As an ack lost to a dropped connection (or refused: a replica after a failover): the
+            # deliveries come back after the visibility timeout (duplicate marks skip them).
             log.warning("could not acknowledge %d deliveries of %s: %r", len(tags), self.channel.events_queue, exc)
 
     def remove_tracked(self, delivery_tags: list[str]) -> None:
