@@ -1,11 +1,12 @@
 """Where the time goes: ``python -m bench.profile send|batch|consume [--events N] [--service S]``.
 
 * ``send`` / ``batch``: ``send_event`` (or ``send_events`` in calls of 100) of the bench's
-  certificate event to 3 subscribed queues on a private Redis, under cProfile, in this process;
+  certificate event to 3 subscribed queues (``--services N``: N) on a private Redis, under cProfile, in this process;
   prints the functions by cumulative time and the Redis server's own time per command
   (``INFO commandstats``).
 * ``consume``: one ``-P solo`` worker of a bench service (default ``dedupe``: duplicate
-  suppression on PostgreSQL, the bench's consume row) draining N pre-filled events, sampled by
+  suppression on PostgreSQL, the bench's consume row) draining N pre-filled events (``--broker
+  rabbitmq``: on a RabbitMQ vhost of its own), sampled by
   py-spy (``pip install py-spy``); prints the share of samples under the frames that matter
   (the duplicate mark, the commit, the ack, task events, Celery's saferepr ...).
 
@@ -46,10 +47,10 @@ CONSUME_FRAMES = {
 }
 
 
-def profile_send(bench: Harness, events: int, batch: bool) -> None:
+def profile_send(bench: Harness, events: int, batch: bool, services: int) -> None:
     import event_tasks
 
-    bench.declare(list(SERVICES))
+    bench.declare([f"s{i:02d}" for i in range(services)])
     data = [certificate(i) for i in range(16)]
 
     def run() -> None:
@@ -109,6 +110,48 @@ def profile_consume(bench: Harness, events: int, service: str) -> None:
     shares(raw)
 
 
+def profile_consume_rabbitmq(bench: Harness, events: int, service: str) -> None:
+    """As :func:`profile_consume`, on a RabbitMQ vhost of its own (``--broker rabbitmq``)."""
+    import event_tasks
+
+    from .brokers import RabbitVhost
+    from .sections.rabbitmq import depths
+    from .workers import fabric_env, wait_until, worker_command
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not os.path.exists(spy):
+        raise SystemExit("py-spy is not installed: pip install py-spy")
+    vhost = RabbitVhost().start()
+    try:
+        url = vhost.url
+        bench.send_through(url)
+        bench.declare([service], url)
+        data = [certificate(i) for i in range(16)]
+        for i in range(events):
+            event_tasks.send_event(CERTIFICATE_CREATED, data[i % 16], key=COURSE_KEY)
+        queue = f"events.{service}"
+        wait_until(lambda: depths(url, [queue])[0] == events, 60, f"{events} messages in {queue}")
+        db = bench.reset_postgres() if service.endswith("dedupe") else bench.fresh_sqlite(service)
+        raw = Path(tempfile.mkdtemp()) / "consume.txt"
+        command = worker_command("config.celery_app", queue, service)
+        spy_process = subprocess.Popen(
+            [spy, "record", "--format", "raw", "-r", "200", "-o", str(raw), "--", *command],
+            env=fabric_env(service, url, db),
+            cwd=Path(__file__).parent.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        started = time.monotonic()
+        wait_until(lambda: depths(url, [queue])[0] == 0, 300, f"{queue} to be drained", interval=0.05)
+        print(f"{events} events drained {time.monotonic() - started:.2f}s after the worker started (start-up included)")
+        spy_process.send_signal(signal.SIGINT)
+        spy_process.wait(60)
+        subprocess.run(["pkill", "-TERM", "-f", "--", " ".join(command[1:8])], check=False)
+        shares(raw)
+    finally:
+        vhost.stop()
+
+
 def shares(raw: Path) -> None:
     total = 0
     under: collections.Counter[str] = collections.Counter()
@@ -128,15 +171,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("what", choices=["send", "batch", "consume"])
     parser.add_argument("--events", type=int, default=3000)
     parser.add_argument("--service", default="dedupe", help="consume: the bench service (bench/services/)")
+    parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis", help="consume: the broker")
+    parser.add_argument("--services", type=int, default=len(SERVICES), help="send / batch: subscribed queues")
     args = parser.parse_args(argv)
     bench = Harness(1, 1.0, [], Path(tempfile.mkdtemp()), sys.argv[1:])
     bench.setup()
     try:
         print(f"$ {' '.join([Path(sys.executable).name, '-m', 'bench.profile', *sys.argv[1:]])}")
-        if args.what == "consume":
+        if args.what == "consume" and args.broker == "rabbitmq":
+            profile_consume_rabbitmq(bench, args.events, args.service)
+        elif args.what == "consume":
             profile_consume(bench, args.events, args.service)
         else:
-            profile_send(bench, args.events, args.what == "batch")
+            profile_send(bench, args.events, args.what == "batch", args.services)
     finally:
         bench.teardown()
 
