@@ -38,7 +38,7 @@ lint: $(STAMP)
 
 ## Regenerate the table of every EVENT_TASKS_* setting in docs/settings.md from event_tasks/conf.py.
 settings-doc: $(STAMP)
-	$(PY) -c 'from event_tasks.conf import write_reference; write_reference("docs/settings.md")'
+	$(PY) -c 'from event_tasks.settings_doc import write_reference; write_reference("docs/settings.md")'
 
 ## Apply ruff's fixes and formatting.
 format: $(STAMP)

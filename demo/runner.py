@@ -113,8 +113,22 @@ def _count_results(db: Path) -> int:
         return 0
 
 
-def _inject_invalid(broker_url: str, steps: list[Any], handlers: dict[str, Any]) -> str:
-    """A message that skipped validation (an old producer): the LMS must dead-letter it."""
+def _make_keys(keys_dir: Path, services: set[str]) -> None:
+    """A fresh Ed25519 key pair per service (``<service>.key``, ``<service>.pub``): the demo runs signed,
+    with signatures enforced (docs/signing.md); the keys live under var/ for this run only."""
+    from event_tasks.signing import generate_key_pair
+
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    for service in sorted(services):
+        private, public = generate_key_pair()
+        key = keys_dir / f"{service}.key"
+        key.write_text(private + "\n")
+        key.chmod(0o600)
+        (keys_dir / f"{service}.pub").write_text(public + "\n")
+
+
+def _inject_invalid(broker_url: str, steps: list[Any], handlers: dict[str, Any], keys_dir: Path) -> str:
+    """A message that skipped validation (an old producer, signed with its key): the LMS must dead-letter it."""
     import uuid
 
     from kombu import Connection, Exchange, Producer
@@ -135,7 +149,10 @@ def _inject_invalid(broker_url: str, steps: list[Any], handlers: dict[str, Any])
         "specversion": SPECVERSION,
         "key": None,
     }
-    body, argsrepr = encode_body(envelope, data)
+    from event_tasks.signing import Signer, load_private_key
+
+    key = load_private_key((keys_dir / f"{step.producer}.key").read_text())
+    body, argsrepr = encode_body(Signer(f"{step.producer}-local", key).sign(envelope, data), data)
     with Connection(broker_url) as conn:
         Producer(conn.channel()).publish(
             body,
@@ -182,7 +199,12 @@ def run(
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "CELERY_WORKER_CONCURRENCY": "1",
         "PYTHONUNBUFFERED": "1",
+        "EVENT_TASKS_SIGNING_KEYS_DIR": str(var_dir / "keys"),
+        "EVENT_TASKS_SIGNING_MODE": "enforce",
     }
+    from event_tasks import catalog
+
+    _make_keys(var_dir / "keys", set(services) | {e.owner for e in catalog.all()})
     for key in ("EVENT_TASKS_SERVICE", "DATABASE_URL", "EVENT_TASKS_CONSUMERS_PACKAGE", "EVENT_TASKS_SCHEMAS_PACKAGE"):
         env.pop(key, None)
 
@@ -238,7 +260,7 @@ def run(
             types = sorted({STEPS[int(i)].event_type.split(".", 3)[3] for i in indexes})
             echo(f"  {producer:>18} sent {len(indexes):2} event(s): {', '.join(types)}")
             sent += len(out.strip().splitlines())
-        bad_id = _inject_invalid(broker_url, STEPS, handlers)
+        bad_id = _inject_invalid(broker_url, STEPS, handlers, var_dir / "keys")
         echo(f"  {'(old producer)':>18} handed {DEAD_LETTER_SERVICE} one message with an invalid payload ({bad_id})")
 
         def processed() -> bool:

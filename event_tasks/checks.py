@@ -14,6 +14,9 @@ a stable id, a one-line message and a hint saying what to do (``docs/settings.md
 ``event_tasks.E006`` a malformed ``EVENT_TASKS_SERVICE``
 ``event_tasks.W001`` a RabbitMQ failover list (a cluster) with classic queues, which live on one
                      node each: ``EVENT_TASKS_QUEUE_TYPE = "quorum"`` (docs/cluster.md)
+``event_tasks.E007`` a signing setting that cannot be used (a key that does not load, a key id twice)
+``event_tasks.W002`` production settings (``EVENT_TASKS_REQUIRE_DURABLE_BROKER``) and signatures not
+                     enforced: anyone with broker credentials can send any event type (docs/signing.md)
 ==================  =========================================================================
 
 The checks read the Django settings as they are (never :func:`conf.settings`, which refuses a
@@ -29,9 +32,9 @@ from typing import TYPE_CHECKING
 from django.conf import settings as django_settings
 from django.core import checks
 
-from . import catalog
+from . import catalog, signing
 from .brokers.topology import broker_kind
-from .conf import FIELD_OF, PREFIX, SERVICE_NAME, SETTING_NAMES, coerce
+from .conf import FIELD_OF, PREFIX, SERVICE_NAME, SETTING_NAMES, coerce, settings
 from .errors import ConfigurationError, InvalidSetting
 from .send import publisher
 
@@ -185,5 +188,35 @@ def check_service(
             hint="Use lower-case letters, digits and underscores, starting with a letter, at most 63 (e.g. 'lms'): "
             "it names the service's queue, events.<service>.",
             id="event_tasks.E006",
+        )
+    ]
+
+
+@checks.register(TAG)
+def check_signing(
+    app_configs: Sequence[AppConfig] | None = None, databases: Sequence[str] | None = None, **_: object
+) -> list[checks.CheckMessage]:
+    """E007: an unusable signing key or key table; W002: signatures not enforced in production (the
+    settings that make a worker refuse a Redis that can lose events: ``EVENT_TASKS_REQUIRE_DURABLE_BROKER``)."""
+    try:
+        conf = settings()
+        signing.signer_for(conf)
+        mode = signing.verifier_for(conf).mode
+    except InvalidSetting:
+        return []  # E002 says so
+    except ConfigurationError as exc:
+        return [
+            checks.Error(
+                str(exc), hint="docs/signing.md: generate keys with `events keys generate`.", id="event_tasks.E007"
+            )
+        ]
+    if mode == "enforce" or not conf.require_durable_broker:
+        return []
+    return [
+        checks.Warning(
+            f"production settings, and signed envelopes are not enforced (EVENT_TASKS_SIGNING_MODE is {mode!r}): a worker runs an event "
+            "whoever sent it, so anyone with the broker's credentials can send any event type",
+            hint="Sign every producer, verify in warn mode, then set EVENT_TASKS_SIGNING_MODE = 'enforce' (docs/signing.md).",
+            id="event_tasks.W002",
         )
     ]

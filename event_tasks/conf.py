@@ -2,7 +2,7 @@
 
 Every setting is a field of :class:`Settings`, documented there once: its ``metadata`` says what it
 does (``doc``) and which processes read it (``read_by``). ``docs/settings.md`` is generated from
-those fields (``make settings-doc``: :func:`write_reference`), and a unit test keeps the two equal.
+those fields (``make settings-doc``: ``settings_doc.write_reference``), and a unit test keeps the two equal.
 
 A host project sets them in its own settings module (this repository: ``config/settings/``,
 which takes environment overrides); nothing in ``event_tasks`` reads ``os.environ``.
@@ -18,7 +18,6 @@ import re
 import types
 import typing
 from functools import cache
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import InvalidSetting, NoCatalog, UnknownService
@@ -275,6 +274,37 @@ class Settings:
         doc="Seconds `events status` waits for the workers' replies.",
     )
 
+    signing_key: str | None = _setting(
+        None,
+        read_by=f"{SENDER}, {RELAY}",
+        doc="This service's Ed25519 private key (PEM, or base64 of its 32 raw bytes: `events keys generate`); every "
+        "event it sends is signed with it (docs/signing.md). `None`: unsigned, unless `EVENT_TASKS_SIGNING_KEY_FILE`.",
+    )
+    signing_key_file: str | None = _setting(None, read_by=f"{SENDER}, {RELAY}", doc="A file holding that private key.")
+    signing_key_id: str | None = _setting(
+        None,
+        read_by=f"{SENDER}, {RELAY}",
+        doc="The private key's id (e.g. `lms-2026-12`), sent with each signature: unique across the platform.",
+    )
+    signing_public_keys: dict[str, dict[str, str]] | None = _setting(  # noqa: RUF009 - _setting is dataclasses.field
+        None,
+        read_by=WORKER,
+        doc="Every producing service's public keys, `{service: {key id: public key (PEM or base64)}}`, at most two "
+        "per service (the current key and the one rotated in or out).",
+    )
+    signing_owners: dict[str, tuple[str, ...]] | None = _setting(  # noqa: RUF009 - _setting is dataclasses.field
+        None,
+        read_by=WORKER,
+        doc="A catalog owner that is no service, to the services that may sign its types (openedx-events names "
+        "repositories: `{'openedx/edx-platform': ['lms', 'cms']}`); any other owner signs its own types.",
+    )
+    signing_mode: typing.Literal["off", "warn", "enforce"] | None = _setting(
+        None,
+        read_by=WORKER,
+        doc="An unsigned, badly signed or not-owner event: `off` (not checked), `warn` (logged, counted, run) or "
+        "`enforce` (a dead letter `unsigned`, `bad_signature`, `not_owner`). `None`: `warn` with public keys, else `off`.",
+    )
+
     def queue_name(self, service: str) -> str:
         return f"{self.queue_prefix}{service}"
 
@@ -339,7 +369,7 @@ def _matches(value: object, annotation: object) -> bool:
     if annotation in (int, float):  # bool is not a number here; an int will do for a float
         return isinstance(value, int if annotation is int else (int, float)) and not isinstance(value, bool)
     if origin is tuple:
-        return isinstance(value, tuple) and all(_matches(v, args[0]) for v in value)
+        return isinstance(value, (tuple, list)) and all(_matches(v, args[0]) for v in value)  # a list in a dict
     if origin is dict:
         return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
     return isinstance(value, annotation) if isinstance(annotation, type) else False
@@ -368,33 +398,3 @@ def settings() -> Settings:
             if hasattr(django_settings, name):
                 values[field] = coerce(field, getattr(django_settings, name))
     return Settings(**values)
-
-
-BEGIN = "<!-- BEGIN generated from event_tasks/conf.py (make settings-doc); edit the fields' docs, not this -->"
-END = "<!-- END generated -->"
-
-
-def settings_reference() -> str:
-    """The table of every setting in ``docs/settings.md``, between the markers :data:`BEGIN` and :data:`END`."""
-    lines = [BEGIN, "", "| setting | type | default | read by | what it does |", "|---|---|---|---|---|"]
-    for name, f in FIELDS.items():
-        cells = [
-            f"`{SETTING_NAMES[name]}`",
-            describe_type(_TYPES[name]),
-            f"`{f.default!r}`",
-            f.metadata["read_by"],
-            f.metadata["doc"],
-        ]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join([*lines, "", END])
-
-
-def write_reference(path: str | Path) -> bool:
-    """Put :func:`settings_reference` between the markers of ``path`` (the rest is hand-written); True if it changed."""
-    file = Path(path)
-    text = file.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    new = text[:start] + settings_reference() + text[end:]
-    if new != text:
-        file.write_text(new)
-    return new != text

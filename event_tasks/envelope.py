@@ -3,7 +3,8 @@
 Attribute names follow CloudEvents (``id``, ``type``, ``source``, ``time``, ``specversion``)
 so a reader knows them already. On the wire an event is a Celery task whose two positional
 arguments are the envelope (``id``, ``type``, ``source``, ``time``, ``specversion``, ``key``)
-and the payload (``data``), both JSON.
+and the payload (``data``), both JSON; a signed event's envelope also has ``sigkey`` and ``sig``
+(``signing``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from .errors import InvalidEvent
 
 SPECVERSION = "1.0"
-ENVELOPE_FIELDS = ("id", "type", "source", "time", "specversion", "key")
+ENVELOPE_FIELDS = ("id", "type", "source", "time", "specversion", "key", "sigkey", "sig")  # sigkey, sig: signing
 REQUIRED_FIELDS = ("id", "type", "source", "time", "specversion")
 
 

@@ -217,8 +217,7 @@ class InvalidEvent(EventTasksError):
     """A received message is not a readable event. It goes to the dead letters, never retried."""
 
     def __init__(self, reason: str, detail: str):
-        self.reason = reason
-        self.detail = detail
+        self.reason, self.detail = reason, detail
         super().__init__(f"{reason}: {detail}")
 
 
@@ -226,8 +225,7 @@ class DeadLettered(EventTasksError):
     """Raised by an event task after it stored the event in its service's dead letters."""
 
     def __init__(self, reason: str, detail: str):
-        self.reason = reason
-        self.detail = detail
+        self.reason, self.detail = reason, detail
         super().__init__(f"dead-lettered ({reason}): {detail}")
 
 
@@ -290,13 +288,10 @@ class UnsupportedSignal(EventTasksError, TypeError):
 
 
 class ExtraMissing(ConfigurationError):
-    """A command needs a package of an optional extra that is not installed (``export``: apispec,
-    ``metrics``: prometheus-client). Raised when the command runs, not when event_tasks is imported."""
+    """A command needs a package of an optional extra that is not installed (raised when it runs, not at import)."""
 
     def __init__(self, what: str, package: str, extra: str, cause: str = ""):
-        self.what = what
-        self.package = package
-        self.extra = extra
+        self.what, self.package, self.extra = what, package, extra
         super().__init__(
             f"{what} needs {package}: pip install 'event-tasks[{extra}]'" + (f" ({cause})" if cause else "")
         )
@@ -317,10 +312,7 @@ class InvalidSetting(ConfigurationError):
     """An ``EVENT_TASKS_*`` Django setting holds a value of the wrong type."""
 
     def __init__(self, setting: str, value: object, expected: str, default: object):
-        self.setting = setting
-        self.value = value
-        self.expected = expected
-        self.default = default
+        self.setting, self.value, self.expected, self.default = setting, value, expected, default
         super().__init__(
             f"{setting} must be {expected}, not {type(value).__name__} ({value!r}): fix it in the service's "
             f"Django settings, or remove it for the default ({default!r}); docs/settings.md lists every setting."
@@ -398,3 +390,11 @@ class QueueMigrationRefused(EventTasksError):
         self.queue = queue
         self.why = why
         super().__init__(f"cannot migrate {queue}: {why}")
+
+
+class SigningKeyInvalid(ConfigurationError):
+    """A signing setting (this service's key, its id, the platform's public keys) cannot be used."""
+
+    def __init__(self, setting: str, problem: str):
+        self.setting, self.problem = setting, problem
+        super().__init__(f"{setting}: {problem}; fix it in the service's Django settings (docs/signing.md)")

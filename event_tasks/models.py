@@ -28,6 +28,9 @@ class DeadLetter(models.Model):
         INTERNAL_ERROR = "internal_error", "the fabric itself failed unexpectedly (see traceback)"
         WORKER_LOST = "worker_lost", "the worker died handling it, again and again (poison message)"
         DELIVERY_LIMIT = "delivery_limit", "RabbitMQ handed it out EVENT_TASKS_QUORUM_DELIVERY_LIMIT times (parked)"
+        UNSIGNED = "unsigned", "no signature, and EVENT_TASKS_SIGNING_MODE is enforce"
+        BAD_SIGNATURE = "bad_signature", "the signature does not verify (tampered, or an unknown or removed key)"
+        NOT_OWNER = "not_owner", "signed by a service that does not own the event type"
 
     service = models.CharField(max_length=64, db_index=True)
     event_id = models.CharField(max_length=64, blank=True, db_index=True)
@@ -120,3 +123,30 @@ class Redelivery(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["task_id", "retries"], name="event_tasks_redelivery_once")]
         indexes = [models.Index(fields=["last_at"], name="event_tasks_redelivery_last")]  # retention
+
+
+class SignatureWarning(models.Model):
+    """Events a worker in ``EVENT_TASKS_SIGNING_MODE = "warn"`` ran although ``enforce`` would refuse them.
+
+    One row per (service, reason, event type, source), counting the deliveries: what switching to
+    ``enforce`` would dead-letter (``docs/signing.md``).
+    """
+
+    service = models.CharField(max_length=64)
+    reason = models.CharField(max_length=32, choices=DeadLetter.Reason.choices)
+    event_type = models.CharField(max_length=255)
+    source = models.CharField(max_length=255, blank=True)
+    count = models.PositiveIntegerField(default=0)
+    last_event_id = models.CharField(max_length=64, blank=True)
+    last_detail = models.TextField(blank=True)
+    last_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "reason", "event_type", "source"], name="event_tasks_signature_warning_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service}: {self.count} x {self.reason} {self.event_type} from {self.source or '?'}"

@@ -7,6 +7,8 @@
   (also inside Django's ``TestCase``, whose transaction never commits);
 * :func:`run_handlers` runs a service's handlers for one event in process, through duplicate
   suppression and the retry decision of the worker;
+* :func:`make_test_keys` makes Ed25519 key pairs at test time for signed envelopes
+  (:class:`TestKeys`: the settings of each service, and signing a hand-made envelope);
 * :func:`wait_until` polls a condition with a timeout instead of sleeping;
 * :class:`ServiceWorker` runs one service's real Celery worker in a subprocess.
 """
@@ -60,6 +62,54 @@ def make_event(
         key=key,
         data=loaded,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class TestKeys:
+    """Ed25519 key pairs made at test time (never committed), one per service, key ids ``<service>-test``."""
+
+    __test__ = False  # not a pytest test class
+    private: Mapping[str, str]  # service -> base64 private key
+    public: Mapping[str, str]  # service -> base64 public key
+
+    def key_id(self, service: str) -> str:
+        return f"{service}-test"
+
+    def public_keys(self) -> dict[str, dict[str, str]]:
+        """``EVENT_TASKS_SIGNING_PUBLIC_KEYS`` for every service of these keys."""
+        return {s: {self.key_id(s): key} for s, key in self.public.items()}
+
+    def settings(self, service: str | None = None, mode: str | None = "enforce") -> dict[str, object]:
+        """The ``EVENT_TASKS_SIGNING_*`` Django settings of ``service`` (its key; everyone's public keys)
+        for ``override_settings(**keys.settings("lms"))``; without ``service``, a consumer's only."""
+        found: dict[str, object] = {
+            "EVENT_TASKS_SIGNING_PUBLIC_KEYS": self.public_keys(),
+            "EVENT_TASKS_SIGNING_MODE": mode,
+        }
+        if service is not None:
+            found |= {
+                "EVENT_TASKS_SIGNING_KEY": self.private[service],
+                "EVENT_TASKS_SIGNING_KEY_ID": self.key_id(service),
+            }
+        return found
+
+    def env(self, service: str | None = None, mode: str = "enforce") -> dict[str, str]:
+        """The same as environment variables (the demo's settings read them; the public keys as JSON)."""
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.settings(service, mode).items()}
+
+    def sign(self, service: str, envelope: Mapping[str, object], data: object) -> dict[str, object]:
+        """``envelope`` (time as it travels: ISO 8601) signed by ``service`` over ``data`` as it travels."""
+        from .signing import Signer, load_private_key
+
+        return Signer(self.key_id(service), load_private_key(self.private[service])).sign(envelope, data)
+
+
+def make_test_keys(*services: str) -> TestKeys:
+    """A fresh key pair for each of ``services`` (signed envelopes in tests: docs/signing.md)."""
+    from .signing import generate_key_pair
+
+    pairs = {service: generate_key_pair() for service in services}
+    return TestKeys({s: p[0] for s, p in pairs.items()}, {s: p[1] for s, p in pairs.items()})
 
 
 @dataclasses.dataclass

@@ -11,6 +11,17 @@ The shared machinery (private brokers, workers, row recording) is ``bench.common
 
 from __future__ import annotations
 
-from . import cluster, consume, latency, network, openedx, outbox, publish, rabbitmq, unmeasured
+from . import cluster, consume, latency, network, openedx, outbox, publish, rabbitmq, signing, unmeasured
 
-ALL = (publish, consume, latency, outbox, rabbitmq, cluster, network, openedx, unmeasured)  # the order of RESULTS.md
+ALL = (
+    publish,
+    consume,
+    latency,
+    outbox,
+    rabbitmq,
+    cluster,
+    network,
+    openedx,
+    signing,
+    unmeasured,
+)  # the order of RESULTS.md

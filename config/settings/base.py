@@ -10,6 +10,7 @@ per service under var/, created on first use).
 
 from __future__ import annotations
 
+import json
 import os
 import pkgutil
 import re
@@ -93,6 +94,35 @@ EVENT_TASKS_QUEUE_TYPE = env("EVENT_TASKS_QUEUE_TYPE", "classic")
 EVENT_TASKS_QUORUM_DELIVERY_LIMIT = env_int("EVENT_TASKS_QUORUM_DELIVERY_LIMIT", 100)
 EVENT_TASKS_REDIS_WAIT_REPLICAS = env_int("EVENT_TASKS_REDIS_WAIT_REPLICAS", 0)
 EVENT_TASKS_REDIS_WAIT_TIMEOUT = env_float("EVENT_TASKS_REDIS_WAIT_TIMEOUT", 1.0)
+
+
+def signing_keys_dir(directory: Path, service: str | None) -> dict[str, object]:
+    """Signed envelopes (docs/signing.md) from a directory of keys: ``<service>.key`` (this service's
+    private key, base64) and ``<service>.pub`` (every producer's public key); ``make demo`` writes them
+    with ``events keys generate``, tests at run time. Ids are ``<service>-local``. None of them is ever committed."""
+    found: dict[str, object] = {}
+    if not directory.is_dir():
+        return found
+    if service and (directory / f"{service}.key").exists():
+        found["EVENT_TASKS_SIGNING_KEY_FILE"] = str(directory / f"{service}.key")
+        found["EVENT_TASKS_SIGNING_KEY_ID"] = f"{service}-local"
+    public = {p.stem: {f"{p.stem}-local": p.read_text().strip()} for p in sorted(directory.glob("*.pub"))}
+    if public:
+        found["EVENT_TASKS_SIGNING_PUBLIC_KEYS"] = public
+    return found
+
+
+# Signed envelopes: a keys directory (the demo's), or each setting from its variable (the key as a value or
+# a file; the public keys as JSON: {"lms": {"lms-2026-12": "<base64>"}}); the mode: off, warn or enforce.
+_keys_dir = env("EVENT_TASKS_SIGNING_KEYS_DIR")
+_signing = signing_keys_dir(Path(_keys_dir), EVENT_TASKS_SERVICE) if _keys_dir else {}
+EVENT_TASKS_SIGNING_KEY = env("EVENT_TASKS_SIGNING_KEY")
+EVENT_TASKS_SIGNING_KEY_FILE = env("EVENT_TASKS_SIGNING_KEY_FILE") or _signing.get("EVENT_TASKS_SIGNING_KEY_FILE")
+EVENT_TASKS_SIGNING_KEY_ID = env("EVENT_TASKS_SIGNING_KEY_ID") or _signing.get("EVENT_TASKS_SIGNING_KEY_ID")
+EVENT_TASKS_SIGNING_PUBLIC_KEYS = json.loads(env("EVENT_TASKS_SIGNING_PUBLIC_KEYS") or "null") or _signing.get(
+    "EVENT_TASKS_SIGNING_PUBLIC_KEYS"
+)
+EVENT_TASKS_SIGNING_MODE = env("EVENT_TASKS_SIGNING_MODE")
 
 
 def consumer_apps(package: str, service: str | None) -> list[str]:

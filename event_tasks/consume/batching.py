@@ -216,7 +216,9 @@ class BatchEventTask(EventTask):
         unreadable: list[tuple[Any, InvalidEvent]] = []  # Any: an item as it came, JSON
         for item in items if isinstance(items, list) else []:
             try:
-                events.append(read_event(self.event_type, tuple(item) if isinstance(item, list) else (item,), {}))
+                events.append(
+                    read_event(self.event_type, tuple(item) if isinstance(item, list) else (item,), {}, self.service)
+                )
             except InvalidEvent as exc:
                 unreadable.append((item, exc))
         if unreadable:

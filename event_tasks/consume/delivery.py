@@ -10,15 +10,20 @@ event task (``dispatch``) and ``event_tasks.testing.run_handlers`` both call it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import traceback as tb
 from collections.abc import Callable, Mapping, Sequence
 
-from .. import catalog
+from .. import catalog, signing
+from ..conf import settings
 from ..envelope import Event, read_envelope
 from ..errors import EventValidationError, InvalidEvent
 from ..handlers import Handler
 from ..store import idempotency
+from ..store.signatures import count_warning
+
+log = logging.getLogger(__name__)
 
 
 def backoff(retries: int, base: float, cap: float) -> float:
@@ -104,8 +109,9 @@ def deliver(
     return outcome
 
 
-def read_event(event_type: str, args: tuple[object, ...], kwargs: Mapping[str, object]) -> Event:
-    """The event in a task's arguments ``(envelope, data)``; :class:`InvalidEvent` saying what is wrong."""
+def read_event(event_type: str, args: tuple[object, ...], kwargs: Mapping[str, object], service: str = "") -> Event:
+    """The event in a task's arguments ``(envelope, data)``; :class:`InvalidEvent` saying what is wrong
+    (also an ``unsigned``, ``bad_signature`` or ``not_owner`` event when the signing mode enforces)."""
     if kwargs or len(args) != 2:
         raise InvalidEvent(
             "invalid_arguments",
@@ -114,6 +120,9 @@ def read_event(event_type: str, args: tuple[object, ...], kwargs: Mapping[str, o
         )
     envelope = read_envelope(args[0], expected_type=event_type)
     entry = catalog.get(event_type)
+    raw = args[0]
+    assert isinstance(raw, Mapping)  # read_envelope refused anything else; its time is the string as it travels
+    check_signature(service, raw, args[1], entry.owner)
     try:
         data = entry.decode(args[1])
     except EventValidationError as exc:
@@ -128,3 +137,21 @@ def read_event(event_type: str, args: tuple[object, ...], kwargs: Mapping[str, o
         key=envelope.get("key"),
         data=data,
     )
+
+
+def check_signature(service: str, envelope: Mapping[str, object], data: object, owner: str) -> None:
+    """Before any handler runs: ``enforce`` raises :class:`InvalidEvent` for an event its owner did not
+    sign, ``warn`` logs and counts it (``SignatureWarning``), ``off`` does not look (docs/signing.md)."""
+    verifier = signing.verifier(settings())
+    if verifier.mode == "off":
+        return
+    problem = verifier.check(envelope, data, owner)
+    if problem is None:
+        return
+    if verifier.mode == "enforce":
+        raise InvalidEvent(problem.reason, problem.detail)
+    event_type, source, event_id = (str(envelope.get(f) or "") for f in ("type", "source", "id"))
+    log.warning(
+        "%s: event %s (%s) would be refused (%s): %s", service, event_id, event_type, problem.reason, problem.detail
+    )
+    count_warning(service, problem.reason, event_type, source, event_id, problem.detail)

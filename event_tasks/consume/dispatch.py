@@ -87,7 +87,7 @@ class EventTask(Task):
         # (CELERY_DB_REUSE_MAX); a reused connection that broke is dropped here, before any query.
         close_old_connections()
         try:
-            event = read_event(self.name, args, kwargs)
+            event = read_event(self.name, args, kwargs, self.service)
             tracked = self.check_redelivery()
         except InvalidEvent as exc:
             self.dead_letter(exc.reason, exc.detail, args, kwargs)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from .. import signing
 from ..brokers.check import check_redis
 from ..brokers.rabbitmq.fanout import KombuFanout
 from ..brokers.redis import sentinel as redis_sentinel
@@ -60,6 +61,8 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
     """Wire a worker that consumes its service's event queue (see the module docstring)."""
     conf = conf or settings()
     service = conf.require_service()
+    verifier = signing.verifier(conf)  # an unusable key stops the worker here (SigningKeyInvalid), not per event
+    log.info("%s: signature checks %s (docs/signing.md)", service, verifier.mode)
     handlers = service_handlers(service)
     if not handlers.handlers:
         raise ConfigurationError(

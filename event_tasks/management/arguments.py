@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from .keys import add_parser as add_keys_parser
 from .queues import MIGRATE_DESCRIPTION, MIGRATE_HELP
 
 
@@ -93,6 +94,7 @@ def add_arguments(parser: CommandParser) -> None:
     dl.add_argument("--newer-than", type=float, metavar="SECONDS")
     dl.add_argument("--all", action="store_true", help="replay/discard every match of the filters")
     dl.add_argument("--limit", type=int, default=50)
+    add_keys_parser(sub)  # events keys generate|public (signed envelopes: management/keys.py)
     queues = sub.add_parser("queues", help="RabbitMQ: move a service's queue to another type (classic, quorum)")
     queues_sub = queues.add_subparsers(dest="queues_action", required=True)
     migrate = queues_sub.add_parser(

@@ -8,7 +8,10 @@ status`` prints), plus the duplicates the consumers suppressed:
 * ``event_tasks_queue_depth``, ``event_tasks_queue_unacked``, ``event_tasks_queue_oldest_age_seconds``,
   ``event_tasks_queue_consumers``: the service's event queue on the broker;
 * ``event_tasks_workers``: the workers consuming it that answered (only with ``workers=True``);
-* ``event_tasks_dead_letters{service, reason}``: dead letters held now, every reason present (0 too);
+* ``event_tasks_dead_letters{service, reason}``: dead letters held now, every reason present (0 too;
+  ``unsigned``, ``bad_signature``, ``not_owner``: events refused by the signature check);
+* ``event_tasks_signature_warnings{service, reason}``: deliveries a worker in signing mode ``warn`` ran
+  although ``enforce`` would refuse them (what switching to ``enforce`` would dead-letter);
 * ``event_tasks_outbox_pending``, ``event_tasks_outbox_oldest_age_seconds``: the outbox backlog;
 * ``event_tasks_duplicates_suppressed_total{service, handler}``: redelivered copies skipped;
 * ``event_tasks_up``: 0 when the figures could not be read (broker or database down), with the
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ExtraMissing
 from ..models import DeadLetter, ProcessedEvent
+from ..signing import REASONS as SIGNATURE_REASONS
 
 try:  # the `metrics` extra; only `events metrics` (or a service registering the collector) imports this module
     from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -77,6 +81,9 @@ def families(data: dict[str, Any], duplicates: dict[str, dict[str, int]]) -> lis
     consumers = gauge("queue_consumers", "Consumers of the service's event queue (RabbitMQ only).")
     workers = gauge("workers", "Workers consuming the service's event queue that answered.")
     dead = gauge("dead_letters", "Dead letters the service holds now, by reason.", ("service", "reason"))
+    warned = gauge(
+        "signature_warnings", "Deliveries run in signing mode warn that enforce would refuse.", ("service", "reason")
+    )
     pending = gauge("outbox_pending", "Outbox rows not published yet.")
     outbox_age = gauge("outbox_oldest_age_seconds", "Age of the oldest outbox row not published yet.")
     dups = CounterMetricFamily(
@@ -103,6 +110,9 @@ def families(data: dict[str, Any], duplicates: dict[str, dict[str, int]]) -> lis
             by_reason.update(letters["by_reason"])
             for reason, count in sorted(by_reason.items()):
                 dead.add_metric([service, reason], count)
+        if row.get("dead_letters") is not None:
+            for reason in SIGNATURE_REASONS:
+                warned.add_metric([service, reason], (row.get("signature_warnings") or {}).get(reason, 0))
         outbox = row.get("outbox")
         if outbox is not None:
             pending.add_metric([service], outbox["pending"])
@@ -110,7 +120,7 @@ def families(data: dict[str, Any], duplicates: dict[str, dict[str, int]]) -> lis
                 outbox_age.add_metric([service], outbox["oldest_age"])
         for handler, count in (duplicates.get(service) or {}).items():
             dups.add_metric([service, handler], count)
-    return [depth, unacked, oldest, consumers, workers, dead, pending, outbox_age, dups]
+    return [depth, unacked, oldest, consumers, workers, dead, warned, pending, outbox_age, dups]
 
 
 class StatusCollector(Collector):

@@ -9,7 +9,9 @@ read it). Per service:
   management API), ``consumers`` (RabbitMQ);
 * workers (Celery remote control, short timeout): the workers consuming the service's events,
   with the deliveries they run (``active``) and hold (``held``);
-* database (the service's own, see ``servicedbs``): dead letters by reason, outbox backlog
+* database (the service's own, see ``servicedbs``): dead letters by reason (``unsigned``,
+  ``bad_signature``, ``not_owner`` among them), deliveries a worker in signing mode ``warn`` ran
+  although ``enforce`` would refuse them (``signature_warnings`` by reason), outbox backlog
   (``pending``) and the age of its oldest pending row; ``None`` where this process cannot read it.
 """
 
@@ -20,7 +22,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Sum
 
 from ..brokers.rabbitmq.api import ManagementAPI
 from ..brokers.redis.items import read_item
@@ -31,7 +33,7 @@ from ..consume.worker import CONTROL_COMMAND
 from ..envelope import parse_time
 from ..errors import ManagementAPIUnavailable
 from ..handlers import consuming_services
-from ..models import DeadLetter, OutboxEvent
+from ..models import DeadLetter, OutboxEvent, SignatureWarning
 from ..send.publisher import the_app
 from ..store.databases import known_services, service_databases
 
@@ -118,8 +120,10 @@ def database_figures(alias: str) -> dict[str, Any]:  # Any: JSON-shaped figures 
         OutboxEvent.objects.using(alias).filter(sent_at__isnull=True).aggregate(n=Count("id"), oldest=Min("created_at"))
     )
     oldest = backlog["oldest"]
+    warned = SignatureWarning.objects.using(alias).values_list("reason").annotate(n=Sum("count")).order_by()
     return {
         "dead_letters": {"total": sum(reasons.values()), "by_reason": dict(sorted(reasons.items()))},
+        "signature_warnings": {reason: int(n or 0) for reason, n in sorted(warned)},  # warn mode: run, not refused
         "outbox": {
             "pending": backlog["n"],
             "oldest_age": round((_now() - oldest).total_seconds(), 3) if oldest else None,
@@ -231,5 +235,9 @@ def render(data: dict[str, Any]) -> str:  # Any: collect's JSON-shaped report
             )
     elif data.get("workers") is not None:
         lines.append("workers: none answered")
+    for row in data["services"]:
+        if row.get("signature_warnings"):
+            warned = ", ".join(f"{k}={v}" for k, v in row["signature_warnings"].items())
+            lines.append(f"signature warnings in {row['service']} (run, but enforce would refuse them): {warned}")
     lines.extend(f"note: {n}" for n in data.get("notes", []))
     return "\n".join(lines)

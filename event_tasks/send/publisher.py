@@ -1,8 +1,8 @@
 """The send path: ``send_event(type, data, key=None)`` → one durable copy per subscribed queue.
 
 1. look the type up in the catalog; 2. validate the payload with its schema; 3. build the
-envelope; 4. publish one copy to each subscribed queue (``fanout``: a Lua script on Redis, the
-topic exchange with confirms on RabbitMQ).
+envelope, signed with the service's key if it has one (``signing``); 4. publish one copy to each
+subscribed queue (``fanout``: a Lua script on Redis, the topic exchange with confirms on RabbitMQ).
 
 Inside ``transaction.atomic()`` the event is written to the outbox table in the same transaction
 instead, and published right after commit (or by the relay, ``relay.py``, if the broker is down
@@ -30,7 +30,7 @@ from celery.utils.imports import symbol_by_name
 from django.db import connections as db_connections
 from django.db import transaction as db_transaction
 
-from .. import catalog
+from .. import catalog, signing
 from ..brokers.fanout import Fanout, fanout_for
 from ..brokers.message import Prepared, encode_body
 from ..conf import Settings, settings
@@ -64,6 +64,7 @@ class Publisher:
             )
         self.transport: Fanout = transport
         self.use_outbox = self.conf.outbox
+        self.signer = signing.signer(self.conf)  # None: events go out unsigned (no EVENT_TASKS_SIGNING_KEY)
         self.stats: Counter[str] = Counter()
 
     def prepare(
@@ -83,7 +84,7 @@ class Publisher:
         loaded, wire = entry.encode(data)
         event_id = event_id or str(uuid.uuid4())
         now = dt.datetime.now(dt.UTC)
-        envelope = {
+        envelope: dict[str, object] = {
             "id": event_id,
             "type": event_type,
             "source": self.service,
@@ -91,6 +92,8 @@ class Publisher:
             "specversion": SPECVERSION,
             "key": key,
         }
+        if self.signer is not None:  # signed once, here: the outbox row, the relay and a replay keep it
+            envelope = self.signer.sign(envelope, wire)
         body, argsrepr = encode_body(envelope, wire)
         try:
             size = len(body) if body.isascii() else len(body.encode("utf-8"))  # bytes, as the consumer counts them

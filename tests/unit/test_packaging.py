@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 from tests.built_wheel import ROOT, build_wheel, dist_info, extra, install_requires, lower_bounds, metadata
 
 #: What `import event_tasks` and its faces need, and only that (every one is imported by the library).
-REQUIRED = {"celery", "kombu", "billiard", "amqp", "vine", "redis", "django", "marshmallow"}
+REQUIRED = {"celery", "kombu", "billiard", "amqp", "vine", "redis", "django", "marshmallow", "cryptography"}
 #: This repository's demo and tests; never imported by event_tasks.
 DEMO = {"flower", "honcho", "dj-database-url"}
 #: Imported by one command each (or when the host installs it): optional, named by an extra.

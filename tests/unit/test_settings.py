@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from event_tasks import catalog, conf
+from event_tasks import catalog, conf, settings_doc
 from event_tasks.errors import ConfigurationError, InvalidSetting, NoCatalog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,16 +21,16 @@ READERS = {conf.ALL, conf.SENDER, conf.WORKER, conf.RELAY, conf.OPERATOR}
 
 def test_docs_settings_md_is_the_generated_reference():
     text = DOC.read_text()
-    start, end = text.index(conf.BEGIN), text.index(conf.END) + len(conf.END)
-    assert text[start:end] == conf.settings_reference(), "docs/settings.md is stale: run `make settings-doc`"
+    start, end = text.index(settings_doc.BEGIN), text.index(settings_doc.END) + len(settings_doc.END)
+    assert text[start:end] == settings_doc.settings_reference(), "docs/settings.md is stale: run `make settings-doc`"
 
 
 def test_write_reference_keeps_the_hand_written_parts(tmp_path):
     page = tmp_path / "settings.md"
-    page.write_text(f"# head\n\n{conf.BEGIN}\nold table\n{conf.END}\n\n## tail\n")
-    assert conf.write_reference(page) is True
-    assert page.read_text() == f"# head\n\n{conf.settings_reference()}\n\n## tail\n"
-    assert conf.write_reference(page) is False  # nothing left to change
+    page.write_text(f"# head\n\n{settings_doc.BEGIN}\nold table\n{settings_doc.END}\n\n## tail\n")
+    assert settings_doc.write_reference(page) is True
+    assert page.read_text() == f"# head\n\n{settings_doc.settings_reference()}\n\n## tail\n"
+    assert settings_doc.write_reference(page) is False  # nothing left to change
 
 
 def test_every_field_is_documented_with_its_readers_and_listed():

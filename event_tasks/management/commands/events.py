@@ -12,6 +12,7 @@
 * ``relay``     publish this service's outbox (a Procfile process per producing service; several may run)
 * ``prune``     delete old duplicate marks, task results, handled dead letters, sent outbox rows
 * ``deadletters list|show|replay|discard``  act on this service's dead letters
+* ``keys generate|public``  an Ed25519 key pair for signed envelopes (``management/keys.py``)
 * ``schema snapshot|check``  record the catalog's shape; refuse changes that break a version
 * ``schema export``  JSON Schema per type and an AsyncAPI 3 document (``exports``)
 * ``metrics``   serve Prometheus metrics Flower lacks: queue depth, dead letters, outbox, duplicates
@@ -281,6 +282,11 @@ class Command(BaseCommand):
         if problems:
             raise CommandError("breaking schema changes against " + str(path) + ":\n  " + "\n  ".join(problems))
         self.stdout.write(f"the catalog is compatible with {path}")
+
+    def do_keys(self, keys_action: str, key_service: str | None = None, out: str | None = None, **_: object) -> None:
+        from event_tasks.management.keys import run  # signed envelopes (docs/signing.md)
+
+        run(keys_action, self.stdout.write, service=key_service, out=out)
 
     def do_deadletters(
         self,
