@@ -278,11 +278,15 @@ def _checked(
             return refuse(
                 service, message, "unknown_type", f"service {service!r} has no handler for event type {name!r}"
             )
+        if message.content_type != JSON:  # kombu lets its raw types (application/data, …/text) past accept
+            return refuse(service, message, "content_disallowed", f"content type {message.content_type!r} is not JSON")
         try:
-            message.decode()  # kombu refuses what is not JSON here (accept=["json"]); cached for Celery
+            body = message.decode()  # kombu refuses what is not JSON here (accept=["json"]); cached for Celery
         except Exception as exc:  # noqa: BLE001 - every decode problem is a dead letter, never a crash
             reason = "content_disallowed" if isinstance(exc, ContentDisallowed) else "undecodable"
             return refuse(service, message, reason, f"{type(exc).__name__}: {exc}")
+        if not _task_body(body):  # Celery's handler would raise unpacking it, in the worker's loop
+            return refuse(service, message, "invalid_arguments", "body is not a Celery task body [args, kwargs, embed]")
         task_id = headers.get("id")
         if isinstance(task_id, str) and not task_id.endswith(suffix):
             headers["id"] = task_id + suffix
@@ -292,6 +296,20 @@ def _checked(
         return handler(message)
 
     return on_message
+
+
+JSON = "application/json"
+
+
+def _task_body(body: object) -> bool:
+    """Whether ``body`` has the shape of a protocol-2 task body: ``[args, kwargs, embed]``."""
+    return (
+        isinstance(body, list | tuple)
+        and len(body) == 3
+        and isinstance(body[0], list | tuple)
+        and isinstance(body[1], dict)
+        and isinstance(body[2], dict)
+    )
 
 
 def _death(message: Message) -> str:
