@@ -47,7 +47,7 @@ from vine import ppartial
 from ..brokers.topology import declare_quorum_paths, is_quorum, is_redis
 from .batching import Batcher
 from .dispatch import EventTask
-from .refusals import FRAMING_BYTES, refuse, refuse_item
+from .refusals import FRAMING_BYTES, header_problem, refuse, refuse_item
 from .unknown_types import UnknownTypes
 
 if TYPE_CHECKING:
@@ -271,6 +271,9 @@ def _checked(
         if not isinstance(headers, dict) or "task" not in headers:
             return refuse(service, message, "not_a_task", "message has no Celery task headers")
         name = headers.get("task")
+        problem = header_problem(headers)
+        if problem is not None:
+            return refuse(service, message, "not_a_task", f"{problem}: these are not Celery task headers")
         task = app.tasks.get(name) if isinstance(name, str) else None
         if not isinstance(task, EventTask) or task.service != service:
             if unknown is not None:
