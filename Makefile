@@ -53,7 +53,7 @@ test-integration: $(STAMP)
 
 ## The fault suite's nightly run (not part of `make test`): 10,000 events, every variant of tests/faults (the single-node ones, Redis Sentinel without the replica wait).
 faults-long: $(STAMP)
-	EVENT_TASKS_FAULT_EVENTS=10000 $(PY) -m pytest tests/faults -p no:cacheprovider -m "long or not long or cluster"
+	EVENT_TASKS_FAULT_EVENTS=10000 $(PY) -m pytest tests/faults tests/integration/test_fuzzed_intake.py -p no:cacheprovider -m "long or not long or cluster"
 
 ## Benchmarks against plain Celery, plain kombu and the Open edX Redis event bus (bench/README.md); not part of `make test`.
 bench: $(STAMP)

@@ -4,10 +4,9 @@ Every setting is a field of :class:`Settings`, documented there once: its ``meta
 does (``doc``) and which processes read it (``read_by``). ``docs/settings.md`` is generated from
 those fields (``make settings-doc``: ``settings_doc.write_reference``), and a unit test keeps the two equal.
 
-A host project sets them in its own settings module (this repository: ``config/settings/``,
-which takes environment overrides); nothing in ``event_tasks`` reads ``os.environ``.
-Only ``EVENT_TASKS_*`` names are read: the host's ``CELERY_*`` settings stay the host's.
-:func:`settings` refuses a value of the wrong type (:class:`~event_tasks.errors.InvalidSetting`);
+A host project sets them in its own settings module (this repository: ``config/settings/``, which takes environment
+overrides); nothing in ``event_tasks`` reads ``os.environ``. Only ``EVENT_TASKS_*`` names are read: the host's
+``CELERY_*`` settings stay the host's. :func:`settings` refuses a value of the wrong type (``InvalidSetting``);
 ``manage.py check`` also reports unknown names, brokers and catalogs (``event_tasks.checks``).
 """
 
@@ -26,12 +25,7 @@ SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PREFIX = "EVENT_TASKS_"
 
 # Who reads a setting (``read_by``): these words, joined by ", ".
-ALL = "all"
-SENDER = "sender"
-WORKER = "worker"
-RELAY = "relay"
-OPERATOR = "operator commands"
-
+ALL, SENDER, WORKER, RELAY, OPERATOR = "all", "sender", "worker", "relay", "operator commands"
 
 T = TypeVar("T")
 
@@ -272,6 +266,12 @@ class Settings:
         1.0,
         read_by=OPERATOR,
         doc="Seconds `events status` waits for the workers' replies.",
+    )
+    metrics_auth: str | None = _setting(
+        None, read_by=OPERATOR, doc="`user:password`: `events metrics` wants these basic-auth credentials (or 401)."
+    )
+    require_endpoint_auth: bool = _setting(
+        False, read_by=OPERATOR, doc="`events metrics` refuses to start without `EVENT_TASKS_METRICS_AUTH`."
     )
 
     signing_key: str | None = _setting(

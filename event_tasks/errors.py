@@ -1,7 +1,5 @@
-"""Every error a user of event-tasks can hit: one base class, one subclass per situation.
-
-Each message says what went wrong *and* what to do about it.
-"""
+"""Every error a user of event-tasks can hit: one base class, one subclass per situation; each
+message says what went wrong *and* what to do about it."""
 
 from __future__ import annotations
 
@@ -10,11 +8,9 @@ from typing import Self
 
 
 class EventTasksError(Exception):
-    """Base class of every error raised by event-tasks.
-
-    Subclasses keep their constructor arguments so an error survives pickling intact (Celery
-    copies task exceptions; an error that does not round-trip is replaced by its base class).
-    """
+    """Base class of every error raised by event-tasks. Subclasses keep their constructor arguments so an
+    error survives pickling intact (Celery copies task exceptions; one that does not round-trip is replaced
+    by its base class)."""
 
     _init_args: tuple[tuple[object, ...], dict[str, object]]
 
@@ -281,10 +277,9 @@ class BatchRefused(EventTasksError):
 
 
 class UnsupportedSignal(EventTasksError, TypeError):
-    """A data type openedx-events cannot serialize (so neither can ``event_tasks.openedx``).
-
-    Raised while the openedx catalog is generated; the signal is left out of it, and sending it
-    through this backend fails as it would on openedx-events' own buses."""
+    """A data type openedx-events cannot serialize (so neither can ``event_tasks.openedx``). Raised while the
+    openedx catalog is generated; the signal is left out of it, and sending it through this backend fails as
+    it would on openedx-events' own buses."""
 
 
 class ExtraMissing(ConfigurationError):
@@ -398,3 +393,7 @@ class SigningKeyInvalid(ConfigurationError):
     def __init__(self, setting: str, problem: str):
         self.setting, self.problem = setting, problem
         super().__init__(f"{setting}: {problem}; fix it in the service's Django settings (docs/signing.md)")
+
+
+class EndpointAuthMissing(ConfigurationError):
+    """An HTTP endpoint (``events metrics``) lacks the credentials ``EVENT_TASKS_REQUIRE_ENDPOINT_AUTH`` requires."""

@@ -54,7 +54,19 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={value!r} must be true or false")
 
 
-SECRET_KEY = env("DJANGO_SECRET_KEY", "insecure-local-development-key")
+def env_secret(name: str) -> str | None:
+    """A secret from the environment: ``NAME``, else the contents of the file ``NAME_FILE`` (a mounted secret)."""
+    value = env(name)
+    path = env(f"{name}_FILE")
+    if value is None and path is not None:
+        try:
+            value = Path(path).read_text().strip() or None
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read ({exc.strerror})") from None
+    return value
+
+
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or "insecure-local-development-key"
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = (env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1") or "").split(",")
 USE_TZ = True
@@ -278,8 +290,10 @@ CELERY_BEAT_SCHEDULE = {
     for app in consumer_apps(CONSUMERS_PACKAGE, None)
 }
 
-# --- Flower (basic auth outside local development) ---------------------------------------------
-FLOWER_BASIC_AUTH = env("FLOWER_BASIC_AUTH")
+# --- Flower and `events metrics` (basic auth outside local development) -----------------------
+FLOWER_BASIC_AUTH = env("FLOWER_BASIC_AUTH")  # Flower reads FLOWER_BASIC_AUTH itself (or --conf=<file>)
+EVENT_TASKS_METRICS_AUTH = env_secret("EVENT_TASKS_METRICS_AUTH")  # user:password
+EVENT_TASKS_REQUIRE_ENDPOINT_AUTH = env_bool("EVENT_TASKS_REQUIRE_ENDPOINT_AUTH", False)
 
 LOGGING = {
     "version": 1,

@@ -47,7 +47,7 @@ from vine import ppartial
 from ..brokers.topology import declare_quorum_paths, is_quorum, is_redis
 from .batching import Batcher
 from .dispatch import EventTask
-from .refusals import FRAMING_BYTES, refuse, refuse_item
+from .refusals import FRAMING_BYTES, header_problem, refuse, refuse_item
 from .unknown_types import UnknownTypes
 
 if TYPE_CHECKING:
@@ -271,6 +271,9 @@ def _checked(
         if not isinstance(headers, dict) or "task" not in headers:
             return refuse(service, message, "not_a_task", "message has no Celery task headers")
         name = headers.get("task")
+        problem = header_problem(headers)
+        if problem is not None:
+            return refuse(service, message, "not_a_task", f"{problem}: these are not Celery task headers")
         task = app.tasks.get(name) if isinstance(name, str) else None
         if not isinstance(task, EventTask) or task.service != service:
             if unknown is not None:
@@ -278,11 +281,15 @@ def _checked(
             return refuse(
                 service, message, "unknown_type", f"service {service!r} has no handler for event type {name!r}"
             )
+        if message.content_type != JSON:  # kombu lets its raw types (application/data, …/text) past accept
+            return refuse(service, message, "content_disallowed", f"content type {message.content_type!r} is not JSON")
         try:
-            message.decode()  # kombu refuses what is not JSON here (accept=["json"]); cached for Celery
+            body = message.decode()  # kombu refuses what is not JSON here (accept=["json"]); cached for Celery
         except Exception as exc:  # noqa: BLE001 - every decode problem is a dead letter, never a crash
             reason = "content_disallowed" if isinstance(exc, ContentDisallowed) else "undecodable"
             return refuse(service, message, reason, f"{type(exc).__name__}: {exc}")
+        if not _task_body(body):  # Celery's handler would raise unpacking it, in the worker's loop
+            return refuse(service, message, "invalid_arguments", "body is not a Celery task body [args, kwargs, embed]")
         task_id = headers.get("id")
         if isinstance(task_id, str) and not task_id.endswith(suffix):
             headers["id"] = task_id + suffix
@@ -292,6 +299,20 @@ def _checked(
         return handler(message)
 
     return on_message
+
+
+JSON = "application/json"
+
+
+def _task_body(body: object) -> bool:
+    """Whether ``body`` has the shape of a protocol-2 task body: ``[args, kwargs, embed]``."""
+    return (
+        isinstance(body, list | tuple)
+        and len(body) == 3
+        and isinstance(body[0], list | tuple)
+        and isinstance(body[1], dict)
+        and isinstance(body[2], dict)
+    )
 
 
 def _death(message: Message) -> str:

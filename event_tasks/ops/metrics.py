@@ -19,18 +19,22 @@ status`` prints), plus the duplicates the consumers suppressed:
 
 :class:`StatusCollector` is a ``prometheus_client`` custom collector: a service that already
 serves Prometheus metrics registers it (``REGISTRY.register(StatusCollector())``);
-``python manage.py events metrics --port N`` serves it alone (:func:`serve`). Owned by operations;
+``python manage.py events metrics --port N`` serves it alone (:func:`serve`), behind HTTP basic auth
+when ``EVENT_TASKS_METRICS_AUTH`` is set (required with ``EVENT_TASKS_REQUIRE_ENDPOINT_AUTH``: :func:`credentials`). Owned by operations;
 what is counted belongs to ``status`` (broker and database figures) and ``models``.
 """
 
 from __future__ import annotations
 
+import base64
+import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ExtraMissing
+from ..conf import settings
+from ..errors import EndpointAuthMissing, ExtraMissing
 from ..models import DeadLetter, ProcessedEvent
 from ..signing import REASONS as SIGNATURE_REASONS
 
@@ -192,13 +196,48 @@ def registry(collector: StatusCollector) -> CollectorRegistry:
     return reg
 
 
+def credentials() -> str | None:
+    """``EVENT_TASKS_METRICS_AUTH`` (``user:password``), checked; raises :class:`EndpointAuthMissing` when it
+    is missing or malformed and ``EVENT_TASKS_REQUIRE_ENDPOINT_AUTH`` is on (``None``: serve without auth)."""
+    conf = settings()
+    auth = conf.metrics_auth or None
+    user, colon, password = (auth or "").partition(":")
+    if (auth is not None and not (user and colon and password)) or (auth is None and conf.require_endpoint_auth):
+        problem = "is not set" if auth is None else "is not 'user:password'"
+        raise EndpointAuthMissing(
+            f"events metrics refuses to start: EVENT_TASKS_METRICS_AUTH {problem} (EVENT_TASKS_REQUIRE_ENDPOINT_AUTH "
+            "is on); set it to 'user:password' in the settings, from the environment or a file, never the repository"
+        )
+    return auth
+
+
+def authorized(environ: WSGIEnvironment, auth: str | None) -> bool:
+    """Whether the request carries the basic-auth credentials ``auth`` (always, when ``auth`` is None)."""
+    if auth is None:
+        return True
+    header = str(environ.get("HTTP_AUTHORIZATION", ""))
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = base64.b64decode(value.strip(), validate=True)
+    except ValueError:
+        return False
+    return hmac.compare_digest(given, auth.encode())
+
+
 def serve(
-    collector: StatusCollector, port: int, address: str = "127.0.0.1", on_ready: Callable[[int], None] | None = None
+    collector: StatusCollector,
+    port: int,
+    address: str = "127.0.0.1",
+    on_ready: Callable[[int], None] | None = None,
+    auth: str | None = None,
 ) -> WSGIServer:
     """A WSGI server with ``/metrics`` for ``collector``; returns it (call ``serve_forever()``).
 
     One request at a time in the calling thread, so the collector's database connections stay in
-    one thread. ``port`` 0 picks a free port (``server.server_port``).
+    one thread. ``port`` 0 picks a free port (``server.server_port``). ``auth`` (``user:password``):
+    every request without these basic-auth credentials gets 401.
     """
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -209,6 +248,11 @@ def serve(
     metrics_app = make_wsgi_app(registry(collector))
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not authorized(environ, auth):
+            start_response(
+                "401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", 'Basic realm="metrics"')]
+            )
+            return [b"unauthorized: the metrics need EVENT_TASKS_METRICS_AUTH's credentials\n"]
         if environ.get("PATH_INFO") in ("/metrics", "/"):
             try:
                 return metrics_app(environ, start_response)
@@ -239,8 +283,9 @@ def run(
     import signal
     import threading
 
+    auth = credentials()  # before anything is served: no credentials where they are required, no start
     stop = threading.Event()
-    server = serve(StatusCollector(services=services, workers=workers), port, address)
+    server = serve(StatusCollector(services=services, workers=workers), port, address, auth=auth)
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     thread = threading.Thread(target=server.serve_forever, name="event-tasks-metrics", daemon=True)
     thread.start()

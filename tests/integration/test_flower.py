@@ -90,6 +90,7 @@ def test_flower_refuses_to_start_without_auth_in_production(fresh_redis_url, tmp
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "CELERY_BROKER_URL": fresh_redis_url,
         "DJANGO_SECRET_KEY": "x" * 50,
+        "DJANGO_ALLOWED_HOSTS": "events.example.org",
         "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
     }
     env.pop("FLOWER_BASIC_AUTH", None)

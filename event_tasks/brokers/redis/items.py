@@ -114,6 +114,29 @@ def delivery_tag(message: dict[str, object]) -> str | None:
     return tag if isinstance(tag, str) else None
 
 
+def deliverable(message: dict[str, object]) -> bool:
+    """Whether kombu can make a message of ``message`` (its Redis channel decodes the body and reads
+    the parts with no checks of its own: a body that is no text, a ``body_encoding`` other than its
+    base64, undecodable base64, or headers or delivery info that are no objects raise in the worker's
+    loop). A tagged item that is not deliverable is as unreadable as one without a tag."""
+    properties = message.get("properties")
+    if not isinstance(properties, dict):
+        return False
+    body, encoding = message.get("body"), properties.get("body_encoding")
+    if not (body is None or isinstance(body, str)) or encoding not in (None, "base64"):
+        return False
+    if encoding == "base64" and body:
+        try:
+            base64.b64decode(body)
+        except ValueError:
+            return False
+    texts = (message.get("content-type"), message.get("content-encoding"))
+    objects = (message.get("headers"), properties.get("delivery_info"))
+    return all(v is None or isinstance(v, str) for v in texts) and all(
+        v is None or isinstance(v, dict) for v in objects
+    )
+
+
 def read_item(raw: bytes | str | None, *, unacked: bool = False) -> QueueItem | None:
     """The queue item ``raw`` decoded, or ``None`` if it is no JSON object (never raises).
 

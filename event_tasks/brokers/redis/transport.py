@@ -42,7 +42,7 @@ from kombu.utils.objects import cached_property
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from .items import delivery_tag, read_message
+from .items import deliverable, delivery_tag, read_message
 from .poller import Poller
 from .qos import ACK_HOLD, QoS, inflight_key, on_loop_thread
 
@@ -237,7 +237,7 @@ class Channel(kombu_redis.Channel):
             raise Empty()
         room = self._room()
         single = kombu_message(item) if room <= 1 else None
-        if single is not None:  # room for this one message only: kombu's way (decoded once)
+        if single is not None and deliverable(single):  # room for this one message only: kombu's way (decoded once)
             self._taken = (queue, item)
             self._take_next = True
             try:
@@ -290,7 +290,13 @@ class Channel(kombu_redis.Channel):
         # their leases and restores the ones it never delivered if it shuts down.
         # Until its delivery replaces it with its Message, each is held as its payload: kombu's
         # Redis QoS reads only the tags of what it holds (restores, renewals), never the messages.
-        payloads = [tracked_message(raw) for raw in taken]
+        payloads = []
+        for raw in taken:
+            payload = tracked_message(raw)
+            if deliverable(payload):
+                payloads.append(payload)
+            else:  # tagged, but kombu would raise making a message of it
+                self.refuse_tracked(queue, raw, payload)
         qos = self.qos
         for payload in payloads:
             virtual.QoS.append(qos, payload, payload["properties"]["delivery_tag"])  # type: ignore[index]  # a placeholder (above); tracked_message checked the tag
@@ -321,6 +327,23 @@ class Channel(kombu_redis.Channel):
             log.error("%s holds an item that is not a kombu message (nothing records it): %r", queue, raw[:200])
         if recorded:
             client.lrem(inflight_key(queue), 1, raw)  # type: ignore[arg-type]  # redis-py takes bytes; its types say str
+
+    def refuse_tracked(self, queue: str, raw: bytes, payload: dict[str, object]) -> None:
+        """A tracked item kombu cannot deliver: recorded like an unreadable one, then it leaves unacked
+        (as an ack would take it); if it could not be recorded it stays there, and comes back after the
+        visibility timeout."""
+        recorded = False
+        try:
+            recorded = self.on_unreadable is not None and bool(self.on_unreadable(raw))
+        except Exception:  # the consumer goes on; the item is not lost
+            log.exception("recording an unreadable item of %s failed", queue)
+        if recorded:
+            tag = delivery_tag(payload)
+            with self.conn_or_acquire() as client:
+                client.zrem(self.unacked_index_key, tag)  # type: ignore[arg-type]  # tracked: a string tag
+                client.hdel(self.unacked_key, tag)  # type: ignore[arg-type]  # as above
+        else:
+            log.error("%s holds an item kombu cannot deliver (left to come back): %r", queue, raw[:200])
 
     def sweep_inflight(self) -> int:
         grace = min(self.inflight_grace, float(self.visibility_timeout))
