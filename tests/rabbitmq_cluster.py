@@ -203,7 +203,9 @@ class ClusterNode(PrivateRabbitMQ):
             pass
         with open(os.path.join(self.dir, "advanced.config"), "w") as fh:
             # a quorum queue's leader publishes its counters (messages, consumers) every tick: 1 s, not 5
-            fh.write("[{rabbit, [{quorum_tick_interval, 1000}]}].\n")
+            fh.write(
+                "[{rabbit, [{quorum_tick_interval, 1000}, {dead_letter_worker_publisher_confirm_timeout, 5000}]}].\n"
+            )
         super()._write_files()
 
     def launch(self) -> None:

@@ -105,7 +105,13 @@ class RabbitSide:
         )
 
     def describe(self) -> str:
-        return ""
+        """What other queues still hold: a retry waiting in a delay level, a message parked past its limit."""
+        try:
+            infos = self.cluster.queue_infos().items()
+            held = {name: (info["messages"], info["leader"]) for name, info in infos if info["messages"]}
+        except Exception as exc:
+            return f"other queues unknown ({exc!r})"
+        return f"queues holding messages (count, leader): {held}"
 
     def state(self, service: str) -> str:
         try:
