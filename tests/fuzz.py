@@ -1,8 +1,9 @@
 """Hypothesis strategies of raw broker messages for the fuzzed intake (tests/unit/test_fuzzed_intake.py,
 tests/integration/test_fuzzed_intake.py): valid event copies, and every part of one broken on its own or
 together: the Celery task headers (missing, wrong types), the body (bytes, not JSON, JSON of the wrong shape,
-the wrong arity), the envelope (fields missing, extra, of the wrong type, bad times, another specversion, an
-arbitrary ``sig``/``sigkey``), the payload (schema-invalid), the content type and encoding, and the size.
+the wrong arity), the envelope (fields missing, extra, of the wrong type, bad times, another specversion), the
+signature (none, the owner's, changed after signing, another service's key, a key nobody has, ``sig``/``sigkey``
+of any shape), the payload (schema-invalid), the content type and encoding, and the size.
 
 Each drawn message is a :class:`Raw`: what a producer with broker credentials could put straight into a
 queue. Event ids come from a counter, not from Hypothesis, so no two valid copies are duplicates of each
@@ -20,9 +21,13 @@ from hypothesis import strategies as st
 
 from event_tasks.brokers.message import encode_body, headers
 from event_tasks.envelope import SPECVERSION
+from event_tasks.testing import make_test_keys
 from tests.fabric.schemas.probe import PROBE_CREATED, PROBE_UPDATED
 
 SERVICE = "alpha"  # consumes PROBE_CREATED (and PROBE_UPDATED on some workers)
+KEYS = make_test_keys("prober", "alpha")  # prober owns the probe types; alpha's key is another service's
+SIGNATURES = ["none"] * 3 + ["owner"] * 4 + ["changed", "other_service", "unknown_key", "garbage"]
+OWNER_SIGNED: set[str] = set()  # the ids of the drawn messages their type's owner signed
 _ids = itertools.count()
 
 json_values = st.recursive(
@@ -54,6 +59,13 @@ class Raw:
     content_type: str
     content_encoding: str
     valid: bool  # drawn as a valid event copy (it may still be refused: then the test knows it need not be applied)
+    signature: str = "none"  # one of SIGNATURES: how the envelope was signed
+    event_ok: bool = False  # valid as an event, whatever its signature
+
+    @property
+    def valid_signed(self) -> bool:
+        """A valid event its type's owner signed: what a consumer that enforces signatures applies."""
+        return self.event_ok and self.signature == "owner"
 
 
 def fresh_id() -> str:
@@ -88,11 +100,6 @@ def envelopes(draw: st.DrawFn, event_id: str, event_type: str) -> tuple[dict[str
             )
             envelope[field] = new
         valid = False
-    if (
-        draw(st.integers(0, 3)) == 0
-    ):  # a signature of any shape (what a forger would add; checked once envelopes are signed)
-        envelope["sig"] = draw(st.one_of(st.text(max_size=90), st.binary(max_size=64).map(bytes.hex), json_values))
-        envelope["sigkey"] = draw(st.one_of(st.text(max_size=20), json_values))
     if draw(st.integers(0, 9)) == 0:
         envelope[draw(st.text(min_size=1, max_size=8))] = draw(json_values)
         valid = False
@@ -173,6 +180,9 @@ def raw_messages(draw: st.DrawFn) -> Raw:
     event_type = draw(st.sampled_from([PROBE_CREATED] * 8 + [PROBE_UPDATED, "org.openedx.learning.nope.v1"]))
     envelope, envelope_ok = draw(envelopes(event_id, event_type))
     data = draw(payloads)
+    envelope, signature = draw(signatures(envelope, data))
+    if signature == "owner":
+        OWNER_SIGNED.add(event_id)
     body, body_ok = draw(bodies(envelope, data))
     hdrs, headers_ok = draw(task_headers(event_id, event_type, "(…)"))
     content_type, encoding = draw(st.sampled_from(CONTENT))
@@ -183,6 +193,53 @@ def raw_messages(draw: st.DrawFn) -> Raw:
         and _valid_payload(data)
         and event_type == PROBE_CREATED
         and (content_type, encoding) == ("application/json", "utf-8")
-        and "sig" not in envelope
     )
-    return Raw(body, hdrs, content_type, encoding, valid)
+    return Raw(body, hdrs, content_type, encoding, valid and signature in ("none", "owner"), signature, valid)
+
+
+def sign_as(
+    kind: str, envelope: dict[str, Any], data: object, changed: str = "time", as_source: bool = True
+) -> dict[str, Any]:
+    """``envelope`` with the signature ``kind`` (one of :data:`SIGNATURES`; ``garbage`` is drawn in
+    :func:`signatures`): ``changed`` is the field altered after signing, ``as_source`` whether another
+    service's key also names that service as the source."""
+    travels = json.loads(json.dumps(data))  # the payload as the consumer reads it
+    if kind == "owner":
+        return KEYS.sign("prober", envelope, travels)
+    if kind == "changed":
+        signed = KEYS.sign("prober", envelope, travels)
+        signed[changed] = f"{signed.get(changed)}~{next(_ids)}"  # unique: a changed id is no other copy's
+        return signed
+    if kind == "other_service":
+        return KEYS.sign("alpha", {**envelope, "source": "alpha"} if as_source else envelope, travels)
+    if kind == "unknown_key":
+        return {**KEYS.sign("prober", envelope, travels), "sigkey": "nobody-2026"}
+    return envelope
+
+
+@st.composite
+def signatures(draw: st.DrawFn, envelope: dict[str, Any], data: object) -> tuple[dict[str, Any], str]:
+    """``envelope`` unsigned, signed by its type's owner (``prober``), changed after the owner signed it,
+    signed by another service, by a key nobody has, or with ``sig``/``sigkey`` of any shape."""
+    kind = draw(st.sampled_from(SIGNATURES))
+    if kind == "garbage":
+        sig = draw(st.one_of(st.text(max_size=90), st.binary(max_size=64).map(bytes.hex), json_values))
+        return {**envelope, "sig": sig, "sigkey": draw(st.one_of(st.text(max_size=20), json_values))}, kind
+    changed = draw(st.sampled_from(["id", "type", "source", "time", "key", "sigkey"]))
+    return sign_as(kind, envelope, data, changed, draw(st.booleans())), kind
+
+
+def signed_examples() -> list[Raw]:
+    """One valid event for each way of signing it (unsigned, the owner's, changed after signing, another
+    service's key, a key nobody has), so that a run with signatures enforced meets every reason."""
+    found = []
+    for kind in ("none", "owner", "changed", "other_service", "unknown_key"):
+        event_id = fresh_id()
+        envelope = {"id": event_id, "type": PROBE_CREATED, "source": "prober", "time": "2026-01-01T00:00:00Z"}
+        envelope = sign_as(kind, {**envelope, "specversion": SPECVERSION, "key": None}, {"n": 1}, "time")
+        if kind == "owner":
+            OWNER_SIGNED.add(event_id)
+        body = encode_body(envelope, {"n": 1})[0].encode()  # type: ignore[arg-type]
+        hdrs = headers(PROBE_CREATED, event_id, f"{event_id}:{SERVICE}", "(…)")
+        found.append(Raw(body, hdrs, "application/json", "utf-8", kind in ("none", "owner"), kind, True))
+    return found

@@ -3,12 +3,15 @@ straight into ``events.alpha`` (RabbitMQ: published on the default exchange with
 headers and bodies; Redis: pushed into the queue list as kombu items, and as items that are no kombu message
 at all). One batch against one running worker, then: every message is accounted for (applied by the
 handler, or a dead letter with a known reason and a detail: dead letters + applied == messages put in), the
-worker is still running, and a valid event sent afterwards is applied. ``-m long`` (``make faults-long``):
+worker is still running, and a valid event sent afterwards is applied. Then again with the worker enforcing
+signatures: only what the type's owner signed is applied, the rest are ``unsigned``, ``bad_signature`` or
+``not_owner`` dead letters (or refused for what else is wrong with them). ``-m long`` (``make faults-long``):
 the same with ``EVENT_TASKS_FUZZ_LONG`` (2,000) messages."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import uuid
@@ -19,10 +22,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from kombu import Connection, Exchange, Producer
 
+from event_tasks.conf import settings as fabric_settings
 from event_tasks.models import DeadLetter
+from event_tasks.send.publisher import Publisher
 from event_tasks.testing import wait_until
 from tests.fabric.schemas.probe import PROBE_CREATED
-from tests.fuzz import SERVICE, Raw, json_values, raw_messages
+from tests.fuzz import KEYS, OWNER_SIGNED, SERVICE, Raw, json_values, raw_messages, signed_examples
 
 pytestmark = pytest.mark.timeout(600)
 QUEUE = f"events.{SERVICE}"
@@ -90,14 +95,21 @@ def put_drawn(strategy: st.SearchStrategy, put, count: int) -> int:
     return len(drawn)
 
 
-def fuzz(platform, count: int) -> None:
-    worker = platform.worker(SERVICE, env={"EVENT_TASKS_UNKNOWN_TYPE_WAIT": "0"})
+def fuzz(platform, count: int, enforce: bool = False) -> None:
+    env = {"EVENT_TASKS_UNKNOWN_TYPE_WAIT": "0", **(KEYS.env(None, "enforce") if enforce else {})}
+    if platform.workers.get(SERVICE) is not None and platform.workers[SERVICE].env.get("EVENT_TASKS_SIGNING_MODE") != (
+        "enforce" if enforce else None
+    ):
+        platform.workers.pop(SERVICE).stop()  # the other test's worker: this one checks signatures otherwise
+    worker = platform.worker(SERVICE, env=env)
     if not worker.running:
         worker.start()
     applied_before, dead_before = len(platform.seen(SERVICE)), len(platform.dead_letters(SERVICE))
     if platform.broker_url.startswith("redis"):
         client = redis.Redis.from_url(platform.broker_url)
         put = put_drawn(redis_items, lambda item: client.lpush(QUEUE, item), count)
+        for raw in signed_examples() if enforce else []:
+            put += client.lpush(QUEUE, kombu_item(raw)) > 0
     else:
         with Connection(platform.broker_url) as conn:
             producer = Producer(conn.channel())
@@ -124,6 +136,8 @@ def fuzz(platform, count: int) -> None:
                 return True
 
             put = put_drawn(raw_messages(), publish, count)
+            for raw in signed_examples() if enforce else []:
+                put += publish(raw)
 
     def accounted() -> tuple[int, int] | None:
         applied = len(platform.seen(SERVICE)) - applied_before
@@ -146,7 +160,16 @@ def fuzz(platform, count: int) -> None:
     rows = platform.dead_letters(SERVICE)[dead_before:]
     assert {r["reason"] for r in rows} <= REASONS, state()
     assert all(r["detail"] for r in rows), state()
-    after = platform.send(PROBE_CREATED, {"n": 1})
+    if enforce:
+        conf = dataclasses.replace(
+            fabric_settings(), signing_key=KEYS.private["prober"], signing_key_id=KEYS.key_id("prober")
+        )
+        applied_ids = {r["id"] for r in platform.seen(SERVICE)[applied_before:]}
+        after = Publisher(platform.producer().app, "prober", conf).send(PROBE_CREATED, {"n": 1})
+        assert applied_ids <= OWNER_SIGNED, f"applied without the owner's signature: {applied_ids - OWNER_SIGNED}"
+        assert {"unsigned", "bad_signature", "not_owner"} <= {r["reason"] for r in rows}, state()
+    else:
+        after = platform.send(PROBE_CREATED, {"n": 1})
     platform.wait_calls(SERVICE, after.id)
     assert worker.running, state()
     assert (len(platform.seen(SERVICE)) - applied_before, len(platform.dead_letters(SERVICE)) - dead_before) == (
@@ -163,6 +186,10 @@ def fuzz(platform, count: int) -> None:
 
 def test_fuzzed_messages_are_each_applied_or_a_dead_letter(platform):
     fuzz(platform, 200)
+
+
+def test_with_signatures_enforced_only_what_the_owner_signed_is_applied(platform):
+    fuzz(platform, 200, enforce=True)
 
 
 @pytest.mark.long

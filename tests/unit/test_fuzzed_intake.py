@@ -2,14 +2,16 @@
 ``on_message`` (``consume.intake._checked``) and the event task's ``read_event``, and arbitrary Redis queue
 items through ``brokers.redis.items``. Whatever arrives: no exception escapes, every message is settled
 exactly once (a dead letter with a known reason and a detail, then its ack; or handed on), and what is
-handed on is an event or an ``InvalidEvent`` with a known reason. (On both brokers with a real worker:
-tests/integration/test_fuzzed_intake.py.)"""
+handed on is an event or an ``InvalidEvent`` with a known reason; with signatures enforced, only events their
+type's owner signed become events, and each other one is refused with the reason its signature earns. (On both
+brokers with a real worker: tests/integration/test_fuzzed_intake.py.)"""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kombu import Queue
@@ -18,7 +20,7 @@ from kombu.serialization import prepare_accept_content
 from kombu.transport import virtual
 from kombu.transport.virtual import Channel as VirtualChannel
 
-from event_tasks import Event
+from event_tasks import Event, conf
 from event_tasks.brokers.message import encode_body, headers
 from event_tasks.brokers.redis.items import deliverable, delivery_tag, read_item, read_message
 from event_tasks.consume import intake, refusals
@@ -27,7 +29,7 @@ from event_tasks.consume.dispatch import EventTask
 from event_tasks.errors import InvalidEvent
 from event_tasks.models import DeadLetter
 from tests.fabric.schemas.probe import PROBE_CREATED
-from tests.fuzz import SERVICE, Raw, json_values, raw_messages
+from tests.fuzz import KEYS, SERVICE, Raw, json_values, raw_messages
 
 REASONS = set(DeadLetter.Reason.values)
 FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -111,6 +113,51 @@ def test_every_message_is_settled_once_and_nothing_escapes(records, raw):
             assert isinstance(event, Event)
     if raw.valid:
         assert handed, (records, unknown.held)
+
+
+@pytest.fixture
+def enforcing():
+    with override_settings(**KEYS.settings(None, "enforce")):
+        conf.settings.cache_clear()
+        yield
+    conf.settings.cache_clear()
+
+
+# What a valid event whose signature is wrong in one way is refused as (a changed field may also make the
+# envelope disagree with its task headers: then an earlier check refuses it first).
+REFUSED_AS = {
+    "none": {"unsigned"},
+    "other_service": {"not_owner"},
+    "unknown_key": {"bad_signature"},
+    "garbage": {"bad_signature", "invalid_envelope"},
+    "changed": {"bad_signature", "not_owner", "invalid_envelope", "unknown_type"},
+}
+
+
+@FUZZ
+@given(raw=raw_messages())
+def test_with_signatures_enforced_only_what_the_owner_signed_is_an_event(records, enforcing, raw):
+    records.clear()
+    channel, handed, unknown = Channel(), [], Unknown()
+    plan = intake.IntakePlan(SERVICE, Queue(f"events.{SERVICE}"), 256 * 1024, 0.0)
+    message = message_of(raw, channel)
+    intake._checked(App(), plan, handed.append, None, unknown)(message)  # type: ignore[arg-type]
+    assert len(records) + len(handed) + len(unknown.held) == 1, (records, handed, unknown.held)
+    if not handed:
+        assert not raw.valid_signed, (records, unknown.held)
+        return
+    args, kwargs, _ = message.decode()
+    try:
+        event = read_event(PROBE_CREATED, tuple(args), kwargs, SERVICE)
+    except InvalidEvent as exc:
+        assert exc.reason in REASONS and exc.detail
+        assert not raw.valid_signed, exc
+        if raw.event_ok:
+            assert exc.reason in REFUSED_AS[raw.signature], (raw.signature, exc)
+    else:
+        assert isinstance(event, Event)
+        assert raw.signature == "owner", f"an event signed {raw.signature!r} was applied"
+        assert raw.valid_signed or not raw.event_ok
 
 
 class FakeRedisChannel:
