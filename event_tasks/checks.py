@@ -17,6 +17,8 @@ a stable id, a one-line message and a hint saying what to do (``docs/settings.md
 ``event_tasks.E007`` a signing setting that cannot be used (a key that does not load, a key id twice)
 ``event_tasks.W002`` production settings (``EVENT_TASKS_REQUIRE_DURABLE_BROKER``) and signatures not
                      enforced: anyone with broker credentials can send any event type (docs/signing.md)
+``event_tasks.W003`` production settings and no ``EVENT_TASKS_METRICS_AUTH``: ``events metrics`` serves
+                     anyone, or will not start with ``EVENT_TASKS_REQUIRE_ENDPOINT_AUTH`` (docs/security.md)
 ==================  =========================================================================
 
 The checks read the Django settings as they are (never :func:`conf.settings`, which refuses a
@@ -218,5 +220,28 @@ def check_signing(
             "whoever sent it, so anyone with the broker's credentials can send any event type",
             hint="Sign every producer, verify in warn mode, then set EVENT_TASKS_SIGNING_MODE = 'enforce' (docs/signing.md).",
             id="event_tasks.W002",
+        )
+    ]
+
+
+@checks.register(TAG)
+def check_endpoint_auth(
+    app_configs: Sequence[AppConfig] | None = None, databases: Sequence[str] | None = None, **_: object
+) -> list[checks.CheckMessage]:
+    """W003: production settings (``EVENT_TASKS_REQUIRE_DURABLE_BROKER`` or ``_REQUIRE_ENDPOINT_AUTH``)
+    and no credentials for the metrics endpoint."""
+    try:
+        conf = settings()
+    except ConfigurationError:
+        return []  # E001 / E002 say so
+    if conf.metrics_auth or not (conf.require_durable_broker or conf.require_endpoint_auth):
+        return []
+    what = "will not start" if conf.require_endpoint_auth else "serves the platform's figures to anyone"
+    return [
+        checks.Warning(
+            f"production settings, and EVENT_TASKS_METRICS_AUTH is not set: `events metrics` {what}",
+            hint="Set EVENT_TASKS_METRICS_AUTH = 'user:password' from a secret (environment or file), never the "
+            "repository (docs/security.md).",
+            id="event_tasks.W003",
         )
     ]

@@ -196,3 +196,26 @@ def test_a_rabbitmq_cluster_with_classic_queues_is_a_warning():
 def test_quorum_queues_on_a_cluster_and_one_node_are_fine(url, queue_type):
     with override_settings(CELERY_BROKER_URL=url, EVENT_TASKS_QUEUE_TYPE=queue_type):
         assert checks.check_broker() == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"EVENT_TASKS_REQUIRE_DURABLE_BROKER": True}, "serves the platform's figures to anyone"),
+        ({"EVENT_TASKS_REQUIRE_ENDPOINT_AUTH": True}, "will not start"),
+        ({"EVENT_TASKS_REQUIRE_ENDPOINT_AUTH": True, "EVENT_TASKS_METRICS_AUTH": "ops:s3cret"}, None),
+        ({}, None),  # local settings: no warning
+    ],
+)
+def test_production_settings_without_metrics_credentials_are_a_warning(changes, expected):
+    from event_tasks import conf
+
+    with override_settings(**changes):
+        conf.settings.cache_clear()
+        found = checks.check_endpoint_auth()
+    conf.settings.cache_clear()
+    if expected is None:
+        assert found == []
+    else:
+        assert ids(found) == ["event_tasks.W003"]
+        assert expected in found[0].msg and "EVENT_TASKS_METRICS_AUTH" in found[0].hint
