@@ -8,7 +8,9 @@ consumer processes (tests/fabric/openedx: settings, receivers, data).
 * ``credentials`` consumes with ``manage.py consume_events -t … -g credentials`` (openedx-events'
   command, ``EVENT_BUS_CONSUMER``), ``discovery`` with a plain ``celery worker -Q events.discovery``;
   both must get every signal with the data and metadata the producer's receivers got;
-* a receiver that raises is retried and then dead-lettered, in its service only.
+* a receiver that raises is retried and then dead-lettered, in its service only;
+* ``lms`` signs what it sends (the direct sends and the one through the outbox) and both consumers
+  enforce signatures: a signal that reaches a receiver passed the check; one forged, a dead letter.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ import textwrap
 
 import pytest
 
-from event_tasks.testing import wait_until
+from event_tasks.testing import make_test_keys, wait_until
 from tests.integration.fabric import ROOT, Platform, migrate
 
 pytestmark = pytest.mark.timeout(240)
 
 SETTINGS = "tests.fabric.openedx.settings"
+KEYS = make_test_keys("lms", "discovery")
 ENV = {
+    **KEYS.env("lms", "enforce"),  # every process checks signatures; lms (the only producer) signs with its key
     "EVENT_TASKS_CONSUMERS_PACKAGE": "tests.fabric.openedx",
     "EVENT_TASKS_SCHEMAS_PACKAGE": "event_tasks.openedx.catalog",
     "DJANGO_SETTINGS_MODULE": SETTINGS,
@@ -63,14 +67,14 @@ class OpenedxPlatform(Platform):
     def env_of(self, service: str) -> dict[str, str]:
         return {**os.environ, **self.worker_env(service), "DJANGO_SETTINGS_MODULE": SETTINGS}
 
-    def produce(self, n: int) -> dict[str, int]:
-        db = self.db_path("lms")
+    def produce(self, n: int, service: str = "lms") -> dict[str, int]:
+        db = self.db_path(service)
         if not db.exists():
-            migrate(db, self.env, "lms")
+            migrate(db, self.env, service)
         out = subprocess.run(
             [sys.executable, "-c", SEND, str(n)],
             cwd=ROOT,
-            env=self.env_of("lms"),
+            env={**self.env_of(service), **KEYS.env(service, "enforce")},  # signed with the sender's own key
             capture_output=True,
             text=True,
             timeout=120,
@@ -192,3 +196,18 @@ def test_a_raising_receiver_is_retried_then_dead_lettered(openedx):
     wait_until(lambda: exam in openedx.of("credentials", 2), 30, message="credentials' copy")
     assert len(openedx.of("credentials", 2)[exam]) == 1  # the other service is untouched
     assert not openedx.dead_letters("credentials")
+
+
+def test_a_signal_signed_by_a_service_that_does_not_own_it_is_a_dead_letter(openedx):
+    """discovery sends the Open edX signals with its own valid key: no consumer runs them."""
+    openedx.produce(3, service="discovery")
+    cert = "org.openedx.learning.certificate.created.v1"
+    sent = [r for r in openedx.received("discovery") if not r["from_event_bus"] and "2026_3" in json.dumps(r["data"])]
+    event_id = next(r["metadata"]["id"] for r in sent if r["event_type"] == cert)
+    rows = wait_until(
+        lambda: [r for r in openedx.dead_letters("credentials") if r["event_id"] == event_id],
+        60,
+        message=lambda: f"credentials' dead letter of {event_id}; has {openedx.dead_letters('credentials')}",
+    )
+    assert rows[0]["reason"] == "not_owner" and "'discovery'" in rows[0]["detail"]
+    assert cert not in openedx.of("credentials", 3)  # its receivers never ran

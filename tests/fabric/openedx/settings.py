@@ -36,5 +36,8 @@ EVENT_BUS_PRODUCER_CONFIG = {
         "learning-exam-attempt-lifecycle": {"event_key_field": "exam_attempt.course_key", "enabled": True}
     },
 }
+# Signed envelopes (docs/signing.md): the openedx-events catalog names a repository as each type's owner;
+# the services that sign for it (here lms also stands in for edx-exams, the exam attempts' owner).
+EVENT_TASKS_SIGNING_OWNERS = {"openedx/edx-platform": ["lms", "cms"], "edx/edx-exams": ["lms"]}
 EVENTS_SERVICE_NAME = env("EVENT_TASKS_SERVICE")
 TEST_OPENEDX_RAISE = env("TEST_OPENEDX_RAISE")
