@@ -4,7 +4,8 @@ Two probe services consume ``probe.created`` (owned by ``prober``): ``alpha`` en
 ``beta`` only warns. Every event goes to both: what alpha refuses (a dead letter with the reason,
 its handler never runs) beta runs and counts. The producer signs with one of two keys of a rotation;
 a key removed from the table, a payload changed after signing, an event without a signature and one
-signed by another service are what a forger can send.
+signed by another service are what a forger can send. A replayed dead letter and an event the outbox
+relay sends keep their signatures.
 """
 
 from __future__ import annotations
@@ -123,3 +124,34 @@ def test_a_replayed_dead_letter_keeps_its_signature(signed):
     (letter,) = [row["id"] for row in signed.dead_letters("alpha") if row["event_id"] == eid]
     signed.manage("alpha", "events", "deadletters", "replay", str(letter))
     wait_until(lambda: signed.processed("alpha", eid), 30, message=lambda: signed.workers["alpha"].output()[-2000:])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_the_relay_sends_from_the_outbox_keeps_its_signature(signed, monkeypatch):
+    """The outbox row holds the signed body: the relay, a process without the sender's state, sends
+    exactly what was signed, and the enforcing consumer applies it."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from event_tasks.models import OutboxEvent
+    from event_tasks.send.relay import Relay
+    from event_tasks.store import sent
+
+    sender = publisher(signed, "prober")
+
+    def broker_down(batch):
+        raise ConnectionError("the broker is down at commit")
+
+    monkeypatch.setattr(sender, "publish_many", broker_down)
+    with transaction.atomic():
+        eid = sender.send(PROBE_CREATED, {"n": 6}).id
+    row = OutboxEvent.objects.get(event_id=eid)
+    assert row.sent_at is None and '"sig"' in row.body  # signed before it was written
+    OutboxEvent.objects.filter(event_id=eid).update(claimed_until=timezone.now() - dt.timedelta(seconds=1))
+    assert Relay(publisher(signed, None), grace=0).drain() == 1  # the relay has no signing key of its own
+    sent.flush()  # the relay's sent marks, while this test may use the database
+    assert OutboxEvent.objects.get(event_id=eid).sent_at is not None
+    wait_until(lambda: signed.processed("alpha", eid), 30, message=lambda: str(letters(signed, "alpha")))
+    signed.wait_calls("beta", eid)
+    assert eid not in letters(signed, "alpha")
+    assert not signed.query("beta", "SELECT * FROM event_tasks_signaturewarning WHERE last_event_id = ?", (eid,))
