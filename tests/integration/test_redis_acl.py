@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,7 +87,8 @@ def fabric(workdir: Path, probe_template_db: Path) -> Iterator[Fabric]:
         catalog.load("tests.fabric.schemas")
         conf = dataclasses.replace(fabric_settings(), schemas_package="tests.fabric.schemas")
         consumers = {s: probe_handlers(s).event_types for s in PROBE_SERVICES}
-        users = [*acl.plan(["alpha", "beta", "prober"], conf, consumers=consumers), acl.admin()]
+        plan = acl.plan(["alpha", "beta", "prober"], conf, consumers=consumers, host_queues=["maintenance.{service}"])
+        users = [*plan, acl.admin()]
         acl.apply(server.client(), users, {u.name: f"pw-{u.name}" for u in users})
         urls = {u.name.removeprefix("events-"): user_url(server, u.name) for u in users}
         platform = Platform(urls["admin"], workdir / "redis-acl", template_db=probe_template_db)
@@ -95,6 +97,7 @@ def fabric(workdir: Path, probe_template_db: Path) -> Iterator[Fabric]:
             platform.worker(
                 service,
                 env={**WORKER_ENV, "CELERY_BROKER_URL": urls[service], "EVENT_TASKS_SIGNING_MODE": mode},
+                extra_queues=(f"maintenance.{service}",),  # as the Procfile's workers: the prune task's queue
             )
         platform.start("alpha", "beta")
         yield Fabric(server, platform, urls)
@@ -199,6 +202,14 @@ def test_the_operators_status_reaches_the_workers_through_their_control_replies(
     out = fabric.platform.tooling("events", "status").stdout  # as the admin; each worker answers as itself
     workers = out.split("workers:", 1)[1]
     assert "alpha-" in workers and "beta-" in workers, out
+
+
+def test_the_host_queue_of_the_prune_task_is_consumed_with_the_services_user(fabric):
+    beat = Celery("beat-acl", broker=fabric.users["admin"], set_as_current=False)  # beat runs as the admin
+    task_id = beat.send_task("event_tasks.prune", queue="maintenance.alpha").id
+    alpha = fabric.platform.workers["alpha"]
+    done = re.compile(rf"event_tasks\.prune\[{task_id}\] succeeded")
+    wait_until(lambda: done.search(alpha.log()), 30, message=lambda: alpha.output()[-2000:])
 
 
 def test_the_acl_log_holds_only_what_was_provoked(fabric):

@@ -210,3 +210,15 @@ def test_apply_needs_a_password_for_every_user_before_it_changes_anything():
 
 def test_the_admin_user_has_every_key_and_no_dangerous_command():
     assert acl.admin().rules == ("~*", "&*", "+@all", "-@dangerous", "+info")
+
+
+def test_host_queues_are_the_consumers_own_and_named_after_each_service():
+    users = acl.plan(
+        ["alpha", "beta"], probe_conf(), consumers=probe_consumers(), host_queues=["maintenance.{service}"]
+    )
+    alpha, beta = users
+    assert allowed(alpha, "brpop", "maintenance.alpha") and allowed(alpha, "llen", "maintenance.alpha\x06\x163")
+    assert allowed(alpha, "sadd", "_kombu.binding.maintenance.alpha")
+    assert not allowed(alpha, "brpop", "maintenance.beta") and allowed(beta, "brpop", "maintenance.beta")
+    (prober,) = acl.plan(["prober"], probe_conf(), consumers=probe_consumers(), host_queues=["maintenance.{service}"])
+    assert not allowed(prober, "brpop", "maintenance.prober")  # no worker, no host queue

@@ -135,12 +135,15 @@ def plan(
     *,
     db: int = 0,
     consumers: Mapping[str, Sequence[str]] | None = None,
+    host_queues: Sequence[str] = (),
 ) -> list[AclUser]:
     """One user per service, named ``events-<service>``, with the rules of its roles.
 
     ``db``: the broker URL's database number (Celery's channels are named after it: ``/<db>.celery.pidbox``).
     ``consumers``: the event types each consuming service takes (default: its handlers, as
     discovered in this process: a tooling process sees every service's).
+    ``host_queues``: the host's own Celery queues each consuming worker also takes, ``{service}``
+    standing for the service (the demo's ``maintenance.{service}``, where beat sends the prune task).
     """
     taken = subscriptions() if consumers is None else {s: list(t) for s, t in consumers.items()}
     owners = {e.name: e.owner for package in conf.schemas_packages for e in catalog.all(package)}
@@ -158,6 +161,8 @@ def plan(
             rules += producer_rules(conf, [conf.queue_name(s) for s in readers])
         if service in taken:
             rules += consumer_rules(conf, conf.queue_name(service), db)
+            for host_queue in host_queues:
+                rules += host_queue_rules(host_queue.format(service=service))
         users.append(AclUser(USER_PREFIX + service, tuple(dict.fromkeys(rules))))
     return users
 
@@ -209,6 +214,16 @@ def consumer_rules(conf: Settings, queue: str, db: int) -> list[str]:
         selector([f"~*@*.{PIDBOX}", f"~*@*.{PIDBOX}{SEP}*"], ["+llen", "+del"]),  # its node's pidbox list
         selector([f"%W~*.{REPLY_PIDBOX}"], ["+lpush"]),  # replies to control commands
         selector(["~unacked", "~unacked_index", "~unacked_mutex"], HOST_UNACKED),
+    ]
+
+
+def host_queue_rules(queue: str) -> list[str]:
+    """A host's own Celery queue, consumed the kombu way: its lists (priority steps too) and the
+    bindings of the direct exchange Celery names after it (its messages are tracked in ``unacked``)."""
+    q = glob(queue)
+    return [
+        selector([f"~{q}", f"~{q}{SEP}*"], ["+llen", "+lpush", "+rpush", "+brpop", "+rpop", "+del"]),
+        selector([f"~_kombu.binding.{q}", f"~_kombu.binding_permanent.{q}"], ["+sadd", "+smembers", "+scard"]),
     ]
 
 
