@@ -35,6 +35,7 @@ from event_tasks.testing import make_test_keys, wait_until
 from tests.brokers import RedisServer
 from tests.fabric.schemas.probe import PROBE_CREATED
 from tests.integration.fabric import Platform, probe_handlers
+from tests.integration.test_ops_tail import TailProcess
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -196,6 +197,13 @@ def test_a_killed_worker_gets_its_delivery_back_with_its_own_user(fabric):
     alpha.start()
     wait_until(lambda: fabric.platform.processed("alpha", event.id), 40, message=lambda: alpha.output()[-2000:])
     assert fabric.platform.calls("alpha", event.id) == 2
+
+
+def test_an_operators_tail_gets_the_producers_copies(fabric):
+    tail = TailProcess(fabric.platform, "--type", PROBE_CREATED, "--json", "--count", "1")  # as the admin
+    event = signed_publisher(fabric).send(PROBE_CREATED, {"n": 5})  # pushed into the tail's queue too
+    assert tail.process.wait(30) == 0, tail.err
+    wait_until(lambda: any(event.id in line for line in tail.out), 10, message=lambda: str(tail.out))
 
 
 def test_the_operators_status_reaches_the_workers_through_their_control_replies(fabric):
