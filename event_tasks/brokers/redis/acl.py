@@ -71,6 +71,7 @@ COMMON = (
     "+exec",
     "+discard",
     "+unwatch",
+    "+wait",  # EVENT_TASKS_REDIS_WAIT_REPLICAS: after a publish, a replayed dead letter
 )
 OWN_QUEUE = (
     "+llen",
@@ -182,7 +183,6 @@ def producer_rules(conf: Settings, queues: Sequence[str]) -> list[str]:
     bindings, _, routes = (glob(k) for k in shared_keys(conf))
     targets = [f"%W~{glob(q)}" for q in queues] + [f"%W~{glob(conf.queue_prefix)}tail.*"]
     return [
-        "+wait",  # EVENT_TASKS_REDIS_WAIT_REPLICAS
         selector([f"~{bindings}", f"~{routes}"], ["+evalsha", "+eval"]),
         selector([f"%R~{bindings}"], ["+scard", "+smembers"]),
         selector([f"~{routes}"], ["+hmget", "+hget", "+hset", "+del"]),
