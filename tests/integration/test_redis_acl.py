@@ -15,7 +15,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +37,7 @@ from event_tasks.send.publisher import Publisher
 from event_tasks.testing import make_test_keys, wait_until
 from tests.brokers import RedisServer
 from tests.fabric.schemas.probe import PROBE_CREATED
-from tests.integration.fabric import Platform, probe_handlers
+from tests.integration.fabric import ROOT, Platform, probe_handlers
 from tests.integration.test_ops_tail import TailProcess
 
 pytestmark = pytest.mark.timeout(180)
@@ -197,6 +200,23 @@ def test_a_killed_worker_gets_its_delivery_back_with_its_own_user(fabric):
     alpha.start()
     wait_until(lambda: fabric.platform.processed("alpha", event.id), 40, message=lambda: alpha.output()[-2000:])
     assert fabric.platform.calls("alpha", event.id) == 2
+
+
+def test_a_dead_letter_is_replayed_with_the_services_own_user(fabric):
+    platform = fabric.platform
+    blocked = platform.dir / "blocked-alpha"
+    blocked.touch()
+    event = signed_publisher(fabric).send(PROBE_CREATED, {"n": 6}, key="blocked:alpha:x")
+    wait_until(lambda: [r for r in platform.dead_letters("alpha") if r["event_id"] == event.id], 30)
+    blocked.unlink()
+    (letter,) = [r["id"] for r in platform.dead_letters("alpha") if r["event_id"] == event.id]
+    env = {**os.environ, **platform.worker_env("alpha"), "CELERY_BROKER_URL": fabric.users["alpha"]}
+    command = [sys.executable, "manage.py", "events", "deadletters", "replay", str(letter)]
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    wait_until(
+        lambda: platform.processed("alpha", event.id), 30, message=lambda: platform.workers["alpha"].output()[-2000:]
+    )
 
 
 def test_an_operators_tail_gets_the_producers_copies(fabric):
