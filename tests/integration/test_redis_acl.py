@@ -240,6 +240,28 @@ def test_the_host_queue_of_the_prune_task_is_consumed_with_the_services_user(fab
     wait_until(lambda: done.search(alpha.log()), 30, message=lambda: alpha.output()[-2000:])
 
 
+def test_the_printed_lines_read_by_redis_cli_make_the_same_users_as_apply(fabric):
+    admin = fabric.admin()
+    for name in ("alpha", "prober"):
+        applied = admin.acl_getuser(f"events-{name}")
+        line = acl.rules_text(acl.AclUser(f"cli-{name}", tuple(applied_rules(fabric, name))), "pw-cli")
+        out = subprocess.run(
+            ["redis-cli", "-p", str(fabric.server.port)], input=line + "\n", capture_output=True, text=True, timeout=30
+        )
+        assert out.stdout.strip() == "OK", (line, out.stdout, out.stderr)
+        printed = admin.acl_getuser(f"cli-{name}")
+        assert {k: v for k, v in printed.items() if k != "passwords"} == {
+            k: v for k, v in applied.items() if k != "passwords"
+        }
+
+
+def applied_rules(fabric: Fabric, name: str) -> tuple[str, ...]:
+    conf = dataclasses.replace(fabric_settings(), schemas_package="tests.fabric.schemas")
+    consumers = {s: probe_handlers(s).event_types for s in PROBE_SERVICES}
+    (user,) = acl.plan([name], conf, consumers=consumers, host_queues=["maintenance.{service}"])
+    return user.rules
+
+
 def test_the_acl_log_holds_only_what_was_provoked(fabric):
     fabric.platform.stop_all()  # their shutdown too: unbinding pidboxes, restoring what they held
     log = fabric.admin().acl_log(200)
