@@ -125,12 +125,14 @@ def test_a_send_as_the_producer_reaches_every_subscriber_and_a_retry_is_applied(
     publisher = signed_publisher(fabric)
     event = publisher.send(PROBE_CREATED, {"n": 1})
     retried = publisher.send(PROBE_CREATED, {"n": 2}, key="fail:alpha:1")  # alpha fails it once
+    (batched,) = publisher.send_many([(PROBE_CREATED, {"n": 7})])  # the outbox relay's way: a pipeline of scripts
     for service in ("alpha", "beta"):
         fabric.platform.wait_calls(service, event.id)
+        fabric.platform.wait_calls(service, batched.id)
         fabric.platform.wait_calls(service, retried.id, count=2 if service == "alpha" else 1)
     wait_until(lambda: fabric.platform.processed("alpha", retried.id), 30, message="alpha's mark of the retried event")
     assert fabric.platform.calls("alpha", retried.id) == 2 and fabric.platform.calls("beta", retried.id) == 1
-    assert {s: admin.llen(f"events.{s}") - parked[s] for s in parked} == {"epsilon": 2, "gamma": 2}
+    assert {s: admin.llen(f"events.{s}") - parked[s] for s in parked} == {"epsilon": 3, "gamma": 3}
     assert admin.llen("events.delta") == 0  # not a subscriber of the type: nothing pushed there
     wait_until(lambda: admin.hlen("unacked:events.alpha") == 0, 30, message="alpha's acks")
     assert fabric.platform.dead_letters("alpha") == []
