@@ -138,6 +138,27 @@ def test_a_send_as_the_producer_reaches_every_subscriber_and_a_retry_is_applied(
     assert fabric.platform.dead_letters("alpha") == []
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_outbox_relay_publishes_with_the_producers_user(fabric):
+    from django.db import transaction
+    from django.utils import timezone
+
+    from event_tasks.models import OutboxEvent
+    from event_tasks.send.relay import Relay
+    from event_tasks.store import outbox, sent
+
+    publisher = signed_publisher(fabric)
+    with transaction.atomic():
+        event = publisher.send(PROBE_CREATED, {"n": 8})  # a row, published on commit
+    sent.marks(outbox.mark_sent_ids).take()  # as if the sender died before marking it sent
+    OutboxEvent.objects.update(claimed_until=timezone.now() - dt.timedelta(seconds=1))  # and its lease ran out
+    assert Relay(publisher, grace=0).drain() == 1  # the relay's publish, as prober
+    assert OutboxEvent.objects.get().sent_at is not None
+    for service in ("alpha", "beta"):
+        fabric.platform.wait_calls(service, event.id)
+    wait_until(lambda: fabric.platform.processed("alpha", event.id), 30, message="alpha's mark")
+
+
 @pytest.mark.parametrize(
     "command",
     [
