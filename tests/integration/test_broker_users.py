@@ -54,8 +54,9 @@ class Users:
         return conn, channel
 
 
-@pytest.fixture(scope="module")
-def users(workdir: Path, probe_template_db: Path) -> Iterator[tuple[Users, Platform]]:
+@pytest.fixture(scope="module", params=["classic", "quorum"])
+def users(request: pytest.FixtureRequest, workdir: Path, probe_template_db: Path) -> Iterator[tuple[Users, Platform]]:
+    """The grants on classic queues, and on quorum queues (retries through the delay levels)."""
     prefix = f"et-{uuid.uuid4().hex[:8]}"
     with rabbitmq_vhost() as url:
         folder = workdir / f"broker-users-{prefix}"
@@ -65,7 +66,8 @@ def users(workdir: Path, probe_template_db: Path) -> Iterator[tuple[Users, Platf
             (passwords / service).write_text(secrets.token_urlsafe(16) + "\n")
         found = Users(url, prefix, passwords)
         mapping = json.dumps(found.names)
-        platform = Platform(url, folder, env={"EVENT_TASKS_BROKER_USERS": mapping}, template_db=probe_template_db)
+        env = {"EVENT_TASKS_BROKER_USERS": mapping, "EVENT_TASKS_QUEUE_TYPE": request.param}
+        platform = Platform(url, folder, env=env, template_db=probe_template_db)
         try:
             platform.tooling("events", "declare", "--service", "alpha", "--service", "beta")  # the release step
             out = platform.tooling(

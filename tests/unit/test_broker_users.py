@@ -3,7 +3,10 @@ check of the intake, the retry route, and what `events broker-users` prints and 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import json
 import re
 import stat
 import sys
@@ -146,10 +149,19 @@ def test_apply_reads_passwords_from_files_and_never_puts_them_on_argv(tmp_path: 
     (secrets / "lms").write_text("s3cret-pw\n")
     out: list[str] = []
     broker_users.run(URL, CONF, out.append, services=["lms"], password_dir=str(secrets), do_apply=True, ctl=str(ctl))
-    calls = log.read_text()
-    args = [line for line in calls.splitlines() if line.startswith("ARGS ")]
-    assert [a.split()[1] for a in args] == ["add_user", "change_password", "set_permissions", "set_topic_permissions"]
-    assert not any("s3cret-pw" in a for a in args) and "s3cret-pw" in calls  # on stdin only
+    args, stdin = log.read_text().split("\n", 1)
+    assert args == "ARGS import_definitions --format json"  # one call, the definitions on stdin
+    assert "s3cret-pw" not in stdin  # not even there: only its salted hash
+    imported = json.loads(stdin)
+    (user,) = imported["users"]
+    raw = base64.b64decode(user["password_hash"])
+    assert user["name"] == "lms" and user["hashing_algorithm"] == "rabbit_password_hashing_sha256"
+    assert raw[4:] == hashlib.sha256(raw[:4] + b"s3cret-pw").digest()
+    (perm,) = imported["permissions"]
+    assert perm["vhost"] == "platform" and matches(perm["write"], "events.lms.retry")
+    assert [t["exchange"] for t in imported["topic_permissions"]] == ["events"]
     assert out == ["lms: user 'lms' has its permissions on vhost 'platform'"]
     with pytest.raises(CommandError, match="--password-dir"):
         broker_users.run(URL, CONF, print, services=["lms"], do_apply=True, ctl=str(ctl))
+    with pytest.raises(CommandError, match="is not on the PATH"):
+        broker_users.run(URL, CONF, print, services=["lms"], password_dir=str(secrets), do_apply=True, ctl="/nope/ctl")
