@@ -43,6 +43,13 @@ def add_parser(sub: Any) -> None:  # Any: argparse's _SubParsersAction (a privat
         "broker-users", help="per service: a broker user with least privilege (prints rabbitmqctl lines; --apply)"
     )
     users.add_argument("--service", action="append", dest="user_services", help="only these services (repeatable)")
+    users.add_argument(
+        "--host-queue",
+        action="append",
+        dest="host_queues",
+        metavar="NAME",
+        help="another queue the service's worker consumes, {service} replaced (repeatable; e.g. 'maintenance.{service}')",
+    )
     users.add_argument("--password-dir", help="DIR/<service> holds each service's password (never on argv)")
     users.add_argument("--apply", action="store_true", help="create the users and grants (needs --password-dir)")
     users.add_argument(
@@ -57,10 +64,10 @@ def known_services(conf: Settings) -> tuple[dict[str, str], dict[str, list[str]]
     return owners, subscriptions
 
 
-def selected(conf: Settings, services: Sequence[str] | None) -> list[Grants]:
+def selected(conf: Settings, services: Sequence[str] | None, host_queues: Sequence[str] = ()) -> list[Grants]:
     """The grants of ``services`` (default: every service known here); an unknown one is one line."""
     owners, subscriptions = known_services(conf)
-    every = grants(owners, subscriptions, conf)
+    every = grants(owners, subscriptions, conf, host_queues=host_queues)
     if not services:
         return every
     known = {g.service: g for g in every}
@@ -165,6 +172,7 @@ def run(
     password_dir: str | None = None,
     do_apply: bool = False,
     ctl: str = "rabbitmqctl",
+    host_queues: Sequence[str] = (),
 ) -> None:
     kind = broker_kind(broker_url)
     if kind == "redis":
@@ -172,7 +180,7 @@ def run(
         return
     if kind != "amqp":
         raise CommandError(f"events broker-users: broker users are for RabbitMQ and Redis, not {kind}://", returncode=2)
-    chosen = selected(conf, services)
+    chosen = selected(conf, services, host_queues)
     vhost = Connection(broker_url.split(";")[0]).virtual_host or "/"
     if not do_apply:
         write(f"# broker users on vhost {vhost!r} (docs/broker-users.md); set EVENT_TASKS_BROKER_USERS to match")

@@ -165,3 +165,12 @@ def test_apply_reads_passwords_from_files_and_never_puts_them_on_argv(tmp_path: 
         broker_users.run(URL, CONF, print, services=["lms"], do_apply=True, ctl=str(ctl))
     with pytest.raises(CommandError, match="is not on the PATH"):
         broker_users.run(URL, CONF, print, services=["lms"], password_dir=str(secrets), do_apply=True, ctl="/nope/ctl")
+
+
+def test_a_host_queue_of_the_worker_is_granted_by_name():
+    lms = grants_for("lms", [], [], CONF, host_queues=["maintenance.{service}"])
+    for regex in (lms.configure, lms.write, lms.read):
+        assert matches(regex, "maintenance.lms") and not matches(regex, "maintenance.cms")
+    lines: list[str] = []
+    broker_users.run(URL, CONF, lines.append, services=["lms"], host_queues=["maintenance.{service}"])
+    assert "maintenance\\.lms" in "\n".join(lines)

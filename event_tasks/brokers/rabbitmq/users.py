@@ -102,12 +102,18 @@ def owned_types(owners: Mapping[str, str], conf: Settings) -> dict[str, list[str
     return owned
 
 
-def grants_for(service: str, owns: Sequence[str], subscribes: Sequence[str], conf: Settings) -> Grants:
-    """The permissions of ``service``'s broker user: publish ``owns``, bind ``subscribes``, its own queues only."""
+def grants_for(
+    service: str, owns: Sequence[str], subscribes: Sequence[str], conf: Settings, host_queues: Sequence[str] = ()
+) -> Grants:
+    """The permissions of ``service``'s broker user: publish ``owns``, bind ``subscribes``, its own queues only.
+
+    ``host_queues``: more queues of the service's worker (``{service}`` is replaced by its name), as Celery
+    declares a queue it was not told of: a queue and a direct exchange of the same name (this
+    repository's ``maintenance.{service}``, where beat sends the prune task)."""
     queue = conf.queue_name(service)
     retry = queue + ".retry"
     quorum = conf.queue_type == "quorum"
-    own_queues = [queue, conf.parked_queue_name(service)]
+    own_queues = [queue, conf.parked_queue_name(service), *(q.replace("{service}", service) for q in host_queues)]
     levels = [level_name(n) for n in range(MAX_LEVEL + 1)] if quorum else []
     delayed = (DELAYS,) if quorum else ()
     configure = alternation(
@@ -133,10 +139,14 @@ def grants_for(service: str, owns: Sequence[str], subscribes: Sequence[str], con
 
 
 def grants(
-    owners: Mapping[str, str], subscriptions: Mapping[str, Sequence[str]], conf: Settings, services: Iterable[str] = ()
+    owners: Mapping[str, str],
+    subscriptions: Mapping[str, Sequence[str]],
+    conf: Settings,
+    services: Iterable[str] = (),
+    host_queues: Sequence[str] = (),
 ) -> list[Grants]:
     """Every service's grants: those that own a type (``{type: owner}``), those that subscribe
     (``{service: patterns}``), and ``services``; sorted by service."""
     owned = owned_types(owners, conf)
     names = sorted({*owned, *subscriptions, *services})
-    return [grants_for(s, owned.get(s, []), subscriptions.get(s, []), conf) for s in names]
+    return [grants_for(s, owned.get(s, []), subscriptions.get(s, []), conf, host_queues) for s in names]

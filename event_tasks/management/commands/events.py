@@ -296,6 +296,7 @@ class Command(BaseCommand):
         password_dir: str | None = None,
         apply: bool = False,
         rabbitmqctl: str = "rabbitmqctl",
+        host_queues: list[str] | None = None,
         **_: object,
     ) -> None:
         from event_tasks.management.broker_users import run  # docs/broker-users.md
@@ -309,6 +310,7 @@ class Command(BaseCommand):
             password_dir=password_dir,
             do_apply=apply,
             ctl=rabbitmqctl,
+            host_queues=host_queues or (),
         )
 
     def do_deadletters(
