@@ -192,6 +192,13 @@ def run(
         raise CommandError("events broker-users --apply: name --password-dir DIR (DIR/<service>)", returncode=2)
     if shutil.which(ctl) is None:
         raise CommandError(f"events broker-users --apply: {ctl} is not on the PATH (or --rabbitmqctl)", returncode=2)
+    own = Connection(broker_url.split(";")[0]).userid or "guest"
+    if any(g.user == own for g in chosen):  # the import would replace its tags and permissions: no admin after
+        raise CommandError(
+            f"events broker-users --apply: {own!r} is the user of the broker URL this runs with; a service's user "
+            "must be another one (EVENT_TASKS_BROKER_USERS)",
+            returncode=2,
+        )
     passwords = {g.service: password_of(g.service, password_dir) for g in chosen}  # every one before any change
     apply(chosen, vhost, passwords, ctl)
     for grant in chosen:

@@ -174,3 +174,10 @@ def test_a_host_queue_of_the_worker_is_granted_by_name():
     lines: list[str] = []
     broker_users.run(URL, CONF, lines.append, services=["lms"], host_queues=["maintenance.{service}"])
     assert "maintenance\\.lms" in "\n".join(lines)
+
+
+def test_apply_refuses_to_turn_its_own_admin_into_a_service_user(tmp_path: Path):
+    conf = dataclasses.replace(CONF, broker_users={"lms": "guest"})
+    with pytest.raises(CommandError, match="'guest' is the user of the broker URL") as caught:
+        broker_users.run(URL, conf, print, services=["lms"], password_dir=str(tmp_path), do_apply=True, ctl="/bin/true")
+    assert caught.value.returncode == 2
