@@ -217,11 +217,7 @@ class Settings:
         read_by=f"{WORKER}, {OPERATOR}",
         doc="Days a replayed dead letter is kept after its replay (a dead letter never replayed stays).",
     )
-    prune_batch: int = _setting(
-        1000,
-        read_by=f"{WORKER}, {RELAY}, {OPERATOR}",
-        doc="Rows per `DELETE` when pruning.",
-    )
+    prune_batch: int = _setting(1000, read_by=f"{WORKER}, {RELAY}, {OPERATOR}", doc="Rows per `DELETE` when pruning.")
     openedx_signals: tuple[str, ...] = _setting(
         (),
         read_by=WORKER,
@@ -262,11 +258,7 @@ class Settings:
         "holds its tables (a read replica will do); default: an alias named like the service, and this "
         "process's own service in `default`.",
     )
-    inspect_timeout: float = _setting(
-        1.0,
-        read_by=OPERATOR,
-        doc="Seconds `events status` waits for the workers' replies.",
-    )
+    inspect_timeout: float = _setting(1.0, read_by=OPERATOR, doc="Seconds `events status` waits for workers' replies.")
     metrics_auth: str | None = _setting(
         None, read_by=OPERATOR, doc="`user:password`: `events metrics` wants these basic-auth credentials (or 401)."
     )
@@ -303,6 +295,12 @@ class Settings:
         read_by=WORKER,
         doc="An unsigned, badly signed or not-owner event: `off` (not checked), `warn` (logged, counted, run) or "
         "`enforce` (a dead letter `unsigned`, `bad_signature`, `not_owner`). `None`: `warn` with public keys, else `off`.",
+    )
+    broker_users: dict[str, str] | None = _setting(  # noqa: RUF009 - _setting is dataclasses.field (default None)
+        None,
+        read_by=f"{WORKER}, {OPERATOR}",
+        doc="RabbitMQ: service to its broker user (docs/broker-users.md). Set, a worker dead-letters (`not_owner`) an "
+        "event whose `user_id` is not the user of its type's owner (or its own: retries); `events broker-users`.",
     )
 
     def queue_name(self, service: str) -> str:

@@ -135,6 +135,7 @@ EVENT_TASKS_SIGNING_PUBLIC_KEYS = json.loads(env("EVENT_TASKS_SIGNING_PUBLIC_KEY
     "EVENT_TASKS_SIGNING_PUBLIC_KEYS"
 )
 EVENT_TASKS_SIGNING_MODE = env("EVENT_TASKS_SIGNING_MODE")
+EVENT_TASKS_BROKER_USERS = json.loads(env("EVENT_TASKS_BROKER_USERS") or "null")  # {"lms": "lms", ...}
 
 
 def consumer_apps(package: str, service: str | None) -> list[str]:

@@ -7,7 +7,9 @@ them: on RabbitMQ as real bindings, on Redis as kombu's binding set
 
 Each queue is declared with the *default* exchange as its own exchange (routing key = queue
 name) and the topic bindings as extra ``bindings``: Celery's retries and kombu's restores then go
-straight back to the same queue and never through ``events`` (see docs/decisions/0001).
+straight back to the same queue and never through ``events`` (see docs/decisions/0001). On RabbitMQ
+a queue is also bound on its service's own direct exchange ``events.<service>.retry``, which the
+worker's retries use instead of the default exchange (docs/decisions/0017).
 """
 
 from __future__ import annotations
@@ -41,20 +43,36 @@ def events_exchange(name: str | None = None) -> Exchange:
     return Exchange(name or settings().exchange, type="topic", durable=True)
 
 
-def service_queue(service: str, patterns: Iterable[str], queue_type: str | None = None) -> Queue:
+def retry_exchange_name(service: str) -> str:
+    """``events.<service>.retry``: the direct exchange of a service's own retries (RabbitMQ, decision 0017)."""
+    return settings().queue_name(service) + ".retry"
+
+
+def service_retry_exchange(service: str) -> Exchange:
+    return Exchange(retry_exchange_name(service), type="direct", durable=True)
+
+
+def service_queue(
+    service: str, patterns: Iterable[str], queue_type: str | None = None, *, retry_exchange: bool = False
+) -> Queue:
     """The durable queue of ``service`` bound to ``events`` by each pattern.
 
     ``queue_type``: ``"classic"`` or ``"quorum"`` (RabbitMQ; default ``EVENT_TASKS_QUEUE_TYPE``;
     :func:`queue_type_for` gives a broker's). A quorum queue gets an explicit delivery limit, past
     which the broker moves a message to the service's parked queue (at-least-once dead-lettering,
     so the move itself is confirmed), and a binding on ``celery_delayed_delivery`` through which
-    its retries come back after their delay (``rabbitmq.delays``).
+    its retries come back after their delay (``rabbitmq.delays``). ``retry_exchange`` (RabbitMQ):
+    also bound on the service's own direct exchange ``events.<service>.retry`` (routing key: the
+    queue's name), which its retries (classic queues) and sent-back copies (both types) go through
+    instead of the default exchange, so its broker user needs no write on ``amq.default`` (0017).
     """
     conf = settings()
     name = conf.queue_name(service)
     exchange = events_exchange()
     quorum = (queue_type or conf.queue_type) == "quorum"
     extra = [delays.delivery_binding(name)] if quorum else []
+    if retry_exchange:
+        extra.append(binding(service_retry_exchange(service), routing_key=name))
     return ServiceQueue(
         name,
         exchange=Exchange(""),
@@ -142,7 +160,8 @@ def put_queue(app: Celery, queue: Queue) -> None:
 def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = True) -> list[str]:
     """Declare exchange, queues and bindings; prune stale bindings of these queues.
 
-    Returns the declared queue names. Safe to run repeatedly (deploys, worker start). Pruning
+    Returns the declared queue names. Safe to run repeatedly (deploys, worker start). On RabbitMQ
+    each service queue is also bound on its retry exchange ``events.<service>.retry`` (0017). Pruning
     removes the bindings of a queue that no handler asks for any more (a removed handler): on
     Redis from the binding set (also the bindings of ``events tail`` runs that were killed), on
     RabbitMQ with ``queue_unbind``, listing the bindings through the management API; where that
@@ -159,6 +178,10 @@ def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = Tr
             if is_quorum(queue):
                 parked_queue(service_of(queue.name))(channel).declare()
             queue(channel).declare()
+            if not is_redis(connection) and isinstance(queue, ServiceQueue):  # its way back (0017), every caller's
+                own = service_retry_exchange(service_of(queue.name))
+                own(channel).declare()
+                channel.queue_bind(queue.name, own.name, queue.name)  # type: ignore[attr-defined]  # kombu's stubs: a bare StdChannel
             declared.append(queue.name)
             if prune and is_redis(connection):
                 _prune_redis_bindings(channel.client, queue)  # type: ignore[attr-defined]  # kombu's stubs: channel() is a bare StdChannel; Redis's has .client

@@ -275,7 +275,10 @@ class BatchEventTask(EventTask):
             for event in events:
                 options: _SplitOptions = {
                     **route_back(
-                        self.queue_name, backoff(0, self.retry_backoff_base, self.retry_backoff_cap), self.broker_delays
+                        self.queue_name,
+                        backoff(0, self.retry_backoff_base, self.retry_backoff_cap),
+                        self.broker_delays,
+                        self.retry_exchange,
                     ),
                     "task_id": task_id(event.id, self.service),
                     "retries": 1,

@@ -81,6 +81,7 @@ class EventTask(Task):
     max_redeliveries: int = 3
     retry_producer: Callable[[], AbstractContextManager[Producer]] | None = None  # the producer retries go out with
     broker_delays = False  # quorum queues: retries wait in RabbitMQ's delay levels (lost.route_back)
+    retry_exchange = ""  # RabbitMQ: events.<service>.retry, the way back to its queue (lost.route_back)
 
     def run(self, *args: object, **kwargs: object) -> str:
         # Celery's Django fixup closes connections around tasks unless told to reuse them
@@ -142,7 +143,7 @@ class EventTask(Task):
     def retry_later(self, exc: Exception, forever: bool = False) -> BaseException:
         """Send this delivery back to this service's own queue after a backoff (Celery ``retry``).
 
-        ``queue``, ``exchange=""`` and ``routing_key`` are all given, so neither the original
+        ``queue``, ``exchange`` and ``routing_key`` are all given, so neither the original
         delivery info (the topic exchange on RabbitMQ) nor the host's routes or default exchange
         can send the retry anywhere but this service's queue.
         """
@@ -159,7 +160,7 @@ class EventTask(Task):
         )
         # Any: options of several types; celery's stubs list retry()'s keywords one by one, without exchange_type
         options: dict[str, Any] = {
-            **route_back(self.queue_name, countdown, self.broker_delays),
+            **route_back(self.queue_name, countdown, self.broker_delays, self.retry_exchange),
             "max_retries": None,
             "retry_policy": REQUEUE_RETRY,
         }
@@ -300,6 +301,7 @@ def register_tasks(
     time_limit: float | None = None,
     retry_producer: Callable[[], AbstractContextManager[Producer]] | None = None,
     broker_delays: bool = False,
+    retry_exchange: str = "",
     backend: Backend | None = None,
     base: type[EventTask] | None = None,
     event_types: Sequence[str] | None = None,
@@ -325,6 +327,7 @@ def register_tasks(
             "time_limit": delivery_time_limit(handlers.for_type(event_type), time_limit),
             "retry_producer": staticmethod(retry_producer) if retry_producer else None,
             "broker_delays": broker_delays,
+            "retry_exchange": retry_exchange,
             "__module__": __name__,
         }
         cls = base or EventTask

@@ -10,7 +10,8 @@ channel of its own, so that:
 * every message is checked before Celery sees it, and what is not a readable event goes to the
   service's dead letters with the reason instead of being dropped: an oversize body, a content
   type other than JSON (pickle never reaches an event task, whatever the host accepts), a body
-  that does not decode, a message without task headers;
+  that does not decode, a message without task headers, and (RabbitMQ, ``EVENT_TASKS_BROKER_USERS``
+  set) one whose ``user_id`` is not its type's owner's broker user (``not_owner``, ``senders``);
 * an event of a type this worker has no handler for is held back and put back in the queue
   (``unknown_types``): during a deploy the release step binds new patterns before the old
   workers are replaced, and the copy waits for a worker that knows the type. Only an event still
@@ -48,6 +49,7 @@ from ..brokers.topology import declare_quorum_paths, is_quorum, is_redis
 from .batching import Batcher
 from .dispatch import EventTask
 from .refusals import FRAMING_BYTES, header_problem, refuse, refuse_item
+from .senders import SenderCheck
 from .unknown_types import UnknownTypes
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ class IntakePlan:
     unknown_type_wait: float
     redis: RedisIntake | None = None  # None: not Redis, or the host chose another transport
     batching: Mapping[str, tuple[int, float]] = dataclasses.field(default_factory=dict)  # batched type: (size, wait)
+    senders: SenderCheck | None = None  # RabbitMQ with EVENT_TASKS_BROKER_USERS: the user_id check (senders)
 
     @property
     def prefetch_extra(self) -> int:
@@ -281,6 +284,10 @@ def _checked(
             return refuse(
                 service, message, "unknown_type", f"service {service!r} has no handler for event type {name!r}"
             )
+        if plan.senders is not None:  # who published it, as RabbitMQ vouches (user_id): its type's owner
+            wrong_user = plan.senders.problem(task.event_type, (message.properties or {}).get("user_id"))
+            if wrong_user is not None:
+                return refuse(service, message, "not_owner", wrong_user)
         if message.content_type != JSON:  # kombu lets its raw types (application/data, …/text) past accept
             return refuse(service, message, "content_disallowed", f"content type {message.content_type!r} is not JSON")
         try:

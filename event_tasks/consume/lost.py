@@ -34,6 +34,7 @@ class SendsBack(Protocol):
 
     service: str
     queue_name: str
+    retry_exchange: str  # RabbitMQ: events.<service>.retry; "" (the default exchange) on Redis
     retry_producer: Callable[[], AbstractContextManager[Producer]] | None
     app: Celery
 
@@ -53,15 +54,18 @@ class RouteBack(TypedDict):
     countdown: float
 
 
-def route_back(queue_name: str, countdown: float, broker_delays: bool) -> RouteBack:
+def route_back(queue_name: str, countdown: float, broker_delays: bool, retry_exchange: str = "") -> RouteBack:
     """Celery's publish options that bring a delivery back to ``queue_name`` (and to no other queue)
     after ``countdown`` seconds.
 
     ``queue``, ``exchange`` and ``routing_key`` are all given, so neither the original delivery
     info (the topic exchange on RabbitMQ) nor the host's routes or default exchange can send it
-    anywhere else. Classic queues and Redis: straight to the queue with an ETA the worker waits
-    for. ``broker_delays`` (quorum queues): through the delay levels (``brokers.rabbitmq.delays``),
-    with no ETA: the broker holds it for ``countdown`` seconds, rounded up to a whole second.
+    anywhere else. Classic queues and Redis: to the queue with an ETA the worker waits for, through
+    ``retry_exchange`` (RabbitMQ: the service's own direct exchange ``events.<service>.retry``, so
+    its broker user needs no write on the default exchange, decision 0017; Redis: ``""``, kombu's
+    default exchange, straight to the list). ``broker_delays`` (quorum queues): through the delay
+    levels (``brokers.rabbitmq.delays``), with no ETA: the broker holds it for ``countdown``
+    seconds, rounded up to a whole second.
     """
     if broker_delays:
         return {
@@ -73,7 +77,7 @@ def route_back(queue_name: str, countdown: float, broker_delays: bool) -> RouteB
         }
     return {
         "queue": queue_name,
-        "exchange": "",
+        "exchange": retry_exchange,
         "routing_key": queue_name,
         "exchange_type": "direct",
         "countdown": countdown,
@@ -138,7 +142,7 @@ class EventRequest(Request):
             with send_back_producer(task) as producer:
                 producer.publish(
                     message.body,
-                    exchange="",
+                    exchange=task.retry_exchange,
                     routing_key=task.queue_name,
                     headers=headers,
                     content_type=message.content_type,

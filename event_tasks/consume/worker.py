@@ -21,7 +21,14 @@ from ..brokers.rabbitmq.fanout import KombuFanout
 from ..brokers.redis import sentinel as redis_sentinel
 from ..brokers.redis import transport as redis_transport
 from ..brokers.redis.clients import is_sentinel
-from ..brokers.topology import broker_kind, is_quorum, put_queue, queue_type_for, service_queue
+from ..brokers.topology import (
+    broker_kind,
+    is_quorum,
+    put_queue,
+    queue_type_for,
+    retry_exchange_name,
+    service_queue,
+)
 from ..conf import Settings, settings
 from ..errors import ConfigurationError
 from ..handlers import service_handlers
@@ -29,6 +36,7 @@ from ..send import publisher
 from .batching import BatchEventTask, batch_task_name
 from .dispatch import register_tasks
 from .intake import EventIntake, IntakePlan, RedisIntake, plan_of, set_plan
+from .senders import SenderCheck
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -54,6 +62,7 @@ class _TaskOptions(TypedDict):
     time_limit: float | None
     retry_producer: Callable[[], AbstractContextManager[Producer]] | None
     broker_delays: bool
+    retry_exchange: str
     backend: Backend | None
 
 
@@ -71,7 +80,9 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
             f"or drop {conf.queue_name(service)} from -Q"
         )
     kind = broker_kind(app.conf.broker_url or "")
-    queue = service_queue(service, handlers.patterns, queue_type_for(app.conf.broker_url or ""))
+    queue = service_queue(
+        service, handlers.patterns, queue_type_for(app.conf.broker_url or ""), retry_exchange=kind == "amqp"
+    )
     put_queue(app, queue)
     options = dict(app.conf.broker_transport_options or {})
     cap = conf.retry_backoff_max
@@ -123,6 +134,7 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
         time_limit=conf.handler_time_limit,
         retry_producer=retry_producer,
         broker_delays=kind == "amqp" and is_quorum(queue),
+        retry_exchange=retry_exchange_name(service) if kind == "amqp" else "",
         backend=_json_backend(app),
     )
     register_tasks(app, service, handlers, **task_options)
@@ -144,6 +156,7 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
         unknown_type_wait=float(conf.unknown_type_wait),
         redis=redis,
         batching={t: (h.batch or 1, h.batch_wait) for t, h in batched.items()},
+        senders=SenderCheck.of(service, conf) if kind == "amqp" else None,
     )
     set_plan(app, plan)
     app.steps["consumer"].add(EventIntake)  # a set: a second prepare_worker adds nothing

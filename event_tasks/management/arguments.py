@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from .broker_users import add_parser as add_broker_users_parser
 from .keys import add_parser as add_keys_parser
 from .queues import MIGRATE_DESCRIPTION, MIGRATE_HELP
 
@@ -95,6 +96,7 @@ def add_arguments(parser: CommandParser) -> None:
     dl.add_argument("--all", action="store_true", help="replay/discard every match of the filters")
     dl.add_argument("--limit", type=int, default=50)
     add_keys_parser(sub)  # events keys generate|public (signed envelopes: management/keys.py)
+    add_broker_users_parser(sub)  # events broker-users (least privilege: management/broker_users.py)
     queues = sub.add_parser("queues", help="RabbitMQ: move a service's queue to another type (classic, quorum)")
     queues_sub = queues.add_subparsers(dest="queues_action", required=True)
     migrate = queues_sub.add_parser(

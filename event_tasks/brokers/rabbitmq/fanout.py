@@ -10,6 +10,11 @@ with ``broker_failover_strategy``) and moves to the next node when its node goes
 subscriber" (0 copies), as on Redis. A nack (a quorum queue's leader changing) or a connection lost
 before the confirm sends the same message again, on another node if need be: a copy that did
 arrive twice is a duplicate every consumer suppresses by the event id.
+
+Every message it publishes (events, and the workers' retries and sent-back copies, which go out on
+its producer) carries the AMQP ``user_id`` of the connection's user: RabbitMQ refuses a message
+whose ``user_id`` is not the user of the connection it came on, so a consumer can tell which
+service's broker user put it on the broker (``EVENT_TASKS_BROKER_USERS``, docs/broker-users.md).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from kombu import Connection, Exchange, Producer
 from ...conf import Settings
 from ...errors import BatchRefused, QueueMissing
 from ..message import Prepared, headers
-from ..topology import broker_kind, events_exchange
+from ..topology import broker_kind, events_exchange, retry_exchange_name
 
 if TYPE_CHECKING:
     from amqp import Message as AMQPMessage
@@ -65,6 +70,24 @@ class _ConfirmingChannel(Protocol):
     ) -> object: ...
 
 
+class UserProducer(Producer):
+    """A kombu producer that stamps each message with ``user_id`` (unless the caller gave one):
+    Celery's retries and the sent-back copies go out on it without knowing of the property."""
+
+    user_id: str | None = None
+
+    def publish(self, *args: Any, **kwargs: Any) -> None:  # Any: kombu's own arguments, passed through
+        if self.user_id is not None:
+            kwargs.setdefault("user_id", self.user_id)
+        super().publish(*args, **kwargs)
+
+
+def connection_user(connection: Connection) -> str | None:
+    """The user a kombu connection logs in as (``guest`` for an AMQP URL that names none)."""
+    user = connection.userid or connection.transport.default_connection_params.get("userid")
+    return str(user) if user else None
+
+
 def _confirming(channel: object) -> TypeGuard[_ConfirmingChannel]:
     """py-amqp (RabbitMQ) has ``_basic_publish``; memory:// has no confirms."""
     return hasattr(channel, "_basic_publish")
@@ -82,7 +105,8 @@ class KombuFanout:
         failover_strategy: str | None = None,
     ) -> None:
         options = dict(transport_options)
-        if broker_kind(url) == "amqp":
+        self.amqp = broker_kind(url) == "amqp"
+        if self.amqp:
             options["confirm_publish"] = True
         self.connection = Connection(
             url,
@@ -126,8 +150,18 @@ class KombuFanout:
         """The fabric's producer (confirms on), held for the duration of the block."""
         with self._lock:
             if self._producer is None:
-                self._producer = Producer(self.connection, on_return=self._on_return)
+                producer = UserProducer(self.connection, on_return=self._on_return)
+                producer.user_id = self.user_id()
+                self._producer = producer
             yield self._producer
+
+    def user_id(self) -> str | None:
+        """The ``user_id`` of what this publishes: the connection's user on RabbitMQ, else none."""
+        return connection_user(self.connection) if self.amqp else None
+
+    def retry_exchange(self, service: str) -> str:
+        """Where a copy for one service's queue goes: its retry exchange on RabbitMQ (0017); memory: ``""``."""
+        return retry_exchange_name(service) if self.amqp else ""
 
     def _on_return(self, exc: Exception, exchange: Exchange | str, routing_key: str, message: Message) -> None:
         self._returned.add(routing_key)
@@ -217,7 +251,11 @@ class KombuFanout:
                 channel.confirm_select()
             first = getattr(channel, "_event_tasks_sequence", 0) + 1
             refused: BaseException | None = None
+            user_id = self.user_id()
             for index, item in enumerate(batch):
+                properties: dict[str, object] = {"delivery_mode": 2, "correlation_id": item.event_id}
+                if user_id is not None:
+                    properties["user_id"] = user_id
                 try:
                     message = channel.prepare_message(
                         item.body,
@@ -225,7 +263,7 @@ class KombuFanout:
                         "application/json",
                         "utf-8",
                         headers(item.event_type, item.event_id, item.event_id, item.argsrepr),
-                        {"delivery_mode": 2, "correlation_id": item.event_id},
+                        properties,
                     )
                     channel._basic_publish(
                         message, exchange=self.exchange.name, routing_key=item.event_type, mandatory=True
@@ -261,7 +299,7 @@ class KombuFanout:
                 body,
                 mandatory=True,
                 confirm_timeout=self.confirm_timeout,
-                exchange="",
+                exchange=self.retry_exchange(service),
                 routing_key=queue,
                 headers=headers(event_type, event_id, f"{event_id}:{service}", argsrepr),
                 content_type="application/json",

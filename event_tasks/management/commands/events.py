@@ -13,6 +13,8 @@
 * ``prune``     delete old duplicate marks, task results, handled dead letters, sent outbox rows
 * ``deadletters list|show|replay|discard``  act on this service's dead letters
 * ``keys generate|public``  an Ed25519 key pair for signed envelopes (``management/keys.py``)
+* ``broker-users [--service S] [--apply --password-dir DIR]``  a least-privilege broker user per
+                service: prints (or runs) the ``rabbitmqctl`` lines (``management/broker_users.py``)
 * ``schema snapshot|check``  record the catalog's shape; refuse changes that break a version
 * ``schema export``  JSON Schema per type and an AsyncAPI 3 document (``exports``)
 * ``metrics``   serve Prometheus metrics Flower lacks: queue depth, dead letters, outbox, duplicates
@@ -88,7 +90,7 @@ class Command(BaseCommand):
             raise error from exc
 
     def handle(self, *args: object, action: str, **options: object) -> None:
-        getattr(self, "do_" + action)(**options)
+        getattr(self, "do_" + action.replace("-", "_"))(**options)
 
     def do_declare(self, service: list[str] | None = None, **_: object) -> None:
         from event_tasks.ops.live_queues import refuse_mismatched
@@ -287,6 +289,29 @@ class Command(BaseCommand):
         from event_tasks.management.keys import run  # signed envelopes (docs/signing.md)
 
         run(keys_action, self.stdout.write, service=key_service, out=out)
+
+    def do_broker_users(
+        self,
+        user_services: list[str] | None = None,
+        password_dir: str | None = None,
+        apply: bool = False,
+        rabbitmqctl: str = "rabbitmqctl",
+        host_queues: list[str] | None = None,
+        **_: object,
+    ) -> None:
+        from event_tasks.management.broker_users import run  # docs/broker-users.md
+
+        url = failures.broker_url(the_app())
+        run(
+            url,
+            settings(),
+            self.stdout.write,
+            services=user_services,
+            password_dir=password_dir,
+            do_apply=apply,
+            ctl=rabbitmqctl,
+            host_queues=host_queues or (),
+        )
 
     def do_deadletters(
         self,
