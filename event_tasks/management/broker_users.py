@@ -6,15 +6,15 @@ vhost of the broker URL (``brokers.rabbitmq.users`` works them out). ``--apply``
 ``rabbitmqctl`` on this machine, in one ``import_definitions`` (a ``rabbitmqctl`` call per line takes a
 second each; a quorum platform has 29 topic grants per service), reading each password from
 ``--password-dir DIR`` (``DIR/<service>``) and handing ``rabbitmqctl`` only its salted hash, on its
-standard input: never a password, never on a command line. Redis: the ACL plan of
-``event_tasks.brokers.redis.acl`` (``plan(services, conf)``), where that module is installed.
+standard input: never a password, never on a command line. Redis: the ACL users of
+``brokers.redis.acl`` (one per service and ``events-admin``), printed as ``ACL SETUSER`` lines or, with
+``--apply``, made on the broker URL's server (passwords from ``DIR/<user>``, e.g. ``DIR/events-alpha``).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
 import json
 import os
 import shlex
@@ -29,9 +29,11 @@ from kombu import Connection
 
 from .. import catalog
 from ..brokers.rabbitmq.users import Grants, grants
+from ..brokers.redis import acl as redis_acl
+from ..brokers.redis.clients import redis_client
 from ..brokers.topology import broker_kind
 from ..conf import Settings, check_service_name
-from ..errors import UnknownService
+from ..errors import ConfigurationError, UnknownService
 from ..handlers import consuming_services, service_handlers
 
 PLACEHOLDER = "'<password>'"
@@ -176,7 +178,7 @@ def run(
 ) -> None:
     kind = broker_kind(broker_url)
     if kind == "redis":
-        _redis(broker_url, conf, write, services, do_apply)
+        _redis(broker_url, conf, write, services, do_apply, password_dir, host_queues)
         return
     if kind != "amqp":
         raise CommandError(f"events broker-users: broker users are for RabbitMQ and Redis, not {kind}://", returncode=2)
@@ -206,18 +208,42 @@ def run(
 
 
 def _redis(
-    broker_url: str, conf: Settings, write: Callable[[str], object], services: Sequence[str] | None, do_apply: bool
+    broker_url: str,
+    conf: Settings,
+    write: Callable[[str], object],
+    services: Sequence[str] | None,
+    do_apply: bool,
+    password_dir: str | None,
+    host_queues: Sequence[str],
 ) -> None:
-    try:
-        acl = importlib.import_module("event_tasks.brokers.redis.acl")  # Redis ACLs: a module of their own
-    except ImportError as exc:
-        raise CommandError(
-            "events broker-users: Redis ACLs are not in this installation (event_tasks.brokers.redis.acl is missing)",
-            returncode=2,
-        ) from exc
-    if do_apply:
-        raise CommandError("events broker-users --apply: on Redis, apply the printed ACL lines yourself", returncode=2)
+    """Redis: an ACL user per service (``brokers.redis.acl``) and the operators' ``events-admin``; printed
+    as ``ACL SETUSER`` lines, or made on the broker URL's server with ``--apply``."""
+    url = broker_url.split(";")[0]
     owners, subscriptions = known_services(conf)
     names = list(services or sorted({*subscriptions, *(g.service for g in grants(owners, {}, conf))}))
-    for line in acl.plan(names, conf):
-        write(str(line))
+    number = str(Connection(url).virtual_host or "0").strip("/")
+    db = int(number) if number.isdigit() else 0  # Celery's channels are named after it
+    try:
+        users = [*redis_acl.plan(names, conf, db=db, host_queues=host_queues), redis_acl.admin()]
+    except ConfigurationError as exc:
+        raise CommandError(f"events broker-users: {exc}", returncode=2) from exc
+    if not do_apply:
+        write(
+            "# Redis ACL users (docs/redis-acl.md); each service's URL then names its own: redis://events-<service>:…@"
+        )
+        for user in users:
+            source = f"$(cat {shlex.quote(str(Path(password_dir) / user.name))})" if password_dir else "<password>"
+            write(redis_acl.rules_text(user, source))
+        return
+    if not password_dir:
+        raise CommandError("events broker-users --apply: name --password-dir DIR (DIR/<user>)", returncode=2)
+    passwords = {user.name: password_of(user.name, password_dir) for user in users}  # every one before any change
+    client = redis_client(url, {})
+    try:
+        redis_acl.apply(client, users, passwords)
+    except ConfigurationError as exc:
+        raise CommandError(f"events broker-users --apply: {exc}", returncode=2) from exc
+    finally:
+        client.close()
+    for user in users:
+        write(f"{user.name}: ACL user made on {Connection(url).hostname}:{Connection(url).port}/{db}")

@@ -291,3 +291,33 @@ def test_the_acl_log_holds_only_what_was_provoked(fabric):
     refused = {(entry["username"], entry["object"]) for entry in log}
     assert refused - PROVOKED == set(), log  # nothing the workers, the producer or the admin needed
     assert ("events-alpha", "config|get") in refused  # the log works: the start-up check was refused
+
+
+def test_events_broker_users_apply_makes_the_users_on_the_brokers_server(tmp_path: Path):
+    from event_tasks.management import broker_users
+
+    server = RedisServer().start()
+    try:
+        names = ["events-credentials", "events-lms", "events-admin"]  # the demo's services, as this process sees them
+        for name in names:
+            (tmp_path / name).write_text(f"pw-{name}\n")
+        said: list[str] = []
+        broker_users.run(
+            server.url,
+            fabric_settings(),
+            said.append,
+            services=["credentials", "lms"],
+            do_apply=True,
+            password_dir=str(tmp_path),
+        )
+        assert said == [f"{name}: ACL user made on 127.0.0.1:{server.port}/0" for name in names]
+        assert set(names) <= {u if isinstance(u, str) else u.decode() for u in server.client().acl_users()}
+        credentials = redis.Redis.from_url(user_url(server, "events-credentials"))
+        assert credentials.llen("events.credentials") == 0  # its own queue: allowed
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            credentials.llen("events.ecommerce")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            credentials.flushall()
+        credentials.close()
+    finally:
+        server.cleanup()

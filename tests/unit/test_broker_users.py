@@ -9,7 +9,6 @@ import hashlib
 import json
 import re
 import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from django.core.management.base import CommandError
 
 from event_tasks.brokers.rabbitmq.delays import delayed_routing_key
 from event_tasks.brokers.rabbitmq.users import NOTHING, alternation, grants, grants_for
-from event_tasks.conf import Settings
+from event_tasks.conf import Settings, settings
 from event_tasks.consume.lost import route_back
 from event_tasks.consume.senders import SenderCheck
 from event_tasks.management import broker_users
@@ -129,10 +128,21 @@ def test_an_unknown_service_is_one_line_and_exit_2():
         broker_users.run(URL, CONF, print, services=["UPPER"])
 
 
-def test_redis_without_the_acl_module_is_one_line(monkeypatch):
-    monkeypatch.setitem(sys.modules, "event_tasks.brokers.redis.acl", None)  # the import fails
-    with pytest.raises(CommandError, match="Redis ACLs are not in this installation") as caught:
-        broker_users.run("redis://127.0.0.1:6379/0", CONF, print)
+def test_on_redis_it_prints_an_acl_line_per_service_and_the_admins(tmp_path: Path):
+    out: list[str] = []
+    conf = settings()  # the demo's catalog, whose services this process sees
+    broker_users.run("redis://127.0.0.1:6379/3", conf, out.append, services=["credentials", "lms"])
+    setusers = [line for line in out if line.startswith("ACL SETUSER")]
+    assert [line.split()[2] for line in setusers] == ["events-credentials", "events-lms", "events-admin"]
+    assert all(' reset on "><password>" ' in line for line in setusers)  # a placeholder, no password
+    assert any("/3.celery.pidbox" in line for line in setusers)  # the URL's database names Celery's channels
+    with pytest.raises(CommandError, match="--password-dir") as caught:
+        broker_users.run("redis://127.0.0.1:6379/0", conf, print, services=["credentials"], do_apply=True)
+    assert caught.value.returncode == 2 and "\n" not in str(caught.value)
+    with pytest.raises(CommandError, match="cannot read the password of events-credentials") as caught:
+        broker_users.run(
+            "redis://127.0.0.1:6379/0", conf, print, services=["credentials"], do_apply=True, password_dir=str(tmp_path)
+        )
     assert caught.value.returncode == 2
 
 
