@@ -4,7 +4,9 @@ Measured in one process: signing and verifying one certificate event (µs, the c
 SHA-256 of the payload included); ``Publisher.send`` to 3 subscribed queues on the private Redis with
 and without a signing key (events/s); ``read_event``, the consume step that checks the envelope, the
 signature and the payload before any handler runs, with ``EVENT_TASKS_SIGNING_MODE`` enforce and off
-(events/s). A worker's consume rate adds Celery, the database and the handler on top of that step.
+(events/s); and a worker's consume rate (one ``-P solo`` worker of the no-op service draining a
+pre-filled queue of the same events, signed and enforced against unsigned and off: Celery, the
+database and the handler on top of that step).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..common import Harness
 NAME = "signing"
 TITLES = ("Signed envelopes",)
 EVENTS = 2000
+CONSUME_EVENTS = 3000
 
 
 def describe(bench: Harness) -> None:
@@ -27,7 +30,9 @@ def describe(bench: Harness) -> None:
         f"{bench.n(EVENTS)} events per run: sign and verify one certificate event (µs, canonical JSON "
         "and SHA-256 of the payload included); `Publisher.send` to 3 subscribed queues on the private "
         "Redis, signing on and off; `read_event` (the consume step before any handler: envelope, "
-        "signature, payload) with the signing mode enforce and off.",
+        "signature, payload) with the signing mode enforce and off; one `-P solo` worker of the no-op "
+        f"service draining {bench.n(CONSUME_EVENTS)} pre-filled events, signed and enforced against "
+        "unsigned and off (a fresh worker and database each run).",
     )
 
 
@@ -94,3 +99,50 @@ def run(bench: Harness) -> None:
                 delivery.read_event(CERTIFICATE_CREATED, items[i % 16], {}, "s1")
             bench.results.add(sec, f"read_event, signing {label}", "ours", n / (time.perf_counter() - t), "events/s")
         delivery.settings = settings
+    consume_rows(bench, keys, plain, signer)
+
+
+def consume_rows(bench: Harness, keys: object, plain: object, signer: object) -> None:
+    """A worker draining the same queue of events, unsigned with signing off, then signed and enforced."""
+    import uuid
+
+    from ..payload import CERTIFICATE_CREATED, COURSE_KEY
+    from ..workers import drain_redis_lists
+
+    n = bench.n(CONSUME_EVENTS, 100)
+    queue = "events.noop"
+    blobs = {}
+    for label, publisher in (("off", plain), ("enforce", signer)):
+        bench.flush()
+        bench.declare(["noop"])
+        data = bench.payloads()
+        for i in range(n):
+            publisher.send(CERTIFICATE_CREATED, data[i % 16], key=COURSE_KEY)  # type: ignore[attr-defined]
+        assert bench.client.llen(queue) == n
+        blobs[label] = bench.client.dump(queue)
+    signing_env = {
+        "off": {"EVENT_TASKS_SIGNING_MODE": "off"},
+        "enforce": keys.env(None, "enforce"),  # type: ignore[attr-defined]  # TestKeys
+    }
+    for _ in range(bench.rounds):
+        for label in ("off", "enforce"):
+            bench.restore(queue, blobs[label])
+            done = bench.tmp / f"done-{uuid.uuid4().hex[:6]}"
+            db = bench.fresh_sqlite("noop")
+            env = {"BENCH_DONE_AT": str(n), "BENCH_DONE_FILE": str(done), **signing_env[label]}
+            w = bench.fabric_worker("noop", bench.url, db, **env)
+            secs = drain_redis_lists(
+                bench.client,
+                n,
+                w,
+                queue=queue,
+                extra_lists=(queue + "\x06\x16inflight",),
+                unacked=(f"unacked:{queue}",),
+            )
+            bench.stop(w)
+            if not done.exists():
+                raise RuntimeError(f"signing {label}: the handler did not run {n} times; log:\n{w.output()[-3000:]}")
+            dead = bench.db_count(db, "SELECT count(*) FROM event_tasks_deadletter")
+            assert dead == 0, f"signing {label}: {dead} dead letters"
+            row = "consume, no-op handler, " + ("signed, signatures enforced" if label == "enforce" else "signing off")
+            bench.results.add("Signed envelopes", row + " (one worker, Redis)", "ours", n / secs, "events/s")
