@@ -147,6 +147,15 @@ def fill_comparators(bench: Harness, n: int) -> dict[str, bytes]:
     return blobs
 
 
+def drain_fabric_queue(bench: Harness, w: Any, queue: str, n: int) -> float:
+    """Seconds a fabric worker ``w`` takes to drain ``queue`` (its in-flight list and unacked hash too)."""
+    from ..workers import drain_redis_lists
+
+    return drain_redis_lists(
+        bench.client, n, w, queue=queue, extra_lists=(queue + "\x06\x16inflight",), unacked=(f"unacked:{queue}",)
+    )
+
+
 def drain_once(
     bench: Harness,
     system: str,
@@ -196,14 +205,7 @@ def drain_once(
         else:
             db = bench.reset_postgres() if system.endswith("-pg") else bench.fresh_sqlite(service)
             w = bench.fabric_worker(service, url, db, **env)
-        secs = drain_redis_lists(
-            bench.client,
-            n,
-            w,
-            queue=queue,
-            extra_lists=(queue + "\x06\x16inflight",),
-            unacked=(f"unacked:{queue}",),
-        )
+        secs = drain_fabric_queue(bench, w, queue, n)
     bench.stop(w)
     if not done.exists():
         raise RuntimeError(f"{system}: the handler did not run {n} times; log:\n{w.output()[-3000:]}")

@@ -107,7 +107,7 @@ def consume_rows(bench: Harness, keys: object, plain: object, signer: object) ->
     import uuid
 
     from ..payload import CERTIFICATE_CREATED, COURSE_KEY
-    from ..workers import drain_redis_lists
+    from .consume import drain_fabric_queue
 
     n = bench.n(CONSUME_EVENTS, 100)
     queue = "events.noop"
@@ -131,14 +131,7 @@ def consume_rows(bench: Harness, keys: object, plain: object, signer: object) ->
             db = bench.fresh_sqlite("noop")
             env = {"BENCH_DONE_AT": str(n), "BENCH_DONE_FILE": str(done), **signing_env[label]}
             w = bench.fabric_worker("noop", bench.url, db, **env)
-            secs = drain_redis_lists(
-                bench.client,
-                n,
-                w,
-                queue=queue,
-                extra_lists=(queue + "\x06\x16inflight",),
-                unacked=(f"unacked:{queue}",),
-            )
+            secs = drain_fabric_queue(bench, w, queue, n)
             bench.stop(w)
             if not done.exists():
                 raise RuntimeError(f"signing {label}: the handler did not run {n} times; log:\n{w.output()[-3000:]}")
