@@ -299,3 +299,13 @@ class PrivatePostgres:
                 timeout=60,
             )
             self.created = False
+
+
+_redis_dbs = iter(range(1, DATABASES))  # one counter for the whole session
+
+
+def take_redis_db(redis_server: RedisServer) -> str:
+    """The URL of a DB number of the private Redis that no other test uses (for module fixtures,
+    which flush it after; tests take :func:`fresh_redis_url`). Never a fixed number: another
+    test's leftovers (a demo's bindings) would be in it."""
+    return f"redis://127.0.0.1:{redis_server.port}/{next(_redis_dbs)}"

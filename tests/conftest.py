@@ -11,7 +11,7 @@ import pytest
 
 from event_tasks import conf
 from event_tasks.send.publisher import reset_default_publisher
-from tests.brokers import DATABASES, PrivatePostgres, PrivateRabbitMQ, RedisServer, rabbitmq_vhost
+from tests.brokers import PrivatePostgres, PrivateRabbitMQ, RedisServer, rabbitmq_vhost, take_redis_db
 
 
 @pytest.fixture(autouse=True)
@@ -67,9 +67,6 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-_redis_dbs = iter(range(1, DATABASES))
-
-
 @pytest.fixture(scope="session")
 def probe_template_db(workdir: Path) -> Path:
     """A migrated SQLite database for the probe services (copied per service: fast starts)."""
@@ -83,7 +80,7 @@ def probe_template_db(workdir: Path) -> Path:
 @pytest.fixture
 def fresh_redis_url(redis_server: RedisServer) -> Iterator[str]:
     """A Redis DB number of the private server that no other test uses, flushed after."""
-    url = f"redis://127.0.0.1:{redis_server.port}/{next(_redis_dbs)}"
+    url = take_redis_db(redis_server)
     yield url
     import redis as redis_lib
 
@@ -94,8 +91,7 @@ def fresh_redis_url(redis_server: RedisServer) -> Iterator[str]:
 def broker_url(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[str]:
     """A broker namespace of this module's own: a fresh Redis DB number, or a fresh RabbitMQ vhost."""
     if request.param == "redis":
-        db = next(_redis_dbs)
-        url = f"redis://127.0.0.1:{redis_server.port}/{db}"
+        url = take_redis_db(redis_server)
         yield url
         import redis as redis_lib
 

@@ -305,7 +305,17 @@ def _checked(
             return batcher.add(name, message)
         return handler(message)
 
-    return on_message
+    def guarded(message: Message) -> None:
+        """``on_message``, whose unexpected exception would stop the worker (Celery's event loop calls
+        it): the message becomes an ``internal_error`` dead letter instead, unless it was settled."""
+        try:
+            on_message(message)
+        except Exception as exc:  # one message must not stop the worker
+            log.exception("%s: reading a message failed unexpectedly", service)
+            if not message.acknowledged:
+                refuse(service, message, "internal_error", f"the intake failed on it: {type(exc).__name__}: {exc}")
+
+    return guarded
 
 
 JSON = "application/json"

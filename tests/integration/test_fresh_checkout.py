@@ -65,8 +65,8 @@ print(client.get("/admin/lms/").status_code, client.get("/admin/credentials/").s
     assert out.stdout.split() == ["True", "False", "False", "True", "200", "404"]
 
 
-def test_make_platform_runs_release_then_keeps_every_process_running(tmp_path, redis_server):
-    url = f"redis://127.0.0.1:{redis_server.port}/14"
+def test_make_platform_runs_release_then_keeps_every_process_running(tmp_path, fresh_redis_url):
+    url = fresh_redis_url
     log = tmp_path / "platform.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(

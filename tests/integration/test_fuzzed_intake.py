@@ -149,6 +149,7 @@ def fuzz(platform, count: int, enforce: bool = False) -> None:
         return (
             f"{put} put in, {len(platform.seen(SERVICE)) - applied_before} applied, {len(rows)} dead letters; "
             f"worker errors: {[line for line in worker.output().splitlines() if 'rror' in line or 'Couldn' in line][-15:]}"
+            + (f"\nthe worker's log, last lines:\n{worker.output()[-6000:]}" if "Traceback" in worker.output() else "")
         )
 
     applied, dead = wait_until(

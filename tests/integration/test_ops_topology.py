@@ -13,7 +13,7 @@ from kombu import Connection, Exchange, Queue
 from event_tasks.brokers.rabbitmq.api import ManagementAPI
 from event_tasks.errors import ManagementAPIUnavailable
 from event_tasks.testing import wait_until
-from tests.brokers import PrivateRabbitMQ, RedisServer, rabbitmqctl
+from tests.brokers import PrivateRabbitMQ, RedisServer, rabbitmqctl, take_redis_db
 from tests.fabric.schemas.probe import PROBE_CREATED, PROBE_UPDATED
 from tests.integration.fabric import Platform
 
@@ -40,7 +40,7 @@ def managed_rabbitmq() -> Iterator[PrivateRabbitMQ]:
 def drift_platform(request, redis_server: RedisServer, workdir: Path, probe_template_db: Path) -> Iterator[Platform]:
     env: dict[str, str] = {}
     if request.param == "redis":
-        url = redis_server.url.rsplit("/", 1)[0] + "/14"
+        url = take_redis_db(redis_server)
     else:
         node = request.getfixturevalue("managed_rabbitmq")
         url, env = node.url, {"EVENT_TASKS_RABBITMQ_MANAGEMENT_URL": node.management_url}

@@ -12,13 +12,14 @@ from demo.runner import DEAD_LETTER_SERVICE, run
 from demo.scenario import EXPECTED, STEPS
 from event_tasks import catalog
 from event_tasks.handlers import consuming_services, service_handlers
+from tests.brokers import take_redis_db
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
 def report(redis_server, tmp_path_factory):
-    url = f"redis://127.0.0.1:{redis_server.port}/14"
+    url = take_redis_db(redis_server)
     lines: list[str] = []
     result = run(url, tmp_path_factory.mktemp("use-cases"), settings_module="config.settings.test", echo=lines.append)
     import redis

@@ -254,3 +254,19 @@ def test_any_redis_item_is_read_or_none_and_never_raises(raw):
         item = read_item(raw, unacked=unacked)
         if item is not None:
             _ = (item.delivery_tag, item.task_id, item.body, item.task_body, item.args, item.envelope)
+
+
+def test_an_unexpected_failure_of_the_intake_is_a_dead_letter_not_a_stopped_worker(records):
+    class Tasks(dict):
+        def get(self, name, default=None):
+            raise TypeError("unhashable type: 'list'")  # a bug of the intake, as a fuzzed message may find one
+
+    app = App()
+    app.tasks = Tasks(app.tasks)
+    records.clear()
+    channel, handed = Channel(), []
+    plan = intake.IntakePlan(SERVICE, Queue(f"events.{SERVICE}"), 256 * 1024, 0.0)
+    good = Raw(GOOD_BODY, GOOD_HEADERS, "application/json", "utf-8", True)
+    intake._checked(app, plan, handed.append, None, Unknown())(message_of(good, channel))  # type: ignore[arg-type]
+    assert [r["reason"] for r in records] == ["internal_error"] and "unhashable" in str(records[0]["detail"])
+    assert channel.settled == ["ack"] and handed == []
