@@ -217,10 +217,12 @@ class Settings:
         read_by=f"{WORKER}, {OPERATOR}",
         doc="Days a replayed dead letter is kept after its replay (a dead letter never replayed stays).",
     )
-    prune_batch: int = _setting(
-        1000,
-        read_by=f"{WORKER}, {RELAY}, {OPERATOR}",
-        doc="Rows per `DELETE` when pruning.",
+    prune_batch: int = _setting(1000, read_by=f"{WORKER}, {RELAY}, {OPERATOR}", doc="Rows per `DELETE` when pruning.")
+    archive_days: float | None = _setting(
+        None,
+        read_by=f"{SENDER}, {RELAY}, {WORKER}, {OPERATOR}",
+        doc="Days every sent event is kept in the archive (`events.archive`: a Redis stream, a RabbitMQ stream "
+        "queue), which `events backfill` replays to a new subscriber (docs/archive.md). `None`: no archive.",
     )
     openedx_signals: tuple[str, ...] = _setting(
         (),
@@ -263,9 +265,7 @@ class Settings:
         "process's own service in `default`.",
     )
     inspect_timeout: float = _setting(
-        1.0,
-        read_by=OPERATOR,
-        doc="Seconds `events status` waits for the workers' replies.",
+        1.0, read_by=OPERATOR, doc="Seconds `events status` waits for the workers' replies."
     )
     metrics_auth: str | None = _setting(
         None, read_by=OPERATOR, doc="`user:password`: `events metrics` wants these basic-auth credentials (or 401)."

@@ -1,0 +1,145 @@
+"""The archive and `events backfill` on real brokers with real workers (docs/archive.md).
+
+With the archive on, 1,000 events go to alpha and beta while gamma (every learning type, by a
+pattern) has no queue yet; then gamma's worker starts (its queue and bindings declared), a thread
+keeps sending, and `events backfill --service gamma --since <before the first send>` puts the
+archived ones into gamma's queue only. gamma applies every archived and every live event exactly
+once (the overlap is suppressed by its duplicate marks), alpha and beta get no extra copy, delta
+(no queue) nothing, and `events archive status` counts what was sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import threading
+from collections import Counter
+
+import pytest
+from celery import Celery
+
+from event_tasks import catalog
+from event_tasks.app import install
+from event_tasks.conf import settings as fabric_settings
+from event_tasks.send.publisher import Publisher
+from event_tasks.testing import wait_until
+from tests.fabric.schemas.probe import CATALOG_PROBE, PROBE_CREATED, PROBE_UPDATED
+from tests.integration.fabric import Platform
+
+pytestmark = pytest.mark.timeout(180)
+ARCHIVE = {"EVENT_TASKS_ARCHIVE_DAYS": "7"}
+
+
+@pytest.fixture(scope="module")
+def archived(broker_url, workdir, probe_template_db, request):
+    name = f"archive-{broker_url.split(':', 1)[0]}"
+    plat = Platform(broker_url, workdir / name, env=ARCHIVE, template_db=probe_template_db)
+    catalog.load(plat.env["EVENT_TASKS_SCHEMAS_PACKAGE"])
+    app = Celery("producer-archive", broker=broker_url, set_as_current=False)
+    install(app)
+    plat._producer = Publisher(app, "prober", dataclasses.replace(fabric_settings(), archive_days=7.0))
+    yield plat
+    plat.stop_all()
+
+
+def ids_of(plat: Platform, service: str) -> Counter[str]:
+    return Counter(r["id"] for r in plat.seen(service))
+
+
+def test_a_new_subscriber_backfilled_while_live_events_flow_applies_each_event_once(archived):
+    plat = archived
+    plat.start("alpha", "beta")  # on RabbitMQ their declare makes the archive's stream queue too
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2)).isoformat()
+    producer = plat.producer()
+    kinds = [PROBE_CREATED] * 7 + [PROBE_UPDATED] * 2 + [CATALOG_PROBE]
+    before: list[tuple[str, str]] = []
+    for start in range(0, 1000, 100):
+        events = producer.send_many([(kinds[i % 10], {"n": i}) for i in range(start, start + 100)])
+        before += [(e.id, e.type) for e in events]
+    created = {i for i, t in before if t == PROBE_CREATED}
+    wait_until(lambda: set(ids_of(plat, "beta")) >= created, 60, message="beta to apply the 700 created events")
+
+    live: list[tuple[str, str]] = []
+    stop = threading.Event()
+
+    def keep_sending() -> None:
+        n = 10_000
+        while not stop.is_set():
+            event = producer.send(PROBE_UPDATED if n % 3 else PROBE_CREATED, {"n": n})
+            live.append((event.id, event.type))
+            n += 1
+            stop.wait(0.01)
+
+    sender = threading.Thread(target=keep_sending, daemon=True)
+    sender.start()
+    try:
+        plat.start("gamma")  # declares events.gamma and its binding: live events reach it from here on
+        wait_until(lambda: len(live) >= 20, 30, message="live events sent while gamma starts")
+        done = plat.tooling("events", "backfill", "--service", "gamma", "--since", since)
+        wait_until(lambda: len(live) >= len(before) // 50 + 40, 30, message="live events after the backfill")
+    finally:
+        stop.set()
+        sender.join(10)
+    summary = done.stdout.strip().splitlines()[-1]
+    learning = {i for i, t in before if t != CATALOG_PROBE}
+    assert summary.startswith("backfill events.gamma: read ") and "matched" in summary, summary
+    read, matched, put = (int(part.split()[-1]) for part in summary.split(": ", 1)[1].split(", "))
+    assert read >= 1000 and matched >= len(learning) and put == matched, summary
+    assert "read" in done.stderr  # the progress line (not a terminal: plain lines)
+
+    marker = producer.send(PROBE_CREATED, {"n": 99_999})
+    expected = learning | {i for i, _ in live} | {marker.id}
+    wait_until(
+        lambda: set(ids_of(plat, "gamma")) >= expected,
+        60,
+        message=lambda: f"gamma to apply every event: {len(expected - set(ids_of(plat, 'gamma')))} missing",
+    )
+    for service in ("alpha", "beta"):
+        plat.wait_calls(service, marker.id)
+    gamma = ids_of(plat, "gamma")
+    assert [i for i, n in gamma.items() if n > 1] == []  # 0 applied twice
+    assert set(gamma) == expected  # 0 lost, and no catalog event (gamma does not consume it)
+    created_all = created | {i for i, t in live if t == PROBE_CREATED} | {marker.id}
+    for service in ("alpha", "beta"):  # no extra copy for the services that were there
+        seen = ids_of(plat, service)
+        assert set(seen) == created_all and max(seen.values()) == 1, service
+    if plat.broker_url.startswith("redis"):
+        import redis
+
+        client = redis.Redis.from_url(plat.broker_url)
+        assert not client.exists("events.delta")  # no queue was made for a service that has none
+        assert client.xlen("events.archive") == len(before) + len(live) + 1
+
+    status = json.loads(plat.tooling("events", "archive", "status", "--json").stdout)
+    assert status["archive"] == "events.archive" and status["retention_days"] == 7
+    assert status["last_hour"] == status["last_day"] == len(before) + len(live) + 1
+    assert status["oldest"] and status["newest"] and status["oldest"] <= status["newest"]
+    text = plat.tooling("events", "archive", "status").stdout
+    assert f"{len(before) + len(live) + 1}/h over the last hour" in text
+
+
+def test_a_dry_run_counts_and_puts_nothing(archived):
+    plat = archived
+    plat.tooling("events", "declare", "--service", "gamma")  # its bindings (the worker may not run)
+    done = plat.tooling(
+        "events", "backfill", "--service", "gamma", "--since", "1h", "--type", "*.*.*.*.updated.*", "--dry-run"
+    )
+    line = done.stdout.strip().splitlines()[-1]
+    assert "would put" in line and int(line.rsplit(" ", 1)[1]) >= 200, line
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (("--service", "nobody", "--since", "1h"), {}, "no service 'nobody'"),
+        (("--service", "gamma", "--since", "yesterday"), {}, "--since 'yesterday'"),
+        (("--service", "gamma", "--since", "1h", "--rate", "0"), {}, "--rate"),
+        (("--service", "gamma", "--since", "1h"), {"EVENT_TASKS_ARCHIVE_DAYS": ""}, "EVENT_TASKS_ARCHIVE_DAYS"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(archived, args, env, says):
+    out = archived.tooling("events", "backfill", *args, check=False, env=env)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in out.stderr, out.stderr
