@@ -25,9 +25,9 @@ from django.core.management.base import CommandError
 from ..brokers.archive import Archived, archive_name, count_redis, read_rabbitmq, read_redis, redis_key, redis_of
 from ..brokers.fanout import fanout_for
 from ..brokers.message import ARGSREPR_LIMIT
-from ..brokers.topology import broker_kind, is_redis, subscription_table
+from ..brokers.topology import broker_kind, is_redis, passive_declare, subscription_table
 from ..conf import Settings, check_service_name, settings
-from ..errors import UnknownService
+from ..errors import ManagementAPIUnavailable, UnknownService
 from ..handlers import consuming_services, service_handlers
 from ..topics import topic_matches
 
@@ -174,16 +174,24 @@ def require_archive(conf: Settings) -> None:
 
 
 def service_patterns(connection: Connection, service: str) -> list[str]:
-    """The patterns ``service`` consumes: its handlers where this process sees them, else its bindings."""
+    """The patterns ``service`` consumes: its handlers where this process sees them (its queue must
+    exist: declared first, live events reach it while the backfill runs), else its bindings."""
     conf = settings()
     queue = conf.queue_name(service)
-    bound = sorted({key for key, name in subscription_table(connection) if name == queue})
     if service in consuming_services():
-        if not bound:
-            raise refuse(f"{queue} has no subscriptions on the broker yet: run `events declare` first")
+        if not _declared(connection, queue):
+            raise refuse(f"{queue} is not declared yet: run `events declare` (or start its worker) first")
         return service_handlers(service).patterns
+    try:
+        table = subscription_table(connection)
+    except ManagementAPIUnavailable:
+        raise refuse(
+            f"no service {service!r} here: no handlers of it, and RabbitMQ's management API (its bindings) does "
+            f"not answer: run the backfill as the service (EVENT_TASKS_SERVICE={service})"
+        ) from None
+    bound = sorted({key for key, name in table if name == queue})
     if not bound:
-        known = sorted(set(consuming_services()) | _bound_services(connection))
+        known = sorted(set(consuming_services()) | _bound_services(table))
         raise refuse(
             f"no service {service!r}: no handlers of it here and no queue {queue} bound on {conf.exchange} "
             f"(services: {', '.join(known) or 'none'})"
@@ -191,12 +199,16 @@ def service_patterns(connection: Connection, service: str) -> list[str]:
     return bound
 
 
-def _bound_services(connection: Connection) -> set[str]:
+def _declared(connection: Connection, queue: str) -> bool:
+    if is_redis(connection):
+        return any(name == queue for _, name in subscription_table(connection))
+    return passive_declare(connection, queue)[1] is not None
+
+
+def _bound_services(table: list[tuple[str, str]]) -> set[str]:
     conf = settings()
     return {
-        q[len(conf.queue_prefix) :]
-        for _, q in subscription_table(connection)
-        if q.startswith(conf.queue_prefix) and q != archive_name(conf)
+        q[len(conf.queue_prefix) :] for _, q in table if q.startswith(conf.queue_prefix) and q != archive_name(conf)
     }
 
 

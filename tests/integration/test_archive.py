@@ -75,7 +75,8 @@ def test_a_new_subscriber_backfilled_while_live_events_flow_applies_each_event_o
     sender.start()
     try:
         plat.start("gamma")  # declares events.gamma and its binding: live events reach it from here on
-        wait_until(lambda: len(live) >= 20, 30, message="live events sent while gamma starts")
+        bound = len(live)  # sent from here on: in gamma's queue live, and in the archive the backfill reads
+        wait_until(lambda: len(live) >= bound + 20, 30, message="live events sent after gamma's queue was bound")
         done = plat.tooling("events", "backfill", "--service", "gamma", "--since", since)
         wait_until(lambda: len(live) >= len(before) // 50 + 40, 30, message="live events after the backfill")
     finally:
@@ -100,6 +101,8 @@ def test_a_new_subscriber_backfilled_while_live_events_flow_applies_each_event_o
     gamma = ids_of(plat, "gamma")
     assert [i for i, n in gamma.items() if n > 1] == []  # 0 applied twice
     assert set(gamma) == expected  # 0 lost, and no catalog event (gamma does not consume it)
+    suppressed = plat.query("gamma", "SELECT COALESCE(SUM(duplicates), 0) AS n FROM event_tasks_processedevent")
+    assert suppressed[0]["n"] >= 20  # the overlap came twice; the duplicate marks kept the second out
     created_all = created | {i for i, t in live if t == PROBE_CREATED} | {marker.id}
     for service in ("alpha", "beta"):  # no extra copy for the services that were there
         seen = ids_of(plat, service)
@@ -143,3 +146,47 @@ def test_bad_input_is_one_line_and_exit_2(archived, args, env, says):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in out.stderr, out.stderr
+
+
+def test_rabbitmq_verify_neither_reports_nor_prunes_the_archive(workdir, probe_template_db):
+    """The stream queue's `#` binding is no orphan queue: `events topology verify --prune` leaves it
+    (a private node with the management API, which verify reads; the shared node has none)."""
+    from event_tasks.brokers.rabbitmq.api import ManagementAPI
+    from event_tasks.errors import ManagementAPIUnavailable
+    from tests.brokers import PrivateRabbitMQ, rabbitmqctl
+
+    node = PrivateRabbitMQ(management=True).start()
+    plat = None
+    try:
+        api = ManagementAPI(node.management_url, "/", timeout=1)
+
+        def answers() -> bool:
+            try:
+                return api.get("overview") is not None
+            except ManagementAPIUnavailable:
+                return False
+
+        wait_until(answers, 60, 0.2, "the private node's management API")
+        env = {**ARCHIVE, "EVENT_TASKS_RABBITMQ_MANAGEMENT_URL": node.management_url}
+        plat = Platform(node.url, workdir / "archive-verify", env=env, template_db=probe_template_db)
+        plat.start("alpha")
+
+        def archive_bindings() -> list[str]:
+            out = rabbitmqctl("-n", node.node, "list_bindings", "source_name", "destination_name", "routing_key", "-q")
+            return [line for line in out.splitlines() if line.split("\t")[1:] == ["events.archive", "#"]]
+
+        assert len(archive_bindings()) == 1  # the worker's declare made the stream queue and bound it
+        queues = rabbitmqctl("-n", node.node, "list_queues", "name", "type", "arguments", "-q")
+        assert any(line.startswith("events.archive\tstream") and "7D" in line for line in queues.splitlines())
+        for args in (("--service", "alpha"), ("--prune", "--service", "alpha")):
+            out = plat.tooling("events", "topology", "verify", "--json", *args, check=False)
+            report = json.loads(out.stdout)
+            assert out.returncode == 0 and report["drift"] == [] and report["pruned"] == [], (args, out.stdout)
+        everyone = json.loads(plat.tooling("events", "topology", "verify", "--json", "--prune", check=False).stdout)
+        assert everyone["drift"] and not [d for d in everyone["drift"] if d["queue"] == "events.archive"]
+        assert not [d for d in everyone["pruned"] if d["queue"] == "events.archive"]  # (the probes not running are)
+        assert len(archive_bindings()) == 1
+    finally:
+        if plat is not None:
+            plat.stop_all()
+        node.cleanup()
