@@ -190,3 +190,29 @@ def test_rabbitmq_verify_neither_reports_nor_prunes_the_archive(workdir, probe_t
         if plat is not None:
             plat.stop_all()
         node.cleanup()
+
+
+def test_a_signed_archive_keeps_verifying_when_backfilled(archived):
+    """epsilon enforces signatures and did not exist when prober sent: the backfilled bodies carry
+    their signatures and verify; an unsigned one sent beside them is refused (`unsigned`)."""
+    from event_tasks.testing import make_test_keys
+
+    plat = archived
+    keys = make_test_keys("prober")
+    since = dt.datetime.now(dt.UTC).isoformat()
+    conf = dataclasses.replace(
+        fabric_settings(), archive_days=7.0, signing_key=keys.private["prober"], signing_key_id=keys.key_id("prober")
+    )
+    signer = Publisher(plat.producer().app, "prober", conf)
+    signed = [e.id for e in signer.send_many([(PROBE_CREATED, {"n": 50_000 + i}) for i in range(50)])]
+    unsigned = plat.send(PROBE_CREATED, {"n": 60_000})
+    table = json.dumps({"prober": {keys.key_id("prober"): keys.public["prober"]}})
+    plat.worker("epsilon", env={"EVENT_TASKS_SIGNING_PUBLIC_KEYS": table, "EVENT_TASKS_SIGNING_MODE": "enforce"})
+    plat.start("epsilon")
+    done = plat.tooling("events", "backfill", "--service", "epsilon", "--since", since)
+    assert done.stdout.strip().endswith("put 51"), done.stdout
+    wait_until(lambda: set(ids_of(plat, "epsilon")) >= set(signed), 60, message="epsilon to apply the signed events")
+    wait_until(lambda: plat.dead_letters("epsilon"), 30, message="the unsigned event's dead letter")
+    letters = plat.dead_letters("epsilon")
+    assert [(r["event_id"], r["reason"]) for r in letters] == [(unsigned.id, "unsigned")]
+    assert unsigned.id not in ids_of(plat, "epsilon") and max(ids_of(plat, "epsilon").values()) == 1
