@@ -17,7 +17,7 @@ from ..brokers.rabbitmq.api import ManagementAPI
 from ..brokers.topology import is_redis, passive_declare
 from ..conf import settings
 from ..errors import ManagementAPIUnavailable
-from .backfill import require_archive
+from .backfill import require_archive, require_stream
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -80,6 +80,7 @@ def _redis(connection: Connection, hour: dt.datetime, day: dt.datetime) -> dict[
 def _rabbitmq(connection: Connection, hour: dt.datetime, day: dt.datetime) -> dict[str, object]:
     conf = settings()
     name = archive_name(conf)
+    require_stream(connection, conf)
     entries, bytes_ = None, None
     try:
         stats = ManagementAPI.for_broker(connection.as_uri(include_password=True), conf.rabbitmq_management_url).queue(

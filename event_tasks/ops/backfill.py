@@ -218,7 +218,18 @@ def entries(connection: Connection, conf: Settings, since: dt.datetime) -> tuple
         client, key = redis_of(connection), redis_key(connection, conf)
         since_ms = int(since.timestamp() * 1000)
         return read_redis(client, key, since_ms), count_redis(client, key, since_ms)
+    require_stream(connection, conf)
     return read_rabbitmq(connection, conf, since), None
+
+
+def require_stream(connection: Connection, conf: Settings) -> None:
+    """RabbitMQ: the archive's stream queue exists (declared by `events declare` with the archive on)."""
+    if passive_declare(connection, archive_name(conf))[0] is None:
+        raise CommandError(
+            f"events: the archive {archive_name(conf)} is not on the broker: run `events declare` with "
+            "EVENT_TASKS_ARCHIVE_DAYS set (every process of the platform sets it)",
+            returncode=ENVIRONMENT,
+        )
 
 
 def argsrepr_of(body: str) -> str:

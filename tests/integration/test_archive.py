@@ -124,7 +124,8 @@ def test_a_new_subscriber_backfilled_while_live_events_flow_applies_each_event_o
 
 def test_a_dry_run_counts_and_puts_nothing(archived):
     plat = archived
-    plat.tooling("events", "declare", "--service", "gamma")  # its bindings (the worker may not run)
+    plat.tooling("events", "declare", "--service", "gamma")  # its bindings (the worker may not run), the archive
+    plat.producer().send_many([(PROBE_UPDATED, {"n": 70_000 + i}) for i in range(200)])
     done = plat.tooling(
         "events", "backfill", "--service", "gamma", "--since", "1h", "--type", "*.*.*.*.updated.*", "--dry-run"
     )
@@ -216,3 +217,19 @@ def test_a_signed_archive_keeps_verifying_when_backfilled(archived):
     letters = plat.dead_letters("epsilon")
     assert [(r["event_id"], r["reason"]) for r in letters] == [(unsigned.id, "unsigned")]
     assert unsigned.id not in ids_of(plat, "epsilon") and max(ids_of(plat, "epsilon").values()) == 1
+
+
+def test_prune_trims_the_redis_archive_and_leaves_rabbitmq_to_the_broker(archived):
+    plat = archived
+    plat.worker("alpha")  # its database (the worker may not run)
+    plat.tooling("events", "declare", "--service", "alpha")
+    plat.send(PROBE_CREATED, {"n": 80_000})
+    before = json.loads(plat.tooling("events", "archive", "status", "--json").stdout)["entries"]
+    out = plat.manage("alpha", "events", "prune")
+    if plat.broker_url.startswith("redis"):
+        assert "trimmed 0 archived events past 7 days" in out  # all of them are younger
+        import redis
+
+        assert redis.Redis.from_url(plat.broker_url).xlen("events.archive") == before
+    else:
+        assert "trimmed" not in out  # the stream's x-max-age ages it out
