@@ -194,3 +194,24 @@ def test_progress_line_and_bar():
     now[0] += 2
     bar.finish(10)
     assert bars[0].startswith("\r[" + "#" * 30 + "] 10/10 read") and bars[-1] == "\n"
+
+
+def test_status_render():
+    from event_tasks.ops.archive_status import render
+
+    text = render(
+        {
+            "archive": "events.archive",
+            "broker": "redis",
+            "entries": 1200,
+            "bytes": 1_228_800,
+            "oldest": "2026-12-03T10:00:00+00:00",
+            "newest": "2026-12-03T11:00:00+00:00",
+            "last_hour": 1000,
+            "last_day": 1200,
+            "retention_days": 7.0,
+        }
+    )
+    assert text.splitlines()[0] == "archive events.archive (redis): 1200 entries, 1228800 bytes"
+    assert "1000/h over the last hour, 50.0/h over the last day (1200 events)" in text
+    assert text.splitlines()[-1] == "  retention 7.0 days"
