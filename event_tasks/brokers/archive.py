@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import redis
 
 PAGE = 500  # entries per XRANGE (Redis) and the prefetch of the stream consumer (RabbitMQ)
+ATTACH_EARLY = dt.timedelta(minutes=1)
 
 
 class Archived(NamedTuple):
@@ -140,10 +141,11 @@ def trim_redis(client: redis.Redis, key: str, conf: Settings) -> int:
 
 
 def read_rabbitmq(connection: Connection, conf: Settings, since: dt.datetime, idle: float = 2.0) -> Iterator[Archived]:
-    """The stream queue's messages from ``since`` on (``x-stream-offset`` as a timestamp, which
-    RabbitMQ rounds down to a chunk: older entries are skipped here), up to the time the read
+    """The stream queue's messages from ``since`` on (``x-stream-offset`` a timestamp a minute
+    earlier; older entries, by their envelope time, are skipped here), up to the time the read
     started; ends when nothing comes for ``idle`` seconds (the end of the stream)."""
-    started = dt.datetime.now(dt.UTC)
+    started_ms = int(time.time() * 1000) + 1  # milliseconds, truncated as the envelope times below
+    since_ms = int(since.timestamp() * 1000)
     channel: Any = connection.channel()  # Any: py-amqp's channel (kombu's stubs: a bare StdChannel)
     got: list[Archived] = []
 
@@ -162,7 +164,9 @@ def read_rabbitmq(connection: Connection, conf: Settings, since: dt.datetime, id
             archive_name(conf),
             no_ack=False,
             callback=on_message,
-            arguments={"x-stream-offset": since},
+            # a minute early: the offset is whole seconds, and RabbitMQ attaches at a chunk (a batch of
+            # messages stamped with its first one's time); what is older is skipped below
+            arguments={"x-stream-offset": since - ATTACH_EARLY},
         )
         while True:
             try:
@@ -172,9 +176,9 @@ def read_rabbitmq(connection: Connection, conf: Settings, since: dt.datetime, id
             while got:
                 entry = got.pop(0)
                 when = _envelope_ms(entry.body)
-                if when < since.timestamp() * 1000:
+                if when < since_ms:
                     continue
-                if when > started.timestamp() * 1000:
+                if when > started_ms:
                     return
                 yield entry._replace(archived_ms=when)
     finally:

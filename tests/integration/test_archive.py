@@ -233,3 +233,22 @@ def test_prune_trims_the_redis_archive_and_leaves_rabbitmq_to_the_broker(archive
         assert redis.Redis.from_url(plat.broker_url).xlen("events.archive") == before
     else:
         assert "trimmed" not in out  # the stream's x-max-age ages it out
+
+
+def test_a_send_no_service_takes_is_archived_and_counted_as_unrouted_on_redis_only(archived):
+    """Redis: the script archives it and still answers 0 copies. RabbitMQ: the archive's `#` binding
+    routes every publish, so the broker returns none (docs/archive.md, "Limits")."""
+    plat = archived
+    plat.worker("alpha")
+    plat.tooling("events", "declare", "--service", "alpha")  # the archive (RabbitMQ); delta has no queue
+    producer = plat.producer()
+    before = producer.stats["unrouted"]
+    since = dt.datetime.now(dt.UTC).isoformat()
+    nobody = plat.send(CATALOG_PROBE, {"n": 90_000})
+    redis_broker = plat.broker_url.startswith("redis")
+    assert producer.stats["unrouted"] == before + (1 if redis_broker else 0)
+    plat.worker("delta")  # a tooling process that sees delta's handlers: declare it now, then backfill
+    plat.tooling("events", "declare", "--service", "delta")
+    done = plat.tooling("events", "backfill", "--service", "delta", "--since", since, "--dry-run")
+    assert done.stdout.strip().endswith("would put 1"), done.stdout  # it is in the archive
+    assert nobody.id
