@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import types
 import typing
 from functools import cache
 from typing import Any, TypeVar
 
 from .errors import InvalidSetting, NoCatalog, UnknownService
+from .setting_types import describe_type, matches
 
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PREFIX = "EVENT_TASKS_"
@@ -218,6 +218,12 @@ class Settings:
         doc="Days a replayed dead letter is kept after its replay (a dead letter never replayed stays).",
     )
     prune_batch: int = _setting(1000, read_by=f"{WORKER}, {RELAY}, {OPERATOR}", doc="Rows per `DELETE` when pruning.")
+    archive_days: float | None = _setting(
+        None,
+        read_by=f"{SENDER}, {RELAY}, {WORKER}, {OPERATOR}",
+        doc="Days every sent event is kept in the archive (`events.archive`: a Redis stream, a RabbitMQ stream "
+        "queue), which `events backfill` replays to a new subscriber (docs/archive.md). `None`: no archive.",
+    )
     openedx_signals: tuple[str, ...] = _setting(
         (),
         read_by=WORKER,
@@ -335,52 +341,14 @@ FIELD_OF = {setting: name for name, setting in SETTING_NAMES.items()}  # Django 
 _TYPES = typing.get_type_hints(Settings)
 
 
-def describe_type(annotation: object) -> str:
-    """``int``, ``str or None``, ``list of str`` ...: a field's type as a host writes its setting."""
-    args = typing.get_args(annotation)
-    origin = typing.get_origin(annotation)
-    if origin in (types.UnionType, typing.Union):
-        parts = [describe_type(a) for a in args]
-        return ", ".join(parts[:-1]) + " or " + parts[-1]
-    if annotation is type(None):
-        return "None"
-    if origin is typing.Literal:
-        return " or ".join(repr(a) for a in args)
-    if origin is tuple:
-        return f"list of {describe_type(args[0])}"
-    if origin is dict:
-        return f"dict of {describe_type(args[0])} to {describe_type(args[1])}"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def _matches(value: object, annotation: object) -> bool:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (types.UnionType, typing.Union):
-        return any(_matches(value, a) for a in args)
-    if annotation is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return value in args
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation in (int, float):  # bool is not a number here; an int will do for a float
-        return isinstance(value, int if annotation is int else (int, float)) and not isinstance(value, bool)
-    if origin is tuple:
-        return isinstance(value, (tuple, list)) and all(_matches(v, args[0]) for v in value)  # a list in a dict
-    if origin is dict:
-        return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
-    return isinstance(value, annotation) if isinstance(annotation, type) else False
-
-
 def coerce(field: str, value: object) -> object:
     """``value`` as :class:`Settings` holds field ``field`` (a list as a tuple; one str where only a
     list of str is taken as a list of one); :class:`InvalidSetting` if it is of the wrong type."""
     annotation = _TYPES[field]
     held = tuple(value) if isinstance(value, list) else value
-    if isinstance(held, str) and not _matches(held, annotation) and _matches((held,), annotation):
+    if isinstance(held, str) and not matches(held, annotation) and matches((held,), annotation):
         held = (held,)
-    if not _matches(held, annotation):
+    if not matches(held, annotation):
         raise InvalidSetting(SETTING_NAMES[field], value, describe_type(annotation), FIELDS[field].default)
     return held
 

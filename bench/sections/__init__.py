@@ -11,7 +11,7 @@ The shared machinery (private brokers, workers, row recording) is ``bench.common
 
 from __future__ import annotations
 
-from . import cluster, consume, latency, network, openedx, outbox, publish, rabbitmq, signing, unmeasured
+from . import archive, cluster, consume, latency, network, openedx, outbox, publish, rabbitmq, signing, unmeasured
 
 ALL = (
     publish,
@@ -23,5 +23,6 @@ ALL = (
     network,
     openedx,
     signing,
+    archive,
     unmeasured,
 )  # the order of RESULTS.md

@@ -106,6 +106,8 @@ EVENT_TASKS_QUEUE_TYPE = env("EVENT_TASKS_QUEUE_TYPE", "classic")
 EVENT_TASKS_QUORUM_DELIVERY_LIMIT = env_int("EVENT_TASKS_QUORUM_DELIVERY_LIMIT", 100)
 EVENT_TASKS_REDIS_WAIT_REPLICAS = env_int("EVENT_TASKS_REDIS_WAIT_REPLICAS", 0)
 EVENT_TASKS_REDIS_WAIT_TIMEOUT = env_float("EVENT_TASKS_REDIS_WAIT_TIMEOUT", 1.0)
+# The archive of sent events, for `events backfill` (docs/archive.md): days kept; unset, no archive.
+EVENT_TASKS_ARCHIVE_DAYS = env_float("EVENT_TASKS_ARCHIVE_DAYS", 0.0) or None
 
 
 def signing_keys_dir(directory: Path, service: str | None) -> dict[str, object]:

@@ -23,6 +23,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from ..conf import Settings, settings
 from ..errors import ManagementAPIUnavailable, UnsupportedBroker
+from .archive import archive_name, archive_queue
 from .rabbitmq import delays
 from .rabbitmq.api import ManagementAPI
 
@@ -189,6 +190,8 @@ def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = Tr
             sweep_tail_bindings(channel.client)  # type: ignore[attr-defined]  # kombu's stubs: channel() is a bare StdChannel; Redis's has .client
         if is_redis(connection):
             invalidate_routes(channel.client)  # type: ignore[attr-defined]  # as above
+    if settings().archive_days is not None and connection.transport.driver_type == "amqp":
+        declare_archive(connection)
     if prune and not is_redis(connection) and connection.transport.driver_type == "amqp":
         try:
             bound = bindings(connection)
@@ -202,6 +205,16 @@ def declare(connection: Connection, queues: Iterable[Queue], *, prune: bool = Tr
                     unbind(connection, name, routing_key)
                     log.info("pruned stale subscription %s <- %s", name, routing_key)
     return declared
+
+
+def declare_archive(connection: Connection) -> None:
+    """RabbitMQ: the archive's stream queue bound with ``#`` (``brokers.archive``). One declared
+    with another retention is a warning (change ``x-max-age`` with a policy), not a failed start."""
+    try:
+        with connection.channel() as channel:
+            archive_queue(settings())(channel).declare()
+    except connection.channel_errors as exc:
+        log.warning("the archive %s was not declared: %s", archive_name(settings()), exc)
 
 
 def _prune_redis_bindings(client: redis.Redis, queue: Queue) -> None:

@@ -97,6 +97,15 @@ def add_arguments(parser: CommandParser) -> None:
     dl.add_argument("--limit", type=int, default=50)
     add_keys_parser(sub)  # events keys generate|public (signed envelopes: management/keys.py)
     add_broker_users_parser(sub)  # events broker-users (least privilege: management/broker_users.py)
+    backfill = sub.add_parser("backfill", help="put the archive's events since TIME into one service's queue")
+    backfill.add_argument("--service", required=True, dest="backfill_service", help="the service whose queue gets them")
+    backfill.add_argument("--since", required=True, help="ISO 8601 (2026-12-03T10:00:00Z) or an age (30m, 2h, 7d)")
+    backfill.add_argument("--type", dest="pattern", help="only types matching this type or topic pattern")
+    backfill.add_argument("--rate", default="500/s", help="events per second put into the queue (default 500/s)")
+    backfill.add_argument("--dry-run", action="store_true", help="count what would be put, put nothing")
+    archive = sub.add_parser("archive", help="the archive of sent events (EVENT_TASKS_ARCHIVE_DAYS)")
+    archive.add_argument("archive_action", choices=["status"])
+    archive.add_argument("--json", action="store_true", help="print JSON")
     queues = sub.add_parser("queues", help="RabbitMQ: move a service's queue to another type (classic, quorum)")
     queues_sub = queues.add_subparsers(dest="queues_action", required=True)
     migrate = queues_sub.add_parser(
@@ -149,6 +158,10 @@ def check_options(action: str, options: Mapping[str, object]) -> None:
         raise CommandError(f"events metrics: --port must be a TCP port (0 to 65535), not {port}", returncode=2)
     if action == "deadletters":
         _check_deadletter_filters(options)
+    if action == "backfill":  # before the broker is asked anything
+        from ..ops.backfill import parse_rate, parse_since
+
+        parse_since(str(options.get("since"))), parse_rate(str(options.get("rate", "500/s")))
 
 
 def _check_deadletter_filters(options: Mapping[str, object]) -> None:

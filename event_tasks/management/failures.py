@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 ENVIRONMENT = 2
 #: subcommands that need the broker (deadletters: replay): probed first, in a few seconds (the
 #: publisher's own retries, meant for a service's sends, would take longer on a silent broker)
-BROKER_ACTIONS = frozenset({"declare", "topology", "status", "trace", "tail", "send", "deadletters", "queues"})
+BROKER_ACTIONS = frozenset(
+    {"declare", "topology", "status", "trace", "tail", "send", "deadletters", "queues", "backfill", "archive"}
+)
 #: subcommands that use the broker on their own schedule, riding out its absence (relay, metrics):
 #: its kind is checked first; its reachability is theirs to report
 PUBLISH_ACTIONS = frozenset({"relay", "metrics"})

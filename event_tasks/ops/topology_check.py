@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, cast
 
 from kombu import Connection
 
+from ..brokers.archive import is_archive
 from ..brokers.topology import (
     bindings,
     is_redis,
@@ -135,8 +136,8 @@ def verify(connection: Connection, services: Iterable[str] | None = None, *, che
             if queue not in alive:
                 drift.extend(Drift("stale_binding", queue, k, "an `events tail` that is gone") for k in sorted(keys))
             continue
-        if queue in every_service_queue:
-            continue  # a service left out by --service
+        if queue in every_service_queue or is_archive(queue, conf):
+            continue  # a service left out by --service; the archive's stream queue (its `#` binding)
         drift.append(
             Drift(
                 "orphan_queue",

@@ -26,7 +26,7 @@ def send(redis_server):
 
     def send(event_type: str = TYPE, max_age_us: int = 60_000_000) -> list[str]:
         """Publish one event; the queues that got a copy (each list emptied again)."""
-        args = ["events.", "", str(max_age_us)]
+        args = ["events.", "", str(max_age_us), ""]
         script_args(args, event_type, "\x01\x02", ["m-", "-", ""])
         script(keys=[TABLE, ROUTES], args=args)
         got = []

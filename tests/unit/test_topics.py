@@ -47,7 +47,7 @@ def lua_matcher(redis_server):
         # a binding replaced by one of the same size: the routes kept are dropped, as our tools do
         client.delete("_kombu.binding.t", "_routes.t", "events.q")
         client.sadd("_kombu.binding.t", f"{pattern}\x06\x16\x06\x16events.q")
-        args = ["events.", "", "1000000"]
+        args = ["events.", "", "1000000", ""]
         script_args(args, key, "\x01\x02", ["m-", "-", ""])
         pushed = script(keys=["_kombu.binding.t", "_routes.t"], args=args)[0]
         if pushed:

@@ -4,9 +4,12 @@
 -- ARGV[1]  the queue-name prefix of services ("events.")
 -- ARGV[2]  the global key prefix of queue lists ("" unless configured)
 -- ARGV[3]  how long (microseconds) the routes may be used before they are worked out again
--- ARGV[4], ...  per event: its type (routing key); its slots, a string of \1 (where the service
+-- ARGV[4]  the archive's retention in milliseconds, or "" (no archive: EVENT_TASKS_ARCHIVE_DAYS)
+-- ARGV[5], ...  per event: its type (routing key); its slots, a string of \1 (where the service
 --          name goes: task id, delivery tag) and \2 (where the queue name goes: delivery info),
---          one character per slot; then the message cut at its slots (one more piece than slots)
+--          one character per slot; then the message cut at its slots (one more piece than slots);
+--          with the archive, then its id, its task body and its envelope time
+-- KEYS[3]  with the archive: the stream every event is appended to once (XADD, trimmed by MINID ~)
 -- Returns, per event, how many queues got a copy. Each queue gets one LPUSH of all its copies, in
 -- order.
 --
@@ -138,10 +141,20 @@ local function copies(kinds, first)
   end
 end
 
+-- the archive: one entry per event (not per copy), the oldest past the retention trimmed (approximately)
+local keep = tonumber(ARGV[4])
+local extra, minid = 0, nil
+if keep then extra = 3; minid = tostring(math.max(0, math.floor(now / 1000) - keep)) end
+
 local pending, order, counts = {}, {}, {}
-local i = 4
+local i = 5
 while i <= #ARGV do
   local targets, kinds = queues_of(ARGV[i]), ARGV[i + 1]
+  if keep then
+    local a = i + 3 + #kinds
+    redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*',
+      'type', ARGV[i], 'id', ARGV[a], 'body', ARGV[a + 1], 'time', ARGV[a + 2])
+  end
   counts[#counts + 1] = #targets
   if #targets > 0 then
     local copy = copies(kinds, i + 2)
@@ -151,7 +164,7 @@ while i <= #ARGV do
       list[#list + 1] = copy(t[1], t[2])
     end
   end
-  i = i + 3 + #kinds
+  i = i + 3 + #kinds + extra
 end
 for _, queue in ipairs(order) do
   redis.call('LPUSH', keyprefix .. queue, unpack(pending[queue]))

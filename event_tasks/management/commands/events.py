@@ -11,6 +11,8 @@
 * ``send``      send one event as this service (``EVENT_TASKS_SERVICE``)
 * ``relay``     publish this service's outbox (a Procfile process per producing service; several may run)
 * ``prune``     delete old duplicate marks, task results, handled dead letters, sent outbox rows
+* ``backfill --service S --since TIME``  the archive's events since TIME into S's queue only
+* ``archive status``  the archive's size, oldest and newest event, growth (docs/archive.md)
 * ``deadletters list|show|replay|discard``  act on this service's dead letters
 * ``keys generate|public``  an Ed25519 key pair for signed envelopes (``management/keys.py``)
 * ``broker-users [--service S] [--apply --password-dir DIR]``  a least-privilege broker user per
@@ -253,6 +255,20 @@ class Command(BaseCommand):
         pruned = retention.prune(dry_run=dry_run, visibility_timeout=transport.get("visibility_timeout"))
         verb = "would delete" if dry_run else "deleted"
         self.stdout.write(f"{verb} " + ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in pruned.counts.items()))
+        if settings().archive_days is not None and not dry_run:  # the Redis archive past its retention
+            from event_tasks.management.archive import trim
+
+            trim(the_app(), self.stdout.write)
+
+    def do_backfill(self, **options: object) -> None:
+        from event_tasks.management.archive import backfill  # docs/archive.md
+
+        backfill(the_app(), self.stdout, self.stderr, **options)  # type: ignore[arg-type]  # argparse's values, typed by arguments.py
+
+    def do_archive(self, **options: object) -> None:
+        from event_tasks.management.archive import status
+
+        status(the_app(), self.stdout.write, **options)  # type: ignore[arg-type]  # argparse's values, typed by arguments.py
 
     def do_schema(self, schema_action: str, file: str | None = None, out: str = "schema-export", **_: object) -> None:
         import importlib
