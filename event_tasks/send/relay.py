@@ -185,6 +185,19 @@ class Relay:
             if self.claimed < self.batch:
                 return total
 
+    def summary(self, sent: int) -> str:
+        """``events relay --once``: what went out, and every row that keeps failing on its own."""
+        failing = outbox.failing(self.using)
+        lines = [f"published {sent} outbox event(s); {len(failing)} failing, waiting for a retry"]
+        for row in failing[:50]:
+            lines.append(
+                f"  #{row.pk} {row.event_type} {row.event_id} attempts={row.attempts} "
+                f"next={row.next_attempt_at:%Y-%m-%d %H:%M:%S}: {row.last_error[:200]}"
+            )
+        if len(failing) > 50:
+            lines.append(f"  … and {len(failing) - 50} more (the outbox admin, filter 'failing on its own')")
+        return "\n".join(lines)
+
 
 def _prepared(row: OutboxEvent) -> Prepared:
     return Prepared(row.event_type, row.event_id, row.body, row.argsrepr)

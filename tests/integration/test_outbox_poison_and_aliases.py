@@ -18,7 +18,6 @@ from event_tasks import catalog, conf
 from event_tasks.app import install
 from event_tasks.brokers.message import encode_body
 from event_tasks.brokers.topology import declare, service_queue
-from event_tasks.management.commands.events import relay_summary
 from event_tasks.models import OutboxEvent
 from event_tasks.send.publisher import Publisher
 from event_tasks.send.relay import Relay
@@ -101,7 +100,7 @@ def test_a_row_that_always_fails_is_deferred_reported_and_retried_while_the_othe
         assert row.sent_at is None and row.attempts == 1 and row.next_attempt_at > timezone.now()
         assert row.last_error and not row.claimed_until
     assert "not JSON" in OutboxEvent.objects.get(event_id=corrupt_id).last_error
-    summary = relay_summary(relay, 4)  # what `events relay --once` prints
+    summary = relay.summary(4)  # what `events relay --once` prints
     assert f"published 4 outbox event(s); {len(poison)} failing" in summary
     assert all(event_id in summary for event_id in poison)
     assert [d.row.event_id for d in relay.deferred] == poison

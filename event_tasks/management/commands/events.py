@@ -241,7 +241,7 @@ class Command(BaseCommand):
         relay = Relay(default_publisher(), grace=grace, batch=batch)
         failures.check_tables(OutboxEvent, relay.using)  # the relay would wait for the table as for a database down
         if once:
-            self.stdout.write(relay_summary(relay, relay.drain()))
+            self.stdout.write(relay.summary(relay.drain()))
             return
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: relay.stop.set())
@@ -384,22 +384,6 @@ def _app_if_known() -> Celery | None:
         return the_app()
     except Exception:  # noqa: BLE001 - only naming the broker URL: the error being reported is another
         return None
-
-
-def relay_summary(relay: Relay, sent: int) -> str:
-    """``events relay --once``: what went out, and every row that keeps failing on its own."""
-    from event_tasks.store import outbox
-
-    failing = outbox.failing(relay.using)
-    lines = [f"published {sent} outbox event(s); {len(failing)} failing, waiting for a retry"]
-    for row in failing[:50]:
-        lines.append(
-            f"  #{row.pk} {row.event_type} {row.event_id} attempts={row.attempts} "
-            f"next={row.next_attempt_at:%Y-%m-%d %H:%M:%S}: {row.last_error[:200]}"
-        )
-    if len(failing) > 50:
-        lines.append(f"  … and {len(failing) - 50} more (the outbox admin, filter 'failing on its own')")
-    return "\n".join(lines)
 
 
 class _CatalogListing(catalog.CatalogRow):
