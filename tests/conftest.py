@@ -137,3 +137,25 @@ def restartable_broker(request: pytest.FixtureRequest):
     broker.start()
     yield broker
     broker.cleanup()
+
+
+@pytest.fixture(scope="module")
+def managed_rabbitmq() -> Iterator[PrivateRabbitMQ]:
+    """A private RabbitMQ node with the management API (``events topology verify`` and ``status``
+    read it; the machine's node has none), once the API answers."""
+    from event_tasks.brokers.rabbitmq.api import ManagementAPI
+    from event_tasks.errors import ManagementAPIUnavailable
+    from event_tasks.testing import wait_until
+
+    node = PrivateRabbitMQ(management=True).start()
+    api = ManagementAPI(node.management_url, "/", timeout=1)
+
+    def answers() -> bool:
+        try:
+            return api.get("overview") is not None
+        except ManagementAPIUnavailable:
+            return False
+
+    wait_until(answers, 60, 0.2, "the private node's management API")
+    yield node
+    node.cleanup()

@@ -149,25 +149,14 @@ def test_bad_input_is_one_line_and_exit_2(archived, args, env, says):
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in out.stderr, out.stderr
 
 
-def test_rabbitmq_verify_neither_reports_nor_prunes_the_archive(workdir, probe_template_db):
+def test_rabbitmq_verify_neither_reports_nor_prunes_the_archive(managed_rabbitmq, workdir, probe_template_db):
     """The stream queue's `#` binding is no orphan queue: `events topology verify --prune` leaves it
     (a private node with the management API, which verify reads; the shared node has none)."""
-    from event_tasks.brokers.rabbitmq.api import ManagementAPI
-    from event_tasks.errors import ManagementAPIUnavailable
-    from tests.brokers import PrivateRabbitMQ, rabbitmqctl
+    from tests.brokers import rabbitmqctl
 
-    node = PrivateRabbitMQ(management=True).start()
+    node = managed_rabbitmq
     plat = None
     try:
-        api = ManagementAPI(node.management_url, "/", timeout=1)
-
-        def answers() -> bool:
-            try:
-                return api.get("overview") is not None
-            except ManagementAPIUnavailable:
-                return False
-
-        wait_until(answers, 60, 0.2, "the private node's management API")
         env = {**ARCHIVE, "EVENT_TASKS_RABBITMQ_MANAGEMENT_URL": node.management_url}
         plat = Platform(node.url, workdir / "archive-verify", env=env, template_db=probe_template_db)
         plat.start("alpha")
@@ -190,7 +179,6 @@ def test_rabbitmq_verify_neither_reports_nor_prunes_the_archive(workdir, probe_t
     finally:
         if plat is not None:
             plat.stop_all()
-        node.cleanup()
 
 
 def test_a_signed_archive_keeps_verifying_when_backfilled(archived):

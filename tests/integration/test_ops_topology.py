@@ -10,30 +10,12 @@ from pathlib import Path
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from event_tasks.brokers.rabbitmq.api import ManagementAPI
-from event_tasks.errors import ManagementAPIUnavailable
 from event_tasks.testing import wait_until
-from tests.brokers import PrivateRabbitMQ, RedisServer, rabbitmqctl, take_redis_db
+from tests.brokers import RedisServer, rabbitmqctl, take_redis_db
 from tests.fabric.schemas.probe import PROBE_CREATED, PROBE_UPDATED
 from tests.integration.fabric import Platform
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def managed_rabbitmq() -> Iterator[PrivateRabbitMQ]:
-    node = PrivateRabbitMQ(management=True).start()
-    api = ManagementAPI(node.management_url, "/", timeout=1)
-
-    def answers() -> bool:
-        try:
-            return api.get("overview") is not None
-        except ManagementAPIUnavailable:
-            return False
-
-    wait_until(answers, 60, 0.2, "the private node's management API")
-    yield node
-    node.cleanup()
 
 
 @pytest.fixture(scope="module", params=["redis", "rabbitmq"])

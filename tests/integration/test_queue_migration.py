@@ -24,10 +24,8 @@ from amqp import Message
 from kombu import Connection, Producer
 
 from event_tasks.brokers.message import headers
-from event_tasks.brokers.rabbitmq.api import ManagementAPI
-from event_tasks.errors import ManagementAPIUnavailable
 from event_tasks.testing import ServiceWorker, wait_until
-from tests.brokers import PrivateRabbitMQ, rabbitmq_vhost, rabbitmqctl
+from tests.brokers import rabbitmq_vhost, rabbitmqctl
 from tests.fabric.schemas.probe import PROBE_CREATED, PROBE_UPDATED
 from tests.integration.fabric import ROOT, Platform
 
@@ -367,22 +365,6 @@ def read_ids(url: str, queue: str) -> list[str]:
         while (message := channel.basic_get(queue, no_ack=True)) is not None:
             ids.append(json.loads(message.body)[0][0]["id"])
     return ids
-
-
-@pytest.fixture(scope="module")
-def managed_rabbitmq() -> Iterator[PrivateRabbitMQ]:
-    node = PrivateRabbitMQ(management=True).start()
-    api = ManagementAPI(node.management_url, "/", timeout=1)
-
-    def answers() -> bool:
-        try:
-            return api.get("overview") is not None
-        except ManagementAPIUnavailable:
-            return False
-
-    wait_until(answers, 60, 0.2, "the private node's management API")
-    yield node
-    node.cleanup()
 
 
 def test_the_live_bindings_move_with_the_queue_where_the_management_api_answers(

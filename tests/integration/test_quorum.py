@@ -55,7 +55,7 @@ def test_every_queue_of_the_fabric_is_a_quorum_queue_with_a_delivery_limit(runni
         assert found[f"events.{service}.parked"][0] == "quorum"
     delay_levels = [name for name in found if name.startswith("celery_delayed_")]
     assert len(delay_levels) == 28 and {found[n][0] for n in delay_levels} == {"quorum"}
-    # What routes into alpha's queue: its subscriptions on `events`, and its own key on the delay
+    # What routes into alpha's queue: its subscriptions on `events`, its retry exchange, and its own key on the delay
     # levels' last exchange; nothing joins `events` to the delay levels (a retry would reach every
     # subscriber of the type).
     vhost = running.broker_url.rsplit("/", 1)[1]
@@ -65,8 +65,9 @@ def test_every_queue_of_the_fabric_is_a_quorum_queue_with_a_delivery_limit(runni
     rows = [tuple(line.split("\t")) for line in out.splitlines() if line.strip()]
     into_alpha = sorted((src, key) for src, dest, key in rows if dest == "events.alpha")
     assert into_alpha == sorted(
-        [("", "events.alpha"), ("events", PROBE_CREATED)] + [("celery_delayed_delivery", "*." * 28 + "events.alpha")]
-    ), into_alpha
+        [("", "events.alpha"), ("events", PROBE_CREATED), ("events.alpha.retry", "events.alpha")]
+        + [("celery_delayed_delivery", "*." * 28 + "events.alpha")]
+    ), into_alpha  # the retry exchange of its own (decision 0017): sent-back copies and replays come that way
     assert [r for r in rows if r[1] == "events"] == []
 
 
