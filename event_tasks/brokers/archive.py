@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from kombu import Connection, Exchange, Queue, binding
 
 from ..conf import Settings
+from ..envelope import parse_time
 
 if TYPE_CHECKING:
     import redis
@@ -198,6 +199,6 @@ def envelope_time(body: str) -> str:
 def _envelope_ms(body: str) -> int:
     text = envelope_time(body)
     try:
-        return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+        return int(parse_time(text).timestamp() * 1000)
     except ValueError:
         return 0

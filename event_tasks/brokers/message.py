@@ -46,7 +46,12 @@ def encode_body(envelope: Mapping[str, object], data: Mapping[str, object]) -> t
     """``(body, argsrepr)``: the protocol-2 body and what Flower shows as the arguments."""
     args = _dumps([envelope, data])
     body = f"[{args},{{}},{_EMBED_JSON}]"
-    return body, (args if len(args) <= ARGSREPR_LIMIT else args[: ARGSREPR_LIMIT - 3] + "...")
+    return body, args_repr(args)
+
+
+def args_repr(args: str) -> str:
+    """What Flower shows of a task's arguments (their JSON): cut at ``ARGSREPR_LIMIT``."""
+    return args if len(args) <= ARGSREPR_LIMIT else args[: ARGSREPR_LIMIT - 3] + "..."
 
 
 def headers(event_type: str, event_id: str, task_id_: str, body_args_repr: str) -> dict[str, object]:

@@ -24,7 +24,7 @@ from django.core.management.base import CommandError
 
 from ..brokers.archive import Archived, archive_name, count_redis, read_rabbitmq, read_redis, redis_key, redis_of
 from ..brokers.fanout import fanout_for
-from ..brokers.message import ARGSREPR_LIMIT
+from ..brokers.message import args_repr
 from ..brokers.topology import broker_kind, is_redis, passive_declare, subscription_table
 from ..conf import Settings, check_service_name, settings
 from ..errors import ManagementAPIUnavailable, UnknownService
@@ -234,8 +234,7 @@ def require_stream(connection: Connection, conf: Settings) -> None:
 
 def argsrepr_of(body: str) -> str:
     """What Flower shows of a task body's arguments (as ``message.encode_body`` makes it)."""
-    args = json.dumps(json.loads(body)[0], ensure_ascii=False, separators=(",", ":"))
-    return args if len(args) <= ARGSREPR_LIMIT else args[: ARGSREPR_LIMIT - 3] + "..."
+    return args_repr(json.dumps(json.loads(body)[0], ensure_ascii=False, separators=(",", ":")))
 
 
 def backfill(
