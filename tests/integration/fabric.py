@@ -158,7 +158,9 @@ class Platform:
         path = self.dir / f"{service}.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines()]
+        text = path.read_text()
+        complete = text[: text.rfind("\n") + 1]  # a handler may be writing the last line right now
+        return [json.loads(line) for line in complete.splitlines()]
 
     def calls(self, service: str, event_id: str) -> int:
         return sum(1 for r in self.seen(service) if r["id"] == event_id)
