@@ -47,6 +47,7 @@ from vine import ppartial
 
 from ..brokers.topology import declare_quorum_paths, is_quorum, is_redis
 from .batching import Batcher
+from .delayed_setup import off_the_loop
 from .dispatch import EventTask
 from .refusals import FRAMING_BYTES, header_problem, refuse, refuse_item
 from .senders import SenderCheck
@@ -122,6 +123,7 @@ class EventIntake(bootsteps.StartStopStep):
         plan = plan_of(c.app)
         assert plan is not None  # include_if: the step runs only where there is a plan
         queue = plan.queue
+        off_the_loop(c)  # Celery's delayed-delivery set-up would block the loop on a dead node's URL
         # Celery's task consumer got the queue from -Q; it is ours to consume.
         task_consumer = c.task_consumer
         if task_consumer is not None and any(q.name == queue.name for q in task_consumer.queues):
