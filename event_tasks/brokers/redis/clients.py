@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kombu.utils.url import url_to_parts
 
@@ -109,13 +109,14 @@ def redis_client(url: str, transport_options: Mapping[str, object], **kwargs: ob
     manager = sentinel_class(
         target.sentinels, min_other_sentinels=target.min_other_sentinels, sentinel_kwargs=sentinel_kwargs
     )
+    connection: dict[str, Any] = dict(kwargs)  # Any: redis-py's connection arguments, passed through as given
     return manager.master_for(
         target.master_name,
         db=target.db,
         username=target.username,
         password=target.password,
         connection_class=connection_class,
-        **kwargs,
+        **connection,
     )
 
 
