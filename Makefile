@@ -26,9 +26,10 @@ platform: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests
 
-## Broker clusters (docs/cluster.md): quorum queues, Sentinel, the queue migration, nodes SIGKILLed mid-run (~10 min; CI runs it after `make test`).
+## Broker clusters (docs/cluster.md): quorum queues, Sentinel, the queue migration, nodes SIGKILLed mid-run, and
+## per-key ordering under faults (docs/ordering.md) (~12 min; CI runs it after `make test`).
 test-cluster: $(STAMP)
-	$(PY) -m pytest tests -m "cluster and not long"
+	$(PY) -m pytest tests -m "(cluster or ordered) and not long"
 
 ## Lint, format check and type check (CI runs it before the tests; a finding fails the build).
 lint: $(STAMP)
@@ -53,7 +54,7 @@ test-integration: $(STAMP)
 
 ## The fault suite's nightly run (not part of `make test`): 10,000 events, every variant of tests/faults (the single-node ones, Redis Sentinel without the replica wait).
 faults-long: $(STAMP)
-	EVENT_TASKS_FAULT_EVENTS=10000 $(PY) -m pytest tests/faults tests/integration/test_fuzzed_intake.py -p no:cacheprovider -m "long or not long or cluster"
+	EVENT_TASKS_FAULT_EVENTS=10000 $(PY) -m pytest tests/faults tests/integration/test_fuzzed_intake.py -p no:cacheprovider -m "long or not long or cluster or ordered"
 
 ## Benchmarks against plain Celery, plain kombu and the Open edX Redis event bus (bench/README.md); not part of `make test`.
 bench: $(STAMP)

@@ -45,6 +45,7 @@ def consumer(
     time_limit: float | None = None,
     batch: int | None = None,
     batch_wait: float = 0.05,
+    ordered: bool = False,
 ) -> Callable[[F], F]:
     """Mark ``handler(event)`` as consuming an event type or a topic pattern (``*``, ``#``).
 
@@ -64,6 +65,11 @@ def consumer(
       in one transaction with one bulk duplicate mark; the worker waits up to ``batch_wait``
       seconds to fill a batch. A batch that fails is split into single deliveries (``batching``).
       A batched type has no other handler in its service.
+    * ``ordered``: events of this type with the same ``key`` are applied in the order the worker
+      took them from the queue, one at a time per key, whatever the pool's concurrency; a failing
+      event holds back the later events of its key (only those) through its retries, and its dead
+      letter says what it held back (``consume.ordering``, docs/ordering.md). All the handlers of
+      an event type in a service run in one delivery, so one ordered handler orders the type.
     """
     if not isinstance(event_type_or_pattern, str) or not event_type_or_pattern:
         raise ConfigurationError(
@@ -80,6 +86,10 @@ def consumer(
         raise ConfigurationError("@consumer(batch=...) must be a whole number ≥ 1")
     if not isinstance(batch_wait, (int, float)) or batch_wait <= 0:
         raise ConfigurationError("@consumer(batch_wait=...) must be a number of seconds > 0")
+    if not isinstance(ordered, bool):
+        raise ConfigurationError("@consumer(ordered=...) must be True or False")
+    if ordered and batch is not None:
+        raise ConfigurationError("@consumer(ordered=True) applies one event at a time per key: drop batch=...")
     retry = _exception_types("retry_for", (Exception,) if retry_for is None else retry_for)
     dont = _exception_types("dont_retry", dont_retry)
     unbound = Handler(
@@ -93,6 +103,7 @@ def consumer(
         time_limit,
         batch,
         float(batch_wait),
+        ordered,
     )
 
     def mark(func: F) -> F:
@@ -130,6 +141,7 @@ class Handler:
     time_limit: float | None = None
     batch: int | None = None
     batch_wait: float = 0.05
+    ordered: bool = False
 
     def __post_init__(self) -> None:
         if not self.name and self.func is not None:
@@ -165,6 +177,11 @@ class ServiceHandlers:
     def batched(self) -> dict[str, Handler]:
         """Event types consumed by a batch handler, with that handler."""
         return {t: hs[0] for t in self.event_types if (hs := self.for_type(t)) and hs[0].batch}
+
+    @property
+    def ordered(self) -> frozenset[str]:
+        """Event types with an ordered handler: their events are applied in order per key."""
+        return frozenset(t for t in self.event_types if any(h.ordered for h in self.for_type(t)))
 
 
 @cache
@@ -225,6 +242,10 @@ def build(service: str, handlers: Iterable[Handler], schemas_package: str | None
             raise ConfigurationError(
                 f"{event_type} has a batch handler in service {service!r} and other handlers too "
                 f"({', '.join(h.name for h in chosen)}): a batched type has one handler"
+            )
+        if any(h.ordered for h in chosen) and any(h.batch for h in chosen):
+            raise ConfigurationError(
+                f"{event_type} has an ordered handler in service {service!r}: it cannot be batched"
             )
     return built
 

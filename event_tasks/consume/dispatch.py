@@ -38,6 +38,7 @@ from ..handlers import Handler, ServiceHandlers
 from ..store import deadletters, idempotency
 from .delivery import backoff, deliver, read_event
 from .lost import REQUEUE_RETRY, EventRequest, route_back
+from .ordering import HELD_HEADER, RetryInPlace
 
 if TYPE_CHECKING:
     from billiard.einfo import ExceptionInfo
@@ -82,6 +83,7 @@ class EventTask(Task):
     retry_producer: Callable[[], AbstractContextManager[Producer]] | None = None  # the producer retries go out with
     broker_delays = False  # quorum queues: retries wait in RabbitMQ's delay levels (lost.route_back)
     retry_exchange = ""  # RabbitMQ: events.<service>.retry, the way back to its queue (lost.route_back)
+    ordered = False  # applied in order per key: retried in place by the main process (ordering)
 
     def run(self, *args: object, **kwargs: object) -> str:
         # Celery's Django fixup closes connections around tasks unless told to reuse them
@@ -149,6 +151,16 @@ class EventTask(Task):
         """
         retries = self.request.retries
         countdown = backoff(retries, self.retry_backoff_base, self.retry_backoff_cap)
+        if self.ordered:  # back in the queue, the later events of its key would overtake it
+            log.warning(
+                "%s: %s failed (attempt %d), retrying in %.2fs, its key held: %r",
+                self.service,
+                self.request.id,
+                retries + 1,
+                countdown,
+                exc,
+            )
+            return RetryInPlace(f"{type(exc).__name__}: {exc}", True, countdown)
         log.warning(
             "%s: %s failed (attempt %d), retrying in %.2fs%s: %r",
             self.service,
@@ -190,6 +202,13 @@ class EventTask(Task):
         If the dead letter cannot be stored (database down), the delivery is retried instead:
         the event is never acknowledged before it is recorded somewhere.
         """
+        held = self.request.get(HELD_HEADER) if self.ordered else None
+        if isinstance(held, dict) and held.get("count"):
+            ids = ", ".join(map(str, held.get("ids") or ()))
+            detail += (
+                f" [ordered: it held back {held['count']} later event(s) of key {held.get('key')!r}"
+                f"{f' ({ids})' if ids else ''}, which go on after it]"
+            )
         try:
             self.record_dead_letter(reason, detail, self.request.id or "", args, kwargs, traceback)
         except Exception as exc:
@@ -328,6 +347,7 @@ def register_tasks(
             "retry_producer": staticmethod(retry_producer) if retry_producer else None,
             "broker_delays": broker_delays,
             "retry_exchange": retry_exchange,
+            "ordered": event_type in handlers.ordered,
             "__module__": __name__,
         }
         cls = base or EventTask

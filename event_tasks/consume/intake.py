@@ -20,6 +20,8 @@ channel of its own, so that:
   every subscriber the same message);
 * fresh deliveries of a batched type wait in a :class:`~event_tasks.consume.batching.Batcher`
   for the rest of their batch;
+* deliveries of an ordered type go through a :class:`~event_tasks.consume.ordering.KeyGate`:
+  one at a time per key, in queue order;
 * the rest is Celery's: the message goes to Celery's own task handler (strategies, pool,
   acks late, ETA, prefetch), exactly as if Celery's task consumer had received it, and runs the
   service's event task (``dispatch``).
@@ -35,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -49,6 +52,7 @@ from ..brokers.topology import declare_quorum_paths, is_quorum, is_redis
 from .batching import Batcher
 from .delayed_setup import off_the_loop
 from .dispatch import EventTask
+from .ordering import HOLD_ROOM, KeyGate, key_of
 from .refusals import FRAMING_BYTES, header_problem, refuse, refuse_item
 from .senders import SenderCheck
 from .unknown_types import UnknownTypes
@@ -69,6 +73,7 @@ class RedisIntake:
 
     visibility_timeout: float
     mutex_expire: float
+    restore_interval: float = 10.0  # how often a live worker renews the leases of what it holds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +87,7 @@ class IntakePlan:
     redis: RedisIntake | None = None  # None: not Redis, or the host chose another transport
     batching: Mapping[str, tuple[int, float]] = dataclasses.field(default_factory=dict)  # batched type: (size, wait)
     senders: SenderCheck | None = None  # RabbitMQ with EVENT_TASKS_BROKER_USERS: the user_id check (senders)
+    ordered: frozenset[str] = frozenset()  # event types applied in order per key (ordering)
 
     @property
     def prefetch_extra(self) -> int:
@@ -114,6 +120,7 @@ class EventIntake(bootsteps.StartStopStep):
         self.consumer: Consumer | None = None
         self.parked: Consumer | None = None
         self.channel: Any = None  # Any: kombu's channel; on Redis the transport's own (serve_events)
+        self.gate: KeyGate | None = None
         super().__init__(c, **kwargs)
 
     def include_if(self, c: WorkerConsumer) -> bool:
@@ -137,18 +144,28 @@ class EventIntake(bootsteps.StartStopStep):
                 visibility_timeout=redis.visibility_timeout,
                 mutex_expire=redis.mutex_expire,
             )
+            if plan.ordered:
+                self._after_predecessors(plan, redis.restore_interval)
         handler = _task_handler(c)
         self.batcher = Batcher(c.timer, plan.service, handler, plan.batching)
         extra = plan.prefetch_extra  # room for a batch being filled
+        applied_prefetch: list[int] = [-1]
 
         def ours(value: int) -> int:
-            # held unknown types do not count against the prefetch: known events keep flowing
-            return value + extra + len(self.unknown.held) if value else 0  # 0: no limit
+            # held unknown types and events waiting for their key do not count against the
+            # prefetch: other events keep flowing (the gate's share in steps of 32, fewer qos calls)
+            gate = min(HOLD_ROOM, -(-self.gate.held // 32) * 32) if self.gate is not None else 0
+            return value + extra + len(self.unknown.held) + gate if value else 0  # 0: no limit
 
         def refresh_prefetch() -> None:
             if self.consumer is not None:
                 base = c.qos.value if c.qos is not None else c.initial_prefetch_count
-                self.consumer.qos(prefetch_count=ours(base), apply_global=False)
+                count = ours(base)
+                if count != applied_prefetch[0]:
+                    applied_prefetch[0] = count
+                    self.consumer.qos(prefetch_count=count, apply_global=False)
+
+        self.gate = KeyGate(c.timer, plan.service, handler, refresh_prefetch) if plan.ordered else None
 
         self.unknown = UnknownTypes(c.timer, plan.service, plan.unknown_type_wait, refresh_prefetch)
         self.consumer = Consumer(
@@ -156,7 +173,7 @@ class EventIntake(bootsteps.StartStopStep):
             queues=[queue],
             accept=["json"],
             auto_declare=True,
-            on_message=_checked(c.app, plan, handler, self.batcher, self.unknown),
+            on_message=_checked(c.app, plan, handler, self.batcher, self.unknown, self.gate),
             on_decode_error=lambda message, exc: refuse(
                 plan.service, message, "undecodable", f"{type(exc).__name__}: {exc}"
             ),
@@ -200,6 +217,23 @@ class EventIntake(bootsteps.StartStopStep):
         c.event_intake = self
         log.info("%s consumes %s on its own channel", plan.service, queue.name)
 
+    def _after_predecessors(self, plan: IntakePlan, renewal: float) -> None:
+        """Redis, ordered types: a dead consumer's deliveries come back before this one takes any."""
+        started = time.monotonic()
+        stale = 3 * renewal + 1  # a lease not renewed for three restore intervals: its consumer is gone
+        left = self.channel.qos.restore_predecessors(stale, timeout=stale + 2)
+        waited = time.monotonic() - started
+        if left:
+            log.warning(
+                "%s: %d deliveries of %s are still held by another live consumer: with two consumers the "
+                "events of one key can be applied out of order (docs/ordering.md)",
+                plan.service,
+                left,
+                plan.queue.name,
+            )
+        elif waited > 1:
+            log.info("%s: waited %.1fs for a dead consumer's deliveries to come back first", plan.service, waited)
+
     def stop(self, c: WorkerConsumer) -> None:
         if self.consumer is not None:
             ignore_errors(c, self.consumer.cancel)
@@ -209,6 +243,8 @@ class EventIntake(bootsteps.StartStopStep):
             self.batcher.clear()  # held messages are not acked: the broker hands them out again
         if getattr(self, "unknown", None) is not None:
             self.unknown.clear()
+        if self.gate is not None:
+            self.gate.clear()  # the messages it holds are not acked: the broker hands them out again, in order
 
     def shutdown(self, c: WorkerConsumer) -> None:
         self.stop(c)
@@ -257,6 +293,7 @@ def _checked(
     handler: Callable[[Message], None],
     batcher: Batcher | None = None,
     unknown: UnknownTypes | None = None,
+    gate: KeyGate | None = None,
 ) -> Callable[[Message], None]:
     """The intake's ``on_message``: refuse, hold, batch, or hand to Celery (see the module docstring)."""
     service = plan.service
@@ -305,6 +342,10 @@ def _checked(
         assert isinstance(name, str)  # app.tasks had an event task under this name
         if batcher is not None and batcher.wants(name, message):
             return batcher.add(name, message)
+        if gate is not None and name in plan.ordered:
+            key = key_of(body)
+            if key is not None:  # an event without a key has no order to keep
+                return gate.take(key, message)
         return handler(message)
 
     def guarded(message: Message) -> None:

@@ -21,6 +21,7 @@ from kombu.utils.encoding import safe_repr
 
 from ..brokers.message import LOST_HEADER, TIMEOUTS_HEADER
 from ..brokers.rabbitmq import delays
+from .ordering import RetryInPlace, gate_of
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -110,6 +111,12 @@ class EventRequest(Request):
             exc = exc.exc
         if isinstance(exc, (SystemExit, KeyboardInterrupt)) and not (self._already_cancelled or self._already_revoked):
             exc = WorkerLostError(f"the pool process exited ({exc!r})")  # as Celery reads it
+        gate = gate_of(self._message)
+        if isinstance(exc, RetryInPlace) and gate is not None:  # an ordered delivery: its key stays held
+            task_ready(self)
+            gate.again(self._message, exc.countdown, "retries")
+            self.send_event("task-retried", exception=safe_repr(exc.reason), traceback="")  # type: ignore[attr-defined]  # celery's stubs lack Reject.reason
+            return None
         if isinstance(exc, (TimeLimitExceeded, WorkerLostError)):
             task_ready(self)
             self.send_back(TIMEOUTS_HEADER if isinstance(exc, TimeLimitExceeded) else LOST_HEADER, exc)
@@ -129,6 +136,10 @@ class EventRequest(Request):
         self._event_tasks_sent_back = True
         message = self._message
         task = cast("SendsBack", self.task)  # cast: EventRequest is the Request of event tasks only
+        gate = gate_of(message)
+        if gate is not None and gate.again(message, 0, header):  # ordered: runs again where it is
+            log.error("%s: %s lost its pool process (%r); it runs again, its key held", task.service, self.id, exc)
+            return
         if getattr(message, "parts", None) is not None:
             # a batch of deliveries: all of them go back and come again one by one
             log.error(

@@ -116,7 +116,11 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
             if sentinel:  # kombu's switch to the next sentinel URL keeps this transport
                 redis_sentinel.use_for_sentinel_urls()
             redis_transport.Transport.events_restore_interval = float(conf.restore_interval)
-            redis = RedisIntake(visibility_timeout=visibility, mutex_expire=max(10, 3 * conf.restore_interval))
+            redis = RedisIntake(
+                visibility_timeout=visibility,
+                mutex_expire=max(10, 3 * conf.restore_interval),
+                restore_interval=float(conf.restore_interval),
+            )
         else:
             log.warning(
                 "broker_transport is %r (set by the host): %s is consumed with that transport's own "
@@ -157,6 +161,7 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
         redis=redis,
         batching={t: (h.batch or 1, h.batch_wait) for t, h in batched.items()},
         senders=SenderCheck.of(service, conf) if kind == "amqp" else None,
+        ordered=handlers.ordered,
     )
     set_plan(app, plan)
     app.steps["consumer"].add(EventIntake)  # a set: a second prepare_worker adds nothing

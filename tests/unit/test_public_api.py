@@ -47,6 +47,7 @@ def test_consumer_options_are_keyword_only():
         "time_limit",
         "batch",
         "batch_wait",
+        "ordered",
     ]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in params.items() if n != "event_type_or_pattern")
 

@@ -125,6 +125,32 @@ class QoS(kombu_redis.QoS):
             return
         self.channel.sweep_inflight()
 
+    def restore_predecessors(self, stale: float, timeout: float, poll: float = 0.5) -> int:
+        """Before an ordered service consumes: put back the deliveries another consumer of the queue
+        held and no longer renews (a worker that died, or this worker's channel before a reconnect;
+        a live one renews every restore interval), all at once, newest first, so the oldest is next
+        in the queue and the later events of their keys are behind them (``consume.ordering``).
+
+        Waits up to ``timeout`` seconds until even the newest lease is ``stale`` seconds old (put
+        back in rounds as each went stale, a later round would land ahead of an earlier one).
+        Returns how many are held by a consumer that still renews them: a second live consumer
+        (docs/ordering.md); they are left to it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.channel.conn_or_acquire() as client:
+                ours = set(self._delivered or ())
+                ranked: list[tuple[bytes, float]] = client.zrange(self.unacked_index_key, 0, -1, withscores=True)  # type: ignore[assignment]  # redis-py's stubs: any reply; withscores gives (member, score) pairs
+                leases = [(tag.decode(), score) for tag, score in ranked if tag.decode() not in ours]
+                if not leases:
+                    return 0
+                if max(score for _, score in leases) < time.time() - stale:
+                    for tag, _ in reversed(leases):  # newest first: the oldest ends next in the queue
+                        self.restore_by_tag(tag, client)
+                    return 0
+            if time.monotonic() > deadline:
+                return len(leases)
+            time.sleep(poll)
+
     def renew_leases(self) -> None:
         """Mark every message this worker holds (running, reserved, waiting for its ETA) as fresh.
 
@@ -132,12 +158,17 @@ class QoS(kombu_redis.QoS):
         visibility timeout; a live worker renews its own, so a long handler is never given to a
         second consumer while it runs. A dead worker stops renewing and its messages come back.
         """
-        tags = list(self._delivered or ())
+        tags = list(self._delivered or ())  # in the order taken
         if not tags:
             return
-        now = time.time()
+        # 10 µs apart in the order taken: after a crash the restore gives them back in that order
+        # (ordered types, consume.ordering), not in the order of their tags
+        first = time.time() - LEASE_STEP * len(tags)
         with self.channel.conn_or_acquire() as client:
-            client.zadd(self.unacked_index_key, dict.fromkeys(tags, now), xx=True)
+            client.zadd(self.unacked_index_key, {tag: first + LEASE_STEP * i for i, tag in enumerate(tags)}, xx=True)
+
+
+LEASE_STEP = 0.00001  # seconds between the lease scores of two held deliveries (take.lua's step too)
 
 
 def on_loop_thread(hub: object) -> bool:
