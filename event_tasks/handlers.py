@@ -293,6 +293,12 @@ def service_handlers(service: str, schemas_package: str | None = None) -> Servic
     return build(service, discovered().get(service, ()), schemas_package)
 
 
+def orders_keys(service: str) -> bool:
+    """Whether ``service`` has an ordered handler, as far as this process sees its handlers (its
+    queue then has one active consumer at a time on RabbitMQ; ``consume.ordering``)."""
+    return bool(service_handlers(service).ordered) if service in discovered() else False
+
+
 def reset() -> None:
     """Forget discovered handlers (tests that change installed apps or settings call this)."""
     discovered.cache_clear()

@@ -11,7 +11,20 @@ The shared machinery (private brokers, workers, row recording) is ``bench.common
 
 from __future__ import annotations
 
-from . import archive, cluster, consume, latency, network, openedx, outbox, publish, rabbitmq, signing, unmeasured
+from . import (
+    archive,
+    cluster,
+    consume,
+    latency,
+    network,
+    openedx,
+    ordering,
+    outbox,
+    publish,
+    rabbitmq,
+    signing,
+    unmeasured,
+)
 
 ALL = (
     publish,
@@ -24,5 +37,6 @@ ALL = (
     openedx,
     signing,
     archive,
+    ordering,
     unmeasured,
 )  # the order of RESULTS.md

@@ -54,7 +54,12 @@ def service_retry_exchange(service: str) -> Exchange:
 
 
 def service_queue(
-    service: str, patterns: Iterable[str], queue_type: str | None = None, *, retry_exchange: bool = False
+    service: str,
+    patterns: Iterable[str],
+    queue_type: str | None = None,
+    *,
+    retry_exchange: bool = False,
+    single_active: bool = False,
 ) -> Queue:
     """The durable queue of ``service`` bound to ``events`` by each pattern.
 
@@ -66,6 +71,8 @@ def service_queue(
     also bound on the service's own direct exchange ``events.<service>.retry`` (routing key: the
     queue's name), which its retries (classic queues) and sent-back copies (both types) go through
     instead of the default exchange, so its broker user needs no write on ``amq.default`` (0017).
+    ``single_active`` (RabbitMQ; a service with ordered handlers): ``x-single-active-consumer``, so
+    one worker at a time consumes it and the others stand by (``consume.ordering``, decision 0020).
     """
     conf = settings()
     name = conf.queue_name(service)
@@ -80,8 +87,13 @@ def service_queue(
         routing_key=name,
         durable=True,
         bindings=[binding(exchange, routing_key=p) for p in sorted(set(patterns))] + extra,
-        queue_arguments=quorum_arguments(conf, service) if quorum else None,
+        queue_arguments={**(quorum_arguments(conf, service) if quorum else {}), **SINGLE_ACTIVE}
+        if single_active
+        else (quorum_arguments(conf, service) if quorum else None),
     )
+
+
+SINGLE_ACTIVE = {"x-single-active-consumer": True}
 
 
 class ServiceQueue(Queue):

@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -48,11 +47,12 @@ from kombu.exceptions import ContentDisallowed
 from kombu.message import Message
 from vine import ppartial
 
+from ..brokers.redis.lease import QueueLease
 from ..brokers.topology import declare_quorum_paths, is_quorum, is_redis
 from .batching import Batcher
 from .delayed_setup import off_the_loop
 from .dispatch import EventTask
-from .ordering import HOLD_ROOM, KeyGate, key_of
+from .ordering import HOLD_ROOM, KeyGate, after_predecessors, key_of, take_lease
 from .refusals import FRAMING_BYTES, header_problem, refuse, refuse_item
 from .senders import SenderCheck
 from .unknown_types import UnknownTypes
@@ -121,6 +121,7 @@ class EventIntake(bootsteps.StartStopStep):
         self.parked: Consumer | None = None
         self.channel: Any = None  # Any: kombu's channel; on Redis the transport's own (serve_events)
         self.gate: KeyGate | None = None
+        self.lease: QueueLease | None = None
         super().__init__(c, **kwargs)
 
     def include_if(self, c: WorkerConsumer) -> bool:
@@ -145,7 +146,11 @@ class EventIntake(bootsteps.StartStopStep):
                 mutex_expire=redis.mutex_expire,
             )
             if plan.ordered:
-                self._after_predecessors(plan, redis.restore_interval)
+                # one consumer at a time; a dead one's deliveries come back first (ordering)
+                self.channel.lease = self.lease = take_lease(
+                    self.channel, plan.service, queue.name, c.hostname, redis.restore_interval
+                )
+                after_predecessors(self.channel, plan.service, queue.name, redis.restore_interval)
         handler = _task_handler(c)
         self.batcher = Batcher(c.timer, plan.service, handler, plan.batching)
         extra = plan.prefetch_extra  # room for a batch being filled
@@ -217,23 +222,6 @@ class EventIntake(bootsteps.StartStopStep):
         c.event_intake = self
         log.info("%s consumes %s on its own channel", plan.service, queue.name)
 
-    def _after_predecessors(self, plan: IntakePlan, renewal: float) -> None:
-        """Redis, ordered types: a dead consumer's deliveries come back before this one takes any."""
-        started = time.monotonic()
-        stale = 3 * renewal + 1  # a lease not renewed for three restore intervals: its consumer is gone
-        left = self.channel.qos.restore_predecessors(stale, timeout=stale + 2)
-        waited = time.monotonic() - started
-        if left:
-            log.warning(
-                "%s: %d deliveries of %s are still held by another live consumer: with two consumers the "
-                "events of one key can be applied out of order (docs/ordering.md)",
-                plan.service,
-                left,
-                plan.queue.name,
-            )
-        elif waited > 1:
-            log.info("%s: waited %.1fs for a dead consumer's deliveries to come back first", plan.service, waited)
-
     def stop(self, c: WorkerConsumer) -> None:
         if self.consumer is not None:
             ignore_errors(c, self.consumer.cancel)
@@ -245,6 +233,9 @@ class EventIntake(bootsteps.StartStopStep):
             self.unknown.clear()
         if self.gate is not None:
             self.gate.clear()  # the messages it holds are not acked: the broker hands them out again, in order
+        if self.lease is not None:
+            ignore_errors(c, self.lease.release)  # a standing-by worker takes over at once
+            self.lease = None
 
     def shutdown(self, c: WorkerConsumer) -> None:
         self.stop(c)

@@ -29,11 +29,15 @@ service's queue has one consumer at a time (docs/ordering.md).
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import Reject
+
+from ..brokers.redis.lease import QueueLease
 
 if TYPE_CHECKING:
     from kombu.asynchronous.timer import Timer
@@ -185,3 +189,40 @@ class KeyGate:
         except Exception:  # the handler refused it (Celery logs its own); the key must not stay held
             log.exception("%s: handing a held event of key %r to the pool failed", self.service, key)
             self._settled(key, generation)
+
+
+def take_lease(
+    channel: Any,  # Any: the transport's Redis channel (brokers.redis.transport), untyped in kombu's stubs
+    service: str,
+    queue: str,
+    hostname: str,
+    renewal: float,
+) -> QueueLease:
+    """Redis: one consumer of an ordered service's queue at a time; another worker stands by here."""
+    lease = QueueLease(channel.conn_or_acquire, queue, f"{hostname}:{os.getpid()}", 3 * renewal + 1)
+    stood = lease.wait(
+        on_wait=lambda other: log.warning(
+            "%s: %s consumes %s (ordered types: one consumer at a time); this worker stands by", service, other, queue
+        )
+    )
+    if stood > 1:
+        log.warning("%s: took over %s after standing by %.1fs", service, queue, stood)
+    return lease
+
+
+def after_predecessors(channel: Any, service: str, queue: str, renewal: float) -> None:  # Any: the Redis channel
+    """Redis: the deliveries a dead consumer held come back, in the order taken, before this one takes any."""
+    started = time.monotonic()
+    stale = 3 * renewal + 1  # a lease not renewed for three restore intervals: its consumer is gone
+    left = channel.qos.restore_predecessors(stale, timeout=stale + 2)
+    waited = time.monotonic() - started
+    if left:
+        log.warning(
+            "%s: %d deliveries of %s are still held by another live consumer: with two consumers the "
+            "events of one key can be applied out of order (docs/ordering.md)",
+            service,
+            left,
+            queue,
+        )
+    elif waited > 1:
+        log.info("%s: waited %.1fs for a dead consumer's deliveries to come back first", service, waited)

@@ -81,7 +81,11 @@ def prepare_worker(app: Celery, conf: Settings | None = None) -> IntakePlan:
         )
     kind = broker_kind(app.conf.broker_url or "")
     queue = service_queue(
-        service, handlers.patterns, queue_type_for(app.conf.broker_url or ""), retry_exchange=kind == "amqp"
+        service,
+        handlers.patterns,
+        queue_type_for(app.conf.broker_url or ""),
+        retry_exchange=kind == "amqp",
+        single_active=bool(handlers.ordered),
     )
     put_queue(app, queue)
     options = dict(app.conf.broker_transport_options or {})

@@ -35,6 +35,7 @@ from ..brokers.topology import (
     service_queue,
 )
 from ..errors import QueueTypeMismatch
+from ..handlers import orders_keys
 
 if TYPE_CHECKING:
     from amqp import Connection as AMQPConnection
@@ -156,7 +157,7 @@ def _declare_refused(connection: Connection, name: str, declaration: dict[str, o
 
 def wanted_queues(service: str, queue_type: str) -> list[Queue]:
     """What ``service`` declares on RabbitMQ for ``queue_type``: its queue, and its parked queue when quorum."""
-    queue = service_queue(service, (), queue_type)
+    queue = service_queue(service, (), queue_type, single_active=orders_keys(service))
     return [queue, parked_queue(service)] if is_quorum(queue) else [queue]
 
 

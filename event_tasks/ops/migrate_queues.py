@@ -33,6 +33,7 @@ from ..brokers.rabbitmq.delays import delivery_binding
 from ..brokers.topology import declare, parked_queue, passive_declare, service_queue
 from ..conf import settings
 from ..errors import ManagementAPIUnavailable, QueueMigrationRefused
+from ..handlers import orders_keys
 from .live_queues import live_queue, on_rabbitmq
 
 TEMPORARY_SUFFIX = ".migrating"
@@ -100,7 +101,7 @@ class Migration:
         self.name = conf.queue_name(service)
         self.temporary = temporary_queue_name(service)
         self.exchange = conf.exchange
-        self.queue = service_queue(service, self.subscriptions, target)
+        self.queue = service_queue(service, self.subscriptions, target, single_active=orders_keys(service))
         self.amqp: AMQPConnection = connection.connection  # kombu's stubs: Any; py-amqp's on RabbitMQ
         self.channel = self.amqp.channel()  # declares, binds, unbinds (a move opens channels of its own)
         self.delayed = self._exchange_exists(CELERY_DELAYED_DELIVERY_EXCHANGE)

@@ -136,3 +136,29 @@ def test_ordered_options_are_checked():
         consumer("org.openedx.learning.probe.created.v1", ordered=True, batch=10)
     with pytest.raises(ConfigurationError, match="True or False"):
         consumer("org.openedx.learning.probe.created.v1", ordered="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.redis
+def test_the_queue_lease_is_one_holders_at_a_time(fresh_redis_url):
+    import contextlib
+
+    import redis
+
+    from event_tasks.brokers.redis.lease import QueueLease, lease_key
+
+    client = redis.Redis.from_url(fresh_redis_url)
+
+    def acquire():
+        return contextlib.nullcontext(client)
+
+    first = QueueLease(acquire, "events.o1", "w1:1", ttl=5)
+    second = QueueLease(acquire, "events.o1", "w2:2", ttl=5)
+    assert first.take() is None
+    assert first.take() is None  # renewed
+    assert second.take() == "w1:1"
+    assert 0 < client.pttl(lease_key("events.o1")) <= 5000
+    second.release()  # not its lease: nothing happens
+    assert second.take() == "w1:1"
+    first.release()
+    assert second.wait(poll=0.01) < 1
+    assert first.take() == "w2:2"

@@ -120,6 +120,14 @@ class QoS(kombu_redis.QoS):
             return
         self.flush_acks()  # a held ack is never restored as if its delivery had not run
         self.renew_leases()
+        lease = getattr(self.channel, "lease", None)  # an ordered service's queue lease (brokers.redis.lease)
+        if lease is not None and (other := lease.take()) is not None:
+            log.error(
+                "%s: the queue's lease went to %s (this worker did not renew it in time): two consumers, "
+                "the events of one key may be applied out of order",
+                self.channel.events_queue,
+                other,
+            )
         super().restore_visible(start, num, interval)  # type: ignore[arg-type]  # as above
         if (self._vrestore_count - 1) % (interval or 1):  # type: ignore[attr-defined]  # kombu's count of restores, not in its stubs
             return

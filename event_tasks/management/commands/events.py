@@ -114,7 +114,10 @@ class Command(BaseCommand):
                 f"a '{settings().handlers_module}' module of an installed app"
             )
         queue_type = queue_type_for(the_app().conf.broker_url or "")
-        queues = [service_queue(s, service_handlers(s).patterns, queue_type) for s in services]
+        queues = [
+            service_queue(s, service_handlers(s).patterns, queue_type, single_active=bool(service_handlers(s).ordered))
+            for s in services
+        ]
         with the_app().connection_for_write() as conn:
             conn.ensure_connection(max_retries=3)
             refuse_mismatched(conn, queues)  # RabbitMQ: a queue of another type is one line, not a 406
