@@ -16,14 +16,15 @@ from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any
 
+from kombu.transport.redis import Channel
+
 log = logging.getLogger(__name__)
 
 LEASE = resources.files(__package__).joinpath("lease.lua").read_text()
-SEP = "\x06\x16"  # kombu's separator (priority lists, the fabric's in-flight lists)
 
 
 def lease_key(queue: str) -> str:
-    return f"{queue}{SEP}lease"
+    return f"{queue}{Channel.sep}lease"  # kombu's separator: the service's ACL patterns cover it
 
 
 class QueueLease:
